@@ -1,0 +1,1 @@
+"""artalk_cli: the thin Typer front end over artalk_core."""

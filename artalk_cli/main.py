@@ -1,0 +1,47 @@
+"""The ``artalk`` command: registers the subcommands. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import typer
+
+from artalk_core import __version__
+
+app = typer.Typer(
+    name="artalk",
+    help="Speech-driven 3D head animation (ARTalk) as composable steps: "
+         "tts -> encode-audio -> generate -> smooth -> render -> mux.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"artalk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """artalk: speech -> FLAME motion -> mesh video."""
+
+
+def _register() -> None:
+    from artalk_cli.commands import ALL
+
+    for module in ALL:
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Fixed numbers of ARTalk and of the file formats. Everything else imports them from here."""
+
+from __future__ import annotations
+
+# Audio
+SAMPLE_RATE: int = 16000
+"""Speech sample rate the model was trained on (Hz)."""
+
+# Motion
+FPS: int = 25
+"""Motion and video frame rate (frames per second)."""
+SAMPLES_PER_FRAME: int = SAMPLE_RATE // FPS  # 640
+MOTION_DIM: int = 106
+"""Channels of one motion frame."""
+EXP_DIM: int = 100
+SHAPE_DIM: int = 300
+EXP_SLICE = slice(0, 100)
+"""FLAME expression coefficients."""
+GLOBAL_ROT_SLICE = slice(100, 103)
+"""Global head rotation, axis-angle (radians)."""
+JAW_SLICE = slice(103, 106)
+"""Jaw rotation, axis-angle (radians); 104:106 are zeroed by post-processing."""
+JAW_OPEN_CHANNEL: int = 103
+JAW_YZ_SLICE = slice(104, 106)
+CHANNEL_LAYOUT: str = "expression[0:100],global_rotation[100:103],jaw_rotation[103:106]"
+
+# Model chunking
+CHUNK_FRAMES: int = 100
+"""Frames generated per autoregressive chunk (4 s)."""
+CHUNK_SAMPLES: int = CHUNK_FRAMES * SAMPLES_PER_FRAME  # 64000
+CHUNK_AUDIO_TOKENS: int = 199
+"""wav2vec2 frames for one 64,000-sample chunk."""
+STYLE_FRAMES: int = 50
+"""Frames of a style clip (2 s)."""
+DEFAULT_PATCH_NUMS: tuple[int, ...] = (1, 5, 25, 50, 100)
+
+# Post-processing (the reference engine's Savitzky-Golay filter)
+SAVGOL_WINDOW: int = 5
+SAVGOL_ORDER: int = 2
+SAVGOL_POSE_WINDOW: int = 9
+SAVGOL_POSE_ORDER: int = 3
+DEFAULT_CLIP_LENGTH: int = 750
+"""Reference default maximum number of frames (30 s)."""
+
+# Rendering (the reference mesh video)
+IMAGE_SIZE: int = 512
+MESH_COLOR: tuple[int, int, int] = (142, 179, 247)
+BACKGROUND_COLOR: tuple[int, int, int] = (255, 255, 255)
+FOCAL_NDC: float = 12.0
+CAMERA_DISTANCE: float = 2.0
+LIGHT_POSITION: tuple[float, float, float] = (0.0, 1.0, 3.0)
+AMBIENT: float = 0.5
+DIFFUSE: float = 0.3
+SPECULAR: float = 0.2
+MATERIAL_SPECULAR: float = 0.6
+SHININESS: float = 10.0
+VIDEO_CRF: int = 18
+
+# File names of the reference tool's asset folder
+CHECKPOINT_NAME: str = "ARTalk_wav2vec.pt"
+CONFIG_NAME: str = "config.json"
+STYLE_DIR: str = "style_motion"
+FLAME_NAME: str = "FLAME_with_eye.pt"
+ASSETS_ENV: str = "ARTALK_ASSETS"

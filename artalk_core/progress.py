@@ -1,0 +1,16 @@
+"""The progress-callback protocol core functions accept (the CLI draws it as a rich bar)."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called as work advances; ``total`` may stay constant per stage."""
+
+OptionalProgress = Optional[ProgressFn]
+
+
+def report(progress: OptionalProgress, stage: str, done: int, total: int) -> None:
+    """Call ``progress`` if one was given."""
+    if progress is not None:
+        progress(stage, done, total)
