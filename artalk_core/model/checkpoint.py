@@ -1,0 +1,124 @@
+"""Reading checkpoints and building / loading the ARTalk model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from artalk_core.errors import CheckpointError, ConfigError
+from artalk_core.fileio import PathLike
+from artalk_core.model.artalk import ARTalkModel
+from artalk_core.model.config import ModelConfig
+from artalk_core.model.wav2vec import convert_weight_norm_keys
+
+_WRAPPER_KEYS = ("model", "state_dict")
+_SHOW = 5
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+
+
+def load_state_dict(path: PathLike) -> dict[str, Tensor]:
+    """Tensors of a ``.pt`` (torch.save, weights only) or ``.safetensors`` checkpoint, on CPU.
+
+    A ``.pt`` dict that wraps the state dict under ``model`` or ``state_dict`` is unwrapped.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    with p.open("rb") as fh:
+        head = fh.read(16)
+    is_safetensors = p.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{")
+    obj: Any
+    if is_safetensors:
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(p), device="cpu")
+        except Exception as exc:  # safetensors raises several private error types
+            raise CheckpointError(f"cannot read safetensors checkpoint '{p}': {exc}") from exc
+    else:
+        try:
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle / zip errors of any kind mean "not a torch checkpoint"
+            raise CheckpointError(f"cannot read checkpoint '{p}' (not a torch .pt or .safetensors file?): "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        if isinstance(obj, dict) and not _is_state_dict(obj):
+            for key in _WRAPPER_KEYS:
+                if _is_state_dict(obj.get(key)):
+                    obj = obj[key]
+                    break
+    if not _is_state_dict(obj):
+        raise CheckpointError(f"'{p}' does not hold a model state dict (a mapping of names to tensors)")
+    return dict(obj)
+
+
+def build_model(config: ModelConfig, device: Union[str, torch.device] = "cpu") -> ARTalkModel:
+    """A randomly initialised model (eval mode). ``device="meta"`` allocates nothing."""
+    try:
+        with torch.device(device):
+            model = ARTalkModel(config)
+    except (ValueError, TypeError) as exc:  # transformers rejects an inconsistent wav2vec2 config
+        raise ConfigError(f"model config cannot build the model: {exc}") from exc
+    return model.eval()
+
+
+def _shape(t: Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def _list(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOW])
+    return shown + (f", ... (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+
+
+def check_state_dict(state_dict: dict[str, Tensor], expected: dict[str, Tensor], source: str = "checkpoint") -> None:
+    """CheckpointError naming missing / unexpected / wrong-shape keys when ``state_dict`` does not fit."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_list(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_list(unexpected)}")
+    if wrong:
+        parts.append(f"{len(wrong)} wrong-shape key(s): " + _list(
+            [f"{k} {_shape(state_dict[k])} (model wants {_shape(expected[k])})" for k in wrong]))
+    raise CheckpointError(f"{source} does not match the model config: " + "; ".join(parts)
+                          + " (wrong --model-config for this checkpoint?)")
+
+
+def load_model(checkpoint: Union[PathLike, dict[str, Tensor]], config: ModelConfig,
+               device: Union[str, torch.device] = "cpu", *, dtype: torch.dtype = torch.float32) -> ARTalkModel:
+    """The model with every weight from ``checkpoint`` (a path or a state dict), in eval mode.
+
+    Strict: any missing, unexpected or mis-shaped key raises CheckpointError. Floating-point
+    tensors are cast to ``dtype``; both weight-norm key forms of the wav2vec2 positional conv load.
+    """
+    if isinstance(checkpoint, dict):
+        state, source = checkpoint, "state dict"
+    else:
+        state, source = load_state_dict(checkpoint), f"checkpoint '{checkpoint}'"
+    model = build_model(config, device="meta")
+    expected = model.state_dict()
+    state = convert_weight_norm_keys(state, set(expected))
+    check_state_dict(state, expected, source)
+    cast = {}
+    for key, val in state.items():
+        want = expected[key].dtype
+        target = dtype if want.is_floating_point else want
+        cast[key] = val.to(device=device, dtype=target)
+    # Meta parameters are replaced by the checkpoint tensors: no second copy of 2 GB of weights.
+    model.load_state_dict(cast, strict=True, assign=True)
+    return model.requires_grad_(False).eval()
+
+
+__all__ = ["build_model", "check_state_dict", "load_model", "load_state_dict"]

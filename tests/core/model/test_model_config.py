@@ -1,0 +1,72 @@
+"""ModelConfig parsing, validation and round trip."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from artalk_core.errors import ConfigError
+from artalk_core.model.config import ModelConfig
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_en"
+
+
+def test_released_values() -> None:
+    cfg = ModelConfig.released()
+    assert (cfg.ar_depth, cfg.ar_heads, cfg.prev_ratio, cfg.embed_dim) == (12, 12, 1, 768)
+    assert (cfg.motion_dim, cfg.code_dim, cfg.vae_depth, cfg.vae_heads, cfg.vae_hidden) == (106, 32, 8, 8, 512)
+    assert cfg.patch_nums == (1, 5, 25, 50, 100)
+    assert cfg.audio_dim == 1024 and cfg.wav2vec2["num_hidden_layers"] == 24
+
+
+def test_fixture_overrides_wav2vec2() -> None:
+    cfg = ModelConfig.from_file(FIXTURE / "model_config.json")
+    assert cfg.embed_dim == 64 and cfg.audio_dim == 64
+    assert cfg.wav2vec2["conv_kernel"] == [10, 3, 3, 3, 3, 2, 2]  # kept from the built-in config
+    assert cfg.wav2vec2["num_conv_pos_embeddings"] == 16
+
+
+@pytest.mark.parametrize("make", [ModelConfig.released,
+                                  lambda: ModelConfig.from_file(FIXTURE / "model_config.json")])
+def test_round_trip(make) -> None:
+    cfg = make()
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def _released_dict() -> dict:
+    return copy.deepcopy(ModelConfig.released().to_dict())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("VAE_CONFIG"), "VAE_CONFIG"),
+    (lambda d: d["AR_CONFIG"].pop("T_DEPTH"), "AR_CONFIG.T_DEPTH"),
+    (lambda d: d["AR_CONFIG"].update(T_NUM_HEADS="12"), "AR_CONFIG.T_NUM_HEADS"),
+    (lambda d: d["AR_CONFIG"].update(EMBED_DIM=100), "divisible"),
+    (lambda d: d["AR_CONFIG"].update(AUDIO_ENCODER="mimi"), "AUDIO_ENCODER"),
+    (lambda d: d["VAE_CONFIG"].update(MOTION_DIM=56), "MOTION_DIM"),
+    (lambda d: d["VAE_CONFIG"].update(V_PATCH_NUMS=[1, 5, 50]), "V_PATCH_NUMS"),
+    (lambda d: d["VAE_CONFIG"].update(V_PATCH_NUMS="1,5"), "V_PATCH_NUMS"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"hidden_size": 0}), "hidden_size"),
+    (lambda d: d.update(WAV2VEC2_CONFIG=[1]), "WAV2VEC2_CONFIG"),
+])
+def test_invalid_fields(edit, message: str) -> None:
+    d = _released_dict()
+    edit(d)
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict(d)
+
+
+def test_from_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        ModelConfig.from_file(tmp_path / "absent.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        ModelConfig.from_file(bad)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="JSON object"):
+        ModelConfig.from_file(wrong)
