@@ -1,0 +1,169 @@
+"""The ``energy`` engine: motion from the loudness of the audio, with no model weights.
+
+It exists so every command (preview, render, export) works before the 2 GB checkpoint is
+downloaded, and so a preview can be understood at a glance. It is deterministic: the same audio,
+``n_frames`` and ``seed`` always give the same motion.
+
+How one motion frame t (40 ms, samples [640 t, 640 t + 640)) is made:
+
+1. **Loudness.** The frame's RMS level in dBFS. If the clip's speech level (90th percentile of
+   the non-silent frames) is below -20 dBFS, the whole clip is raised towards -20 dBFS by at most
+   +18 dB, so quiet recordings still move the mouth while a louder clip never opens it less.
+2. **Gate.** Frames below -55 dBFS (before that gain), or more than 35 dB below the clip's speech
+   level, count as silence: the mouth stays closed in pauses and in background noise.
+3. **Opening.** The gated level maps linearly from -45 dBFS (closed) to -10 dBFS (fully open),
+   clipped to [0, 1], then raised to the power 1.6 so quiet syllables open the mouth only a little
+   and loud vowels stand out.
+   A one-frame look-ahead (weight 0.3) opens the mouth just before a syllable, as people do.
+4. **Smoothing.** An attack/release follower: the opening rises with a 20 ms time constant and
+   falls with 50 ms, which looks like syllables rather than a flicker.
+5. **Jaw** (channel 103, radians, positive opens): ``0.30 * opening``, i.e. 0 to about 17 degrees.
+6. **Expression** (channels 0..9, FLAME coefficients, all |x| < 1.5): channel 0 follows the
+   opening (``1.2 * opening``); channel 1 pulls the other way a little (``-0.4 * opening``);
+   channel 2 follows the frame's brightness (share of energy above 2 kHz, high for "s"/"ee",
+   low for "oo"; ``1.5 * (brightness - 0.3) * opening``); channels 3..9 are slow seeded wobbles
+   (at most 0.1) that grow while speaking. Channels 10..99 stay 0.
+7. **Head** (channels 100:103, axis-angle radians): per axis a weighted sum of three slow
+   sinusoids (0.08 to 0.45 Hz, seeded frequencies and phases) with peak 3 degrees for pitch and
+   yaw and 1.5 degrees for roll, scaled by 0.6 in silence up to 1.2 while speaking (speech
+   activity smoothed over about one second), plus a small nod (at most 1.5 degrees of pitch)
+   that follows the syllables.
+8. Channels 104:106 (jaw side motion) stay 0, as the reference post-processing leaves them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from artalk_core.constants import (
+    FPS,
+    GLOBAL_ROT_SLICE,
+    JAW_OPEN_CHANNEL,
+    MOTION_DIM,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+)
+from artalk_core.errors import InputError
+from artalk_core.timing import num_frames
+
+ENGINE_NAME = "energy"
+
+# Loudness -> opening (dBFS)
+NOISE_FLOOR_DB = -55.0
+RELATIVE_GATE_DB = 35.0
+OPEN_LOW_DB = -45.0
+OPEN_HIGH_DB = -10.0
+TARGET_SPEECH_DB = -20.0
+MAX_GAIN_DB = 18.0
+OPEN_CURVE = 1.6
+ATTACK_S = 0.020
+RELEASE_S = 0.050
+MAX_JAW_RAD = 0.30
+LOOKAHEAD_WEIGHT = 0.3
+
+# Head sway
+HEAD_AMPLITUDE_RAD = (math.radians(3.0), math.radians(3.0), math.radians(1.5))
+HEAD_FREQS_HZ = (0.08, 0.45)
+NOD_RAD = math.radians(1.5)
+
+
+def _frame_levels(x: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame RMS level (dBFS) and brightness (share of energy above 2 kHz), each [T]."""
+    frames = x.reshape(n_frames, SAMPLES_PER_FRAME).astype(np.float64)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    db = 20.0 * np.log10(np.maximum(rms, 1e-10))
+    spec = np.abs(np.fft.rfft(frames * np.hanning(SAMPLES_PER_FRAME), axis=1)) ** 2
+    freqs = np.fft.rfftfreq(SAMPLES_PER_FRAME, 1.0 / SAMPLE_RATE)
+    total = spec[:, freqs >= 80.0].sum(axis=1)
+    high = spec[:, freqs >= 2000.0].sum(axis=1)
+    bright = np.where(total > 1e-12, high / np.maximum(total, 1e-12), 0.0)
+    return db, bright
+
+
+def _opening(db: np.ndarray) -> np.ndarray:
+    """Mouth opening in [0, 1] per frame from frame levels in dBFS (steps 1 to 4 of the module doc)."""
+    voiced = db[db > NOISE_FLOOR_DB]
+    speech_db = float(np.percentile(voiced, 90)) if voiced.size else NOISE_FLOOR_DB
+    gain = float(np.clip(TARGET_SPEECH_DB - speech_db, 0.0, MAX_GAIN_DB))
+    gate = max(NOISE_FLOOR_DB, speech_db - RELATIVE_GATE_DB)
+    level = np.clip((db + gain - OPEN_LOW_DB) / (OPEN_HIGH_DB - OPEN_LOW_DB), 0.0, 1.0) ** OPEN_CURVE
+    level = np.where(db > gate, level, 0.0)
+    ahead = np.concatenate([level[1:], [0.0]]) if level.size else level
+    target = np.maximum(level, LOOKAHEAD_WEIGHT * ahead)
+    a_up = 1.0 - math.exp(-1.0 / (FPS * ATTACK_S))
+    a_down = 1.0 - math.exp(-1.0 / (FPS * RELEASE_S))
+    out = np.empty_like(target)
+    y = 0.0
+    for t, v in enumerate(target):
+        y += (a_up if v > y else a_down) * (v - y)
+        out[t] = y
+    # The release decays forever; snap the tail to exactly closed.
+    out[out < 1e-3] = 0.0
+    return out
+
+
+def _smooth(x: np.ndarray, seconds: float) -> np.ndarray:
+    """Centred Gaussian smoothing over about ``seconds`` (edge values repeated)."""
+    if x.size == 0:
+        return x
+    sigma = seconds * FPS / 2.0
+    half = int(math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    k /= k.sum()
+    return np.convolve(np.pad(x, half, mode="edge"), k, mode="valid")
+
+
+def energy_motion(audio: np.ndarray, *, n_frames: int | None = None, seed: int = 0) -> np.ndarray:
+    """Motion float32 [T, 106] from 16 kHz mono audio float32 [S], without model weights.
+
+    ``T`` defaults to ``timing.num_frames(S)``; a larger ``n_frames`` pads the audio with silence,
+    a smaller one ignores the rest. ``seed`` only changes the head sway and the small expression
+    wobbles. See the module docstring for the exact mapping. Raises :class:`InputError` for
+    non-1-D or non-finite audio or a negative ``n_frames``.
+    """
+    x = np.asarray(audio)
+    if x.ndim != 1:
+        raise InputError(f"energy engine wants mono audio [S], got shape {tuple(x.shape)}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise InputError("energy engine: the audio contains NaN or infinite samples")
+    T = num_frames(len(x)) if n_frames is None else int(n_frames)
+    if T < 0:
+        raise InputError(f"n_frames must be >= 0, got {n_frames}")
+    motion = np.zeros((T, MOTION_DIM), np.float32)
+    if T == 0:
+        return motion
+    need = T * SAMPLES_PER_FRAME
+    x = np.pad(x[:need], (0, max(0, need - len(x))))
+
+    db, bright = _frame_levels(x, T)
+    opening = _opening(db)
+    activity = np.clip(_smooth(opening, 1.0) * 2.5, 0.0, 1.0)
+    t = np.arange(T) / FPS
+    rng = np.random.default_rng(seed)
+
+    motion[:, JAW_OPEN_CHANNEL] = MAX_JAW_RAD * opening
+
+    motion[:, 0] = 1.2 * opening
+    motion[:, 1] = -0.4 * opening
+    motion[:, 2] = 1.5 * (_smooth(bright, 0.08) - 0.3) * opening
+    for ch in range(3, 10):
+        f = rng.uniform(0.1, 0.6, size=2)
+        ph = rng.uniform(0.0, 2 * math.pi, size=2)
+        wobble = 0.5 * (np.sin(2 * math.pi * f[0] * t + ph[0]) + np.sin(2 * math.pi * f[1] * t + ph[1]))
+        motion[:, ch] = 0.10 * wobble * (0.5 + 0.5 * activity)
+
+    scale = 0.6 + 0.6 * activity
+    rot = np.zeros((T, 3))
+    for axis, amp in enumerate(HEAD_AMPLITUDE_RAD):
+        freqs = rng.uniform(*HEAD_FREQS_HZ, size=3)
+        phases = rng.uniform(0.0, 2 * math.pi, size=3)
+        weights = np.array([0.5, 0.3, 0.2])
+        sway = (weights[:, None] * np.sin(2 * math.pi * freqs[:, None] * t[None, :] + phases[:, None])).sum(0)
+        rot[:, axis] = amp * sway * scale
+    rot[:, 0] += NOD_RAD * (_smooth(opening, 0.3) - 0.5 * activity)
+    motion[:, GLOBAL_ROT_SLICE] = rot
+    np.clip(motion[:, 0:10], -1.45, 1.45, out=motion[:, 0:10])
+    return motion
