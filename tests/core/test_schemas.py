@@ -1,0 +1,107 @@
+"""The JSON Schemas describe what the writers write (and reject what they should)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artalk_core.constants import CHANNEL_LAYOUT, CHUNK_AUDIO_TOKENS, MOTION_DIM
+from artalk_core.fileio import provenance
+from artalk_core.formats import load_schema, safetensors_header, schema_path
+from artalk_core.formats.features import write_features
+from artalk_core.formats.motion import write_motion
+from artalk_core.postprocess import postprocess_metadata
+
+jsonschema = pytest.importorskip("jsonschema")
+
+REPO = Path(__file__).parents[2]
+SHA = "0123456789abcdef" * 4
+
+
+def _validator(name: str) -> "jsonschema.Draft202012Validator":
+    schema = load_schema(name)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _meta_of(path: Path) -> dict[str, str]:
+    header = safetensors_header(path)
+    assert header is not None
+    return header["__metadata__"]
+
+
+def test_schema_files_live_in_repo() -> None:
+    assert schema_path("motion") == REPO / "schemas" / "motion.schema.json"
+    assert schema_path("features") == REPO / "schemas" / "features.schema.json"
+    assert (REPO / "schemas" / "README.md").is_file()
+
+
+def test_tensor_annotations_match_constants() -> None:
+    (motion,) = load_schema("motion")["x-artalk-tensors"]
+    assert motion["name"] == "motion" and motion["dtype"] == "float32" and motion["shape"] == ["T", MOTION_DIM]
+    assert load_schema("motion")["properties"]["channel_layout"]["const"] == CHANNEL_LAYOUT
+    (feats,) = load_schema("features")["x-artalk-tensors"]
+    assert feats["name"] == "features" and feats["shape"] == ["chunks", CHUNK_AUDIO_TOKENS, "C"]
+
+
+def test_full_motion_file_validates(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    meta = {"engine": "artalk", "style": "default", "style_sha256": SHA, "style_start": 0,
+            "audio_samples": 16000, "checkpoint_sha256": SHA,
+            **postprocess_metadata(clip_length=750, fix_pose=True),
+            **provenance("artalk generate", options={"seed": 0}, inputs={"audio": SHA})}
+    write_motion(out, np.zeros((25, 106), np.float32), meta)
+    v = _validator("motion")
+    errors = list(v.iter_errors(_meta_of(out)))
+    assert errors == []
+
+
+def test_minimal_motion_file_validates(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    write_motion(out, np.zeros((1, 106), np.float32), {})
+    _validator("motion").validate(_meta_of(out))
+
+
+def test_weight_free_engine_motion_validates(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    write_motion(out, np.zeros((3, 106), np.float32),
+                 {"engine": "energy", "checkpoint_sha256": "", "style": "none", **postprocess_metadata()})
+    _validator("motion").validate(_meta_of(out))
+
+
+@pytest.mark.parametrize("change", [
+    {"fps": "30"}, {"format": "artalk.features"}, {"format_version": "2"}, {"frames": "0"},
+    {"postprocessed": "yes"}, {"audio_sha256": "ABC"}, {"clip_length": "0"}, {"channels": "105"},
+    {"created_at": "yesterday"}, {"extra": 3},
+])
+def test_motion_schema_rejects(tmp_path: Path, change: dict) -> None:
+    out = tmp_path / "m.safetensors"
+    write_motion(out, np.zeros((2, 106), np.float32), provenance("t"))
+    meta = {**_meta_of(out), **change}
+    assert not _validator("motion").is_valid(meta)
+
+
+@pytest.mark.parametrize("drop", ["format", "format_version", "fps", "frames", "channels", "channel_layout"])
+def test_motion_schema_requires(tmp_path: Path, drop: str) -> None:
+    out = tmp_path / "m.safetensors"
+    write_motion(out, np.zeros((2, 106), np.float32), {})
+    meta = _meta_of(out)
+    del meta[drop]
+    assert not _validator("motion").is_valid(meta)
+
+
+def test_features_file_validates(tmp_path: Path) -> None:
+    out = tmp_path / "f.safetensors"
+    write_features(out, np.zeros((2, 199, 8), np.float32),
+                   {"audio_samples": 100000, "checkpoint_sha256": SHA, "audio_sha256": SHA,
+                    "model_config": {"a": 1}, **provenance("artalk encode-audio")})
+    v = _validator("features")
+    meta = _meta_of(out)
+    assert list(v.iter_errors(meta)) == []
+    for change in ({"format": "artalk.motion"}, {"chunks": "0"}, {"checkpoint_sha256": "x"},
+                   {"audio_samples": "-1"}):
+        assert not v.is_valid({**meta, **change})
+    for drop in ("checkpoint_sha256", "audio_samples", "chunks", "feature_dim", "frames"):
+        assert not v.is_valid({k: val for k, val in meta.items() if k != drop})
