@@ -17,7 +17,7 @@ err = Console(stderr=True, highlight=False)
 def say(message: str, *, quiet: bool = False) -> None:
     """A status line on stderr unless quiet."""
     if not quiet:
-        err.print(message)
+        err.print(message, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -52,7 +52,10 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
 
 
 class ProgressBars:
-    """A rich progress display on stderr usable as the core's ``progress(stage, done, total)``."""
+    """A rich progress display on stderr usable as the core's ``progress(stage, done, total)``.
+
+    The display starts on the first report, so a step with nothing to report prints nothing.
+    """
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -60,23 +63,27 @@ class ProgressBars:
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "ProgressBars":
-        if not self.quiet:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
-            self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+            self._progress = None
+
+    def _start(self) -> Any:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self._progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+        self._progress.__enter__()
+        return self._progress
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if self._progress is None:
+        if self.quiet:
             return
+        progress = self._progress or self._start()
         task = self._tasks.get(stage)
         if task is None:
-            task = self._tasks[stage] = self._progress.add_task(stage, total=total)
-        self._progress.update(task, completed=done, total=total)
+            task = self._tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(task, completed=done, total=total)

@@ -20,6 +20,6 @@ ModelConfig = Annotated[Optional[Path], typer.Option(
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 ClipLength = Annotated[Optional[int], typer.Option(
-    "--clip-length", min=1, help="Keep at most this many frames (the reference default is 750).",
+    "--clip-length", min=0, help="Keep at most this many frames; 0 keeps all (default 750 = 30 s, as the reference).",
     show_default=False)]
 FixPose = Annotated[bool, typer.Option("--fix-pose", help="Zero the global head rotation (channels 100:103).")]

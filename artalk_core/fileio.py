@@ -132,3 +132,26 @@ def provenance(tool: str, *, options: Mapping[str, Any] | None = None,
     for role, digest in (inputs or {}).items():
         meta[f"{role}_sha256"] = digest
     return meta
+
+
+def sha256_file_cached(path: PathLike) -> str:
+    """sha256 of a large file (a 2 GB checkpoint), remembered per (path, size, mtime) in the user cache."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    cache_file = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "artalk" / "sha256.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return str(cache[key])
+    digest = sha256_file(p)
+    cache[key] = digest
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(cache_file) as tmp:
+            tmp.write_text(json.dumps(cache))
+    except Exception:  # the cache is an optimisation only
+        pass
+    return digest

@@ -1,0 +1,35 @@
+"""artalk encode-audio: speech -> per-chunk wav2vec2 features (cache them, reuse across styles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from artalk_cli.console import ProgressBars, cli_errors, say
+from artalk_cli.options import Assets, Checkpoint, Debug, Device, ModelConfig, Quiet
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("encode-audio")
+    def encode_audio_cmd(
+        audio: Annotated[str, typer.Argument(help="Speech: any audio or video file FFmpeg reads, or - for stdin.")],
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Features file (.safetensors); - for stdout. Default: <audio stem>.features.safetensors.", show_default=False)] = None,
+        checkpoint: Checkpoint = None,
+        model_config: ModelConfig = None,
+        assets: Assets = None,
+        device: Device = "auto",
+        quiet: Quiet = False,
+        debug: Debug = False,
+    ) -> None:
+        """Run the audio encoder once and save its features, so `generate` can reuse them."""
+        with cli_errors(debug):
+            from artalk_core.pipeline import default_output, encode_audio
+
+            out = output if output is not None else default_output(audio, ".features.safetensors")
+            with ProgressBars(quiet) as bar:
+                feats = encode_audio(audio, output=out, checkpoint=checkpoint, model_config=model_config,
+                                     assets=assets, device=device, progress=bar)
+            shape = "x".join(str(n) for n in feats.data.shape)
+            say(f"wrote {out}: features [{shape}] for {feats.meta['frames']} frames", quiet=quiet or str(out) == "-")

@@ -1,0 +1,48 @@
+"""artalk render: motion (or vertices) -> FLAME mesh video, optionally with the speech muxed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from artalk_cli.console import ProgressBars, cli_errors, say
+from artalk_cli.options import Assets, Debug, Device, Quiet
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("render")
+    def render_cmd(
+        input: Annotated[str, typer.Argument(help="Motion file (ours or a reference *_motions.pt), a vertices .h5, or - for stdin (motion).")],
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Video (.mp4), or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
+        flame: Annotated[Optional[Path], typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
+        shape: Annotated[Optional[Path], typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
+        audio: Annotated[Optional[Path], typer.Option("--audio", "-a", help="Speech to mux in (any audio file).", show_default=False)] = None,
+        verts: Annotated[Optional[Path], typer.Option("--verts", help="Also write the vertices to this .h5 file.", show_default=False)] = None,
+        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Square image size in pixels (even).")] = 512,
+        renderer: Annotated[str, typer.Option("--renderer", help="gl (moderngl, default) or pytorch3d (if installed).")] = "gl",
+        background: Annotated[str, typer.Option("--background", help="Background colour: white, #rrggbb or r,g,b.")] = "white",
+        color: Annotated[str, typer.Option("--color", help="Mesh colour (#rrggbb or r,g,b).")] = "142,179,247",
+        no_standin: Annotated[bool, typer.Option("--no-standin", help="Fail instead of using the stand-in head when no FLAME file is found.")] = False,
+        assets: Assets = None,
+        device: Device = "auto",
+        quiet: Quiet = False,
+        debug: Debug = False,
+    ) -> None:
+        """Render the head as the reference mesh video: 512 px, white background, light-blue Phong mesh."""
+        with cli_errors(debug):
+            from artalk_core.pipeline import default_output
+            from artalk_core.rendering import render
+
+            out = output if output is not None else default_output(input, ".mp4")
+            with ProgressBars(quiet) as bar:
+                res = render(input, output=out, flame=flame, shape=shape, audio=audio, verts=verts, size=size,
+                             renderer=renderer, background=background, color=color, assets=assets,
+                             device=device, allow_standin=not no_standin, progress=bar)
+            extra = " with audio" if res.with_audio else ""
+            if res.head_is_standin:
+                say("[yellow]note:[/] no FLAME_with_eye.pt found: rendered the stand-in head "
+                    "(see README: FLAME needs its licence)", quiet=quiet)
+            say(f"wrote {res.output}: {res.frames} frames{extra}, head {res.head}"
+                + (f"; vertices in {res.vertices}" if res.vertices else ""), quiet=quiet)

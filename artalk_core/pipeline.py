@@ -1,0 +1,255 @@
+"""The stages behind the CLI commands: encode-audio, generate, smooth.
+
+Each function takes keyword options named like the CLI flags, returns what it wrote (or made), and
+raises only typed :mod:`artalk_core.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+
+from artalk_core.constants import DEFAULT_CLIP_LENGTH, FPS
+from artalk_core.errors import InputError
+from artalk_core.fileio import PathLike, provenance, sha256_file_cached
+from artalk_core.progress import OptionalProgress, report
+
+if TYPE_CHECKING:
+    from artalk_core.audio import Audio
+    from artalk_core.formats.features import Features
+    from artalk_core.formats.motion import Motion
+    from artalk_core.model.artalk import ARTalkModel
+
+ENGINES = ("artalk", "energy")
+Source = Union[str, PathLike, bytes]
+
+
+def resolve_clip_length(clip_length: Optional[int]) -> Optional[int]:
+    """None -> the reference default (750 frames); 0 -> no limit."""
+    if clip_length is None:
+        return DEFAULT_CLIP_LENGTH
+    if clip_length < 0:
+        raise InputError(f"--clip-length must be >= 0, got {clip_length}")
+    return clip_length or None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference and the facts recorded in what it makes."""
+
+    model: "ARTalkModel"
+    checkpoint_sha256: str
+    config: dict[str, Any]
+    device: str
+
+
+@lru_cache(maxsize=2)
+def _load_model_cached(checkpoint: str, mtime_ns: int, config_file: Optional[str], device: str) -> LoadedModel:
+    from artalk_core.model.checkpoint import load_model
+    from artalk_core.model.config import ModelConfig
+
+    config = ModelConfig.from_file(config_file) if config_file else ModelConfig.released()
+    model = load_model(checkpoint, config, device=device)
+    return LoadedModel(model=model, checkpoint_sha256=sha256_file_cached(checkpoint),
+                       config=config.to_dict(), device=device)
+
+
+def load_artalk(*, checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
+                assets: Optional[PathLike] = None, device: str = "auto") -> LoadedModel:
+    """Load (once per process) the ARTalk model from the asset folder or explicit files."""
+    from artalk_core.assets import checkpoint_path, config_path
+    from artalk_core.device import resolve_device
+
+    ckpt = checkpoint_path(checkpoint, assets)
+    cfg = config_path(model_config, assets)
+    dev = str(resolve_device(device))
+    return _load_model_cached(str(ckpt.resolve()), ckpt.stat().st_mtime_ns,
+                              str(cfg.resolve()) if cfg else None, dev)
+
+
+def _audio_tensor(audio: "Audio", device: str) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(audio.samples)).to(device)
+
+
+def encode_audio(audio: Source, *, output: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
+                 model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None,
+                 device: str = "auto", progress: OptionalProgress = None) -> "Features":
+    """Run the wav2vec2 audio encoder over 4-s chunks of ``audio``; write a features file if ``output``.
+
+    Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
+    """
+    from artalk_core.audio import load_audio
+    from artalk_core.formats.features import Features, write_features
+    from artalk_core.timing import num_frames
+
+    clip = load_audio(audio)
+    loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+    feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress)
+    feats_np = feats.detach().float().cpu().numpy()
+    meta = {
+        **provenance("artalk encode-audio", options={"device": loaded.device},
+                     inputs={"audio": clip.sha256, "checkpoint": loaded.checkpoint_sha256}),
+        "audio_samples": str(len(clip.samples)),
+        "frames": str(num_frames(len(clip.samples))),
+        "chunks": str(feats_np.shape[0]),
+        "feature_dim": str(feats_np.shape[-1]),
+        "model_config": json.dumps(loaded.config, sort_keys=True),
+    }
+    if output is not None:
+        write_features(output, feats_np, meta)
+    return Features(data=feats_np, meta=meta)
+
+
+def _read_stdin_once(source: Source) -> Source:
+    """``-`` becomes the bytes of stdin (read once: it is sniffed, then decoded)."""
+    from artalk_core.fileio import is_stdio, read_input_bytes
+
+    if not isinstance(source, bytes) and is_stdio(source):
+        return read_input_bytes(source)
+    return source
+
+
+def _input_kind(source: Source) -> str:
+    from artalk_core.formats import sniff_kind
+
+    return sniff_kind(source)
+
+
+def generate(input: Source, *, style: Optional[str] = None, style_start: int = 0, output: Optional[PathLike] = None,
+             raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False, engine: str = "artalk",
+             checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
+             assets: Optional[PathLike] = None, device: str = "auto", seed: int = 0,
+             progress: OptionalProgress = None) -> "Motion":
+    """Speech (an audio file or a features file) -> FLAME motion [T,106] at 25 fps.
+
+    Without ``raw`` the reference post-processing is applied (Savitzky-Golay, clip to
+    ``clip_length`` frames (None = 750, 0 = all), ``fix_pose``, jaw y/z zeroed); with ``raw`` the
+    model output is kept for :func:`smooth`.
+    """
+    from artalk_core.formats.motion import Motion, write_motion
+    from artalk_core.postprocess import postprocess
+    from artalk_core.styles import resolve_style
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+    if raw and (clip_length is not None or fix_pose):
+        raise InputError("--clip-length and --fix-pose apply at post-processing: drop --raw, "
+                         "or pass them to `artalk smooth`")
+    source = _read_stdin_once(input)
+    kind = _input_kind(source)
+    if kind in ("motion", "reference-pt", "vertices", "safetensors"):
+        raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "
+                         f"this is a {kind} file")
+    sty = resolve_style(style, assets=assets, style_start=style_start)
+    meta: dict[str, str] = {"engine": engine, "style": sty.label, "style_sha256": sty.sha256}
+    options: dict[str, Any] = {"engine": engine, "style": sty.label, "style_start": style_start, "raw": raw,
+                               "clip_length": clip_length, "fix_pose": fix_pose}
+
+    if engine == "energy":
+        from artalk_core.audio import load_audio
+        from artalk_core.engines.energy import energy_motion
+
+        if kind == "features":
+            raise InputError("the energy engine works from audio, not from a features file")
+        clip = load_audio(source)
+        report(progress, "energy engine", 0, 1)
+        motion_raw = energy_motion(clip.samples, seed=seed)
+        report(progress, "energy engine", 1, 1)
+        options["seed"] = seed
+        meta.update(audio_sha256=clip.sha256, audio_samples=str(len(clip.samples)), checkpoint_sha256="")
+        inputs = {"audio": clip.sha256}
+    else:
+        import torch
+
+        loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+        if kind == "features":
+            from artalk_core.formats.features import check_features_match, read_features
+
+            feats = read_features(source)
+            check_features_match(feats, checkpoint_sha256=loaded.checkpoint_sha256,
+                                 audio_dim=loaded.model.config.audio_dim)
+            features = torch.as_tensor(np.asarray(feats.data), dtype=torch.float32, device=loaded.device)
+            n_frames = feats.frames
+            audio_sha, audio_samples = feats.meta.get("audio_sha256", ""), feats.meta.get("audio_samples", "")
+        else:
+            from artalk_core.audio import load_audio
+            from artalk_core.timing import num_frames
+
+            clip = load_audio(source)
+            features = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress)
+            n_frames = num_frames(len(clip.samples))
+            audio_sha, audio_samples = clip.sha256, str(len(clip.samples))
+        style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
+        motion_raw = loaded.model.generate(features, n_frames, style_motion=style_t, progress=progress)
+        motion_raw = motion_raw.detach().float().cpu().numpy()
+        options["device"] = loaded.device
+        meta.update(audio_sha256=audio_sha, audio_samples=audio_samples,
+                    checkpoint_sha256=loaded.checkpoint_sha256)
+        inputs = {"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}
+
+    if raw:
+        data_out = motion_raw
+        meta.update(postprocessed="false", smoothed="false", clip_length="", fix_pose="false")
+    else:
+        clip_n = resolve_clip_length(clip_length)
+        data_out = postprocess(motion_raw, clip_length=clip_n, fix_pose=fix_pose)
+        meta.update(postprocessed="true", smoothed="true", clip_length="" if clip_n is None else str(clip_n),
+                    fix_pose=str(bool(fix_pose)).lower())
+    meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
+    if output is not None:
+        write_motion(output, data_out, meta)
+    return Motion(data=np.asarray(data_out, dtype=np.float32), meta=meta)
+
+
+def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Optional[int] = None,
+           fix_pose: bool = False, force: bool = False) -> "Motion":
+    """The reference post-processing of a raw motion file (Savitzky-Golay, clip, fix-pose, jaw y/z = 0)."""
+    from artalk_core.fileio import sha256_bytes, sha256_file
+    from artalk_core.formats.motion import Motion, read_motion, write_motion
+    from artalk_core.postprocess import postprocess
+
+    source = _read_stdin_once(input)
+    motion = read_motion(source)  # a path keeps its name in error messages
+    source_sha = sha256_bytes(source) if isinstance(source, bytes) else sha256_file(source)
+    if motion.meta.get("smoothed") == "true" and not force:
+        raise InputError("this motion is already smoothed (post-processed); smoothing twice blurs it: "
+                         "pass --force to smooth it again")
+    clip_n = resolve_clip_length(clip_length)
+    out = postprocess(motion.data, clip_length=clip_n, fix_pose=fix_pose)
+    carried = {k: v for k, v in motion.meta.items()
+               if k in ("engine", "style", "style_sha256", "audio_sha256", "audio_samples", "checkpoint_sha256")}
+    meta = {
+        **provenance("artalk smooth", options={"clip_length": clip_length, "fix_pose": fix_pose, "force": force},
+                     inputs={"motion": source_sha}),
+        **carried,
+        "postprocessed": "true", "smoothed": "true",
+        "clip_length": "" if clip_n is None else str(clip_n), "fix_pose": str(bool(fix_pose)).lower(),
+    }
+    if output is not None:
+        write_motion(output, out, meta)
+    return Motion(data=np.asarray(out, dtype=np.float32), meta=meta)
+
+
+def default_output(input: Source, suffix: str) -> Path:
+    """``speech.wav`` -> ``speech<suffix>`` in the current folder (stdin -> ``stdin<suffix>``)."""
+    if isinstance(input, bytes) or str(input) == "-":
+        return Path(f"stdin{suffix}")
+    name = Path(input).name
+    for ext in (".motion.safetensors", ".features.safetensors", ".safetensors", ".pt"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    else:
+        name = Path(name).stem
+    return Path(f"{name}{suffix}")
+
+
+__all__ = ["ENGINES", "FPS", "LoadedModel", "default_output", "encode_audio", "generate", "load_artalk",
+           "resolve_clip_length", "smooth"]

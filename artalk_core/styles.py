@@ -1,0 +1,62 @@
+"""Style clips: ``default`` (no style), a name in ``<assets>/style_motion/``, or a path to any motion file."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from artalk_core.assets import available_styles, style_dir
+from artalk_core.errors import StyleError
+from artalk_core.fileio import PathLike, sha256_file
+
+NO_STYLE_NAMES = ("default", "none")
+
+
+@dataclass
+class Style:
+    """A resolved style condition; ``motion`` is None for the null (default) style."""
+
+    motion: Optional[np.ndarray]  # float32 [50,106] or None
+    label: str  # what the user asked for, recorded in output metadata
+    sha256: str  # of the style file ("" for the default style)
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """A 'did you mean' phrase for a mistyped name (may be empty)."""
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    return f"did you mean {', '.join(close)}? " if close else ""
+
+
+def resolve_style(style: Optional[str], *, assets: Optional[PathLike] = None, style_start: int = 0) -> Style:
+    """Turn ``-s/--style`` into a [50,106] clip.
+
+    ``None``/``default``/``none`` -> the null style; an existing path -> that file (a reference style
+    ``.pt`` or any motion file, frames ``style_start`` .. +50); otherwise a name looked up in
+    ``<assets>/style_motion/<name>.pt``.
+    """
+    from artalk_core.formats.motion import read_style
+
+    if style is None or style.lower() in NO_STYLE_NAMES:
+        return Style(motion=None, label="default", sha256="")
+    path = Path(style)
+    if not path.is_file():
+        candidate = style_dir(assets) / f"{style}.pt"
+        if candidate.is_file():
+            path = candidate
+        else:
+            names = available_styles(assets)
+            looks_like_path = any(sep in style for sep in ("/", "\\")) or path.suffix != ""
+            if looks_like_path:
+                raise StyleError(f"style file not found: {style}")
+            if names:
+                listing = f"available in {style_dir(assets)}: {', '.join(['default', *names])}"
+            else:
+                listing = (f"no style files in {style_dir(assets)} (only 'default' is available; "
+                           f"get the released styles with `artalk assets download`)")
+            raise StyleError(f"unknown style '{style}': {suggest(style, names)}{listing}")
+    motion = read_style(path, style_start=style_start)
+    return Style(motion=np.asarray(motion, dtype=np.float32), label=style, sha256=sha256_file(path))
