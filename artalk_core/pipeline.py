@@ -78,18 +78,17 @@ def _audio_tensor(audio: "Audio", device: str) -> Any:
     return torch.from_numpy(np.ascontiguousarray(audio.samples)).to(device)
 
 
-def encode_audio(audio: Source, *, output: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
+def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
                  model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None,
                  device: str = "auto", progress: OptionalProgress = None) -> "Features":
     """Run the wav2vec2 audio encoder over 4-s chunks of ``audio``; write a features file if ``output``.
 
     Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
     """
-    from artalk_core.audio import load_audio
     from artalk_core.formats.features import Features, write_features
     from artalk_core.timing import num_frames
 
-    clip = load_audio(audio)
+    clip = _as_audio(audio)
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
     feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress)
     feats_np = feats.detach().float().cpu().numpy()
@@ -116,13 +115,20 @@ def _read_stdin_once(source: Source) -> Source:
     return source
 
 
+def _as_audio(source: Any) -> "Audio":
+    """An already decoded :class:`Audio` as is; anything else decoded to 16 kHz mono."""
+    from artalk_core.audio import Audio, load_audio
+
+    return source if isinstance(source, Audio) else load_audio(source)
+
+
 def _input_kind(source: Source) -> str:
     from artalk_core.formats import sniff_kind
 
     return sniff_kind(source)
 
 
-def generate(input: Source, *, style: Optional[str] = None, style_start: int = 0, output: Optional[PathLike] = None,
+def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarray] = None, style_start: int = 0, output: Optional[PathLike] = None,
              raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False, engine: str = "artalk",
              checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
              assets: Optional[PathLike] = None, device: str = "auto", seed: int = 0,
@@ -142,8 +148,10 @@ def generate(input: Source, *, style: Optional[str] = None, style_start: int = 0
     if raw and (clip_length is not None or fix_pose):
         raise InputError("--clip-length and --fix-pose apply at post-processing: drop --raw, "
                          "or pass them to `artalk smooth`")
-    source = _read_stdin_once(input)
-    kind = _input_kind(source)
+    from artalk_core.audio import Audio
+
+    source = _read_stdin_once(input) if not isinstance(input, Audio) else input
+    kind = "audio" if isinstance(source, Audio) else _input_kind(source)
     if kind in ("motion", "reference-pt", "vertices", "safetensors"):
         raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "
                          f"this is a {kind} file")
@@ -153,12 +161,11 @@ def generate(input: Source, *, style: Optional[str] = None, style_start: int = 0
                                "clip_length": clip_length, "fix_pose": fix_pose}
 
     if engine == "energy":
-        from artalk_core.audio import load_audio
         from artalk_core.engines.energy import energy_motion
 
         if kind == "features":
             raise InputError("the energy engine works from audio, not from a features file")
-        clip = load_audio(source)
+        clip = _as_audio(source)
         report(progress, "energy engine", 0, 1)
         motion_raw = energy_motion(clip.samples, seed=seed)
         report(progress, "energy engine", 1, 1)
@@ -179,10 +186,9 @@ def generate(input: Source, *, style: Optional[str] = None, style_start: int = 0
             n_frames = feats.frames
             audio_sha, audio_samples = feats.meta.get("audio_sha256", ""), feats.meta.get("audio_samples", "")
         else:
-            from artalk_core.audio import load_audio
             from artalk_core.timing import num_frames
 
-            clip = load_audio(source)
+            clip = _as_audio(source)
             features = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress)
             n_frames = num_frames(len(clip.samples))
             audio_sha, audio_samples = clip.sha256, str(len(clip.samples))

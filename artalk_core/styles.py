@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -31,7 +31,8 @@ def suggest(name: str, choices: list[str]) -> str:
     return f"did you mean {', '.join(close)}? " if close else ""
 
 
-def resolve_style(style: Optional[str], *, assets: Optional[PathLike] = None, style_start: int = 0) -> Style:
+def resolve_style(style: Union[None, str, np.ndarray, Style], *, assets: Optional[PathLike] = None,
+                  style_start: int = 0) -> Style:
     """Turn ``-s/--style`` into a [50,106] clip.
 
     ``None``/``default``/``none`` -> the null style; an existing path -> that file (a reference style
@@ -40,6 +41,10 @@ def resolve_style(style: Optional[str], *, assets: Optional[PathLike] = None, st
     """
     from artalk_core.formats.motion import read_style
 
+    if isinstance(style, Style):
+        return style
+    if not isinstance(style, str) and style is not None:
+        return style_from_array(style)
     if style is None or style.lower() in NO_STYLE_NAMES:
         return Style(motion=None, label="default", sha256="")
     path = Path(style)
@@ -60,3 +65,17 @@ def resolve_style(style: Optional[str], *, assets: Optional[PathLike] = None, st
             raise StyleError(f"unknown style '{style}': {suggest(style, names)}{listing}")
     motion = read_style(path, style_start=style_start)
     return Style(motion=np.asarray(motion, dtype=np.float32), label=style, sha256=sha256_file(path))
+
+
+def style_from_array(motion: Any, *, label: str = "array") -> Style:
+    """A style from an in-memory [50,106] array (numpy or torch)."""
+    from artalk_core.constants import MOTION_DIM, STYLE_FRAMES
+    from artalk_core.fileio import sha256_bytes
+
+    arr = np.asarray(motion.detach().cpu() if hasattr(motion, "detach") else motion, dtype=np.float32)
+    if arr.shape != (STYLE_FRAMES, MOTION_DIM):
+        raise StyleError(f"a style clip must be [{STYLE_FRAMES}, {MOTION_DIM}], got {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise StyleError("the style clip holds NaN or Inf values")
+    arr = np.ascontiguousarray(arr)
+    return Style(motion=arr, label=label, sha256=sha256_bytes(arr.tobytes()))

@@ -1,0 +1,164 @@
+"""`artalk animate`: the whole chain (tts -> generate -> render -> mux) in one call, the
+equivalent of the reference ``inference.py -a speech.wav -s style``.
+
+With ``keep`` every intermediate file (speech WAV, features, motion, vertices) is kept in that
+folder, and a rerun reuses each one whose recorded inputs (hashes, options) still match, so
+changing only the style reruns only generation and rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
+from artalk_core.errors import ArtalkError, InputError
+from artalk_core.fileio import PathLike, sha256_bytes, sha256_file
+from artalk_core.progress import OptionalProgress
+
+
+@dataclass
+class AnimateResult:
+    """What `animate` made, and which steps it reused from ``keep``."""
+
+    output: Path
+    frames: int
+    head_is_standin: bool
+    files: dict[str, Path] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
+
+
+def _meta_of(path: Path, reader: Callable[[Path], Any]) -> Optional[dict[str, str]]:
+    """Metadata of an existing intermediate, or None if absent or unreadable (then it is remade)."""
+    if not path.is_file():
+        return None
+    try:
+        return dict(reader(path))
+    except ArtalkError:
+        return None
+
+
+def _vertices_meta(path: Path) -> dict[str, str]:
+    from artalk_core.formats.vertices import read_vertices
+
+    with read_vertices(path) as vf:
+        return {k: str(v) for k, v in vf.meta.items()}
+
+
+def _matches(meta: Optional[dict[str, str]], **want: str) -> bool:
+    return meta is not None and all(meta.get(k) == v for k, v in want.items())
+
+
+def _options(meta: Optional[dict[str, str]]) -> dict[str, Any]:
+    try:
+        return json.loads((meta or {}).get("options", "{}"))
+    except ValueError:
+        return {}
+
+
+def animate(audio: Optional[PathLike] = None, *, text: Optional[str] = None, output: Optional[PathLike] = None,
+            style: Optional[str] = None, lang: str = "en", tts_engine: str = "espeak", voice: Optional[str] = None,
+            engine: str = "artalk", clip_length: Optional[int] = None, fix_pose: bool = False,
+            shape: Optional[PathLike] = None, flame: Optional[PathLike] = None, size: int = IMAGE_SIZE,
+            renderer: str = "gl", background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR,
+            keep: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
+            model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None, device: str = "auto",
+            progress: OptionalProgress = None) -> AnimateResult:
+    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
+    if (audio is None) == (text is None):
+        raise InputError("give either an audio file or --text (not both)")
+    style_label = style or "default"
+    stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
+    out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    if keep is not None:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return _run(Path(keep), audio, text, out, stem, locals())
+    with tempfile.TemporaryDirectory(prefix="artalk-") as tmp:
+        return _run(Path(tmp), audio, text, out, stem, locals())
+
+
+def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, stem: str,
+         o: dict[str, Any]) -> AnimateResult:
+    from artalk_core.audio import load_audio, read_wav_metadata
+    from artalk_core.formats.features import read_features
+    from artalk_core.formats.motion import read_motion
+    from artalk_core.pipeline import encode_audio, generate, load_artalk
+    from artalk_core.rendering import render
+    from artalk_core.styles import resolve_style
+
+    reused: list[str] = []
+    files: dict[str, Path] = {}
+
+    # 1. speech
+    if text is not None:
+        from artalk_core.tts import normalize_lang, tts
+
+        speech = work / f"{stem}.wav"
+        want = {"text_sha256": sha256_bytes(text.encode())}
+        opts = {"lang": normalize_lang(o["lang"]), "engine": o["tts_engine"], "voice": o["voice"]}
+        meta = _meta_of(speech, read_wav_metadata)
+        if _matches(meta, **want) and all(_options(meta).get(k) == v for k, v in opts.items()):
+            reused.append("speech")
+        else:
+            tts(text, output=speech, lang=o["lang"], engine=o["tts_engine"], voice=o["voice"])
+        files["speech"] = speech
+        audio = speech
+    assert audio is not None
+    clip = load_audio(audio)
+
+    # 2. motion (via cached features for the model engine)
+    sty = resolve_style(o["style"], assets=o["assets"])
+    motion_path = work / f"{stem}_{_slug(sty.label)}.motion.safetensors"
+    want_motion = {"audio_sha256": clip.sha256, "style_sha256": sty.sha256, "engine": o["engine"],
+                   "fix_pose": str(bool(o["fix_pose"])).lower()}
+    source: Any = clip
+    if o["engine"] == "artalk":
+        loaded = load_artalk(checkpoint=o["checkpoint"], model_config=o["model_config"], assets=o["assets"],
+                             device=o["device"])
+        want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
+        feats_path = work / f"{stem}.features.safetensors"
+        fmeta = _meta_of(feats_path, lambda p: read_features(p).meta)
+        if _matches(fmeta, audio_sha256=clip.sha256, checkpoint_sha256=loaded.checkpoint_sha256):
+            reused.append("features")
+        else:
+            encode_audio(clip, output=feats_path, checkpoint=o["checkpoint"], model_config=o["model_config"],
+                         assets=o["assets"], device=o["device"], progress=o["progress"])
+        files["features"] = feats_path
+        source = feats_path
+    mmeta = _meta_of(motion_path, lambda p: read_motion(p).meta)
+    if _matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o["clip_length"]:
+        reused.append("motion")
+    else:
+        generate(source, style=sty, output=motion_path, clip_length=o["clip_length"], fix_pose=o["fix_pose"],
+                 engine=o["engine"], checkpoint=o["checkpoint"], model_config=o["model_config"],
+                 assets=o["assets"], device=o["device"], progress=o["progress"])
+    files["motion"] = motion_path
+
+    # 3. vertices, then the video from them
+    verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
+    from artalk_core.flame import resolve_flame
+
+    head = resolve_flame(o["flame"], o["assets"])
+    want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
+    if o["shape"] is not None:
+        want_verts["shape_sha256"] = sha256_file(o["shape"])
+    vmeta = _meta_of(verts_path, _vertices_meta)
+    if _matches(vmeta, **want_verts) and (o["shape"] is not None or "shape_sha256" not in (vmeta or {})):
+        reused.append("vertices")
+    else:
+        render(motion_path, output=verts_path, flame=o["flame"], shape=o["shape"], assets=o["assets"],
+               progress=o["progress"])
+    files["vertices"] = verts_path
+
+    res = render(verts_path, output=out, audio=clip, size=o["size"], renderer=o["renderer"],
+                 background=o["background"], color=o["color"], device=o["device"], progress=o["progress"])
+    return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin,
+                         files=files if o["keep"] is not None else {}, reused=reused)

@@ -1,0 +1,103 @@
+"""The Python API, mirroring the reference engine (``ARTAvatarInferEngine``): load once, set a
+style, generate motion from speech, render it.
+
+>>> from artalk_core.api import Animator
+>>> anim = Animator(assets="assets", engine="energy")          # or engine="artalk" with the released weights
+>>> motion = anim.generate("assets/speech_sample.wav")           # Motion: .data float32 [T,106] at 25 fps
+>>> anim.render(motion, path="out.mp4", audio="assets/speech_sample.wav")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+
+from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR, SAMPLE_RATE
+from artalk_core.fileio import PathLike
+from artalk_core.progress import OptionalProgress
+
+if TYPE_CHECKING:
+    from artalk_core.audio import Audio
+    from artalk_core.formats.motion import Motion
+    from artalk_core.rendering import RenderResult
+    from artalk_core.styles import Style
+
+AudioLike = Union[PathLike, bytes, np.ndarray, "Audio"]
+
+
+class Animator:
+    """Speech -> FLAME motion -> mesh video, with the model loaded once.
+
+    ``engine="artalk"`` needs the released assets (``ARTalk_wav2vec.pt``, ``config.json``,
+    ``style_motion/``) in ``assets`` (default ``$ARTALK_ASSETS``, else ``./assets``);
+    ``engine="energy"`` needs none.
+    """
+
+    def __init__(self, assets: Optional[PathLike] = None, *, device: str = "auto", engine: str = "artalk",
+                 checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
+                 flame: Optional[PathLike] = None) -> None:
+        from artalk_core.pipeline import ENGINES, load_artalk
+
+        if engine not in ENGINES:
+            from artalk_core.errors import InputError
+
+            raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+        self.assets = assets
+        self.device = device
+        self.engine = engine
+        self.checkpoint = checkpoint
+        self.model_config = model_config
+        self.flame = flame
+        self._style: Optional["Style"] = None
+        if engine == "artalk":  # fail early, and load the weights once
+            load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+
+    def set_style(self, style: Union[None, str, PathLike, np.ndarray, Any] = None, *, style_start: int = 0) -> None:
+        """``None``/``"default"`` (no style), a style name in ``<assets>/style_motion``, a path to a
+        style or motion file, or a [50,106] array."""
+        from artalk_core.styles import resolve_style
+
+        if isinstance(style, Path):
+            style = str(style)
+        self._style = resolve_style(style, assets=self.assets, style_start=style_start)
+
+    def _audio(self, audio: AudioLike) -> "Audio":
+        from artalk_core.audio import Audio, audio_from_array, load_audio
+
+        if isinstance(audio, Audio):
+            return audio
+        if isinstance(audio, np.ndarray) or hasattr(audio, "detach"):
+            return audio_from_array(audio, SAMPLE_RATE)
+        return load_audio(audio)
+
+    def generate(self, audio: AudioLike, *, clip_length: Optional[int] = None, fix_pose: bool = False,
+                 raw: bool = False, output: Optional[PathLike] = None,
+                 progress: OptionalProgress = None) -> "Motion":
+        """Motion for ``audio`` (a file, bytes, or a 16 kHz float array [S]); post-processed as the
+        reference engine unless ``raw``. ``clip_length`` None = 750 frames, 0 = all."""
+        from artalk_core.pipeline import generate
+
+        return generate(self._audio(audio), style=self._style, output=output, raw=raw, clip_length=clip_length,
+                        fix_pose=fix_pose, engine=self.engine, checkpoint=self.checkpoint,
+                        model_config=self.model_config, assets=self.assets, device=self.device, progress=progress)
+
+    def render(self, motion: Union["Motion", PathLike], *, path: PathLike, audio: Optional[AudioLike] = None,
+               shape: Optional[PathLike] = None, size: int = IMAGE_SIZE, renderer: str = "gl",
+               background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR, verts: Optional[PathLike] = None,
+               progress: OptionalProgress = None) -> "RenderResult":
+        """Render ``motion`` to an MP4 at ``path`` (the speech muxed in when ``audio`` is given)."""
+        from artalk_core.formats.motion import Motion, motion_bytes
+        from artalk_core.rendering import render
+
+        source: Union[bytes, PathLike] = motion_bytes(motion.data, motion.meta) if isinstance(motion, Motion) else motion
+        return render(source, output=path, flame=self.flame, shape=shape,
+                      audio=None if audio is None else self._audio(audio), verts=verts, size=size,
+                      renderer=renderer, background=background, color=color, assets=self.assets,
+                      device=self.device, progress=progress)
+
+    def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> "RenderResult":
+        """generate + render with the speech muxed in: the reference ``inference.py -a ...``."""
+        clip = self._audio(audio)
+        return self.render(self.generate(clip), path=path, audio=clip, **render_options)
