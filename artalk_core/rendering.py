@@ -1,0 +1,193 @@
+"""The stages behind `artalk render` and `artalk mux`: motion -> FLAME vertices -> frames -> MP4.
+
+Frames stream from the renderer straight into the encoder (and vertices straight into the HDF5
+writer), so memory does not grow with the duration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
+from artalk_core.errors import InputError
+from artalk_core.fileio import PathLike, is_stdio, provenance, read_input_bytes, sha256_bytes
+from artalk_core.progress import OptionalProgress, report
+
+RENDERERS = ("gl", "pytorch3d")
+Color = Union[str, tuple[int, int, int]]
+
+
+@dataclass
+class RenderResult:
+    """What `render` wrote."""
+
+    output: Path
+    frames: int
+    head: str  # "FLAME (<path>)" or "stand-in"
+    head_is_standin: bool
+    vertices: Optional[Path] = None
+    with_audio: bool = False
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def _color(value: Color, name: str) -> tuple[int, int, int]:
+    from artalk_core.render import parse_color
+
+    if isinstance(value, tuple):
+        if len(value) != 3 or not all(0 <= int(c) <= 255 for c in value):
+            raise InputError(f"--{name} must be three values 0..255, got {value}")
+        return (int(value[0]), int(value[1]), int(value[2]))
+    return parse_color(value)
+
+
+def _is_h5(path: PathLike) -> bool:
+    return str(path).lower().endswith((".h5", ".hdf5"))
+
+
+def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[PathLike] = None,
+           shape: Optional[PathLike] = None, audio: Optional[PathLike] = None, verts: Optional[PathLike] = None,
+           size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
+           color: Color = MESH_COLOR, assets: Optional[PathLike] = None, device: str = "auto",
+           allow_standin: bool = True, progress: OptionalProgress = None) -> RenderResult:
+    """Render a motion file (ours or a reference ``.pt``) or a vertices file (``.h5``) to an MP4.
+
+    ``output`` ending in ``.h5`` writes the vertices only. ``audio`` muxes the speech in (AAC,
+    cut to the video's length as the reference does); ``verts`` also writes the vertices.
+    """
+    from artalk_core.formats import sniff_kind
+
+    if renderer not in RENDERERS:
+        raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
+    if is_stdio(output):
+        raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    # A vertices file can be gigabytes: sniff it by path and stream it; motion files are small.
+    from_path = not isinstance(input, bytes) and not is_stdio(input)
+    data: Optional[bytes] = None if from_path else (input if isinstance(input, bytes) else read_input_bytes(input))
+    kind = sniff_kind(input if from_path else data)
+    options: dict[str, Any] = {"size": size, "renderer": renderer, "background": str(background),
+                               "color": str(color), "shape": str(shape) if shape else None}
+
+    if kind == "vertices":
+        if shape is not None or flame is not None:
+            raise InputError("--shape and --flame apply to motion input; a vertices file already holds the mesh")
+        if not from_path:
+            raise InputError("a vertices file must be given as a path, not stdin")
+        from artalk_core.fileio import sha256_file
+        from artalk_core.formats.vertices import read_vertices
+
+        input_sha = sha256_file(input)
+        vf = read_vertices(input)
+        n_frames, faces = vf.frames, np.asarray(vf.faces)
+        frames_iter: Iterator[np.ndarray] = iter(vf)
+        head_sha = vf.meta.get("head_sha256", "")
+        standin = str(vf.meta.get("head_is_standin", "false")).lower() == "true"
+        head_label = "stand-in" if standin else "from vertices file"
+        inputs = {"vertices": input_sha}
+        closer = vf
+    else:
+        from artalk_core.flame import load_shape, resolve_flame
+        from artalk_core.formats.motion import read_motion
+
+        if data is None:
+            data = read_input_bytes(input)
+        input_sha = sha256_bytes(data)
+        motion = read_motion(data)
+        head = resolve_flame(flame, assets, allow_standin=allow_standin)
+        beta = load_shape(shape) if shape is not None else None
+        n_frames, faces = motion.frames, np.asarray(head.faces)
+        frames_iter = head.iter_vertices(motion.data, beta, with_global=True)
+        head_sha, standin = head.sha256, head.is_standin
+        head_label = "stand-in" if standin else f"FLAME ({head.source})"
+        inputs = {"motion": input_sha, "head": head_sha}
+        if shape is not None:
+            from artalk_core.fileio import sha256_file
+
+            inputs["shape"] = sha256_file(shape)
+        closer = None
+
+    meta = {**provenance("artalk render", options=options, inputs=inputs),
+            "head": head_label, "head_is_standin": str(bool(standin)).lower(), "fps": str(FPS)}
+
+    try:
+        if _is_h5(output):
+            if audio is not None:
+                raise InputError("--audio needs a video output; -o FILE.h5 writes vertices only")
+            _write_vertices(output, frames_iter, faces, meta, n_frames, progress)
+            return RenderResult(output=Path(output), frames=n_frames, head=head_label, head_is_standin=standin,
+                                meta=meta)
+        return _render_video(frames_iter, faces, n_frames=n_frames, output=output, verts=verts, audio=audio,
+                             size=size, renderer=renderer, background=_color(background, "background"),
+                             color=_color(color, "color"), device=device, meta=meta, head_label=head_label,
+                             standin=standin, progress=progress)
+    finally:
+        if closer is not None:
+            closer.close()
+
+
+def _write_vertices(path: PathLike, frames: Iterator[np.ndarray], faces: np.ndarray, meta: dict[str, str],
+                    n_frames: int, progress: OptionalProgress) -> None:
+    from artalk_core.formats.vertices import VerticesWriter
+
+    with VerticesWriter(path, faces, meta=meta, expected_frames=n_frames) as w:
+        for i, v in enumerate(frames):
+            w.write(v)
+            report(progress, "vertices", i + 1, n_frames)
+
+
+def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: int, output: PathLike,
+                  verts: Optional[PathLike], audio: Optional[PathLike], size: int, renderer: str,
+                  background: tuple[int, int, int], color: tuple[int, int, int], device: str,
+                  meta: dict[str, str], head_label: str, standin: bool,
+                  progress: OptionalProgress) -> RenderResult:
+    import contextlib
+
+    from artalk_core.render import create_renderer
+    from artalk_core.video import write_video
+
+    samples = None
+    if audio is not None:
+        from artalk_core.audio import Audio, load_audio
+
+        clip = audio if isinstance(audio, Audio) else load_audio(audio)
+        samples = clip.samples
+        meta["audio_sha256"] = clip.sha256
+    rend = create_renderer(faces, backend=renderer, size=size, background=background, color=color, device=device)
+    with contextlib.ExitStack() as stack:
+        stack.callback(rend.close)
+        vw = None
+        if verts is not None:
+            from artalk_core.formats.vertices import VerticesWriter
+
+            vw = stack.enter_context(VerticesWriter(verts, faces, meta=meta, expected_frames=n_frames))
+
+        def images() -> Iterator[np.ndarray]:
+            for i, v in enumerate(frames):
+                if vw is not None:
+                    vw.write(v)
+                yield rend.render(v)
+                report(progress, "render", i + 1, n_frames)
+
+        count = write_video(output, images(), audio=samples, fps=FPS, meta=meta)
+    return RenderResult(output=Path(output), frames=count, head=head_label, head_is_standin=standin,
+                        vertices=Path(verts) if verts is not None else None, with_audio=samples is not None,
+                        meta=meta)
+
+
+def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]:
+    """Add ``audio`` (any format) to ``video`` as AAC, cut to the video's length as the reference does."""
+    from artalk_core.audio import load_audio
+    from artalk_core.fileio import sha256_file
+    from artalk_core.video import mux as mux_video
+    from artalk_core.video import probe_video
+
+    if is_stdio(output):
+        raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    clip = load_audio(audio)
+    meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": clip.sha256})
+    mux_video(video, clip.samples, output, meta=meta)
+    return probe_video(output)
