@@ -30,10 +30,18 @@ sysdeps:
 test: venv sysdeps
 	$(PY) -m pytest -q
 
+# The whole chain offline, no downloads: tts -> generate (energy engine) -> render (stand-in
+# head unless assets/FLAME_with_eye.pt exists) -> mux. Ends in $(OUT)/demo.mp4.
+DEMO_TEXT ?= Hello! This is artalk. It turns speech into a talking head, one step at a time.
 demo: venv sysdeps
 	mkdir -p $(OUT)
-	$(ARTALK) generate assets/speech_sample.wav --engine energy -o $(OUT)/speech_sample.motion.safetensors
-	$(ARTALK) info $(OUT)/speech_sample.motion.safetensors
+	$(ARTALK) tts "$(DEMO_TEXT)" -o $(OUT)/demo.wav || cp assets/speech_sample.wav $(OUT)/demo.wav
+	$(ARTALK) generate $(OUT)/demo.wav --engine energy -o $(OUT)/demo.motion.safetensors
+	$(ARTALK) render $(OUT)/demo.motion.safetensors --verts $(OUT)/demo.h5 -o $(OUT)/demo_silent.mp4
+	$(ARTALK) mux $(OUT)/demo_silent.mp4 $(OUT)/demo.wav -o $(OUT)/demo.mp4
+	$(ARTALK) frame $(OUT)/demo.mp4 --index 30 -o $(OUT)/demo_frame.png
+	$(ARTALK) info $(OUT)/demo.mp4
+	@echo "demo: $(OUT)/demo.mp4 (frame: $(OUT)/demo_frame.png)"
 
 bench: venv
 	$(PY) scripts/bench.py

@@ -452,3 +452,38 @@ def probe_video(path: PathLike) -> dict[str, Any]:
 
 
 __all__ = ["AAC_FRAME", "VideoWriter", "mux", "probe_video", "write_video"]
+
+
+def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> tuple[int, int]:
+    """Save frame ``index`` of a video as a PNG (for READMEs, thumbnails, checks); returns (width, height)."""
+    from artalk_core.errors import FormatError, InputError
+
+    av = _av()
+    if index < 0:
+        raise InputError(f"frame index must be >= 0, got {index}")
+    try:
+        container = av.open(str(video_path))
+    except (OSError, av.error.FFmpegError) as e:
+        raise FormatError(f"cannot read video {video_path}: {e}") from e
+    with container:
+        if not container.streams.video:
+            raise FormatError(f"{video_path} has no video stream")
+        count = 0
+        for frame in container.decode(video=0):
+            if count == index:
+                rgb = frame.to_ndarray(format="rgb24")
+                break
+            count += 1
+        else:
+            raise InputError(f"{video_path} has only {count} frames, no frame {index}")
+    h, w = rgb.shape[:2]
+    with atomic_output(output) as tmp:
+        out = av.open(str(tmp), "w", format="image2")
+        with out:
+            st = out.add_stream("png")
+            st.width, st.height, st.pix_fmt = w, h, "rgb24"
+            for pkt in st.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(pkt)
+            for pkt in st.encode(None):
+                out.mux(pkt)
+    return w, h
