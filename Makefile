@@ -27,7 +27,8 @@ venv: $(VENV)/.installed
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-test: venv sysdeps
+test: venv
+	@bash scripts/sysdeps.sh --test
 	$(PY) -m pytest -q
 
 # The whole chain offline, no downloads: tts -> generate (energy engine) -> render (stand-in
