@@ -20,11 +20,29 @@ def say(message: str, *, quiet: bool = False) -> None:
         err.print(message, soft_wrap=True)
 
 
+def where(path: object) -> str:
+    """How to name an output in a status line (``-`` is stdout)."""
+    return "stdout" if str(path) == "-" else str(path)
+
+
 @contextlib.contextmanager
 def cli_errors(debug: bool = False) -> Iterator[None]:
     """Turn library errors into one red line and the error's exit code (a traceback with --debug)."""
-    from artalk_core.errors import ArtalkError
+    import warnings
 
+    from artalk_core.errors import ArtalkError, ArtalkWarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, ArtalkWarning):
+            err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+        else:
+            previous(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+    guard = warnings.catch_warnings()  # restores the filters and showwarning afterwards
+    guard.__enter__()
+    previous = warnings.showwarning
+    warnings.simplefilter("always", ArtalkWarning)
+    warnings.showwarning = show  # type: ignore[assignment]
     try:
         yield
     except typer.Exit:
@@ -49,6 +67,8 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
             err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)",
                       markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
+    finally:
+        guard.__exit__(None, None, None)
 
 
 class ProgressBars:

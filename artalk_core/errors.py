@@ -57,3 +57,17 @@ class DependencyError(ArtalkError):
     """An optional dependency or system tool is not installed."""
 
     exit_code = 6
+
+
+class ArtalkWarning(UserWarning):
+    """Something the user should know that does not stop the step (damaged audio, silence, clipping).
+
+    Raised through :func:`warnings.warn`; the CLI prints each as one yellow line.
+    """
+
+
+def warn(message: str) -> None:
+    """Emit an :class:`ArtalkWarning` attributed to the caller's caller."""
+    import warnings
+
+    warnings.warn(message, ArtalkWarning, stacklevel=3)

@@ -76,6 +76,11 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
     target = Path(tempfile.gettempdir()) / "artalk-stdout" if to_stdout else Path(path)
     if target.is_dir():
         raise OutputError(f"cannot write {target}: it is a folder")
+    if not to_stdout and target.exists() and not target.is_file():
+        # A device or pipe (/dev/null, /dev/stdout, a FIFO): renaming over it would replace the
+        # device itself, so stream into it instead, after the work succeeded.
+        yield from _special_output(target, suffix if suffix is not None else "")
+        return
     folder = Path(tempfile.gettempdir()) if to_stdout else (target.parent if str(target.parent) else Path("."))
     _check_writable_dir(folder, target)
     sfx = suffix if suffix is not None else "".join(target.suffixes[-1:])
@@ -104,6 +109,23 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _special_output(target: Path, suffix: str) -> Iterator[Path]:
+    """Body of :func:`atomic_output` for a non-regular target: write a temp file, then copy it in."""
+    if not os.access(target, os.W_OK):
+        raise OutputError(f"cannot write {target}: permission denied")
+    fd, tmp_name = tempfile.mkstemp(prefix="artalk-", suffix=f".part{suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as src, open(target, "wb") as dst:
+            while block := src.read(1 << 20):
+                dst.write(block)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def open_atomic_binary(path: PathLike) -> contextlib.AbstractContextManager[BinaryIO]:

@@ -116,10 +116,19 @@ def _read_stdin_once(source: Source) -> Source:
 
 
 def _as_audio(source: Any) -> "Audio":
-    """An already decoded :class:`Audio` as is; anything else decoded to 16 kHz mono."""
-    from artalk_core.audio import Audio, load_audio
+    """An already decoded :class:`Audio` as is; anything else decoded to 16 kHz mono (with its
+    decoding notes and a silence notice passed on as warnings)."""
+    from artalk_core.audio import Audio, is_silent, load_audio
+    from artalk_core.errors import warn
 
-    return source if isinstance(source, Audio) else load_audio(source)
+    if isinstance(source, Audio):
+        return source
+    clip = load_audio(source)
+    for note in clip.decode_warnings:
+        warn(note)
+    if is_silent(clip.samples):
+        warn("the audio is silent: the head will barely move")
+    return clip
 
 
 def _input_kind(source: Source) -> str:

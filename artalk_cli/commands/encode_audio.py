@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from artalk_cli.console import ProgressBars, cli_errors, say
+from artalk_cli.console import ProgressBars, cli_errors, say, where
 from artalk_cli.options import Assets, Checkpoint, Debug, Device, ModelConfig, Quiet
 
 
@@ -32,4 +32,4 @@ def register(app: typer.Typer) -> None:
                 feats = encode_audio(audio, output=out, checkpoint=checkpoint, model_config=model_config,
                                      assets=assets, device=device, progress=bar)
             shape = "x".join(str(n) for n in feats.data.shape)
-            say(f"wrote {out}: features [{shape}] for {feats.meta['frames']} frames", quiet=quiet or str(out) == "-")
+            say(f"wrote {where(out)}: features [{shape}] for {feats.meta['frames']} frames", quiet=quiet)

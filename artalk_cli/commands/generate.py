@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from artalk_cli.console import ProgressBars, cli_errors, say
+from artalk_cli.console import ProgressBars, cli_errors, say, where
 from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Quiet
 
 
@@ -41,5 +41,5 @@ def register(app: typer.Typer) -> None:
                                   checkpoint=checkpoint, model_config=model_config, assets=assets,
                                   device=device, progress=bar)
             kind = "raw" if raw else "post-processed"
-            say(f"wrote {out}: {motion.frames} frames ({motion.frames / 25:.2f} s), {kind}, "
+            say(f"wrote {where(out)}: {motion.frames} frames ({motion.duration:.2f} s), {kind}, "
                 f"engine {engine}, style {motion.meta.get('style')}", quiet=quiet)

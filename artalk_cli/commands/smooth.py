@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from artalk_cli.console import cli_errors, say
+from artalk_cli.console import cli_errors, say, where
 from artalk_cli.options import ClipLength, Debug, FixPose, Quiet
 
 
@@ -28,4 +28,4 @@ def register(app: typer.Typer) -> None:
 
             out = output if output is not None else default_output(motion, ".smooth.motion.safetensors")
             result = smooth(motion, output=out, clip_length=clip_length, fix_pose=fix_pose, force=force)
-            say(f"wrote {out}: {result.frames} frames, smoothed", quiet=quiet)
+            say(f"wrote {where(out)}: {result.frames} frames, smoothed", quiet=quiet)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from artalk_cli.console import cli_errors, say
+from artalk_cli.console import cli_errors, say, where
 from artalk_cli.options import Debug, Quiet
 
 
@@ -28,4 +28,4 @@ def register(app: typer.Typer) -> None:
             from artalk_core.tts import read_text, tts
 
             audio = tts(read_text(text), output=output, lang=lang, engine=engine, voice=voice, speed=speed)
-            say(f"wrote {output}: {audio.duration:.2f} s of speech", quiet=quiet)
+            say(f"wrote {where(output)}: {audio.duration:.2f} s of speech", quiet=quiet)

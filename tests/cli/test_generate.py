@@ -164,6 +164,7 @@ def test_silence_gives_a_closed_mouth_not_an_error(artalk, tiny_assets, tmp_path
     out = tmp_path / "s.safetensors"
     res = artalk("generate", wav, "-o", out, "--assets", tiny_assets)
     assert res.returncode == 0, res.stderr
+    assert "warning: the audio is silent" in res.stderr
     assert np.isfinite(load_motion(out)).all()
     res = artalk("generate", wav, "-o", out, "--engine", "energy")
     assert res.returncode == 0 and np.all(load_motion(out)[:, 103] == 0)
@@ -306,3 +307,13 @@ def test_debug_shows_the_traceback(artalk, tmp_path):
 def test_raw_with_postprocessing_flags_is_refused(artalk, tmp_path):
     res = artalk("generate", WAV, "--engine", "energy", "--raw", "--fix-pose", "-o", tmp_path / "m.safetensors")
     assert_clean_error(res, "smooth")
+
+
+def test_damaged_audio_is_used_with_a_warning(artalk, tmp_path):
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(WAV.read_bytes()[: 44 + 2 * 16000])  # the header promises 10 s, 1 s is there
+    out = tmp_path / "m.safetensors"
+    res = artalk("generate", cut, "--engine", "energy", "-o", out)
+    assert res.returncode == 0, res.stderr
+    assert "warning:" in res.stderr and "cut short" in res.stderr
+    assert load_motion(out).shape == (25, 106)
