@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # Installs the system packages artalk uses when they are missing: espeak-ng (offline TTS) and
-# Mesa's EGL/OpenGL (offscreen rendering); with --test also Chromium (browser tests of the web app). Needs root (or sudo) and apt-get; otherwise it says
-# what to install and carries on: commands that need them fail with a clear message.
+# Mesa's EGL/OpenGL (offscreen rendering, llvmpipe on a CPU); with --test also Chromium (browser
+# tests of the web app). Needs apt-get and root (or passwordless sudo); otherwise it names what to
+# install and carries on: the commands that need a missing package fail with a clear message.
 set -u
+want=(espeak-ng libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1)
+[ "${1:-}" = "--test" ] && want+=(chromium)
+
 need=()
-command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
-ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || need+=(libegl1)
-ls /usr/lib/*/dri/swrast_dri.so /usr/lib/*/dri/libgallium*.so >/dev/null 2>&1 || need+=(libgl1-mesa-dri)
-ldconfig -p 2>/dev/null | grep -q 'libgbm.so.1' || need+=(libgbm1)
-# The test suite also drives the web app in a real browser.
-if [ "${1:-}" = "--test" ]; then
-  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+  done
+else
+  command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+  ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || need+=(libegl1 libegl-mesa0)
+  [ "${1:-}" = "--test" ] && { command -v chromium >/dev/null 2>&1 || need+=(chromium); }
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
-echo "artalk: installing system packages: ${need[*]}" >&2
+
 SUDO=""
-[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && SUDO="sudo -n"
 if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+  echo "artalk: installing system packages: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q "${need[@]}" >/dev/null; } || echo "artalk: could not install ${need[*]}" >&2
+  $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; } \
+    || echo "artalk: could not install ${need[*]}" >&2
 else
-  echo "artalk: please install: ${need[*]}" >&2
+  echo "artalk: please install these system packages: ${need[*]}" >&2
 fi
 exit 0
