@@ -6,8 +6,11 @@ PR = PREV_RATIO, M = N * PR context tokens. Inference only, batch 1 per utteranc
 
 from __future__ import annotations
 
+import contextlib
+import time
+from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Optional
+from typing import ContextManager, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +27,65 @@ from artalk_core.timing import num_frames, padded_samples
 
 DEFAULT_CHUNK_BATCH: int = 8
 """Audio chunks encoded together (exact: each row is normalised on its own)."""
+
+DEFAULT_COND_BATCH: int = 4
+"""Chunks whose audio AdaLN modulations are computed in one product (fast path; ~40 MB each, full size)."""
+
+PRECISIONS: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Compute precision of encode/generate: fp32 runs in the model's own dtype; bf16/fp16 autocast
+(matrix products in the lower precision, norms and softmax statistics as autocast keeps them)."""
+
+
+def precision_context(precision: str, device: torch.device) -> ContextManager[None]:
+    """The autocast context for ``precision`` (fp32 | bf16 | fp16) on ``device`` (no-op for fp32)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def linear_weights_cast(modules: list[nn.Module], dtype: Optional[torch.dtype]) -> Iterator[None]:
+    """Temporarily hold the weights and biases of every nn.Linear under ``modules`` in ``dtype``.
+
+    Under autocast this casts them once instead of at every call (the levels of the AR loop call
+    each layer many times). The model's own parameters are put back on exit, even on error; do not
+    run the same model from two threads at once while this is active.
+    """
+    if dtype is None:
+        yield
+        return
+    saved: list[tuple[nn.Module, str, nn.Parameter]] = []
+    try:
+        for root in modules:
+            for mod in root.modules():
+                if not isinstance(mod, nn.Linear):
+                    continue
+                for name, param in list(mod._parameters.items()):
+                    if param is None or param.dtype == dtype or not param.is_floating_point():
+                        continue
+                    saved.append((mod, name, param))
+                    mod._parameters[name] = nn.Parameter(param.detach().to(dtype), requires_grad=False)
+        yield
+    finally:
+        for mod, name, param in reversed(saved):
+            mod._parameters[name] = param
+
+
+@dataclass
+class Generation:
+    """What :meth:`ARTalkModel.generate_detailed` returns.
+
+    motion: raw motion [n_frames,106] float32 CPU; bits: every chunk's codes [n_chunks,N,D] bool CPU;
+    seconds: wall time per stage, ``ar`` (the autoregressive levels, with context and conditions)
+    and ``vae`` (decode + re-encode of each chunk).
+    """
+
+    motion: Tensor
+    bits: Tensor
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def level_index(patch_nums: tuple[int, ...]) -> Tensor:
@@ -85,7 +147,7 @@ class ARTalkModel(nn.Module):
         return torch.cat([s, self.vqfeat_embed(self.basic_vae.ms_feat(prev_bits))], dim=1)
 
     def _audio_condition(self, feats: Tensor) -> Tensor:
-        """Per-token audio condition: [1,F,C] -> [1,N,C] (area-resampled to every scale)."""
+        """Per-token audio condition: [G,F,C] -> [G,N,C] (area-resampled to every scale)."""
         return torch.cat([area_resample(feats, p) for p in self.config.patch_nums], dim=1)
 
     def _generate_chunk(self, s: Tensor, ctx: Tensor, cond: Tensor, tok_pos: Tensor) -> Tensor:
@@ -109,13 +171,50 @@ class ARTalkModel(nn.Module):
                 x_in = torch.cat([s, self.vqfeat_embed(self.basic_vae.ar_feat(k, bits))], dim=1)
         return bits
 
+    def _condition_mods(self, cond: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Audio AdaLN modulations of every token, for the fast path: cond [G,N,C] ->
+        (per block ada_lin(cond) [G,N,6E], cond_logits_head.ada_lin(cond) [G,N,2E])."""
+        return [block.ada_lin(cond) for block in self.attn_blocks], self.cond_logits_head.ada_lin(cond)
+
+    def _generate_chunk_fast(self, s: Tensor, ctx: Tensor, mods: list[Tensor], head_mod: Tensor,
+                             tok_pos: Tensor) -> Tensor:
+        """Same bits as :meth:`_generate_chunk` [1,N,D], each token run through the blocks once.
+
+        Valid because the mask is block-causal: a level's tokens see only the context and levels <= it,
+        and appending a level leaves the earlier tokens' inputs unchanged (the first pieces of
+        ar_feat(k) are ar_feat(k-1)). So per chunk the context keys/values of every block are computed
+        once, the audio AdaLN modulations of all N tokens come precomputed (mods [1,N,6E] per block,
+        head_mod [1,N,2E], see :meth:`_condition_mods`), and each level runs only its new tokens,
+        attending (unmasked) to [context, cached earlier tokens, themselves].
+        """
+        n_tok = head_mod.shape[1]
+        d = self.config.code_dim
+        blocks = self.attn_blocks
+        caches = [block.attn.new_cache(ctx, n_tok) for block in blocks]
+        last = len(self._level_ends) - 1
+        x_new, acc, start = s, None, 0
+        parts = []
+        for k, end in enumerate(self._level_ends):
+            h = x_new + tok_pos[:, start:end]
+            for block, cache, mod in zip(blocks, caches, mods):
+                h = block.forward_cached(h, mod[:, start:end], cache)
+            logits = self.logits_head(self.cond_logits_head.modulate(h, head_mod[:, start:end]))
+            bits_k = logits.view(1, end - start, d, 2).argmax(dim=-1).bool()
+            parts.append(bits_k)
+            if k < last:
+                acc, piece = self.basic_vae.ar_feat_step(acc, k, bits_k)
+                x_new = self.vqfeat_embed(piece)
+            start = end
+        return torch.cat(parts, dim=1)
+
     # ---- public API --------------------------------------------------------------------------
     @torch.no_grad()
     def encode_audio(self, audio: Tensor, progress: OptionalProgress = None, *,
-                     chunk_batch: int = DEFAULT_CHUNK_BATCH) -> Tensor:
+                     chunk_batch: int = DEFAULT_CHUNK_BATCH, precision: str = "fp32") -> Tensor:
         """16 kHz mono audio [S] -> wav2vec2 features [n_chunks,199,C] (model device and dtype).
 
         The audio is zero-padded to whole 64,000-sample chunks covering ceil(S/16000*25) frames.
+        ``precision`` (fp32 | bf16 | fp16) autocasts the encoder; the features keep the model's dtype.
         """
         if audio.dim() != 1:
             raise AudioError(f"audio must be mono samples [S], got shape {tuple(audio.shape)}")
@@ -125,6 +224,7 @@ class ARTalkModel(nn.Module):
         if not torch.isfinite(audio).all():
             raise AudioError("audio contains NaN or infinite samples")
         ref = self._param
+        autocast = precision_context(precision, ref.device)
         total = padded_samples(n_samples)
         padded = torch.zeros(total, dtype=ref.dtype, device=ref.device)
         padded[:n_samples] = audio.to(device=ref.device, dtype=ref.dtype)
@@ -133,7 +233,9 @@ class ARTalkModel(nn.Module):
         report(progress, "encode audio", 0, n_chunks)
         out = []
         for start in range(0, n_chunks, max(1, chunk_batch)):
-            out.append(run_wav2vec2(self.audio_encoder, chunks[start:start + chunk_batch]))
+            with autocast:
+                feats = run_wav2vec2(self.audio_encoder, chunks[start:start + chunk_batch])
+            out.append(feats.to(ref.dtype))
             report(progress, "encode audio", min(start + chunk_batch, n_chunks), n_chunks)
         return torch.cat(out, dim=0)
 
@@ -149,8 +251,30 @@ class ARTalkModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, features: Tensor, n_frames: int, style_motion: Optional[Tensor] = None,
-                 progress: OptionalProgress = None) -> Tensor:
-        """Audio features [n_chunks,F,C] -> raw motion [n_frames,106] (float32, CPU; no post-processing)."""
+                 progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32") -> Tensor:
+        """Audio features [n_chunks,F,C] -> raw motion [n_frames,106] (float32, CPU; no post-processing).
+
+        ``fast=False`` runs the straightforward per-level algorithm (the reference path: every level
+        re-runs all tokens so far); the default key/value-cached path gives the same bits.
+        ``precision``: fp32 | bf16 | fp16 (autocast; lower precisions can change bits).
+        """
+        return self.generate_detailed(features, n_frames, style_motion, progress,
+                                      fast=fast, precision=precision).motion
+
+    @torch.no_grad()
+    def generate_reference(self, features: Tensor, n_frames: int, style_motion: Optional[Tensor] = None,
+                           progress: OptionalProgress = None, *, precision: str = "fp32") -> Tensor:
+        """:meth:`generate` by the straightforward per-level algorithm of the specification (slow path)."""
+        return self.generate(features, n_frames, style_motion, progress, fast=False, precision=precision)
+
+    @torch.no_grad()
+    def generate_detailed(self, features: Tensor, n_frames: int, style_motion: Optional[Tensor] = None,
+                          progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32",
+                          cond_batch: int = DEFAULT_COND_BATCH) -> Generation:
+        """:meth:`generate` returning also every chunk's bits and the seconds spent per stage.
+
+        ``cond_batch``: chunks whose audio modulations the fast path computes together.
+        """
         cfg = self.config
         if features.dim() != 3 or features.shape[-1] != cfg.audio_dim or features.shape[0] < 1:
             raise InputError(f"audio features must be [n_chunks, frames, {cfg.audio_dim}], "
@@ -160,35 +284,63 @@ class ARTalkModel(nn.Module):
             raise InputError(f"n_frames must be in 1..{n_chunks * CHUNK_FRAMES} for {n_chunks} chunk(s), "
                              f"got {n_frames}")
         ref = self._param
+        autocast = precision_context(precision, ref.device)
+        cond_batch = max(1, cond_batch)
         feats = features.to(device=ref.device, dtype=ref.dtype)
         n = cfg.num_tokens
+        sync = torch.cuda.synchronize if ref.device.type == "cuda" else (lambda: None)
+        seconds = {"ar": 0.0, "vae": 0.0}
 
-        s = self._style_condition(style_motion)
-        lvl = self.lvl_embed(self.lvl_idx)
-        tok_pos = lvl + self.pos_embed
-        ctx_pos = lvl.repeat(1, cfg.prev_ratio, 1) + self.prev_pos_embed
+        cast_modules = [self.attn_blocks, self.cond_logits_head, self.logits_head, self.vqfeat_embed, self.basic_vae]
+        with autocast, linear_weights_cast(cast_modules, PRECISIONS[precision]):
+            s = self._style_condition(style_motion)
+            lvl = self.lvl_embed(self.lvl_idx)
+            tok_pos = lvl + self.pos_embed
+            ctx_pos = lvl.repeat(1, cfg.prev_ratio, 1) + self.prev_pos_embed
 
-        prev_bits = self.basic_vae.encode_prev(torch.zeros(1, CHUNK_FRAMES, cfg.motion_dim,
-                                                           dtype=ref.dtype, device=ref.device))
-        ctx = self._context_tokens(s, prev_bits).repeat(1, cfg.prev_ratio, 1)
-        motions = []
-        report(progress, "generate", 0, n_chunks)
-        for i in range(n_chunks):
-            cond = self._audio_condition(feats[i:i + 1])
-            bits = self._generate_chunk(s, ctx + ctx_pos, cond, tok_pos)
-            motion = self.basic_vae.decode(prev_bits, bits)
-            motions.append(motion)
-            prev_bits = self.basic_vae.encode_prev(motion)
-            ctx = torch.cat([ctx[:, n:], self._context_tokens(s, prev_bits)], dim=1)
-            report(progress, "generate", i + 1, n_chunks)
-        return torch.cat(motions, dim=1)[0, :n_frames].float().cpu()
+            prev_bits = self.basic_vae.encode_prev(torch.zeros(1, CHUNK_FRAMES, cfg.motion_dim,
+                                                               dtype=ref.dtype, device=ref.device))
+            ctx = self._context_tokens(s, prev_bits).repeat(1, cfg.prev_ratio, 1)
+            motions, all_bits = [], []
+            report(progress, "generate", 0, n_chunks)
+            mods: list[Tensor] = []
+            head_mod = feats.new_empty(0)
+            for i in range(n_chunks):
+                t0 = time.perf_counter()
+                if not fast:
+                    bits = self._generate_chunk(s, ctx + ctx_pos, self._audio_condition(feats[i:i + 1]), tok_pos)
+                else:
+                    j = i % cond_batch
+                    if j == 0:  # one bigger product for a group of chunks is faster than one per chunk
+                        mods, head_mod = self._condition_mods(self._audio_condition(feats[i:i + cond_batch]))
+                    bits = self._generate_chunk_fast(s, ctx + ctx_pos, [m[j:j + 1] for m in mods],
+                                                     head_mod[j:j + 1], tok_pos)
+                sync()
+                t1 = time.perf_counter()
+                motion = self.basic_vae.decode(prev_bits, bits)
+                motions.append(motion)
+                all_bits.append(bits)
+                more = not fast or i < n_chunks - 1  # nothing uses the last chunk's re-encoding
+                if more:
+                    prev_bits = self.basic_vae.encode_prev(motion)
+                sync()
+                t2 = time.perf_counter()
+                if more:
+                    ctx = torch.cat([ctx[:, n:], self._context_tokens(s, prev_bits)], dim=1)
+                seconds["ar"] += t1 - t0 + time.perf_counter() - t2
+                seconds["vae"] += t2 - t1
+                report(progress, "generate", i + 1, n_chunks)
+        return Generation(motion=torch.cat(motions, dim=1)[0, :n_frames].float().cpu(),
+                          bits=torch.cat(all_bits, dim=0).cpu(), seconds=seconds)
 
     @torch.no_grad()
     def generate_from_audio(self, audio: Tensor, style_motion: Optional[Tensor] = None,
-                            progress: OptionalProgress = None) -> Tensor:
+                            progress: OptionalProgress = None, *, fast: bool = True,
+                            precision: str = "fp32") -> Tensor:
         """16 kHz audio [S] -> raw motion [ceil(S/16000*25),106] (float32, CPU)."""
-        features = self.encode_audio(audio, progress=progress)
-        return self.generate(features, num_frames(audio.shape[0]), style_motion=style_motion, progress=progress)
+        features = self.encode_audio(audio, progress=progress, precision=precision)
+        return self.generate(features, num_frames(audio.shape[0]), style_motion=style_motion, progress=progress,
+                             fast=fast, precision=precision)
 
 
-__all__ = ["ARTalkModel", "attention_bias", "level_index"]
+__all__ = ["ARTalkModel", "Generation", "PRECISIONS", "attention_bias", "level_index", "precision_context"]

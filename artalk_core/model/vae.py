@@ -7,6 +7,7 @@ Bits are bool tensors [B,N,D], scales concatenated coarse to fine.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -108,9 +109,13 @@ class BitwiseMotionVAE(nn.Module):
         self.decoder = _Decoder(motion_dim, code_dim, hidden, depth, heads)
 
     # ---- bits <-> features -------------------------------------------------------------------
+    def _signed(self, bits: Tensor) -> Tensor:
+        """bits [B,n,D] -> signed codes (2*bits-1)/sqrt(D)."""
+        return (2 * bits.to(self.dec_pos_embed.dtype) - 1) / math.sqrt(self.code_dim)
+
     def _split_bits(self, bits: Tensor) -> list[Tensor]:
         """bits [B,n,D] -> per-scale signed codes h_p [B,p,D] = (2*bits-1)/sqrt(D) (as many scales as fit)."""
-        h = (2 * bits.to(self.dec_pos_embed.dtype) - 1) / math.sqrt(self.code_dim)
+        h = self._signed(bits)
         out, start = [], 0
         for p in self.patch_nums:
             if start + p > h.shape[1]:
@@ -143,12 +148,28 @@ class BitwiseMotionVAE(nn.Module):
     def ar_feat(self, k: int, bits: Tensor) -> Tensor:
         """Next-scale inputs after step ``k``: bits of scales 0..k -> [B, sum(P[1:k+2]), D]."""
         hs = self._split_bits(bits)
-        acc = torch.zeros_like(hs[0][:, :1]).expand(-1, CHUNK_FRAMES, -1)
+        acc: Optional[Tensor] = None
         pieces = []
         for i in range(k + 1):
-            acc = acc + linear_resample(hs[i], CHUNK_FRAMES)
-            pieces.append(area_resample(acc, self.patch_nums[i + 1]))
+            acc, piece = self._ar_feat_step(acc, i, hs[i])
+            pieces.append(piece)
         return torch.cat(pieces, dim=1)
+
+    def _ar_feat_step(self, acc: Optional[Tensor], i: int, h: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of :meth:`ar_feat`: add scale i's codes h [B,P[i],D] to the running sum acc [B,100,D]
+        (None before step 0); return it and the next scale's input piece [B,P[i+1],D]."""
+        if acc is None:
+            acc = torch.zeros_like(h[:, :1]).expand(-1, CHUNK_FRAMES, -1)
+        acc = acc + linear_resample(h, CHUNK_FRAMES)
+        return acc, area_resample(acc, self.patch_nums[i + 1])
+
+    def ar_feat_step(self, acc: Optional[Tensor], i: int, bits_i: Tensor) -> tuple[Tensor, Tensor]:
+        """Incremental :meth:`ar_feat`: the bits of scale i only, bits_i [B,P[i],D], and the running sum
+        from step i-1 (None for i = 0) -> (running sum [B,100,D], piece i of ar_feat [B,P[i+1],D]).
+
+        The pieces of steps 0..k concatenated equal ``ar_feat(k, bits)`` (same operations, same order).
+        """
+        return self._ar_feat_step(acc, i, self._signed(bits_i))
 
     def ms_feat(self, bits: Tensor) -> Tensor:
         """Teacher-forced multi-scale inputs of a full bit set: [B,N,D] -> [B,N-1,D]."""

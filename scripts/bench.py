@@ -1,0 +1,331 @@
+#!/usr/bin/env python
+"""Generation speed benchmark: the ARTalk model on random seeded weights and synthetic speech.
+
+Times, per second of audio, the audio encoder (wav2vec2), the autoregressive levels and the VAE,
+for the reference per-level path and the key/value-cached fast path (and lower precisions), all in
+one run, and reports the motion difference and bit agreement against the fp32 reference path,
+plus peak memory and (if scripts/bench_render.py works here) the render + encode frame rate.
+
+    python scripts/bench.py                       # full-size model, 10 s of speech, fp32 + bf16
+    python scripts/bench.py --long                # also 60 s
+    python scripts/bench.py --quick               # tiny config, CI smoke test
+    python scripts/bench.py --device cuda --precision fp32 fp16 --json bench.json
+
+A precision is one of fp32 | bf16 | fp16 for the whole chain, or ENC/GEN (e.g. bf16/fp32: the audio
+encoder in bf16, the autoregressive levels and the VAE in fp32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from artalk_core.constants import SAMPLE_RATE
+from artalk_core.model.artalk import PRECISIONS, ARTalkModel, Generation
+from artalk_core.model.checkpoint import build_model
+from artalk_core.model.config import ModelConfig
+from artalk_core.timing import num_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_CONFIG: dict[str, Any] = {
+    "AR_CONFIG": {"T_DEPTH": 2, "T_NUM_HEADS": 4, "PREV_RATIO": 1, "EMBED_DIM": 64},
+    "VAE_CONFIG": {"MOTION_DIM": 106, "V_CODE_DIM": 32, "T_DEPTH": 2, "T_NUM_HEADS": 4, "T_HIDDEN_DIM": 64,
+                   "V_PATCH_NUMS": [1, 5, 25, 50, 100]},
+    "WAV2VEC2_CONFIG": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                        "intermediate_size": 128, "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16,
+                        "num_conv_pos_embedding_groups": 4},
+}
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+def speech_like(seconds: float, seed: int = 0) -> torch.Tensor:
+    """Synthetic speech-like audio [S] at 16 kHz: voiced harmonics with a wandering pitch and
+    formant-like colouring, ~4 syllables/s, short pauses and breath noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.3 * t) + 15 * np.sin(2 * np.pi * 2.1 * t + 1.0)
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    formant = 1.0 + 0.8 * np.sin(2 * np.pi * 3.7 * t)
+    voiced = sum(np.sin(k * phase) * np.exp(-k / (4.0 * formant)) / k for k in range(1, 16))
+    syllable = np.clip(np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6)), 0, None) ** 0.7
+    pauses = (np.sin(2 * np.pi * 0.23 * t + 0.5) > -0.8).astype(float)
+    audio = 0.3 * voiced * syllable * pauses + 0.01 * rng.standard_normal(n)
+    return torch.from_numpy((audio / np.abs(audio).max() * 0.8).astype(np.float32))
+
+
+def random_model(config: ModelConfig, device: str, seed: int = 0) -> ARTalkModel:
+    """Default (seeded) initialisation; parameters the default leaves at zero get a small normal."""
+    torch.manual_seed(seed)
+    model = build_model(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.any():
+                param.normal_(0.0, 0.02)
+    return model.requires_grad_(False).eval().to(device)
+
+
+# ---- measurement helpers -----------------------------------------------------------------------
+class PeakMemory:
+    """Peak resident memory of this process during a block (Linux: VmHWM reset via clear_refs), or
+    peak CUDA allocation on a CUDA device. ``mb`` is None where it cannot be measured."""
+
+    @staticmethod
+    def current_rss_mb() -> Optional[float]:
+        try:
+            status = Path("/proc/self/status").read_text()
+            return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            return None
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mb: Optional[float] = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        try:
+            status = Path("/proc/self/status").read_text()
+            self.mb = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            self.mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0, out
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def render_fps(frames: int) -> Optional[dict[str, float]]:
+    """Render-only and render+encode fps from scripts/bench_render.py (None if absent or failing)."""
+    script = ROOT / "scripts" / "bench_render.py"
+    if not script.exists():
+        return None
+    try:
+        proc = subprocess.run([sys.executable, str(script), "--frames", str(frames)], capture_output=True,
+                              text=True, timeout=600, cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out: dict[str, float] = {}
+    for key, pattern in (("render_fps", r"render only:\s+([\d.]+) fps"),
+                         ("render_encode_fps", r"render \+ encode:\s+([\d.]+) fps")):
+        m = re.search(pattern, proc.stdout)
+        if m:
+            out[key] = float(m.group(1))
+    if proc.returncode != 0 or not out:
+        print(f"(render benchmark failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]})",
+              file=sys.stderr)
+        return None
+    return out
+
+
+# ---- the benchmark -----------------------------------------------------------------------------
+def split_precision(spec: str) -> tuple[str, str]:
+    """'bf16' -> ('bf16', 'bf16'); 'bf16/fp32' -> ('bf16', 'fp32'): (encoder, generation)."""
+    enc, _, gen = spec.partition("/")
+    gen = gen or enc
+    for p in (enc, gen):
+        if p not in PRECISIONS:
+            raise argparse.ArgumentTypeError(f"unknown precision '{p}' in '{spec}': use {', '.join(PRECISIONS)}")
+    return enc, gen
+
+
+def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repeat: int,
+                 device: torch.device) -> list[dict[str, Any]]:
+    """Rows for one audio length: the fp32 reference path, then the fast path per precision."""
+    audio = speech_like(seconds).to(device)
+    n_frames = num_frames(audio.shape[0])
+    enc_precisions = list(dict.fromkeys(["fp32"] + [split_precision(p)[0] for p in precisions]))
+    runs: list[tuple[str, str, bool]] = [("reference", "fp32", False)] + [("fast", p, True) for p in precisions]
+
+    enc_time = {p: math.inf for p in enc_precisions}
+    feats: dict[str, torch.Tensor] = {}
+    enc_mem: dict[str, Optional[float]] = {}
+    best: dict[tuple[str, str], tuple[float, Generation, Optional[float]]] = {}
+    for _ in range(repeat):  # interleaved, so background load hits every path alike; keep the min
+        for p in enc_precisions:
+            with PeakMemory(device) as mem:
+                dt, feats[p] = timed(lambda: model.encode_audio(audio, precision=p), device)
+            enc_time[p] = min(enc_time[p], dt)
+            enc_mem[p] = max(enc_mem.get(p) or 0.0, mem.mb or 0.0) or None
+        for name, p, fast in runs:
+            enc_p, gen_p = split_precision(p)
+            with PeakMemory(device) as mem:
+                dt, gen = timed(lambda: model.generate_detailed(feats[enc_p], n_frames, fast=fast,
+                                                                precision=gen_p), device)
+            if (name, p) not in best or dt < best[(name, p)][0]:
+                best[(name, p)] = (dt, gen, mem.mb)
+
+    ref_time, ref_gen, _ = best[("reference", "fp32")]
+    ref_total = enc_time["fp32"] + ref_time
+    ref_ar = ref_gen.seconds["ar"]
+    motion_scale = ref_gen.motion.std().item()
+    rows = []
+    for name, p, _fast in runs:
+        dt, gen, mem = best[(name, p)]
+        enc_p = split_precision(p)[0]
+        total = enc_time[enc_p] + dt
+        diff = (gen.motion - ref_gen.motion).abs().max().item()
+        rows.append({
+            "audio_s": seconds, "path": name, "precision": p,
+            "encoder_s_per_s": enc_time[enc_p] / seconds,
+            "feature_max_abs_diff": (feats[enc_p] - feats["fp32"]).abs().max().item(),
+            "ar_s_per_s": gen.seconds["ar"] / seconds,
+            "vae_s_per_s": gen.seconds["vae"] / seconds,
+            "total_s_per_s": total / seconds,
+            "speedup": ref_total / total,
+            "ar_speedup": ref_ar / gen.seconds["ar"],
+            "max_abs_motion_diff": diff,
+            "max_motion_diff_rel_std": diff / motion_scale if motion_scale > 0 else float("nan"),
+            "bit_agreement": (gen.bits == ref_gen.bits).float().mean().item(),
+            "peak_mem_mb": max(mem or 0.0, enc_mem[enc_p] or 0.0) or None,
+        })
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], mem_label: str) -> str:
+    head = ("| audio | path | precision | encoder s/s | AR levels s/s | VAE s/s | total s/s | speed-up "
+            "(AR only) | max abs motion diff (rel. to motion std) | bit agreement | peak " + mem_label + " |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        mem = "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f} MB"
+        lines.append(
+            f"| {r['audio_s']:g} s | {r['path']} | {r['precision']} | {r['encoder_s_per_s']:.3f} | "
+            f"{r['ar_s_per_s']:.3f} | {r['vae_s_per_s']:.3f} | {r['total_s_per_s']:.3f} | "
+            f"{r['speedup']:.2f}x ({r['ar_speedup']:.2f}x) | {r['max_abs_motion_diff']:.2e} "
+            f"({r['max_motion_diff_rel_std']:.1e}) | {100 * r['bit_agreement']:.2f}% | {mem} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--seconds", type=float, nargs="+", default=[10.0], help="audio lengths (default 10)")
+    ap.add_argument("--long", action="store_true", help="also benchmark 60 s of audio")
+    ap.add_argument("--precision", nargs="+", default=None,
+                    help="fast-path precisions: fp32 | bf16 | fp16, or ENC/GEN such as bf16/fp32 "
+                         "(default: fp32 bf16/fp32 bf16 on CPU, fp32 bf16 fp16 on CUDA)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per path, the fastest kept (default 3; audio of 30 s or more runs once)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--quick", action="store_true", help="tiny random config, one run: a smoke test")
+    ap.add_argument("--render-frames", type=int, default=250,
+                    help="frames for the render benchmark (0 skips it; default 250)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available here", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    precisions = args.precision or (["fp32", "bf16/fp32", "bf16"] if device.type == "cpu"
+                                     else ["fp32", "bf16", "fp16"])
+    try:
+        for p in precisions:
+            split_precision(p)
+    except argparse.ArgumentTypeError as exc:
+        ap.error(str(exc))
+    if "fp32" not in precisions:
+        precisions = ["fp32"] + precisions
+    seconds = list(args.seconds) + ([60.0] if args.long and 60.0 not in args.seconds else [])
+    repeat = 1 if args.quick else max(1, args.repeat)
+    render_frames = min(args.render_frames, 50) if args.quick else args.render_frames
+
+    config = ModelConfig.from_dict(TINY_CONFIG) if args.quick else ModelConfig.released()
+    t0 = time.perf_counter()
+    model = random_model(config, args.device)
+    build_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.parameters())
+    resident_mb = PeakMemory.current_rss_mb()
+    # Warm-up (first-call allocations, kernel selection) on one chunk for every path and precision.
+    warm = speech_like(1.0).to(device)
+    for p in precisions:
+        enc_p, gen_p = split_precision(p)
+        f = model.encode_audio(warm, precision=enc_p)
+        model.generate_detailed(f, 25, fast=True, precision=gen_p)
+    model.generate_detailed(model.encode_audio(warm), 25, fast=False)
+
+    rows: list[dict[str, Any]] = []
+    for sec in seconds:
+        rows.extend(bench_length(model, sec, precisions, repeat if sec < 30 else 1, device))
+    render = render_fps(render_frames) if render_frames > 0 else None
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    header = (f"ARTalk generation benchmark: {'tiny (--quick)' if args.quick else 'full-size released'} config, "
+              f"{n_params / 1e6:.0f}M random parameters (built in {build_s:.1f} s); device {args.device}"
+              f" ({gpu or cpu_name()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads); "
+              f"torch {torch.__version__}; fastest of {repeat} run(s) per path (one for 30 s or more); "
+              f"load average {load:.1f} at the end (other processes skew CPU timings).\n"
+              "s/s = seconds of compute per second of audio. Speed-up and differences are against the "
+              "fp32 reference path (same run); bits = every chunk's codes.")
+    mem_label = "CUDA memory" if device.type == "cuda" else "RSS"
+    print(header)
+    print()
+    print(markdown(rows, mem_label))
+    if render is not None:
+        print()
+        print(f"Render ({render_frames} frames, scripts/bench_render.py): "
+              f"{render.get('render_fps', float('nan')):.1f} fps render only, "
+              f"{render.get('render_encode_fps', float('nan')):.1f} fps render + H.264 encode.")
+    # clear_refs resets the kernel's high-water mark, so the overall peak is the largest measured one.
+    overall = max([r["peak_mem_mb"] or 0.0 for r in rows]
+                  + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
+    if device.type == "cpu":
+        rss = "n/a" if resident_mb is None else f"{resident_mb:.0f} MB"
+        print(f"\nResident memory after building the model: {rss}; peak RSS of the benchmark: {overall:.0f} MB.")
+
+    if args.json is not None:
+        result = {"header": header, "device": args.device, "gpu": gpu, "cpu": cpu_name(),
+                  "threads": torch.get_num_threads(), "torch": torch.__version__, "load_average": load, "quick": args.quick,
+                  "parameters": n_params, "repeat": repeat, "rows": rows, "render": render,
+                  "resident_after_build_mb": resident_mb, "peak_mem_mb": overall}
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
