@@ -23,3 +23,6 @@ ClipLength = Annotated[Optional[int], typer.Option(
     "--clip-length", min=0, help="Keep at most this many frames; 0 keeps all (default 750 = 30 s, as the reference).",
     show_default=False)]
 FixPose = Annotated[bool, typer.Option("--fix-pose", help="Zero the global head rotation (channels 100:103).")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="fp32 (exact, default), bf16 or fp16: faster, but the motion drifts from fp32 "
+                        "(see README, Performance).")]

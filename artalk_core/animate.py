@@ -71,7 +71,7 @@ def animate(audio: Optional[PathLike] = None, *, text: Optional[str] = None, out
             renderer: str = "gl", background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR,
             keep: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
             model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None, device: str = "auto",
-            progress: OptionalProgress = None) -> AnimateResult:
+            precision: str = "fp32", progress: OptionalProgress = None) -> AnimateResult:
     """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
     if (audio is None) == (text is None):
         raise InputError("give either an audio file or --text (not both)")
@@ -126,20 +126,22 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, lambda p: read_features(p).meta)
-        if _matches(fmeta, audio_sha256=clip.sha256, checkpoint_sha256=loaded.checkpoint_sha256):
+        if (_matches(fmeta, audio_sha256=clip.sha256, checkpoint_sha256=loaded.checkpoint_sha256)
+                and _options(fmeta).get("precision", "fp32") == o["precision"]):
             reused.append("features")
         else:
             encode_audio(clip, output=feats_path, checkpoint=o["checkpoint"], model_config=o["model_config"],
-                         assets=o["assets"], device=o["device"], progress=o["progress"])
+                         assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
         files["features"] = feats_path
         source = feats_path
     mmeta = _meta_of(motion_path, lambda p: read_motion(p).meta)
-    if _matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o["clip_length"]:
+    if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o["clip_length"]
+            and (o["engine"] != "artalk" or _options(mmeta).get("precision", "fp32") == o["precision"])):
         reused.append("motion")
     else:
         generate(source, style=sty, output=motion_path, clip_length=o["clip_length"], fix_pose=o["fix_pose"],
                  engine=o["engine"], checkpoint=o["checkpoint"], model_config=o["model_config"],
-                 assets=o["assets"], device=o["device"], progress=o["progress"])
+                 assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
     files["motion"] = motion_path
 
     # 3. vertices, then the video from them

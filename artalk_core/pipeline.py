@@ -80,7 +80,7 @@ def _audio_tensor(audio: "Audio", device: str) -> Any:
 
 def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
                  model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None,
-                 device: str = "auto", progress: OptionalProgress = None) -> "Features":
+                 device: str = "auto", precision: str = "fp32", progress: OptionalProgress = None) -> "Features":
     """Run the wav2vec2 audio encoder over 4-s chunks of ``audio``; write a features file if ``output``.
 
     Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
@@ -90,10 +90,10 @@ def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = 
 
     clip = _as_audio(audio)
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
-    feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress)
+    feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress, precision=precision)
     feats_np = feats.detach().float().cpu().numpy()
     meta = {
-        **provenance("artalk encode-audio", options={"device": loaded.device},
+        **provenance("artalk encode-audio", options={"device": loaded.device, "precision": precision},
                      inputs={"audio": clip.sha256, "checkpoint": loaded.checkpoint_sha256}),
         "audio_samples": str(len(clip.samples)),
         "frames": str(num_frames(len(clip.samples))),
@@ -140,7 +140,7 @@ def _input_kind(source: Source) -> str:
 def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarray] = None, style_start: int = 0, output: Optional[PathLike] = None,
              raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False, engine: str = "artalk",
              checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
-             assets: Optional[PathLike] = None, device: str = "auto", seed: int = 0,
+             assets: Optional[PathLike] = None, device: str = "auto", precision: str = "fp32", seed: int = 0,
              progress: OptionalProgress = None) -> "Motion":
     """Speech (an audio file or a features file) -> FLAME motion [T,106] at 25 fps.
 
@@ -198,13 +198,15 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
             from artalk_core.timing import num_frames
 
             clip = _as_audio(source)
-            features = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress)
+            features = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress,
+                                                 precision=precision)
             n_frames = num_frames(len(clip.samples))
             audio_sha, audio_samples = clip.sha256, str(len(clip.samples))
         style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
-        motion_raw = loaded.model.generate(features, n_frames, style_motion=style_t, progress=progress)
+        motion_raw = loaded.model.generate(features, n_frames, style_motion=style_t, progress=progress,
+                                           precision=precision)
         motion_raw = motion_raw.detach().float().cpu().numpy()
-        options["device"] = loaded.device
+        options.update(device=loaded.device, precision=precision)
         meta.update(audio_sha256=audio_sha, audio_samples=audio_samples,
                     checkpoint_sha256=loaded.checkpoint_sha256)
         inputs = {"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}

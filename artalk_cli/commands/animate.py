@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say
-from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Quiet
+from artalk_cli.options import (Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision,
+                                 Quiet)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         model_config: ModelConfig = None,
         assets: Assets = None,
         device: Device = "auto",
+        precision: Precision = "fp32",
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
                               clip_length=clip_length, fix_pose=fix_pose, shape=shape, flame=flame, size=size,
                               renderer=renderer, background=background, color=color, keep=keep,
                               checkpoint=checkpoint, model_config=model_config, assets=assets, device=device,
-                              progress=bar)
+                              precision=precision, progress=bar)
             if res.reused:
                 say(f"reused from {keep}: {', '.join(res.reused)}", quiet=quiet)
             if res.head_is_standin:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say, where
-from artalk_cli.options import Assets, Checkpoint, Debug, Device, ModelConfig, Quiet
+from artalk_cli.options import Assets, Checkpoint, Debug, Device, ModelConfig, Precision, Quiet
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         model_config: ModelConfig = None,
         assets: Assets = None,
         device: Device = "auto",
+        precision: Precision = "fp32",
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
@@ -30,6 +31,6 @@ def register(app: typer.Typer) -> None:
             out = output if output is not None else default_output(audio, ".features.safetensors")
             with ProgressBars(quiet) as bar:
                 feats = encode_audio(audio, output=out, checkpoint=checkpoint, model_config=model_config,
-                                     assets=assets, device=device, progress=bar)
+                                     assets=assets, device=device, precision=precision, progress=bar)
             shape = "x".join(str(n) for n in feats.data.shape)
             say(f"wrote {where(out)}: features [{shape}] for {feats.meta['frames']} frames", quiet=quiet)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say, where
-from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Quiet
+from artalk_cli.options import (Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision,
+                                 Quiet)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +28,7 @@ def register(app: typer.Typer) -> None:
         model_config: ModelConfig = None,
         assets: Assets = None,
         device: Device = "auto",
+        precision: Precision = "fp32",
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
                 motion = generate(input, style=style, style_start=style_start, output=out, raw=raw,
                                   clip_length=clip_length, fix_pose=fix_pose, engine=engine, seed=seed,
                                   checkpoint=checkpoint, model_config=model_config, assets=assets,
-                                  device=device, progress=bar)
+                                  device=device, precision=precision, progress=bar)
             kind = "raw" if raw else "post-processed"
             say(f"wrote {where(out)}: {motion.frames} frames ({motion.duration:.2f} s), {kind}, "
                 f"engine {engine}, style {motion.meta.get('style')}", quiet=quiet)

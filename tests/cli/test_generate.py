@@ -317,3 +317,15 @@ def test_damaged_audio_is_used_with_a_warning(artalk, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "warning:" in res.stderr and "cut short" in res.stderr
     assert load_motion(out).shape == (25, 106)
+
+
+def test_precision_option(artalk, tiny_assets, expected, tmp_path):
+    from artalk_core.formats.motion import read_motion
+
+    out = tmp_path / "bf16.safetensors"
+    res = artalk("generate", WAV, "-s", "tiny_0", "--precision", "bf16", "-o", out, "--assets", tiny_assets)
+    assert res.returncode == 0, res.stderr
+    m = read_motion(out)
+    assert json.loads(m.meta["options"])["precision"] == "bf16"
+    assert m.data.shape == expected["motion_final"].shape and np.isfinite(m.data).all()
+    assert_clean_error(artalk("generate", WAV, "--precision", "fp8", "-o", out, "--assets", tiny_assets), "fp8")
