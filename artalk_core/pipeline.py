@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from artalk_core.formats.features import Features
     from artalk_core.formats.motion import Motion
     from artalk_core.model.artalk import ARTalkModel
+    from artalk_core.styles import Style
 
 ENGINES = ("artalk", "energy")
 Source = Union[str, PathLike, bytes]
@@ -137,8 +138,8 @@ def _input_kind(source: Source) -> str:
     return sniff_kind(source)
 
 
-def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarray] = None, style_start: int = 0, output: Optional[PathLike] = None,
-             raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False, engine: str = "artalk",
+def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarray, "Style"] = None,
+             style_start: int = 0, output: Optional[PathLike] = None, raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False, engine: str = "artalk",
              checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
              assets: Optional[PathLike] = None, device: str = "auto", precision: str = "fp32", seed: int = 0,
              progress: OptionalProgress = None) -> "Motion":
@@ -149,7 +150,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
     model output is kept for :func:`smooth`.
     """
     from artalk_core.formats.motion import Motion, write_motion
-    from artalk_core.postprocess import postprocess
+    from artalk_core.postprocess import postprocess, postprocess_metadata
     from artalk_core.styles import resolve_style
 
     if engine not in ENGINES:
@@ -217,8 +218,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
     else:
         clip_n = resolve_clip_length(clip_length)
         data_out = postprocess(motion_raw, clip_length=clip_n, fix_pose=fix_pose)
-        meta.update(postprocessed="true", smoothed="true", clip_length="" if clip_n is None else str(clip_n),
-                    fix_pose=str(bool(fix_pose)).lower())
+        meta.update(postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose))
     meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
     if output is not None:
         write_motion(output, data_out, meta)
@@ -230,7 +230,7 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
     """The reference post-processing of a raw motion file (Savitzky-Golay, clip, fix-pose, jaw y/z = 0)."""
     from artalk_core.fileio import sha256_bytes, sha256_file
     from artalk_core.formats.motion import Motion, read_motion, write_motion
-    from artalk_core.postprocess import postprocess
+    from artalk_core.postprocess import postprocess, postprocess_metadata
 
     source = _read_stdin_once(input)
     motion = read_motion(source)  # a path keeps its name in error messages
@@ -246,8 +246,7 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
         **provenance("artalk smooth", options={"clip_length": clip_length, "fix_pose": fix_pose, "force": force},
                      inputs={"motion": source_sha}),
         **carried,
-        "postprocessed": "true", "smoothed": "true",
-        "clip_length": "" if clip_n is None else str(clip_n), "fix_pose": str(bool(fix_pose)).lower(),
+        **postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose),
     }
     if output is not None:
         write_motion(output, out, meta)
