@@ -149,7 +149,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
     ``clip_length`` frames (None = 750, 0 = all), ``fix_pose``, jaw y/z zeroed); with ``raw`` the
     model output is kept for :func:`smooth`.
     """
-    from artalk_core.formats.motion import Motion, write_motion
+    from artalk_core.formats.motion import Motion
     from artalk_core.postprocess import postprocess, postprocess_metadata
     from artalk_core.styles import resolve_style
 
@@ -221,7 +221,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
         meta.update(postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose))
     meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
     if output is not None:
-        write_motion(output, data_out, meta)
+        save_motion(output, data_out, meta)
     return Motion(data=np.asarray(data_out, dtype=np.float32), meta=meta)
 
 
@@ -229,7 +229,7 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
            fix_pose: bool = False, force: bool = False) -> "Motion":
     """The reference post-processing of a raw motion file (Savitzky-Golay, clip, fix-pose, jaw y/z = 0)."""
     from artalk_core.fileio import sha256_bytes, sha256_file
-    from artalk_core.formats.motion import Motion, read_motion, write_motion
+    from artalk_core.formats.motion import Motion, read_motion
     from artalk_core.postprocess import postprocess, postprocess_metadata
 
     source = _read_stdin_once(input)
@@ -249,8 +249,23 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
         **postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose),
     }
     if output is not None:
-        write_motion(output, out, meta)
+        save_motion(output, out, meta)
     return Motion(data=np.asarray(out, dtype=np.float32), meta=meta)
+
+
+def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
+    """Write motion as ours (safetensors with metadata), or as the reference tool's ``.pt`` (a bare
+    float32 [T,106] tensor, which keeps no metadata) when ``path`` ends in ``.pt``."""
+    from artalk_core.formats.motion import write_motion, write_reference_motion
+
+    if str(path).lower().endswith(".pt"):
+        from artalk_core.errors import warn
+
+        write_reference_motion(path, data)
+        warn(f"{path}: the reference .pt format keeps no metadata (style, engine, hashes); "
+             f"use .safetensors to keep them")
+    else:
+        write_motion(path, data, meta)
 
 
 def default_output(input: Source, suffix: str) -> Path:

@@ -329,3 +329,12 @@ def test_precision_option(artalk, tiny_assets, expected, tmp_path):
     assert json.loads(m.meta["options"])["precision"] == "bf16"
     assert m.data.shape == expected["motion_final"].shape and np.isfinite(m.data).all()
     assert_clean_error(artalk("generate", WAV, "--precision", "fp8", "-o", out, "--assets", tiny_assets), "fp8")
+
+
+def test_reference_pt_output(artalk, tmp_path, expected):
+    out = tmp_path / "speech_default_mesh_motions.pt"
+    res = artalk("generate", WAV, "--engine", "energy", "-o", out)
+    assert res.returncode == 0, res.stderr
+    assert "keeps no metadata" in res.stderr
+    t = torch.load(out, weights_only=True)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and tuple(t.shape) == (252, 106)
