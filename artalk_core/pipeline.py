@@ -186,6 +186,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
         import torch
 
         loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+        style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
         if kind == "features":
             from artalk_core.formats.features import check_features_match, read_features
 
@@ -199,13 +200,14 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
             from artalk_core.timing import num_frames
 
             clip = _as_audio(source)
-            features = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress,
-                                                 precision=precision)
             n_frames = num_frames(len(clip.samples))
             audio_sha, audio_samples = clip.sha256, str(len(clip.samples))
-        style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
-        motion_raw = loaded.model.generate(features, n_frames, style_motion=style_t, progress=progress,
-                                           precision=precision)
+            features = None  # encoded a few chunks at a time, interleaved with generation (bounded memory)
+            motion_raw = loaded.model.generate_from_audio(_audio_tensor(clip, loaded.device), style_t,
+                                                          progress=progress, precision=precision)
+        if features is not None:
+            motion_raw = loaded.model.generate(features, n_frames, style_motion=style_t, progress=progress,
+                                               precision=precision)
         motion_raw = motion_raw.detach().float().cpu().numpy()
         options.update(device=loaded.device, precision=precision)
         meta.update(audio_sha256=audio_sha, audio_samples=audio_samples,

@@ -98,4 +98,108 @@ def postprocess_metadata(*, smoothed: bool = True, clip_length: int | None = Non
     }
 
 
-__all__ = ["effective_window", "finalize_motion", "postprocess", "postprocess_metadata", "smooth_motion"]
+SMOOTH_DELAY: int = max(SAVGOL_WINDOW, SAVGOL_POSE_WINDOW) // 2
+"""Frames a causal smoother waits for: frame t is final once frames up to t + 4 are known
+(half the head-rotation window; the expression window needs only 2)."""
+_CONTEXT: int = 2 * SMOOTH_DELAY + 1  # the longest window: below it, the offline filter shrinks it
+
+
+class StreamingPostprocessor:
+    """:func:`postprocess` fed frame by frame: the concatenation of what :meth:`push` and
+    :meth:`flush` return equals ``postprocess(all_frames, clip_length=..., fix_pose=...)`` exactly.
+
+    Frame t comes out once frame t + :data:`SMOOTH_DELAY` (4) has been pushed; frames 0..3 wait for
+    frame 8 as well, since scipy's ``'interp'`` mode fits them with the first 9-frame window.
+    :meth:`flush` (the end of the input) returns the rest: the last frames use the fit of the last
+    window, and input shorter than 9 frames is smoothed whole with the shrunken windows of
+    :func:`effective_window`. Exactness: every output frame is computed by the same scipy calls on
+    the same samples as offline (a centred window away from the buffer's ends, or the edge fit of
+    the same first/last window), so the results are bit-for-bit identical.
+
+    Memory: at most 9 raw frames are kept beyond those pushed in the current call.
+    """
+
+    def __init__(self, *, clip_length: int | None = None, fix_pose: bool = False) -> None:
+        if clip_length is not None and clip_length < 1:
+            raise InputError(f"clip length must be at least 1 frame, got {clip_length}")
+        self.clip_length = clip_length
+        self.fix_pose = fix_pose
+        self._buf = np.zeros((0, MOTION_DIM), dtype=np.float32)  # raw frames buf_start .. pushed-1
+        self._buf_start = 0
+        self.pushed = 0
+        """Raw frames received so far."""
+        self.emitted = 0
+        """Frames returned so far (after the clip)."""
+        self._next = 0  # next frame index to output (before the clip)
+        self._done = False
+
+    @property
+    def full(self) -> bool:
+        """True once ``clip_length`` frames were returned: later input changes nothing."""
+        return self.clip_length is not None and self.emitted >= self.clip_length
+
+    @property
+    def needed(self) -> int | None:
+        """Raw frames after which the output cannot change any more (clip_length + 4), or None."""
+        return None if self.clip_length is None else self.clip_length + SMOOTH_DELAY
+
+    def _finish(self, smoothed: np.ndarray) -> np.ndarray:
+        if self.clip_length is not None:
+            smoothed = smoothed[: max(0, self.clip_length - self.emitted)]
+        if smoothed.shape[0] == 0:
+            return np.zeros((0, MOTION_DIM), dtype=np.float32)
+        out = finalize_motion(smoothed, fix_pose=self.fix_pose)
+        self.emitted += out.shape[0]
+        return out
+
+    def push(self, frames: Any) -> np.ndarray:
+        """Add raw frames [n,106] (n >= 0); return the frames now final, float32 [m,106]."""
+        if self._done:
+            raise InputError("this stream was already flushed")
+        arr = _as_motion(frames) if np.asarray(frames).size else np.zeros((0, MOTION_DIM), np.float32)
+        self._buf = np.concatenate([self._buf, arr]) if self._buf.shape[0] else arr.copy()
+        self.pushed += arr.shape[0]
+        # Frames up to pushed - 1 - DELAY are final, but only once a whole first window exists.
+        if self.pushed < _CONTEXT:
+            return np.zeros((0, MOTION_DIM), dtype=np.float32)
+        return self._emit(self.pushed - SMOOTH_DELAY, at_end=False)
+
+    def flush(self) -> np.ndarray:
+        """The end of the input: return every frame not yet returned."""
+        if self._done:
+            return np.zeros((0, MOTION_DIM), dtype=np.float32)
+        self._done = True
+        if self.pushed == 0:
+            return np.zeros((0, MOTION_DIM), dtype=np.float32)
+        if self.pushed < _CONTEXT:  # nothing returned yet: the offline filter with shrunken windows
+            assert self._next == 0 and self._buf_start == 0
+            self._next = self.pushed
+            return self._finish(smooth_motion(self._buf))
+        return self._emit(self.pushed, at_end=True)
+
+    def _emit(self, stop: int, *, at_end: bool) -> np.ndarray:
+        """Output frames _next .. stop-1 from a segment that starts SMOOTH_DELAY frames before them
+        (or at frame 0) and, at the end, holds at least one whole window."""
+        if stop <= self._next:
+            return np.zeros((0, MOTION_DIM), dtype=np.float32)
+        start = max(0, self._next - SMOOTH_DELAY)
+        if at_end:
+            start = max(0, min(start, self.pushed - _CONTEXT))
+        seg = self._buf[start - self._buf_start:]
+        # Interior outputs of the segment (and its edges where they are the sequence's edges)
+        # are the offline values; outputs near a cut end of the segment are dropped.
+        smoothed = smooth_motion(seg)
+        out = smoothed[self._next - start: stop - start]
+        self._next = stop
+        keep = self._next - SMOOTH_DELAY
+        self._trim(keep_from=max(0, min(keep, self.pushed - _CONTEXT)))
+        return self._finish(out)
+
+    def _trim(self, keep_from: int) -> None:
+        if keep_from > self._buf_start:
+            self._buf = self._buf[keep_from - self._buf_start:].copy()
+            self._buf_start = keep_from
+
+
+__all__ = ["SMOOTH_DELAY", "StreamingPostprocessor", "effective_window", "finalize_motion", "postprocess",
+           "postprocess_metadata", "smooth_motion"]

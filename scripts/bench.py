@@ -10,6 +10,7 @@ plus peak memory and (if scripts/bench_render.py works here) the render + encode
     python scripts/bench.py --long                # also 60 s
     python scripts/bench.py --quick               # tiny config, CI smoke test
     python scripts/bench.py --device cuda --precision fp32 fp16 --json bench.json
+    python scripts/bench.py --long-memory         # peak RSS of generate/render at 10 vs 60 min of audio
 
 A precision is one of fp32 | bf16 | fp16 for the whole chain, or ENC/GEN (e.g. bf16/fp32: the audio
 encoder in bf16, the autoregressive levels and the VAE in fp32).
@@ -160,6 +161,101 @@ def render_fps(frames: int) -> Optional[dict[str, float]]:
     return out
 
 
+# ---- memory scaling with the audio length --------------------------------------------------------
+LONG_MEMORY_STEPS: tuple[tuple[str, str], ...] = (
+    ("generate", "offline `artalk generate long.wav` (artalk engine, --clip-length 0)"),
+    ("generate --stream", "`artalk generate - --stream < long.wav` (NDJSON to a file)"),
+    ("generate energy", "`artalk generate long.wav --engine energy`"),
+    ("render", "`artalk render` of the energy motion, stand-in head, 64 px, no audio"),
+    ("render --audio", "the same with the speech muxed in (--audio long.wav)"),
+)
+
+
+def write_long_wav(path: Path, minutes: float) -> int:
+    """A 16 kHz PCM16 WAV of synthetic speech, written a minute at a time; returns its samples."""
+    import struct
+
+    total = int(minutes * 60 * SAMPLE_RATE)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + 2 * total) + b"WAVEfmt " + struct.pack("<I", 16)
+                + struct.pack("<HHIIHH", 1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16)
+                + b"data" + struct.pack("<I", 2 * total))
+        done, i = 0, 0
+        while done < total:
+            n = min(60 * SAMPLE_RATE, total - done)
+            x = speech_like(n / SAMPLE_RATE, seed=i).numpy()
+            f.write(np.round(x * 32767).astype("<i2").tobytes())
+            done += n
+            i += 1
+    return total
+
+
+def run_peak_rss(cmd: list[str], stdin: Optional[Path] = None) -> tuple[float, float]:
+    """Run ``cmd``; return (peak RSS of the child in MB, wall seconds). Raises on failure."""
+    t0 = time.perf_counter()
+    with open(stdin, "rb") if stdin else open(os.devnull, "rb") as fin:
+        proc = subprocess.Popen(cmd, stdin=fin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err.strip()[-500:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - t0
+
+
+def long_memory(minutes: list[float], workdir: Path) -> list[dict[str, Any]]:
+    """Peak RSS of each step of :data:`LONG_MEMORY_STEPS` per audio length, each in a fresh process.
+
+    The artalk engine runs the tiny test config (tests/fixtures/tiny_en, random weights): the
+    full-size model would need ~40 min of compute per hour of audio on 2 cores, and what is measured
+    here is how memory grows with the duration, which the model size does not change (it adds its
+    constant ~1.3 GB of weights and per-chunk work).
+    """
+    fixture = ROOT / "tests" / "fixtures" / "tiny_en"
+    cli = [sys.executable, "-m", "artalk_cli.main"]
+    model = ["--checkpoint", str(fixture / "weights.safetensors"), "--model-config", str(fixture / "model_config.json"),
+             "--assets", str(workdir), "-q"]  # an asset folder without FLAME: the stand-in head
+    rows = []
+    for mins in minutes:
+        wav = workdir / f"speech_{mins:g}min.wav"
+        samples = write_long_wav(wav, mins)
+        energy = workdir / f"energy_{mins:g}.motion.safetensors"
+        cmds: dict[str, tuple[list[str], Optional[Path]]] = {
+            "generate": (cli + ["generate", str(wav), "--clip-length", "0", "-o", str(workdir / "m.safetensors")]
+                         + model, None),
+            "generate --stream": (cli + ["generate", "-", "--stream", "--clip-length", "0",
+                                         "-o", str(workdir / "m.ndjson")] + model, wav),
+            "generate energy": (cli + ["generate", str(wav), "--engine", "energy", "--clip-length", "0",
+                                       "-o", str(energy), "--assets", str(workdir), "-q"], None),
+            "render": (cli + ["render", str(energy), "-o", str(workdir / "v.mp4"), "--size", "64",
+                              "--assets", str(workdir), "-q"], None),
+            "render --audio": (cli + ["render", str(energy), "-o", str(workdir / "va.mp4"), "--size", "64",
+                                      "--audio", str(wav), "--assets", str(workdir), "-q"], None),
+        }
+        for step, _ in LONG_MEMORY_STEPS:
+            cmd, stdin = cmds[step]
+            mb, wall = run_peak_rss(cmd, stdin)
+            rows.append({"minutes": mins, "samples": samples, "step": step, "peak_rss_mb": mb, "wall_s": wall})
+            print(f"  {mins:g} min, {step}: peak RSS {mb:.0f} MB in {wall:.0f} s", file=sys.stderr, flush=True)
+        wav.unlink()
+    return rows
+
+
+def long_memory_table(rows: list[dict[str, Any]]) -> str:
+    mins = sorted({r["minutes"] for r in rows})
+    head = "| step | " + " | ".join(f"peak RSS, {m:g} min" for m in mins) + " | growth per hour |"
+    lines = [head, "|" + "---|" * (len(mins) + 2)]
+    for step, what in LONG_MEMORY_STEPS:
+        vals = {r["minutes"]: r for r in rows if r["step"] == step}
+        cells = [f"{vals[m]['peak_rss_mb']:.0f} MB ({vals[m]['wall_s']:.0f} s)" if m in vals else "n/a" for m in mins]
+        growth = "n/a"
+        if len(mins) >= 2 and mins[0] in vals and mins[-1] in vals:
+            slope = (vals[mins[-1]]["peak_rss_mb"] - vals[mins[0]]["peak_rss_mb"]) / (mins[-1] - mins[0]) * 60
+            growth = f"{slope:+.0f} MB"
+        lines.append(f"| {what} | " + " | ".join(cells) + f" | {growth} |")
+    return "\n".join(lines)
+
+
 # ---- the benchmark -----------------------------------------------------------------------------
 def split_precision(spec: str) -> tuple[str, str]:
     """'bf16' -> ('bf16', 'bf16'); 'bf16/fp32' -> ('bf16', 'fp32'): (encoder, generation)."""
@@ -253,7 +349,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--render-frames", type=int, default=250,
                     help="frames for the render benchmark (0 skips it; default 250)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--long-memory", type=float, nargs="*", default=None, metavar="MIN",
+                    help="instead: peak RSS of generate (tiny test model), generate --stream and render at "
+                         "these audio lengths in minutes (default 10 60)")
     args = ap.parse_args(argv)
+
+    if args.long_memory is not None:
+        import tempfile
+
+        minutes = args.long_memory or [10.0, 60.0]
+        with tempfile.TemporaryDirectory(prefix="artalk-longmem-") as tmp:
+            rows = long_memory(minutes, Path(tmp))
+        print(f"Peak resident memory (RSS, each step a fresh process) vs audio length; {cpu_name()}, "
+              f"{os.cpu_count()} CPUs. The artalk engine runs the tiny test config (tests/fixtures/tiny_en, "
+              "random weights): the memory that grows with the duration does not depend on the model size.")
+        print()
+        print(long_memory_table(rows))
+        if args.json is not None:
+            args.json.write_text(json.dumps({"long_memory": rows}, indent=2))
+        return 0
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: CUDA is not available here", file=sys.stderr)

@@ -29,11 +29,19 @@ def register(app: typer.Typer) -> None:
         assets: Assets = None,
         device: Device = "auto",
         precision: Precision = "fp32",
+        stream: Annotated[bool, typer.Option("--stream", help="Read the speech progressively (stdin or a pipe: a 16 kHz WAV, or raw PCM with --stream-format raw) and write each 4-s chunk's frames as soon as they are made, as an NDJSON motion stream (default -o -; see schemas/README.md). Same numbers as without --stream; post-processing runs with a 4-frame delay.")] = False,
+        stream_format: Annotated[str, typer.Option("--stream-format", help="With --stream: wav (a RIFF/WAVE stream at 16 kHz, any channels, PCM or float) or raw (headerless 16-bit little-endian mono PCM at 16 kHz).")] = "wav",
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
         """Generate FLAME motion (25 fps, 106 channels) from speech, like the reference tool."""
         with cli_errors(debug):
+            if stream or stream_format != "wav":
+                _stream(input, style=style, style_start=style_start, output=output, raw=raw,
+                        clip_length=clip_length, fix_pose=fix_pose, engine=engine, checkpoint=checkpoint,
+                        model_config=model_config, assets=assets, device=device, precision=precision,
+                        stream=stream, stream_format=stream_format, quiet=quiet)
+                return
             from artalk_core.pipeline import default_output, generate
 
             out = output if output is not None else default_output(input, ".motion.safetensors")
@@ -45,3 +53,24 @@ def register(app: typer.Typer) -> None:
             kind = "raw" if raw else "post-processed"
             say(f"wrote {where(out)}: {motion.frames} frames ({motion.duration:.2f} s), {kind}, "
                 f"engine {engine}, style {motion.meta.get('style')}", quiet=quiet)
+
+
+def _stream(input: str, *, output: Optional[Path], engine: str, stream: bool, stream_format: str, quiet: bool,
+            **options: object) -> None:
+    """`generate --stream`: the motion stream goes to stdout unless -o names a file."""
+    from artalk_core.errors import InputError
+    from artalk_core.streaming import STREAM_FORMATS, stream_generate
+
+    if not stream:
+        raise InputError("--stream-format applies to --stream only")
+    if stream_format not in STREAM_FORMATS:
+        raise InputError(f"unknown --stream-format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
+    if engine != "artalk":
+        raise InputError("--stream works with the artalk engine only")
+    out = output if output is not None else "-"
+    result = stream_generate(input, out, stream_format=stream_format, **options)  # type: ignore[arg-type]
+    kind = "raw" if result.raw else "post-processed"
+    first = "" if result.first_output_s is None else f", first frames after {result.first_output_s:.2f} s"
+    stop = " (clip length reached: input not read further)" if result.stopped_early else ""
+    say(f"streamed {result.frames} frames ({result.frames / 25:.2f} s, {result.chunks} chunk(s)) to {where(out)}, "
+        f"{kind}{first}{stop}", quiet=quiet)

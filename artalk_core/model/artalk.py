@@ -10,7 +10,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import ContextManager, Iterator, Optional
+from typing import ContextManager, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -208,6 +208,63 @@ class ARTalkModel(nn.Module):
         return torch.cat(parts, dim=1)
 
     # ---- public API --------------------------------------------------------------------------
+    def _check_audio(self, audio: Tensor) -> None:
+        if audio.dim() != 1:
+            raise AudioError(f"audio must be mono samples [S], got shape {tuple(audio.shape)}")
+        if num_frames(audio.shape[0]) < 1:
+            raise AudioError("audio is empty: nothing to encode")
+        for start in range(0, audio.shape[0], 1 << 20):  # in slices: no mask as long as the audio
+            if not torch.isfinite(audio[start:start + (1 << 20)]).all():
+                raise AudioError("audio contains NaN or infinite samples")
+
+    @torch.no_grad()
+    def encode_chunks(self, chunks: Tensor, *, precision: str = "fp32") -> Tensor:
+        """Audio chunks [G,64000] (or one chunk [S<=64000], zero-padded) -> features [G,199,C].
+
+        Model device and dtype; ``precision`` autocasts the encoder (see :meth:`encode_audio`).
+        Each row is normalised on its own, so a chunk's features depend on its samples only.
+        """
+        ref = self._param
+        if chunks.dim() == 1:
+            if chunks.shape[0] > CHUNK_SAMPLES:
+                raise AudioError(f"one audio chunk holds at most {CHUNK_SAMPLES} samples, got {chunks.shape[0]}")
+            padded = torch.zeros(1, CHUNK_SAMPLES, dtype=ref.dtype, device=ref.device)
+            padded[0, :chunks.shape[0]] = chunks.to(device=ref.device, dtype=ref.dtype)
+            chunks = padded
+        if chunks.dim() != 2 or chunks.shape[1] != CHUNK_SAMPLES or chunks.shape[0] < 1:
+            raise AudioError(f"audio chunks must be [G, {CHUNK_SAMPLES}], got shape {tuple(chunks.shape)}")
+        with precision_context(precision, ref.device):
+            feats = run_wav2vec2(self.audio_encoder, chunks.to(device=ref.device, dtype=ref.dtype))
+        return feats.to(ref.dtype)
+
+    @torch.no_grad()
+    def iter_encode_audio(self, audio: Tensor, progress: OptionalProgress = None, *,
+                          chunk_batch: int = DEFAULT_CHUNK_BATCH, precision: str = "fp32") -> Iterator[Tensor]:
+        """16 kHz mono audio [S] -> features [G,199,C] for ``chunk_batch`` chunks at a time (the last
+        group may be smaller); :meth:`encode_audio` concatenated, without holding all of them.
+
+        Only the last chunk is zero-padded (no padded copy of the whole audio is made).
+        """
+        self._check_audio(audio)
+        precision_context(precision, self._param.device)  # reject an unknown precision now
+        return self._iter_encode(audio, progress, max(1, chunk_batch), precision)
+
+    def _iter_encode(self, audio: Tensor, progress: OptionalProgress, batch: int, precision: str) -> Iterator[Tensor]:
+        ref = self._param
+        n_samples = audio.shape[0]
+        n_chunks = padded_samples(n_samples) // CHUNK_SAMPLES
+        report(progress, "encode audio", 0, n_chunks)
+        for start in range(0, n_chunks, batch):
+            stop = min(start + batch, n_chunks)
+            group = torch.zeros(stop - start, CHUNK_SAMPLES, dtype=ref.dtype, device=ref.device)
+            piece = audio[start * CHUNK_SAMPLES: stop * CHUNK_SAMPLES]
+            group.view(-1)[:piece.shape[0]] = piece.to(device=ref.device, dtype=ref.dtype)
+            with torch.no_grad():
+                feats = self.encode_chunks(group, precision=precision)
+            del group
+            report(progress, "encode audio", stop, n_chunks)
+            yield feats
+
     @torch.no_grad()
     def encode_audio(self, audio: Tensor, progress: OptionalProgress = None, *,
                      chunk_batch: int = DEFAULT_CHUNK_BATCH, precision: str = "fp32") -> Tensor:
@@ -216,28 +273,8 @@ class ARTalkModel(nn.Module):
         The audio is zero-padded to whole 64,000-sample chunks covering ceil(S/16000*25) frames.
         ``precision`` (fp32 | bf16 | fp16) autocasts the encoder; the features keep the model's dtype.
         """
-        if audio.dim() != 1:
-            raise AudioError(f"audio must be mono samples [S], got shape {tuple(audio.shape)}")
-        n_samples = audio.shape[0]
-        if num_frames(n_samples) < 1:
-            raise AudioError("audio is empty: nothing to encode")
-        if not torch.isfinite(audio).all():
-            raise AudioError("audio contains NaN or infinite samples")
-        ref = self._param
-        autocast = precision_context(precision, ref.device)
-        total = padded_samples(n_samples)
-        padded = torch.zeros(total, dtype=ref.dtype, device=ref.device)
-        padded[:n_samples] = audio.to(device=ref.device, dtype=ref.dtype)
-        chunks = padded.view(-1, CHUNK_SAMPLES)
-        n_chunks = chunks.shape[0]
-        report(progress, "encode audio", 0, n_chunks)
-        out = []
-        for start in range(0, n_chunks, max(1, chunk_batch)):
-            with autocast:
-                feats = run_wav2vec2(self.audio_encoder, chunks[start:start + chunk_batch])
-            out.append(feats.to(ref.dtype))
-            report(progress, "encode audio", min(start + chunk_batch, n_chunks), n_chunks)
-        return torch.cat(out, dim=0)
+        return torch.cat(list(self.iter_encode_audio(audio, progress, chunk_batch=chunk_batch,
+                                                     precision=precision)), dim=0)
 
     @torch.no_grad()
     def style_embedding(self, style_motion: Tensor) -> Tensor:
@@ -276,71 +313,161 @@ class ARTalkModel(nn.Module):
         ``cond_batch``: chunks whose audio modulations the fast path computes together.
         """
         cfg = self.config
-        if features.dim() != 3 or features.shape[-1] != cfg.audio_dim or features.shape[0] < 1:
-            raise InputError(f"audio features must be [n_chunks, frames, {cfg.audio_dim}], "
-                             f"got {tuple(features.shape)}")
+        self._check_features(features)
         n_chunks = features.shape[0]
         if not 1 <= n_frames <= n_chunks * CHUNK_FRAMES:
             raise InputError(f"n_frames must be in 1..{n_chunks * CHUNK_FRAMES} for {n_chunks} chunk(s), "
                              f"got {n_frames}")
+        seconds = {"ar": 0.0, "vae": 0.0}
+        motions, all_bits = [], []
+        for motion, bits in self._generate_stream([features], style_motion, progress, fast=fast,
+                                                  precision=precision, cond_batch=cond_batch,
+                                                  total=n_chunks, seconds=seconds):
+            motions.append(motion)
+            all_bits.append(bits)
+        return Generation(motion=torch.cat(motions, dim=0)[:n_frames],
+                          bits=torch.cat(all_bits, dim=0).cpu(), seconds=seconds)
+
+    def _check_features(self, features: Tensor) -> None:
+        c = self.config.audio_dim
+        if features.dim() != 3 or features.shape[-1] != c or features.shape[0] < 1:
+            raise InputError(f"audio features must be [n_chunks, frames, {c}], got {tuple(features.shape)}")
+
+    @torch.no_grad()
+    def iter_generate(self, feature_chunks: Iterable[Tensor], style_motion: Optional[Tensor] = None,
+                      progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32",
+                      cond_batch: int = DEFAULT_COND_BATCH, total: int = 0) -> Iterator[Tensor]:
+        """Chunk-wise :meth:`generate`: yields each chunk's raw motion [100,106] (float32, CPU) as soon
+        as it is made, pulling the features one item at a time from ``feature_chunks``.
+
+        An item is one chunk's features [F,C] or a group [G,F,C]; within a group the fast path
+        computes the audio modulations of ``cond_batch`` chunks together (exact either way). The
+        previous-chunk context is kept between items, so the concatenated chunks equal
+        :meth:`generate` of the concatenated features (before its cut to ``n_frames``). Only the item
+        being worked on is held. ``total``: number of chunks for progress reports (0 if unknown).
+        """
+        for motion, _bits in self._generate_stream(feature_chunks, style_motion, progress, fast=fast,
+                                                   precision=precision, cond_batch=cond_batch, total=total):
+            yield motion
+
+    def _generate_stream(self, feature_groups: Iterable[Tensor], style_motion: Optional[Tensor],
+                         progress: OptionalProgress, *, fast: bool, precision: str, cond_batch: int,
+                         total: int, seconds: Optional[dict[str, float]] = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """The autoregressive loop over chunks: yields (motion [100,106] float32 CPU, bits [1,N,D]).
+
+        Autocast is entered around each chunk's work only, never across a ``yield``, so the caller's
+        code between chunks runs in its own precision. With bf16/fp16 the linear weights of the AR
+        blocks and the VAE stay cast while the generator is alive: do not use this model for other
+        work between chunks (encoding audio is fine: the audio encoder is not cast).
+        """
+        cfg = self.config
         ref = self._param
-        autocast = precision_context(precision, ref.device)
+        precision_context(precision, ref.device)  # validates the name
+        autocast_dtype = PRECISIONS[precision]
         cond_batch = max(1, cond_batch)
-        feats = features.to(device=ref.device, dtype=ref.dtype)
         n = cfg.num_tokens
         sync = torch.cuda.synchronize if ref.device.type == "cuda" else (lambda: None)
-        seconds = {"ar": 0.0, "vae": 0.0}
-
+        seconds = seconds if seconds is not None else {"ar": 0.0, "vae": 0.0}
         cast_modules = [self.attn_blocks, self.cond_logits_head, self.logits_head, self.vqfeat_embed, self.basic_vae]
-        with autocast, linear_weights_cast(cast_modules, PRECISIONS[precision]):
-            s = self._style_condition(style_motion)
-            lvl = self.lvl_embed(self.lvl_idx)
-            tok_pos = lvl + self.pos_embed
-            ctx_pos = lvl.repeat(1, cfg.prev_ratio, 1) + self.prev_pos_embed
 
-            prev_bits = self.basic_vae.encode_prev(torch.zeros(1, CHUNK_FRAMES, cfg.motion_dim,
-                                                               dtype=ref.dtype, device=ref.device))
-            ctx = self._context_tokens(s, prev_bits).repeat(1, cfg.prev_ratio, 1)
-            motions, all_bits = [], []
-            report(progress, "generate", 0, n_chunks)
-            mods: list[Tensor] = []
-            head_mod = feats.new_empty(0)
-            for i in range(n_chunks):
-                t0 = time.perf_counter()
-                if not fast:
-                    bits = self._generate_chunk(s, ctx + ctx_pos, self._audio_condition(feats[i:i + 1]), tok_pos)
-                else:
-                    j = i % cond_batch
-                    if j == 0:  # one bigger product for a group of chunks is faster than one per chunk
-                        mods, head_mod = self._condition_mods(self._audio_condition(feats[i:i + cond_batch]))
-                    bits = self._generate_chunk_fast(s, ctx + ctx_pos, [m[j:j + 1] for m in mods],
-                                                     head_mod[j:j + 1], tok_pos)
-                sync()
-                t1 = time.perf_counter()
-                motion = self.basic_vae.decode(prev_bits, bits)
-                motions.append(motion)
-                all_bits.append(bits)
-                more = not fast or i < n_chunks - 1  # nothing uses the last chunk's re-encoding
-                if more:
-                    prev_bits = self.basic_vae.encode_prev(motion)
-                sync()
-                t2 = time.perf_counter()
-                if more:
-                    ctx = torch.cat([ctx[:, n:], self._context_tokens(s, prev_bits)], dim=1)
-                seconds["ar"] += t1 - t0 + time.perf_counter() - t2
-                seconds["vae"] += t2 - t1
-                report(progress, "generate", i + 1, n_chunks)
-        return Generation(motion=torch.cat(motions, dim=1)[0, :n_frames].float().cpu(),
-                          bits=torch.cat(all_bits, dim=0).cpu(), seconds=seconds)
+        def compute() -> contextlib.ExitStack:
+            stack = contextlib.ExitStack()
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(precision_context(precision, ref.device))
+            return stack
+
+        # The weight cast lasts the whole loop (casting per chunk would cost time); autocast is
+        # thread-local state, so it is entered per chunk and never held across a ``yield``.
+        with linear_weights_cast(cast_modules, autocast_dtype):
+            with compute():
+                s = self._style_condition(style_motion)
+                lvl = self.lvl_embed(self.lvl_idx)
+                tok_pos = lvl + self.pos_embed
+                ctx_pos = lvl.repeat(1, cfg.prev_ratio, 1) + self.prev_pos_embed
+                prev_bits = self.basic_vae.encode_prev(torch.zeros(1, CHUNK_FRAMES, cfg.motion_dim,
+                                                                   dtype=ref.dtype, device=ref.device))
+                ctx = self._context_tokens(s, prev_bits).repeat(1, cfg.prev_ratio, 1)
+            report(progress, "generate", 0, total)
+            i = 0
+            last_motion: Optional[Tensor] = None  # re-encoded only once a next chunk comes (none for the last)
+            for group in feature_groups:
+                if group.dim() == 2:
+                    group = group[None]
+                self._check_features(group)
+                feats = group.to(device=ref.device, dtype=ref.dtype)
+                del group
+                mods: list[Tensor] = []
+                head_mod = feats.new_empty(0)
+                for j in range(feats.shape[0]):
+                    with compute():
+                        if last_motion is not None:
+                            t0 = time.perf_counter()
+                            prev_bits = self.basic_vae.encode_prev(last_motion)
+                            sync()
+                            t1 = time.perf_counter()
+                            ctx = torch.cat([ctx[:, n:], self._context_tokens(s, prev_bits)], dim=1)
+                            seconds["vae"] += t1 - t0
+                            seconds["ar"] += time.perf_counter() - t1
+                        t0 = time.perf_counter()
+                        if not fast:
+                            bits = self._generate_chunk(s, ctx + ctx_pos, self._audio_condition(feats[j:j + 1]),
+                                                        tok_pos)
+                        else:
+                            k = j % cond_batch
+                            if k == 0:  # one bigger product for a group of chunks is faster than one per chunk
+                                mods, head_mod = self._condition_mods(self._audio_condition(feats[j:j + cond_batch]))
+                            bits = self._generate_chunk_fast(s, ctx + ctx_pos, [m[k:k + 1] for m in mods],
+                                                             head_mod[k:k + 1], tok_pos)
+                        sync()
+                        t1 = time.perf_counter()
+                        motion = self.basic_vae.decode(prev_bits, bits)
+                        sync()
+                        t2 = time.perf_counter()
+                    seconds["ar"] += t1 - t0
+                    seconds["vae"] += t2 - t1
+                    last_motion = motion
+                    i += 1
+                    report(progress, "generate", i, max(total, i))
+                    yield motion[0].float().cpu(), bits.cpu()
+                del feats, mods, head_mod
 
     @torch.no_grad()
     def generate_from_audio(self, audio: Tensor, style_motion: Optional[Tensor] = None,
                             progress: OptionalProgress = None, *, fast: bool = True,
                             precision: str = "fp32") -> Tensor:
-        """16 kHz audio [S] -> raw motion [ceil(S/16000*25),106] (float32, CPU)."""
-        features = self.encode_audio(audio, progress=progress, precision=precision)
-        return self.generate(features, num_frames(audio.shape[0]), style_motion=style_motion, progress=progress,
-                             fast=fast, precision=precision)
+        """16 kHz audio [S] -> raw motion [ceil(S/16000*25),106] (float32, CPU).
+
+        Same result as :meth:`encode_audio` then :meth:`generate`, but the features of only
+        ``DEFAULT_CHUNK_BATCH`` chunks are held at a time (memory independent of the duration).
+        """
+        n_frames = num_frames(audio.shape[0])
+        out = torch.empty(n_frames, self.config.motion_dim)  # filled in place: one copy of the result
+        start = 0
+        for motion in self.iter_generate_from_audio(audio, style_motion, progress, fast=fast, precision=precision):
+            take = min(motion.shape[0], n_frames - start)
+            out[start:start + take] = motion[:take]
+            start += take
+        return out
+
+    @torch.no_grad()
+    def iter_generate_from_audio(self, audio: Union[Tensor, Iterable[Tensor]], style_motion: Optional[Tensor] = None,
+                                 progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32",
+                                 chunk_batch: int = DEFAULT_CHUNK_BATCH) -> Iterator[Tensor]:
+        """Audio -> each chunk's raw motion [100,106] (float32, CPU), encoding interleaved with generation.
+
+        ``audio``: the whole 16 kHz signal [S] (encoded ``chunk_batch`` chunks at a time; cut the
+        concatenation to ceil(S/16000*25) frames), or an iterable of chunks, each [64000] (the last
+        may be shorter: zero-padded) or a group [G,64000], encoded as it arrives (streaming).
+        """
+        if isinstance(audio, Tensor):
+            groups: Iterable[Tensor] = self.iter_encode_audio(audio, progress, chunk_batch=chunk_batch,
+                                                              precision=precision)
+            total = padded_samples(audio.shape[0]) // CHUNK_SAMPLES
+        else:
+            precision_context(precision, self._param.device)
+            groups = (self.encode_chunks(chunk, precision=precision) for chunk in audio)
+            total = 0
+        return self.iter_generate(groups, style_motion, progress, fast=fast, precision=precision, total=total)
 
 
 __all__ = ["ARTalkModel", "Generation", "PRECISIONS", "attention_bias", "level_index", "precision_context"]
