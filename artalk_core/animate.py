@@ -124,6 +124,9 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
         loaded = load_artalk(checkpoint=o["checkpoint"], model_config=o["model_config"], assets=o["assets"],
                              device=o["device"])
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
+    if o["engine"] == "artalk" and o["keep"] is not None:
+        # Cache the audio features: another style reuses them. Without --keep there is nothing to
+        # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, lambda p: read_features(p).meta)
         if (_matches(fmeta, audio_sha256=clip.sha256, checkpoint_sha256=loaded.checkpoint_sha256)
@@ -144,11 +147,18 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
                  assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
     files["motion"] = motion_path
 
-    # 3. vertices, then the video from them
-    verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
+    # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
+    # from skinning through the renderer into the encoder, nothing of the whole length is held)
     from artalk_core.flame import resolve_flame
 
     head = resolve_flame(o["flame"], o["assets"])
+    look = dict(audio=clip, size=o["size"], renderer=o["renderer"], background=o["background"],
+                color=o["color"], device=o["device"], progress=o["progress"])
+    if o["keep"] is None:
+        res = render(motion_path, output=out, flame=o["flame"], shape=o["shape"], assets=o["assets"], **look)
+        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused)
+
+    verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
     want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
     if o["shape"] is not None:
         want_verts["shape_sha256"] = sha256_file(o["shape"])
@@ -159,8 +169,6 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
         render(motion_path, output=verts_path, flame=o["flame"], shape=o["shape"], assets=o["assets"],
                progress=o["progress"])
     files["vertices"] = verts_path
-
-    res = render(verts_path, output=out, audio=clip, size=o["size"], renderer=o["renderer"],
-                 background=o["background"], color=o["color"], device=o["device"], progress=o["progress"])
-    return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin,
-                         files=files if o["keep"] is not None else {}, reused=reused)
+    res = render(verts_path, output=out, **look)
+    return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,
+                         reused=reused)

@@ -199,6 +199,9 @@ def _decode(src: Any, name: str) -> tuple[list[tuple[int, np.ndarray]], int, int
             raise AudioError(f"{name} has no audio track (it holds {what}); give a file with speech")
         stream = container.streams.best("audio") or container.streams.audio[0]
         ctx = stream.codec_context
+        if ctx is None:
+            raise AudioError(f"{name}: FFmpeg has no decoder for its audio codec"
+                             "; convert it to WAV, FLAC or MP3 first")
         src_rate = int(ctx.sample_rate or 0)
         src_channels = int(ctx.layout.nb_channels) if ctx.layout is not None else 0
         source_format = f"{container.format.name}/{ctx.name}"
@@ -383,10 +386,13 @@ def is_silent(samples: np.ndarray, threshold_db: float = -60.0) -> bool:
 
     Empty input counts as silent. Callers use it to warn that the animation will be still.
     """
-    x = np.asarray(samples, dtype=np.float64)
+    x = np.asarray(samples)
     if x.size == 0:
         return True
-    rms = math.sqrt(float(np.mean(np.square(x))))
+    step = 1 << 20  # sum in slices: no float64 copy of an hour of audio
+    energy = sum(float(np.dot(part, part)) for part in
+                 (x[i:i + step].astype(np.float64) for i in range(0, x.size, step)))
+    rms = math.sqrt(energy / x.size)
     return rms <= 0.0 or 20.0 * math.log10(rms) < threshold_db
 
 

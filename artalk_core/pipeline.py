@@ -162,7 +162,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
 
     source = _read_stdin_once(input) if not isinstance(input, Audio) else input
     kind = "audio" if isinstance(source, Audio) else _input_kind(source)
-    if kind in ("motion", "reference-pt", "vertices", "safetensors"):
+    if kind in ("motion", "motion-stream", "reference-pt", "vertices", "safetensors"):
         raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "
                          f"this is a {kind} file")
     sty = resolve_style(style, assets=assets, style_start=style_start)
@@ -194,20 +194,15 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
             check_features_match(feats, checkpoint_sha256=loaded.checkpoint_sha256,
                                  audio_dim=loaded.model.config.audio_dim)
             features = torch.as_tensor(np.asarray(feats.data), dtype=torch.float32, device=loaded.device)
-            n_frames = feats.frames
             audio_sha, audio_samples = feats.meta.get("audio_sha256", ""), feats.meta.get("audio_samples", "")
+            motion_raw = loaded.model.generate(features, feats.frames, style_motion=style_t, progress=progress,
+                                               precision=precision)
         else:
-            from artalk_core.timing import num_frames
-
             clip = _as_audio(source)
-            n_frames = num_frames(len(clip.samples))
             audio_sha, audio_samples = clip.sha256, str(len(clip.samples))
-            features = None  # encoded a few chunks at a time, interleaved with generation (bounded memory)
+            # Encoded a few chunks at a time, interleaved with generation: memory does not grow with length.
             motion_raw = loaded.model.generate_from_audio(_audio_tensor(clip, loaded.device), style_t,
                                                           progress=progress, precision=precision)
-        if features is not None:
-            motion_raw = loaded.model.generate(features, n_frames, style_motion=style_t, progress=progress,
-                                               precision=precision)
         motion_raw = motion_raw.detach().float().cpu().numpy()
         options.update(device=loaded.device, precision=precision)
         meta.update(audio_sha256=audio_sha, audio_samples=audio_samples,

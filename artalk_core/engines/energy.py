@@ -69,16 +69,26 @@ HEAD_FREQS_HZ = (0.08, 0.45)
 NOD_RAD = math.radians(1.5)
 
 
-def _frame_levels(x: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame RMS level (dBFS) and brightness (share of energy above 2 kHz), each [T]."""
-    frames = x.reshape(n_frames, SAMPLES_PER_FRAME).astype(np.float64)
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
-    db = 20.0 * np.log10(np.maximum(rms, 1e-10))
-    spec = np.abs(np.fft.rfft(frames * np.hanning(SAMPLES_PER_FRAME), axis=1)) ** 2
+def _frame_levels(x: np.ndarray, n_frames: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame RMS level (dBFS) and brightness (share of energy above 2 kHz), each [T].
+
+    Works through ``block`` frames at a time so an hour of audio needs no float64 or spectrum copy
+    of the whole signal.
+    """
+    window = np.hanning(SAMPLES_PER_FRAME)
     freqs = np.fft.rfftfreq(SAMPLES_PER_FRAME, 1.0 / SAMPLE_RATE)
-    total = spec[:, freqs >= 80.0].sum(axis=1)
-    high = spec[:, freqs >= 2000.0].sum(axis=1)
-    bright = np.where(total > 1e-12, high / np.maximum(total, 1e-12), 0.0)
+    voiced_band, high_band = freqs >= 80.0, freqs >= 2000.0
+    db = np.empty(n_frames)
+    bright = np.empty(n_frames)
+    all_frames = x.reshape(n_frames, SAMPLES_PER_FRAME)
+    for start in range(0, n_frames, block):
+        frames = all_frames[start:start + block].astype(np.float64)
+        rms = np.sqrt(np.mean(frames * frames, axis=1))
+        db[start:start + len(frames)] = 20.0 * np.log10(np.maximum(rms, 1e-10))
+        spec = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+        total = spec[:, voiced_band].sum(axis=1)
+        high = spec[:, high_band].sum(axis=1)
+        bright[start:start + len(frames)] = np.where(total > 1e-12, high / np.maximum(total, 1e-12), 0.0)
     return db, bright
 
 
@@ -136,7 +146,7 @@ def energy_motion(audio: np.ndarray, *, n_frames: int | None = None, seed: int =
     if T == 0:
         return motion
     need = T * SAMPLES_PER_FRAME
-    x = np.pad(x[:need], (0, max(0, need - len(x))))
+    x = x[:need] if len(x) >= need else np.pad(x, (0, need - len(x)))
 
     db, bright = _frame_levels(x, T)
     opening = _opening(db)

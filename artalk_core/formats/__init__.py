@@ -35,11 +35,12 @@ if TYPE_CHECKING:  # pragma: no cover
 Source = Union[PathLike, bytes, bytearray, memoryview]
 """Where a file comes from: a path, ``-`` for stdin, or its bytes."""
 
-KINDS: tuple[str, ...] = ("motion", "features", "safetensors", "vertices", "reference-pt",
+KINDS: tuple[str, ...] = ("motion", "features", "motion-stream", "safetensors", "vertices", "reference-pt",
                           "audio", "video", "unknown")
 """Values :func:`sniff_kind` returns.
 
-``motion`` / ``features``: artalk safetensors files; ``safetensors``: any other safetensors file
+``motion`` / ``features``: artalk safetensors files; ``motion-stream``: the NDJSON stream of
+``generate --stream``; ``safetensors``: any other safetensors file
 (weights, test vectors); ``vertices``: an HDF5 file; ``reference-pt``: a ``torch.save`` file (the
 reference tool's motion / style / checkpoint format); ``audio``: a container that normally holds
 only audio (WAV, FLAC, MP3, Ogg, AIFF, M4A, ADTS AAC...); ``video``: a container that usually holds
@@ -157,6 +158,13 @@ def _has_hdf5_magic(source: Source, head: bytes) -> bool:
     return False
 
 
+def is_motion_stream(head: bytes) -> bool:
+    """True when ``head`` (the first bytes of a file) starts a motion stream's header line: a JSON
+    object naming the format ``artalk.motion-stream``."""
+    first = bytes(head[:4096]).split(b"\n", 1)[0]
+    return first.lstrip().startswith(b"{") and b'"artalk.motion-stream"' in first
+
+
 def sniff_kind(source: Source) -> str:
     """What a file is, from its content (one of :data:`KINDS`).
 
@@ -175,6 +183,8 @@ def sniff_kind(source: Source) -> str:
         return "vertices"
     if _is_torch_zip(head) or head.startswith(_TORCH_LEGACY_MAGIC):
         return "reference-pt"
+    if is_motion_stream(head):
+        return "motion-stream"
     media = _media_kind(head)
     return media if media is not None else "unknown"
 

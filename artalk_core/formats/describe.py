@@ -245,9 +245,11 @@ def describe_file(source: Source) -> dict[str, Any]:
         raise FormatError(f"{name} is empty (0 bytes)")
     kind = sniff_kind(src)
     head: dict[str, Any] = {"kind": kind, "path": name, "size_bytes": size}
-    if kind in ("motion", "features"):
+    if kind in ("motion", "features", "motion-stream"):
         data = src if isinstance(src, bytes) else Path(src).read_bytes()
-        body = _describe_motion(data, name) if kind == "motion" else _describe_features(data, name)
+        body = _describe_features(data, name) if kind == "features" else _describe_motion(data, name)
+        if kind == "motion-stream":
+            body["format"] = "artalk.motion-stream"
     elif kind == "safetensors":
         body = _describe_safetensors(src, name)
     elif kind == "reference-pt":

@@ -28,7 +28,7 @@ from artalk_core.constants import (
 from artalk_core.errors import FormatError, InputError, StyleError
 from artalk_core.fileio import PathLike, atomic_output
 from artalk_core.formats import (
-    Source, describe_kind, first_nonfinite, load_safetensors_bytes, metadata_strings,
+    Source, describe_kind, first_nonfinite, is_motion_stream, load_safetensors_bytes, metadata_strings,
     save_safetensors_bytes, sniff_kind, source_bytes, source_name, to_float32_array)
 
 FORMAT_NAME = "artalk.motion"
@@ -315,13 +315,6 @@ def write_reference_motion(path: PathLike, data: Any) -> None:
 # ---- the motion stream (NDJSON) ----------------------------------------------------------------
 STREAM_FORMAT = "artalk.motion-stream"
 STREAM_VERSION = 1
-
-
-def is_motion_stream(head: bytes) -> bool:
-    """True when ``head`` (the first bytes of a file) starts a motion stream's header line: a JSON
-    object naming the format ``artalk.motion-stream``."""
-    first = bytes(head[:4096]).split(b"\n", 1)[0]
-    return first.lstrip().startswith(b"{") and b'"artalk.motion-stream"' in first
 
 
 def _frame_text(row: np.ndarray) -> str:

@@ -147,3 +147,13 @@ def test_stream_errors_are_one_line(artalk, tiny_assets, args, data, words) -> N
 def test_stream_format_needs_stream(artalk, tiny_assets) -> None:
     res = artalk("generate", "-", "--stream-format", "raw", "--assets", tiny_assets, input=bytes(64000))
     assert_clean_error(res, "--stream")
+
+
+def test_info_names_a_motion_stream(artalk, tiny_assets, tmp_path):
+    import json
+
+    out = tmp_path / "s.ndjson"
+    res = artalk("generate", "-", "--stream", "-o", out, "--assets", tiny_assets, "-q", input=WAV.read_bytes())
+    assert res.returncode == 0, res.stderr
+    d = json.loads(artalk("info", out, "--json").stdout)
+    assert d["kind"] == "motion-stream" and d["format"] == "artalk.motion-stream" and d["frames"] == 252

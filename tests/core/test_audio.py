@@ -479,3 +479,19 @@ def test_named_pipe(tmp_path: Path) -> None:
     a = load_audio(fifo)
     th.join(timeout=10)
     assert a.sha256 == load_audio(data).sha256 and len(a.samples) == 160707
+
+
+def test_unknown_codec_is_a_clean_audio_error(tmp_path):
+    """A WAV whose extensible header names a sub-format FFmpeg cannot decode."""
+    import struct
+
+    from artalk_core.audio import load_audio
+    from artalk_core.errors import AudioError
+
+    data = b"\x00\x00" * 16000
+    fmt = struct.pack("<HHIIHH", 0xFFFE, 1, 16000, 32000, 2, 16) + struct.pack("<HHI", 22, 16, 4) + b"\x99" * 16
+    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path = tmp_path / "odd.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    with pytest.raises(AudioError, match="odd.wav"):
+        load_audio(path)
