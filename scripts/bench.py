@@ -320,6 +320,35 @@ def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repe
     return rows
 
 
+def animate_end_to_end(model: ARTalkModel, config: ModelConfig, seconds: float, device: str,
+                       workdir: Path) -> dict[str, float]:
+    """Wall time of `artalk_core.animate.animate` (the whole chain, as `artalk animate`) on ``seconds``
+    of speech: the random model saved in the reference asset layout, the stand-in head, 512 px."""
+    from safetensors.torch import save_file
+
+    from artalk_core.animate import animate
+    from artalk_core.audio import write_wav
+
+    assets = workdir / "assets"
+    assets.mkdir(exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(assets / "ARTalk_wav2vec.safetensors"))
+    (assets / "config.json").write_text(json.dumps(config.to_dict()))
+    wav = workdir / "speech.wav"
+    write_wav(wav, speech_like(seconds).numpy())
+    out: dict[str, float] = {"audio_s": seconds}
+    for engine in ("artalk", "energy"):
+        ckpt = assets / "ARTalk_wav2vec.safetensors" if engine == "artalk" else None
+        if engine == "artalk":  # load once, as a running tool would; the load is not the chain's cost
+            from artalk_core.pipeline import load_artalk
+
+            load_artalk(checkpoint=ckpt, assets=assets, device=device)
+        t0 = time.perf_counter()
+        animate(wav, output=workdir / f"{engine}.mp4", engine=engine, checkpoint=ckpt, assets=assets, device=device)
+        out[f"{engine}_s"] = time.perf_counter() - t0
+    return out
+
+
 def markdown(rows: list[dict[str, Any]], mem_label: str) -> str:
     head = ("| audio | path | precision | encoder s/s | AR levels s/s | VAE s/s | total s/s | speed-up "
             "(AR only) | max abs motion diff (rel. to motion std) | bit agreement | peak " + mem_label + " |")
@@ -406,6 +435,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     for sec in seconds:
         rows.extend(bench_length(model, sec, precisions, repeat if sec < 30 else 1, device))
     render = render_fps(render_frames) if render_frames > 0 else None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="artalk-bench-") as tmp:
+        e2e = animate_end_to_end(model, config, seconds[0], args.device, Path(tmp))
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -425,6 +458,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"Render ({render_frames} frames, scripts/bench_render.py): "
               f"{render.get('render_fps', float('nan')):.1f} fps render only, "
               f"{render.get('render_encode_fps', float('nan')):.1f} fps render + H.264 encode.")
+    print(f"\nEnd to end (`animate`: encode, generate, post-process, FLAME skinning, render, encode, mux; "
+          f"{e2e['audio_s']:.0f} s of speech, stand-in head, 512 px, model already loaded): "
+          f"{e2e['artalk_s']:.1f} s with the model ({e2e['artalk_s'] / e2e['audio_s']:.2f} s/s), "
+          f"{e2e['energy_s']:.1f} s with the energy engine.")
     # clear_refs resets the kernel's high-water mark, so the overall peak is the largest measured one.
     overall = max([r["peak_mem_mb"] or 0.0 for r in rows]
                   + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
@@ -436,7 +473,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = {"header": header, "device": args.device, "gpu": gpu, "cpu": cpu_name(),
                   "threads": torch.get_num_threads(), "torch": torch.__version__, "load_average": load, "quick": args.quick,
                   "parameters": n_params, "repeat": repeat, "rows": rows, "render": render,
-                  "resident_after_build_mb": resident_mb, "peak_mem_mb": overall}
+                  "resident_after_build_mb": resident_mb, "peak_mem_mb": overall, "animate": e2e}
         args.json.write_text(json.dumps(result, indent=2))
     return 0
 

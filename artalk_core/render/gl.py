@@ -74,11 +74,14 @@ def _create_context(device: str):
     except ImportError as e:  # pragma: no cover - moderngl is a hard dependency
         raise DependencyError(f"the OpenGL renderer needs the moderngl package (pip install moderngl): {e}") from e
     kwargs: dict = {"backend": "egl"}
-    if device not in ("auto", "", None):
-        if device.startswith("egl:") and device[4:].isdigit():
-            kwargs["device_index"] = int(device[4:])
-        else:
-            raise InputError(f"unknown device {device!r} for the gl renderer: use 'auto' or 'egl:N' (EGL device N)")
+    dev = (device or "auto").lower()
+    if dev.startswith("egl:") and dev[4:].isdigit():
+        kwargs["device_index"] = int(dev[4:])
+    elif not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise InputError(f"unknown device {device!r} for the gl renderer: use auto, cpu, cuda, or egl:N "
+                         f"(EGL device N)")
+    # The model's --device (cpu/cuda) does not pick the GL device: EGL takes the default one, which
+    # is the GPU where a driver exposes one and Mesa's llvmpipe otherwise.
     try:
         ctx = moderngl.create_standalone_context(require=330, **kwargs)
     except Exception as e:  # moderngl/glcontext raise plain Exception subclasses

@@ -35,7 +35,8 @@ def test_render_with_audio_and_vertices(artalk, motion_file, tmp_path):
     from artalk_core.video import probe_video
 
     out, verts = tmp_path / "v.mp4", tmp_path / "v.h5"
-    res = artalk("render", motion_file, "-o", out, "--audio", WAV, "--verts", verts, "--assets", tmp_path)
+    res = artalk("render", motion_file, "-o", out, "--audio", WAV, "--verts", verts, "--assets", tmp_path,
+                 "--device", "cpu")
     assert res.returncode == 0, res.stderr
     assert "stand-in" in res.stderr  # no FLAME file: the stand-in is named
     info = probe_video(out)

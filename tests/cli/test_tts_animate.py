@@ -79,7 +79,7 @@ def test_animate_with_the_model_reuses_features_across_styles(artalk, tiny_asset
 
     keep = tmp_path / "keep"
     res = artalk("animate", FIXTURE / "speech_16k.wav", "-s", "tiny_0", "--assets", tiny_assets,
-                 "--keep", keep, "--size", "64", cwd=tmp_path)
+                 "--keep", keep, "--size", "64", "--device", "cpu", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "speech_16k_tiny_0_mesh.mp4"  # the reference tool's naming
     assert probe_video(out)["frames"] == 252
