@@ -18,11 +18,11 @@ import io
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -178,21 +178,24 @@ def _open_source(source: PathLike | bytes, name: str) -> tuple[Any, str]:
     return str(p), digest
 
 
-def _decode(src: Any, name: str) -> tuple[list[tuple[int, np.ndarray]], int, int, str, list[str]]:
-    """Decode the best audio stream to runs of mono float32 at constant rate.
+@dataclass
+class _DecodeState:
+    """What :func:`_decoded_pieces` learnt about a file while decoding it."""
 
-    Returns (runs [(rate, samples)], source_rate, source_channels, source_format, warnings).
-    Damaged packets are replaced by silence of their duration so later speech stays in sync; an
-    error while reading the container ends decoding with what was read so far.
-    """
+    runs: list[list[int]] = field(default_factory=list)  # [rate, samples] per constant-rate run
+    damaged: int = 0
+    ended_early: Optional[str] = None
+
+
+def _open_container(src: Any, name: str) -> tuple[Any, Any, int, int, str]:
+    """(container, best audio stream, source rate, source channels, "container/codec"); raises AudioError."""
     import av
 
     try:
         container = av.open(src, mode="r")
     except av.FFmpegError as e:
         raise AudioError(f"{name} is not an audio or video file FFmpeg can read ({_reason(e)})") from e
-    warnings: list[str] = []
-    with container:
+    try:
         if not container.streams.audio:
             kinds = sorted({s.type for s in container.streams})
             what = f"only {', '.join(kinds)}" if kinds else "no streams"
@@ -205,63 +208,101 @@ def _decode(src: Any, name: str) -> tuple[list[tuple[int, np.ndarray]], int, int
         src_rate = int(ctx.sample_rate or 0)
         src_channels = int(ctx.layout.nb_channels) if ctx.layout is not None else 0
         source_format = f"{container.format.name}/{ctx.name}"
+    except BaseException:
+        container.close()
+        raise
+    return container, stream, src_rate, src_channels, source_format
 
-        runs: list[tuple[int, list[np.ndarray]]] = []
-        damaged = 0
 
-        def add(rate: int, mono: np.ndarray) -> None:
+def _decoded_pieces(container: Any, stream: Any, src_rate: int, st: _DecodeState) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ``stream`` progressively: yields (rate, mono float32 [n]) per decoded frame.
+
+    Damaged packets become silence of their duration so later speech stays in sync; an error while
+    reading the container ends decoding with what was read so far (noted in ``st``).
+    """
+    import av
+
+    def add(rate: int, n: int) -> None:
+        if st.runs and st.runs[-1][0] == rate:
+            st.runs[-1][1] += n
+        else:
+            st.runs.append([rate, n])
+
+    def take(frames: Any) -> Iterator[tuple[int, np.ndarray]]:
+        for fr in frames:
+            if fr.samples == 0:
+                continue
+            mono = _to_mono(_frame_to_float(fr))
+            add(int(fr.sample_rate), len(mono))
+            yield int(fr.sample_rate), mono
+
+    demux = container.demux(stream)
+    while True:
+        try:
+            packet = next(demux)
+        except StopIteration:
+            break
+        except av.FFmpegError as e:
+            st.ended_early = _reason(e)
+            break
+        if packet.size == 0:
+            continue  # the demuxer's end-of-stream marker; flushed below
+        try:
+            frames = stream.decode(packet)
+        except av.FFmpegError:
+            st.damaged += 1
+            rate = st.runs[-1][0] if st.runs else src_rate
+            if packet.duration and packet.time_base and rate:
+                gap = int(round(float(packet.duration * packet.time_base) * rate))
+                if 0 < gap < rate * 10:
+                    add(rate, gap)
+                    yield rate, np.zeros(gap, np.float32)
+            continue
+        yield from take(frames)
+    try:
+        frames = stream.decode(None)
+    except av.FFmpegError:
+        frames = []
+    yield from take(frames)
+
+
+def _decode_notes(stream: Any, name: str, st: _DecodeState) -> list[str]:
+    """The warnings of a finished decode; raises AudioError when nothing could be decoded."""
+    warnings: list[str] = []
+    decoded = sum(n / r for r, n in st.runs if r)
+    if st.ended_early is not None and decoded > 0:
+        warnings.append(f"{name}: reading stopped at damaged data ({st.ended_early}); "
+                        f"using the first {decoded:.2f} s")
+    elif stream.duration and stream.time_base and decoded > 0:
+        expected = float(stream.duration * stream.time_base)
+        if expected - decoded > max(0.1, 0.02 * expected):
+            warnings.append(f"{name} seems cut short: its header says {expected:.2f} s "
+                            f"but only {decoded:.2f} s could be decoded")
+    if st.damaged and decoded > 0:
+        warnings.append(f"{name}: {st.damaged} damaged audio packet(s) replaced by silence")
+    if decoded == 0:
+        why = (f" ({st.ended_early})" if st.ended_early else
+               (f" ({st.damaged} damaged packets)" if st.damaged else ""))
+        raise AudioError(f"{name} contains no decodable audio{why}; the file may be empty, "
+                         "truncated or corrupt")
+    return warnings
+
+
+def _decode(src: Any, name: str) -> tuple[list[tuple[int, np.ndarray]], int, int, str, list[str]]:
+    """Decode the best audio stream to runs of mono float32 at constant rate.
+
+    Returns (runs [(rate, samples)], source_rate, source_channels, source_format, warnings).
+    """
+    container, stream, src_rate, src_channels, source_format = _open_container(src, name)
+    st = _DecodeState()
+    runs: list[tuple[int, list[np.ndarray]]] = []
+    with container:
+        for rate, mono in _decoded_pieces(container, stream, src_rate, st):
             if runs and runs[-1][0] == rate:
                 runs[-1][1].append(mono)
             else:
                 runs.append((rate, [mono]))
-
-        def take(frames: Any) -> None:
-            for fr in frames:
-                if fr.samples == 0:
-                    continue
-                add(int(fr.sample_rate), _to_mono(_frame_to_float(fr)))
-
-        demux = container.demux(stream)
-        ended_early = None
-        while True:
-            try:
-                packet = next(demux)
-            except StopIteration:
-                break
-            except av.FFmpegError as e:
-                ended_early = _reason(e)
-                break
-            if packet.size == 0:
-                continue  # the demuxer's end-of-stream marker; flushed below
-            try:
-                take(stream.decode(packet))
-            except av.FFmpegError:
-                damaged += 1
-                rate = runs[-1][0] if runs else src_rate
-                if packet.duration and packet.time_base and rate:
-                    gap = int(round(float(packet.duration * packet.time_base) * rate))
-                    if 0 < gap < rate * 10:
-                        add(rate, np.zeros(gap, np.float32))
-        try:
-            take(stream.decode(None))
-        except av.FFmpegError:
-            pass
-
-        decoded = sum(sum(len(c) for c in chunks) / r for r, chunks in runs if r)
-        if ended_early is not None and decoded > 0:
-            warnings.append(f"{name}: reading stopped at damaged data ({ended_early}); "
-                            f"using the first {decoded:.2f} s")
-        elif stream.duration and stream.time_base and decoded > 0:
-            expected = float(stream.duration * stream.time_base)
-            if expected - decoded > max(0.1, 0.02 * expected):
-                warnings.append(f"{name} seems cut short: its header says {expected:.2f} s "
-                                f"but only {decoded:.2f} s could be decoded")
-        if damaged and decoded > 0:
-            warnings.append(f"{name}: {damaged} damaged audio packet(s) replaced by silence")
-        if decoded == 0:
-            why = f" ({ended_early})" if ended_early else (f" ({damaged} damaged packets)" if damaged else "")
-            raise AudioError(f"{name} contains no decodable audio{why}; the file may be empty, "
-                             "truncated or corrupt")
+        warnings = _decode_notes(stream, name, st)
     out = [(r, np.concatenate(chunks)) for r, chunks in runs]
     return out, src_rate or out[0][0], src_channels, source_format, warnings
 
@@ -336,6 +377,218 @@ def load_audio(source: PathLike | bytes, *, min_frames: int = 1) -> Audio:
     return Audio(samples=samples, sample_rate=SAMPLE_RATE, sha256=digest, source_rate=src_rate,
                  source_channels=src_channels, source_format=source_format,
                  decode_warnings=tuple(warnings))
+
+
+# ----------------------------------------------------------------------------------------------
+# Progressive decoding
+
+
+class _BlockResampler:
+    """:func:`_resample` of one constant-rate run, fed piece by piece: the same numbers, bit for bit.
+
+    ``resample_poly`` output sample m is a fixed-order sum over a fixed window of input samples
+    around ``m * down / up``. So the buffered input is resampled whole, only the outputs whose
+    windows lie inside it are kept, and the buffer is then cut at a multiple of ``down`` (so the
+    polyphase phases line up with the whole-signal computation) far enough left to still cover
+    every window not yet output. The memory held is a few filter lengths plus one processing step.
+    """
+
+    def __init__(self, rate: int, step: int) -> None:
+        self.rate = int(rate)
+        self._pass = self.rate == SAMPLE_RATE
+        ratio = Fraction(SAMPLE_RATE, self.rate)
+        self._up, self._down = ratio.numerator, ratio.denominator
+        if not self._pass:
+            h = _antialias_filter(self._up, self._down)
+            # Input samples on either side of m*down/up that output m may depend on (generous:
+            # the filter's half-length plus resample_poly's zero padding of it, in input samples).
+            self._margin = (len(h) + 4 * (self._up + self._down)) // self._up + 4
+            self._step = max(int(step), 4 * self._down, 2 * self._margin)
+        self._parts: list[np.ndarray] = []
+        self._held = 0  # samples in _parts
+        self._base = 0  # input index of _parts[0][0], a multiple of down
+        self._n_in = 0  # input samples pushed
+        self._out = 0  # output samples produced
+
+    def push(self, x: np.ndarray) -> Optional[np.ndarray]:
+        """Add input float32 [n]; returns the 16 kHz output that became final (or None)."""
+        if self._pass:
+            self._n_in += len(x)
+            return x.astype(np.float32, copy=False)
+        self._parts.append(x)
+        self._held += len(x)
+        self._n_in += len(x)
+        if self._held < self._step + 2 * self._margin:
+            return None
+        up, down = self._up, self._down
+        stop = (self._n_in - self._margin) * up // down  # every window of outputs < stop is buffered
+        y = self._run(stop)
+        keep_from = max(self._base, (self._out * down // up - self._margin) // down * down)
+        buf = np.concatenate(self._parts)[keep_from - self._base:]
+        self._parts, self._held, self._base = [buf], len(buf), keep_from
+        return y
+
+    def _run(self, stop: int) -> np.ndarray:
+        from scipy.signal import resample_poly
+
+        x = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
+        self._parts = [x]
+        if stop <= self._out or len(x) == 0:
+            return np.zeros(0, np.float32)
+        y = resample_poly(x.astype(np.float64), self._up, self._down,
+                          window=_antialias_filter(self._up, self._down))
+        off = self._base * self._up // self._down
+        out = y[self._out - off:stop - off].astype(np.float32)
+        self._out += len(out)
+        return out
+
+    def finish(self) -> np.ndarray:
+        """The rest of the output: round(n * 16000 / rate) samples in all, as :func:`_resample`."""
+        if self._pass:
+            return np.zeros(0, np.float32)
+        target = int(round(self._n_in * SAMPLE_RATE / self.rate))
+        y = self._run(target)
+        self._parts, self._held = [], 0
+        return y
+
+
+class AudioStream:
+    """A file decoded progressively to 16 kHz mono float32, in blocks (see :func:`iter_audio`).
+
+    Known at once: ``name``, ``sha256`` (of the file's bytes), ``source_rate``, ``source_channels``,
+    ``source_format``. Iterating yields float32 [block] arrays (the last one shorter) whose
+    concatenation is ``load_audio(source).samples`` bit for bit; the stream can be iterated once.
+    After exhaustion ``num_samples``, ``decode_warnings`` and ``sum_squares`` (float64 energy, for
+    :meth:`is_silent`) are final. The errors of :func:`load_audio` about the decoded samples (none
+    decodable, NaN/Inf, too short) are raised by the iteration: too short before any block is
+    yielded, the others at the end (after the blocks that came before the problem).
+    """
+
+    def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1) -> None:
+        if isinstance(block, bool) or int(block) < 1:
+            raise InputError(f"block must be a positive number of samples, got {block!r}")
+        self.block = int(block)
+        self.name = _describe(source)
+        self._min_frames = int(min_frames)
+        self._src, self.sha256 = _open_source(source, self.name)
+        (self._container, self._stream, rate, self.source_channels,
+         self.source_format) = _open_container(self._src, self.name)
+        self.source_rate: int = rate
+        self.expected_samples = self._expected_samples()
+        """16 kHz samples the container announces (for progress; None when it does not say)."""
+        self.num_samples: Optional[int] = None
+        self.decode_warnings: tuple[str, ...] = ()
+        self.sum_squares = 0.0
+        self._started = False
+
+    def _expected_samples(self) -> Optional[int]:
+        st, c = self._stream, self._container
+        try:
+            if st.duration and st.time_base:
+                return int(float(st.duration * st.time_base) * SAMPLE_RATE)
+            if c.duration:
+                return int(c.duration / 1_000_000 * SAMPLE_RATE)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        return None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._started:
+            raise InputError(f"the audio stream of {self.name} can be read only once")
+        self._started = True
+        return self._blocks()
+
+    def close(self) -> None:
+        """Release the decoder (done by itself at the end of the iteration)."""
+        self._container.close()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def is_silent(self, threshold_db: float = -60.0) -> bool:
+        """:func:`is_silent` of the whole signal, from the energy summed while iterating."""
+        n = self.num_samples or 0
+        if n == 0:
+            return True
+        rms = math.sqrt(self.sum_squares / n)
+        return rms <= 0.0 or 20.0 * math.log10(rms) < threshold_db
+
+    def _outputs(self, st: _DecodeState) -> Iterator[np.ndarray]:
+        """16 kHz output pieces of any length, in order, across rate changes."""
+        res: Optional[_BlockResampler] = None
+        step = self.block
+        for rate, mono in _decoded_pieces(self._container, self._stream, self.source_rate, st):
+            if res is None or res.rate != rate:
+                if res is not None:
+                    yield res.finish()
+                res = _BlockResampler(rate, step * rate // SAMPLE_RATE + 1)
+            y = res.push(mono)
+            if y is not None and len(y):
+                yield y
+        if res is not None:
+            yield res.finish()
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        need = max(self._min_frames, 0) * SAMPLES_PER_FRAME
+        st = _DecodeState()
+        pending: list[np.ndarray] = []
+        held = total = yielded = bad = 0
+        with self._container:
+            for y in self._outputs(st):
+                if not len(y):
+                    continue
+                total += len(y)
+                if bad or not np.all(np.isfinite(y)):
+                    # Decode on to count them all, as load_audio reports; nothing more is yielded.
+                    bad += int(np.count_nonzero(~np.isfinite(y)))
+                    pending, held = [], 0
+                    continue
+                y64 = y.astype(np.float64)
+                self.sum_squares += float(np.dot(y64, y64))
+                pending.append(y)
+                held += len(y)
+                if held >= self.block and (yielded or held >= need):
+                    buf = np.concatenate(pending)
+                    cut = len(buf) - len(buf) % self.block
+                    for i in range(0, cut, self.block):
+                        yield buf[i:i + self.block]
+                    yielded += cut
+                    pending, held = ([buf[cut:]] if cut < len(buf) else []), len(buf) - cut
+            warnings = _decode_notes(self._stream, self.name, st)
+        if self.source_format.startswith("wav/") and not warnings:
+            missing = _wav_missing_bytes(self._src)
+            if missing:
+                warnings.append(f"{self.name} seems cut short: its header announces {missing} more bytes of "
+                                "audio than the file holds; using the part that is there")
+        if len(st.runs) > 1:
+            warnings.append(f"{self.name}: the sample rate changes inside the file; each part was resampled")
+        if not self.source_rate and st.runs:
+            self.source_rate = st.runs[0][0]
+        self.decode_warnings = tuple(warnings)
+        if bad:
+            raise AudioError(f"{self.name} contains {bad} NaN or infinite sample(s); re-export the audio")
+        if total == 0 or total < need:
+            raise AudioError(f"{self.name} is too short: {total / SAMPLE_RATE * 1000:.1f} ms of audio, "
+                             f"at least {need / SAMPLE_RATE * 1000:.0f} ms ({self._min_frames} motion frame(s)) needed")
+        self.num_samples = total
+        if held:
+            yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+
+def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1) -> AudioStream:
+    """Decode ``source`` progressively: an :class:`AudioStream` of float32 [block] 16 kHz mono blocks.
+
+    The concatenated blocks equal ``load_audio(source, min_frames=min_frames).samples`` bit for
+    bit (resampling included, see :class:`_BlockResampler`), and the stream's facts and warnings
+    are the :class:`Audio` ones. Errors about the file itself (missing, empty, not audio, no audio
+    track) are raised here; those about its samples while iterating (see :class:`AudioStream`).
+    Memory is a few blocks whatever the length; a path is hashed up front (a second read), while
+    stdin and bytes are held whole as :func:`load_audio` holds them (a container may need to seek).
+    """
+    return AudioStream(source, block=block, min_frames=min_frames)
 
 
 def audio_from_array(samples: Any, sample_rate: int, *, min_frames: int = 1) -> Audio:

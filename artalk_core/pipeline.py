@@ -7,6 +7,7 @@ raises only typed :mod:`artalk_core.errors`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from artalk_core.fileio import PathLike, provenance, sha256_file_cached
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
-    from artalk_core.audio import Audio
+    from artalk_core.audio import Audio, AudioStream
     from artalk_core.formats.features import Features
     from artalk_core.formats.motion import Motion
     from artalk_core.model.artalk import ARTalkModel
@@ -89,15 +90,39 @@ def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = 
     from artalk_core.formats.features import Features, write_features
     from artalk_core.timing import num_frames
 
-    clip = _as_audio(audio)
+    from artalk_core.audio import Audio
+
+    stream = None if isinstance(audio, Audio) else _open_stream(_read_stdin_once(audio))
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
-    feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress, precision=precision)
-    feats_np = feats.detach().float().cpu().numpy()
+    if stream is None:
+        clip = _as_audio(audio)
+        feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress, precision=precision)
+        feats_np = feats.detach().float().cpu().numpy()
+        audio_sha, n_samples = clip.sha256, len(clip.samples)
+    else:
+        import torch
+
+        from artalk_core.model.artalk import precision_context
+
+        # Decoded a few chunks at a time: only the features (the output) grow with the length.
+        precision_context(precision, loaded.model._param.device)  # reject an unknown precision now
+        estimate = _estimated_chunks(stream)
+        parts, done = [], 0
+        report(progress, "encode audio", 0, estimate)
+        for group in _chunk_groups(stream):
+            feats = loaded.model.encode_chunks(torch.from_numpy(group), precision=precision)
+            parts.append(feats.detach().float().cpu().numpy())
+            done += group.shape[0]
+            report(progress, "encode audio", done, max(done, estimate))
+        _stream_notes(stream)
+        feats_np = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
+        audio_sha, n_samples = stream.sha256, int(stream.num_samples or 0)
     meta = {
         **provenance("artalk encode-audio", options={"device": loaded.device, "precision": precision},
-                     inputs={"audio": clip.sha256, "checkpoint": loaded.checkpoint_sha256}),
-        "audio_samples": str(len(clip.samples)),
-        "frames": str(num_frames(len(clip.samples))),
+                     inputs={"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}),
+        "audio_samples": str(n_samples),
+        "frames": str(num_frames(n_samples)),
         "chunks": str(feats_np.shape[0]),
         "feature_dim": str(feats_np.shape[-1]),
         "model_config": json.dumps(loaded.config, sort_keys=True),
@@ -130,6 +155,81 @@ def _as_audio(source: Any) -> "Audio":
     if is_silent(clip.samples):
         warn("the audio is silent: the head will barely move")
     return clip
+
+
+def _open_stream(source: Source) -> "AudioStream":
+    """The audio decoded progressively, in blocks of ``DEFAULT_CHUNK_BATCH`` model chunks."""
+    from artalk_core.audio import iter_audio
+    from artalk_core.constants import CHUNK_SAMPLES
+    from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
+
+    return iter_audio(source, block=CHUNK_SAMPLES * DEFAULT_CHUNK_BATCH)
+
+
+def _stream_notes(stream: "AudioStream") -> None:
+    """:func:`_as_audio`'s warnings (decoding notes, silence) for a stream read to the end."""
+    from artalk_core.errors import warn
+
+    for note in stream.decode_warnings:
+        warn(note)
+    if stream.is_silent():
+        warn("the audio is silent: the head will barely move")
+
+
+def _estimated_chunks(stream: "AudioStream") -> int:
+    """Model chunks the container announces (0 if it does not say): for progress only."""
+    from artalk_core.constants import CHUNK_SAMPLES
+
+    n = stream.expected_samples
+    return -(-n // CHUNK_SAMPLES) if n else 0
+
+
+def _chunk_groups(stream: "AudioStream") -> Iterator[np.ndarray]:
+    """The stream's blocks as model chunk groups float32 [G,64000], grouped as the whole-signal path
+    groups them (``DEFAULT_CHUNK_BATCH`` chunks from the start) and zero-padded to
+    ``padded_samples(S) // 64000`` chunks in all, which is only known once the stream has ended.
+    One block is held back so the last one is recognised."""
+    from artalk_core.constants import CHUNK_SAMPLES
+    from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
+    from artalk_core.timing import padded_samples
+
+    done = 0
+    prev: Optional[np.ndarray] = None
+    for block in stream:
+        if prev is not None:
+            yield prev.reshape(-1, CHUNK_SAMPLES)  # a full block: DEFAULT_CHUNK_BATCH whole chunks
+            done += DEFAULT_CHUNK_BATCH
+        prev = block
+    n_chunks = padded_samples(int(stream.num_samples or 0)) // CHUNK_SAMPLES
+    tail = prev if prev is not None else np.zeros(0, np.float32)
+    for start in range(done, n_chunks, DEFAULT_CHUNK_BATCH):
+        stop = min(start + DEFAULT_CHUNK_BATCH, n_chunks)
+        group = np.zeros((stop - start, CHUNK_SAMPLES), np.float32)
+        piece = tail[(start - done) * CHUNK_SAMPLES:(stop - done) * CHUNK_SAMPLES]
+        group.reshape(-1)[:len(piece)] = piece
+        yield group
+
+
+def _generate_streamed(model: "ARTalkModel", stream: "AudioStream", style_t: Any, *,
+                       progress: OptionalProgress, precision: str) -> np.ndarray:
+    """Raw motion float32 [num_frames(S),106] from a progressively decoded stream: the model's
+    streaming path (:meth:`ARTalkModel.iter_generate_from_audio` over chunk groups), cut to the
+    frame count known at the end; equal to :meth:`ARTalkModel.generate_from_audio` on the whole signal."""
+    import torch
+
+    from artalk_core.timing import num_frames
+
+    estimate = _estimated_chunks(stream)
+
+    def prog(stage: str, done: int, total: int) -> None:
+        report(progress, stage, done, max(total, estimate, done))
+
+    groups = (torch.from_numpy(g) for g in _chunk_groups(stream))
+    parts = [m.numpy() for m in model.iter_generate_from_audio(groups, style_t, prog if progress else None,
+                                                                 precision=precision)]
+    n_frames = num_frames(int(stream.num_samples or 0))
+    out = np.concatenate(parts)[:n_frames] if parts else np.zeros((0, model.config.motion_dim), np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _input_kind(source: Source) -> str:
@@ -175,13 +275,22 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
 
         if kind == "features":
             raise InputError("the energy engine works from audio, not from a features file")
-        clip = _as_audio(source)
         report(progress, "energy engine", 0, 1)
-        motion_raw = energy_motion(clip.samples, seed=seed)
+        if isinstance(source, Audio):
+            clip = _as_audio(source)
+            motion_raw = energy_motion(clip.samples, seed=seed)
+            audio_sha, n_samples = clip.sha256, len(clip.samples)
+        else:
+            from artalk_core.engines.energy import energy_motion_from_blocks
+
+            stream = _open_stream(source)
+            motion_raw = energy_motion_from_blocks(stream, seed=seed)
+            _stream_notes(stream)
+            audio_sha, n_samples = stream.sha256, int(stream.num_samples or 0)
         report(progress, "energy engine", 1, 1)
         options["seed"] = seed
-        meta.update(audio_sha256=clip.sha256, audio_samples=str(len(clip.samples)), checkpoint_sha256="")
-        inputs = {"audio": clip.sha256}
+        meta.update(audio_sha256=audio_sha, audio_samples=str(n_samples), checkpoint_sha256="")
+        inputs = {"audio": audio_sha}
     else:
         import torch
 
@@ -197,13 +306,19 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
             audio_sha, audio_samples = feats.meta.get("audio_sha256", ""), feats.meta.get("audio_samples", "")
             motion_raw = loaded.model.generate(features, feats.frames, style_motion=style_t, progress=progress,
                                                precision=precision)
-        else:
+        elif isinstance(source, Audio):
             clip = _as_audio(source)
             audio_sha, audio_samples = clip.sha256, str(len(clip.samples))
-            # Encoded a few chunks at a time, interleaved with generation: memory does not grow with length.
             motion_raw = loaded.model.generate_from_audio(_audio_tensor(clip, loaded.device), style_t,
                                                           progress=progress, precision=precision)
-        motion_raw = motion_raw.detach().float().cpu().numpy()
+        else:
+            # Decoded, encoded and generated a few chunks at a time: memory does not grow with length.
+            stream = _open_stream(source)
+            motion_raw = _generate_streamed(loaded.model, stream, style_t, progress=progress, precision=precision)
+            _stream_notes(stream)
+            audio_sha, audio_samples = stream.sha256, str(stream.num_samples)
+        if not isinstance(motion_raw, np.ndarray):
+            motion_raw = motion_raw.detach().float().cpu().numpy()
         options.update(device=loaded.device, precision=precision)
         meta.update(audio_sha256=audio_sha, audio_samples=audio_samples,
                     checkpoint_sha256=loaded.checkpoint_sha256)

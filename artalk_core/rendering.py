@@ -149,13 +149,22 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
     from artalk_core.render import create_renderer
     from artalk_core.video import write_video
 
-    samples = None
+    samples: Any = None
     if audio is not None:
-        from artalk_core.audio import Audio, load_audio
+        from artalk_core.audio import Audio, iter_audio
 
-        clip = audio if isinstance(audio, Audio) else load_audio(audio)
-        samples = clip.samples
-        meta["audio_sha256"] = clip.sha256
+        if isinstance(audio, Audio):
+            samples = audio.samples
+        else:
+            # Decoded as the video advances (only about one block held); the first block is read
+            # now so a file too short to use fails before anything is rendered.
+            import itertools
+
+            stream = iter_audio(audio)
+            blocks = iter(stream)
+            first = next(blocks, None)
+            samples = itertools.chain([] if first is None else [first], blocks)
+        meta["audio_sha256"] = audio.sha256 if isinstance(audio, Audio) else stream.sha256
     rend = create_renderer(faces, backend=renderer, size=size, background=background, color=color, device=device)
     with contextlib.ExitStack() as stack:
         stack.callback(rend.close)

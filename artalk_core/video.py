@@ -12,7 +12,7 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -87,13 +87,52 @@ def _open_output(av: Any, tmp: Path, meta: Mapping[str, str] | None):
     return container
 
 
+class _BlockAudio:
+    """Audio given as an iterator of float blocks [n], read forward only: the samples already
+    encoded are dropped, so only about one block is held whatever the length."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], sample_rate: int) -> None:
+        self._it = blocks
+        self._rate = sample_rate
+        self._buf = np.zeros(0, np.float32)
+        self._pos = 0  # sample index of _buf[0]
+        self._ended = False
+
+    def __getitem__(self, window: slice) -> np.ndarray:
+        """Samples [start, stop) (fewer past the end); ``start`` never goes back."""
+        start, stop = int(window.start), int(window.stop)
+        parts = [self._buf[max(0, start - self._pos):]]
+        have = self._pos + len(self._buf)
+        base = max(start, self._pos)
+        while have < stop and not self._ended:
+            try:
+                block = next(self._it)
+            except StopIteration:
+                self._ended = True
+                break
+            block = _check_audio(block, self._rate)
+            parts.append(block)
+            have += len(block)
+        self._buf = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._pos = base
+        return self._buf[:max(0, stop - base)]
+
+    def drain(self) -> None:
+        """Read the rest (unused), so a source that checks its input at the end gets to raise."""
+        if not self._ended:
+            for _ in self._it:
+                pass
+            self._ended = True
+        self._buf = np.zeros(0, np.float32)
+
+
 class _AacTrack:
     """AAC mono audio stream of a container, fed progressively so it interleaves with the video.
 
     Samples past the end of the given audio are silence (padding when the audio is shorter).
     """
 
-    def __init__(self, av: Any, container: Any, audio: np.ndarray, sample_rate: int) -> None:
+    def __init__(self, av: Any, container: Any, audio: np.ndarray | _BlockAudio, sample_rate: int) -> None:
         self._av = av
         self._container = container
         self._audio = audio
@@ -131,6 +170,22 @@ class _AacTrack:
             self._pos = total
         for packet in self.stream.encode(None):
             self._container.mux(packet)
+        if isinstance(self._audio, _BlockAudio):
+            self._audio.drain()
+
+
+def _audio_input(audio: Any, sample_rate: int) -> np.ndarray | _BlockAudio | None:
+    """An array (checked) as it is; an iterator of blocks (e.g. an :class:`artalk_core.audio.AudioStream`,
+    or ``iter()`` of one) read progressively."""
+    if audio is None:
+        return None
+    from artalk_core.audio import AudioStream
+
+    if isinstance(audio, (Iterator, AudioStream)):
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise AudioError(f"sample rate must be a positive integer, got {sample_rate!r}")
+        return _BlockAudio(iter(audio), int(sample_rate))
+    return _check_audio(audio, sample_rate)
 
 
 class VideoWriter:
@@ -139,7 +194,9 @@ class VideoWriter:
     Use as a context manager; on an exception inside the block nothing is written (an existing
     file at ``path`` is kept). ``size`` is the square side or (width, height), both even.
     ``audio`` [S] float32 (optional) is added as AAC mono, cut or silence-padded to the video's
-    length exactly as the reference. ``threads`` 0 lets x264 choose. ``preset`` is the x264
+    length exactly as the reference; it may also be an iterator of float32 blocks [n] (an
+    :class:`artalk_core.audio.AudioStream`), read as the video advances so long audio is never
+    held whole (it is read to its end on :meth:`close`, so its own checks still run). ``threads`` 0 lets x264 choose. ``preset`` is the x264
     speed/size trade-off (CRF fixes the quality). With ``background`` the encoding runs in a
     worker thread, overlapping with the caller's rendering. Memory stays constant: each frame
     goes straight to the encoder (at most ``QUEUE_FRAMES`` wait in the queue).
@@ -149,7 +206,7 @@ class VideoWriter:
 
     def __init__(self, path: PathLike, *, fps: int = FPS, size: int | tuple[int, int] = IMAGE_SIZE,
                  crf: int = VIDEO_CRF, meta: Mapping[str, str] | None = None, threads: int = 0,
-                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
+                 audio: np.ndarray | Iterator[np.ndarray] | None = None, sample_rate: int = SAMPLE_RATE,
                  preset: str = DEFAULT_PRESET, background: bool = True) -> None:
         av = _av()
         self._av = av
@@ -161,7 +218,7 @@ class VideoWriter:
         if preset not in X264_PRESETS:
             raise InputError(f"unknown x264 preset {preset!r}: choose one of {', '.join(X264_PRESETS)}")
         self.fps = int(fps)
-        self._audio = _check_audio(audio, sample_rate) if audio is not None else None
+        self._audio = _audio_input(audio, sample_rate)
         self._sample_rate = int(sample_rate)
         self.frames = 0
         """Frames accepted so far."""
@@ -237,7 +294,7 @@ class VideoWriter:
         err = self._error
         if err is not None:
             self._abort(err)
-            if isinstance(err, (InputError, OutputError)):
+            if isinstance(err, (InputError, OutputError, AudioError)):
                 raise err
             raise OutputError(f"cannot write video {self._path}: {err}") from err
 
@@ -292,7 +349,7 @@ class VideoWriter:
             self._container.close()
         except BaseException as e:
             self._abort(e)
-            if isinstance(e, Exception) and not isinstance(e, (InputError, OutputError)):
+            if isinstance(e, Exception) and not isinstance(e, (InputError, OutputError, AudioError)):
                 raise OutputError(f"cannot write video {self._path}: {e}") from e
             raise
         self._done = True
@@ -394,7 +451,7 @@ def mux(video_path: PathLike, audio: np.ndarray, out_path: PathLike, *, sample_r
                 raise OutputError(f"cannot mux audio into {out_path}: {e}") from e
 
 
-def write_video(path: PathLike, frames: Iterable[np.ndarray], *, audio: np.ndarray | None = None,
+def write_video(path: PathLike, frames: Iterable[np.ndarray], *, audio: np.ndarray | Iterator[np.ndarray] | None = None,
                 fps: int = FPS, crf: int = VIDEO_CRF, meta: Mapping[str, str] | None = None,
                 sample_rate: int = SAMPLE_RATE, progress: OptionalProgress = None,
                 total: int = 0) -> int:

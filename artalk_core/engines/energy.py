@@ -34,6 +34,7 @@ How one motion frame t (40 ms, samples [640 t, 640 t + 640)) is made:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -142,13 +143,56 @@ def energy_motion(audio: np.ndarray, *, n_frames: int | None = None, seed: int =
     T = num_frames(len(x)) if n_frames is None else int(n_frames)
     if T < 0:
         raise InputError(f"n_frames must be >= 0, got {n_frames}")
-    motion = np.zeros((T, MOTION_DIM), np.float32)
     if T == 0:
-        return motion
+        return np.zeros((0, MOTION_DIM), np.float32)
     need = T * SAMPLES_PER_FRAME
     x = x[:need] if len(x) >= need else np.pad(x, (0, need - len(x)))
-
     db, bright = _frame_levels(x, T)
+    return _motion_from_levels(db, bright, seed)
+
+
+def energy_motion_from_blocks(blocks: Iterable[np.ndarray], *, seed: int = 0) -> np.ndarray:
+    """:func:`energy_motion` of the concatenated ``blocks`` (16 kHz mono float32 [n] each), without
+    holding the audio: frame levels are computed block by block (only the per-frame arrays [T] are
+    kept for the clip-wide percentile), so the result is the same, bit for bit. Raises like
+    :func:`energy_motion`.
+    """
+    dbs: list[np.ndarray] = []
+    brights: list[np.ndarray] = []
+    rest = np.zeros(0, np.float32)  # samples of an incomplete frame carried to the next block
+    total = 0
+    for block in blocks:
+        x = np.asarray(block)
+        if x.ndim != 1:
+            raise InputError(f"energy engine wants mono audio [S], got shape {tuple(x.shape)}")
+        x = x.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(x)):
+            raise InputError("energy engine: the audio contains NaN or infinite samples")
+        total += len(x)
+        if len(rest):
+            x = np.concatenate([rest, x])
+        whole = len(x) // SAMPLES_PER_FRAME
+        if whole:
+            db, bright = _frame_levels(x[:whole * SAMPLES_PER_FRAME], whole)
+            dbs.append(db)
+            brights.append(bright)
+        rest = x[whole * SAMPLES_PER_FRAME:].copy()
+    T = num_frames(total)
+    if T == 0:
+        return np.zeros((0, MOTION_DIM), np.float32)
+    done = sum(len(d) for d in dbs)
+    if T > done:  # the last partial frame and any further frames, zero-padded as energy_motion pads
+        need = (T - done) * SAMPLES_PER_FRAME
+        db, bright = _frame_levels(np.pad(rest[:need], (0, need - min(len(rest), need))), T - done)
+        dbs.append(db)
+        brights.append(bright)
+    return _motion_from_levels(np.concatenate(dbs)[:T], np.concatenate(brights)[:T], seed)
+
+
+def _motion_from_levels(db: np.ndarray, bright: np.ndarray, seed: int) -> np.ndarray:
+    """Motion float32 [T,106] from per-frame levels (dBFS) and brightness, each [T] (steps 1 to 8)."""
+    T = len(db)
+    motion = np.zeros((T, MOTION_DIM), np.float32)
     opening = _opening(db)
     activity = np.clip(_smooth(opening, 1.0) * 2.5, 0.0, 1.0)
     t = np.arange(T) / FPS
