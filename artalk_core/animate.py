@@ -112,14 +112,17 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
         files["speech"] = speech
         audio = speech
     assert audio is not None
-    clip = load_audio(audio)
+    # The path, not decoded samples, goes to each step: they decode it progressively (bounded memory).
+    if not Path(str(audio)).is_file():
+        load_audio(audio)  # the same clear error as every other step gives
+    audio_sha = sha256_file(audio)
 
     # 2. motion (via cached features for the model engine)
     sty = resolve_style(o["style"], assets=o["assets"])
     motion_path = work / f"{stem}_{_slug(sty.label)}.motion.safetensors"
-    want_motion = {"audio_sha256": clip.sha256, "style_sha256": sty.sha256, "engine": o["engine"],
+    want_motion = {"audio_sha256": audio_sha, "style_sha256": sty.sha256, "engine": o["engine"],
                    "fix_pose": str(bool(o["fix_pose"])).lower()}
-    source: Any = clip
+    source: Any = audio
     if o["engine"] == "artalk":
         loaded = load_artalk(checkpoint=o["checkpoint"], model_config=o["model_config"], assets=o["assets"],
                              device=o["device"])
@@ -129,11 +132,11 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, lambda p: read_features(p).meta)
-        if (_matches(fmeta, audio_sha256=clip.sha256, checkpoint_sha256=loaded.checkpoint_sha256)
+        if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
                 and _options(fmeta).get("precision", "fp32") == o["precision"]):
             reused.append("features")
         else:
-            encode_audio(clip, output=feats_path, checkpoint=o["checkpoint"], model_config=o["model_config"],
+            encode_audio(audio, output=feats_path, checkpoint=o["checkpoint"], model_config=o["model_config"],
                          assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
         files["features"] = feats_path
         source = feats_path
@@ -152,7 +155,7 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
     from artalk_core.flame import resolve_flame
 
     head = resolve_flame(o["flame"], o["assets"])
-    look = dict(audio=clip, size=o["size"], renderer=o["renderer"], background=o["background"],
+    look = dict(audio=audio, size=o["size"], renderer=o["renderer"], background=o["background"],
                 color=o["color"], device=o["device"], progress=o["progress"])
     if o["keep"] is None:
         res = render(motion_path, output=out, flame=o["flame"], shape=o["shape"], assets=o["assets"], **look)

@@ -63,14 +63,13 @@ class Animator:
             style = str(style)
         self._style = resolve_style(style, assets=self.assets, style_start=style_start)
 
-    def _audio(self, audio: AudioLike) -> "Audio":
-        from artalk_core.audio import Audio, audio_from_array, load_audio
+    def _audio(self, audio: AudioLike) -> Union["Audio", PathLike, bytes]:
+        """Arrays become :class:`Audio`; files and bytes pass through (decoded progressively later)."""
+        from artalk_core.audio import audio_from_array
 
-        if isinstance(audio, Audio):
-            return audio
         if isinstance(audio, np.ndarray) or hasattr(audio, "detach"):
             return audio_from_array(audio, SAMPLE_RATE)
-        return load_audio(audio)
+        return audio
 
     def generate(self, audio: AudioLike, *, clip_length: Optional[int] = None, fix_pose: bool = False,
                  raw: bool = False, output: Optional[PathLike] = None,
@@ -99,5 +98,5 @@ class Animator:
 
     def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> "RenderResult":
         """generate + render with the speech muxed in: the reference ``inference.py -a ...``."""
-        clip = self._audio(audio)
-        return self.render(self.generate(clip), path=path, audio=clip, **render_options)
+        speech = self._audio(audio)
+        return self.render(self.generate(speech), path=path, audio=speech, **render_options)

@@ -81,9 +81,32 @@ def finalize_motion(smoothed: Any, *, clip_length: int | None = None, fix_pose: 
     return out
 
 
+BLOCK_FRAMES: int = 4096
+"""Above this many frames :func:`postprocess` smooths block by block (same result, less memory)."""
+
+
 def postprocess(raw: Any, *, clip_length: int | None = None, fix_pose: bool = False) -> np.ndarray:
-    """:func:`smooth_motion` then :func:`finalize_motion`: raw [T, 106] -> float32 [T', 106]."""
-    return finalize_motion(smooth_motion(raw), clip_length=clip_length, fix_pose=fix_pose)
+    """:func:`smooth_motion` then :func:`finalize_motion`: raw [T, 106] -> float32 [T', 106].
+
+    Long input goes through :class:`StreamingPostprocessor` in blocks, which gives the identical
+    result without float64 copies of the whole sequence (hour-long motion).
+    """
+    arr = _as_motion(raw)
+    if arr.shape[0] <= BLOCK_FRAMES:
+        return finalize_motion(smooth_motion(arr), clip_length=clip_length, fix_pose=fix_pose)
+    stream = StreamingPostprocessor(clip_length=clip_length, fix_pose=fix_pose)  # validates clip_length
+    out = np.empty((arr.shape[0] if clip_length is None else min(arr.shape[0], clip_length), MOTION_DIM),
+                   dtype=np.float32)
+    pos = 0
+    for start in range(0, arr.shape[0], BLOCK_FRAMES):
+        if stream.full:
+            break
+        piece = stream.push(arr[start:start + BLOCK_FRAMES])
+        out[pos:pos + piece.shape[0]] = piece
+        pos += piece.shape[0]
+    piece = stream.flush()
+    out[pos:pos + piece.shape[0]] = piece
+    return out[: pos + piece.shape[0]]
 
 
 def postprocess_metadata(*, smoothed: bool = True, clip_length: int | None = None,

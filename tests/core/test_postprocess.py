@@ -130,3 +130,15 @@ def test_postprocess_metadata() -> None:
                                       "fix_pose": "false"}
     assert postprocess_metadata(smoothed=False, clip_length=750, fix_pose=True) == {
         "postprocessed": "true", "smoothed": "false", "clip_length": "750", "fix_pose": "true"}
+
+
+@pytest.mark.parametrize("clip_length, fix_pose", [(None, False), (5000, True), (9000, False), (4097, False)])
+def test_long_motion_is_smoothed_in_blocks_identically(clip_length, fix_pose):
+    from artalk_core import postprocess as pp
+
+    rng = np.random.default_rng(3)
+    raw = np.cumsum(rng.normal(size=(3 * pp.BLOCK_FRAMES + 123, 106)), axis=0).astype(np.float32)
+    whole = pp.finalize_motion(pp.smooth_motion(raw), clip_length=clip_length, fix_pose=fix_pose)
+    blocked = pp.postprocess(raw, clip_length=clip_length, fix_pose=fix_pose)
+    assert blocked.shape == whole.shape and blocked.dtype == np.float32
+    assert np.array_equal(blocked, whole)
