@@ -168,6 +168,7 @@ LONG_MEMORY_STEPS: tuple[tuple[str, str], ...] = (
     ("generate energy", "`artalk generate long.wav --engine energy`"),
     ("render", "`artalk render` of the energy motion, stand-in head, 64 px, no audio"),
     ("render --audio", "the same with the speech muxed in (--audio long.wav)"),
+    ("animate", "`artalk animate long.wav` (artalk engine, --clip-length 0, 64 px)"),
 )
 
 
@@ -231,6 +232,8 @@ def long_memory(minutes: list[float], workdir: Path) -> list[dict[str, Any]]:
                               "--assets", str(workdir), "-q"], None),
             "render --audio": (cli + ["render", str(energy), "-o", str(workdir / "va.mp4"), "--size", "64",
                                       "--audio", str(wav), "--assets", str(workdir), "-q"], None),
+            "animate": (cli + ["animate", str(wav), "--clip-length", "0", "--size", "64",
+                               "-o", str(workdir / "a.mp4")] + model, None),
         }
         for step, _ in LONG_MEMORY_STEPS:
             cmd, stdin = cmds[step]
