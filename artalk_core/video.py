@@ -411,12 +411,7 @@ def mux(video_path: PathLike, audio: np.ndarray, out_path: PathLike, *, sample_r
     av = _av()
     a = _check_audio(audio, sample_rate)
     src = Path(video_path)
-    if not src.is_file():
-        raise InputError(f"video file not found: {src}")
-    try:
-        inp = av.open(str(src))
-    except av.FFmpegError as e:
-        raise FormatError(f"cannot read video {src}: {e}") from e
+    inp = _open_video(av, src)
     with contextlib.closing(inp):
         if not inp.streams.video:
             raise FormatError(f"{src} has no video track")
@@ -477,17 +472,21 @@ def write_video(path: PathLike, frames: Iterable[np.ndarray], *, audio: np.ndarr
     return writer.frames
 
 
+def _open_video(av: Any, path: Path) -> Any:
+    """An input container for ``path``, or the typed error saying why not."""
+    if not path.is_file():
+        raise InputError(f"video file not found: {path}")
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as e:
+        raise FormatError(f"cannot read video {path}: {e}") from e
+
+
 def probe_video(path: PathLike) -> dict[str, Any]:
     """Facts of a video file: frames, fps, width, height, codec, pix_fmt, duration (s), metadata,
     and audio_codec / audio_rate / audio_channels / audio_duration (s; None without audio)."""
     av = _av()
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"video file not found: {p}")
-    try:
-        container = av.open(str(p))
-    except av.FFmpegError as e:
-        raise FormatError(f"cannot read video {p}: {e}") from e
+    container = _open_video(av, Path(path))
     with contextlib.closing(container):
         info: dict[str, Any] = {"metadata": dict(container.metadata), "frames": 0, "fps": None, "width": None,
                                 "height": None, "codec": None, "pix_fmt": None, "duration": None,
@@ -518,10 +517,7 @@ def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> 
     av = _av()
     if index < 0:
         raise InputError(f"frame index must be >= 0, got {index}")
-    try:
-        container = av.open(str(video_path))
-    except (OSError, av.error.FFmpegError) as e:
-        raise FormatError(f"cannot read video {video_path}: {e}") from e
+    container = _open_video(av, Path(video_path))
     with container:
         if not container.streams.video:
             raise FormatError(f"{video_path} has no video stream")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +127,17 @@ def _smooth(x: np.ndarray, seconds: float) -> np.ndarray:
     return np.convolve(np.pad(x, half, mode="edge"), k, mode="valid")
 
 
+def _checked(audio: Any) -> np.ndarray:
+    """Mono float32 [S] audio, or InputError."""
+    x = np.asarray(audio)
+    if x.ndim != 1:
+        raise InputError(f"energy engine wants mono audio [S], got shape {tuple(x.shape)}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise InputError("energy engine: the audio contains NaN or infinite samples")
+    return x
+
+
 def energy_motion(audio: np.ndarray, *, n_frames: int | None = None, seed: int = 0) -> np.ndarray:
     """Motion float32 [T, 106] from 16 kHz mono audio float32 [S], without model weights.
 
@@ -134,12 +146,7 @@ def energy_motion(audio: np.ndarray, *, n_frames: int | None = None, seed: int =
     wobbles. See the module docstring for the exact mapping. Raises :class:`InputError` for
     non-1-D or non-finite audio or a negative ``n_frames``.
     """
-    x = np.asarray(audio)
-    if x.ndim != 1:
-        raise InputError(f"energy engine wants mono audio [S], got shape {tuple(x.shape)}")
-    x = x.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise InputError("energy engine: the audio contains NaN or infinite samples")
+    x = _checked(audio)
     T = num_frames(len(x)) if n_frames is None else int(n_frames)
     if T < 0:
         raise InputError(f"n_frames must be >= 0, got {n_frames}")
@@ -162,12 +169,7 @@ def energy_motion_from_blocks(blocks: Iterable[np.ndarray], *, seed: int = 0) ->
     rest = np.zeros(0, np.float32)  # samples of an incomplete frame carried to the next block
     total = 0
     for block in blocks:
-        x = np.asarray(block)
-        if x.ndim != 1:
-            raise InputError(f"energy engine wants mono audio [S], got shape {tuple(x.shape)}")
-        x = x.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(x)):
-            raise InputError("energy engine: the audio contains NaN or infinite samples")
+        x = _checked(block)
         total += len(x)
         if len(rest):
             x = np.concatenate([rest, x])
