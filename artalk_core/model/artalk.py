@@ -312,7 +312,6 @@ class ARTalkModel(nn.Module):
 
         ``cond_batch``: chunks whose audio modulations the fast path computes together.
         """
-        cfg = self.config
         self._check_features(features)
         n_chunks = features.shape[0]
         if not 1 <= n_frames <= n_chunks * CHUNK_FRAMES:

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from tests.conftest import FIXTURE, assert_clean_error
