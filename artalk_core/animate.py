@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
-from artalk_core.errors import ArtalkError, InputError
+from artalk_core.errors import ArtalkError, AudioError, InputError
 from artalk_core.fileio import PathLike, sha256_bytes, sha256_file
 from artalk_core.progress import OptionalProgress
 
@@ -87,7 +87,7 @@ def animate(audio: Optional[PathLike] = None, *, text: Optional[str] = None, out
 
 def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, stem: str,
          o: dict[str, Any]) -> AnimateResult:
-    from artalk_core.audio import load_audio, read_wav_metadata
+    from artalk_core.audio import read_wav_metadata
     from artalk_core.formats.features import read_features
     from artalk_core.formats.motion import read_motion
     from artalk_core.pipeline import encode_audio, generate, load_artalk
@@ -114,7 +114,7 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
     assert audio is not None
     # The path, not decoded samples, goes to each step: they decode it progressively (bounded memory).
     if not Path(str(audio)).is_file():
-        load_audio(audio)  # the same clear error as every other step gives
+        raise AudioError(f"audio file not found: {audio}")
     audio_sha = sha256_file(audio)
 
     # 2. motion (via cached features for the model engine)

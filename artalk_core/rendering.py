@@ -35,16 +35,6 @@ class RenderResult:
     meta: dict[str, str] = field(default_factory=dict)
 
 
-def _color(value: Color, name: str) -> tuple[int, int, int]:
-    from artalk_core.render import parse_color
-
-    if isinstance(value, tuple):
-        if len(value) != 3 or not all(0 <= int(c) <= 255 for c in value):
-            raise InputError(f"--{name} must be three values 0..255, got {value}")
-        return (int(value[0]), int(value[1]), int(value[2]))
-    return parse_color(value)
-
-
 def _is_h5(path: PathLike) -> bool:
     return str(path).lower().endswith((".h5", ".hdf5"))
 
@@ -121,8 +111,8 @@ def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[P
             return RenderResult(output=Path(output), frames=n_frames, head=head_label, head_is_standin=standin,
                                 meta=meta)
         return _render_video(frames_iter, faces, n_frames=n_frames, output=output, verts=verts, audio=audio,
-                             size=size, renderer=renderer, background=_color(background, "background"),
-                             color=_color(color, "color"), device=device, meta=meta, head_label=head_label,
+                             size=size, renderer=renderer, background=background,
+                             color=color, device=device, meta=meta, head_label=head_label,
                              standin=standin, progress=progress)
     finally:
         if closer is not None:
@@ -141,7 +131,7 @@ def _write_vertices(path: PathLike, frames: Iterator[np.ndarray], faces: np.ndar
 
 def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: int, output: PathLike,
                   verts: Optional[PathLike], audio: Optional[PathLike], size: int, renderer: str,
-                  background: tuple[int, int, int], color: tuple[int, int, int], device: str,
+                  background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
                   progress: OptionalProgress) -> RenderResult:
     import contextlib
