@@ -88,8 +88,8 @@ def animate(audio: Optional[PathLike] = None, *, text: Optional[str] = None, out
 def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, stem: str,
          o: dict[str, Any]) -> AnimateResult:
     from artalk_core.audio import read_wav_metadata
-    from artalk_core.formats.features import read_features
-    from artalk_core.formats.motion import read_motion
+    from artalk_core.formats.features import read_features_meta
+    from artalk_core.formats.motion import read_motion_meta
     from artalk_core.pipeline import encode_audio, generate, load_artalk
     from artalk_core.rendering import render
     from artalk_core.styles import resolve_style
@@ -131,7 +131,7 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
-        fmeta = _meta_of(feats_path, lambda p: read_features(p).meta)
+        fmeta = _meta_of(feats_path, read_features_meta)
         if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
                 and _options(fmeta).get("precision", "fp32") == o["precision"]):
             reused.append("features")
@@ -140,7 +140,7 @@ def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, 
                          assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
         files["features"] = feats_path
         source = feats_path
-    mmeta = _meta_of(motion_path, lambda p: read_motion(p).meta)
+    mmeta = _meta_of(motion_path, read_motion_meta)
     if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o["clip_length"]
             and (o["engine"] != "artalk" or _options(mmeta).get("precision", "fp32") == o["precision"])):
         reused.append("motion")

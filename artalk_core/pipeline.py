@@ -6,8 +6,9 @@ raises only typed :mod:`artalk_core.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -87,49 +88,63 @@ def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = 
 
     Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
     """
-    from artalk_core.formats.features import Features, write_features
+    from artalk_core.formats.features import Features, FeaturesWriter, write_features
     from artalk_core.timing import num_frames
 
     from artalk_core.audio import Audio
 
     stream = None if isinstance(audio, Audio) else _open_stream(_read_stdin_once(audio))
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+
+    def metadata(audio_sha: str, n_samples: int, n_chunks: int, dim: int) -> dict[str, str]:
+        return {
+            **provenance("artalk encode-audio", options={"device": loaded.device, "precision": precision},
+                         inputs={"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}),
+            "audio_samples": str(n_samples),
+            "frames": str(num_frames(n_samples)),
+            "chunks": str(n_chunks),
+            "feature_dim": str(dim),
+            "model_config": json.dumps(loaded.config, sort_keys=True),
+        }
+
     if stream is None:
         clip = _as_audio(audio)
         feats = loaded.model.encode_audio(_audio_tensor(clip, loaded.device), progress=progress, precision=precision)
         feats_np = feats.detach().float().cpu().numpy()
-        audio_sha, n_samples = clip.sha256, len(clip.samples)
-    else:
-        import torch
+        meta = metadata(clip.sha256, len(clip.samples), feats_np.shape[0], feats_np.shape[-1])
+        if output is not None:
+            write_features(output, feats_np, meta)
+        return Features(data=feats_np, meta=meta)
 
-        from artalk_core.model.artalk import precision_context
+    import torch
 
-        # Decoded a few chunks at a time: only the features (the output) grow with the length.
-        precision_context(precision, loaded.model._param.device)  # reject an unknown precision now
-        estimate = _estimated_chunks(stream)
-        parts, done = [], 0
+    from artalk_core.model.artalk import precision_context
+
+    # Decoded, encoded and written a few chunks at a time: nothing grows with the length but the
+    # file (and, without an output, the returned features).
+    precision_context(precision, loaded.model._param.device)  # reject an unknown precision now
+    estimate = _estimated_chunks(stream)
+    dim = loaded.model.config.audio_dim
+    parts: list[np.ndarray] = []
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(FeaturesWriter(output, dim)) if output is not None else None
+        done = 0
         report(progress, "encode audio", 0, estimate)
-        for group in _chunk_groups(stream):
+        for group in _chunk_groups(iter(stream), stream):
             feats = loaded.model.encode_chunks(torch.from_numpy(group), precision=precision)
-            parts.append(feats.detach().float().cpu().numpy())
+            arr = feats.detach().float().cpu().numpy()
+            if writer is not None:
+                writer.write(arr)
+            else:
+                parts.append(arr)
             done += group.shape[0]
             report(progress, "encode audio", done, max(done, estimate))
         _stream_notes(stream)
-        feats_np = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        del parts
-        audio_sha, n_samples = stream.sha256, int(stream.num_samples or 0)
-    meta = {
-        **provenance("artalk encode-audio", options={"device": loaded.device, "precision": precision},
-                     inputs={"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}),
-        "audio_samples": str(n_samples),
-        "frames": str(num_frames(n_samples)),
-        "chunks": str(feats_np.shape[0]),
-        "feature_dim": str(feats_np.shape[-1]),
-        "model_config": json.dumps(loaded.config, sort_keys=True),
-    }
-    if output is not None:
-        write_features(output, feats_np, meta)
-    return Features(data=feats_np, meta=meta)
+        meta = metadata(stream.sha256, int(stream.num_samples or 0), done, dim)
+        if writer is not None:
+            writer.finish(meta)
+            return Features(data=writer.map_rows(), meta=meta)
+    return Features(data=parts[0] if len(parts) == 1 else np.concatenate(parts), meta=meta)
 
 
 def _read_stdin_once(source: Source) -> Source:
@@ -184,18 +199,18 @@ def _estimated_chunks(stream: "AudioStream") -> int:
     return -(-n // CHUNK_SAMPLES) if n else 0
 
 
-def _chunk_groups(stream: "AudioStream") -> Iterator[np.ndarray]:
+def _chunk_groups(blocks: Iterator[np.ndarray], stream: "AudioStream") -> Iterator[np.ndarray]:
     """The stream's blocks as model chunk groups float32 [G,64000], grouped as the whole-signal path
     groups them (``DEFAULT_CHUNK_BATCH`` chunks from the start) and zero-padded to
     ``padded_samples(S) // 64000`` chunks in all, which is only known once the stream has ended.
-    One block is held back so the last one is recognised."""
+    ``blocks``: the stream's iterator. One block is held back so the last one is recognised."""
     from artalk_core.constants import CHUNK_SAMPLES
     from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
     from artalk_core.timing import padded_samples
 
     done = 0
     prev: Optional[np.ndarray] = None
-    for block in stream:
+    for block in blocks:
         if prev is not None:
             yield prev.reshape(-1, CHUNK_SAMPLES)  # a full block: DEFAULT_CHUNK_BATCH whole chunks
             done += DEFAULT_CHUNK_BATCH
@@ -210,26 +225,87 @@ def _chunk_groups(stream: "AudioStream") -> Iterator[np.ndarray]:
         yield group
 
 
-def _generate_streamed(model: "ARTalkModel", stream: "AudioStream", style_t: Any, *,
-                       progress: OptionalProgress, precision: str) -> np.ndarray:
-    """Raw motion float32 [num_frames(S),106] from a progressively decoded stream: the model's
-    streaming path (:meth:`ARTalkModel.iter_generate_from_audio` over chunk groups), cut to the
-    frame count known at the end; equal to :meth:`ARTalkModel.generate_from_audio` on the whole signal."""
-    import torch
+def _cut(parts: Iterator[Any], length: Callable[[], int]) -> Iterator[np.ndarray]:
+    """Motion parts (float32 [n,106], numpy or torch) with the last one cut so that they total
+    ``length()`` frames, which is asked only once ``parts`` has ended (a stream's length is known
+    then). Every part but the last lies wholly inside the length (chunks are 100 frames and only
+    the last is padded), so only the last is held back."""
+    done = 0
+    prev: Optional[np.ndarray] = None
+    for part in parts:
+        if prev is not None:
+            yield prev
+            done += prev.shape[0]
+        prev = part.numpy() if hasattr(part, "numpy") else np.asarray(part)
+    if prev is not None:
+        yield prev[:max(0, length() - done)]
 
-    from artalk_core.timing import num_frames
 
-    estimate = _estimated_chunks(stream)
+class _MotionSink:
+    """Where generated frames go: post-processed causally (:class:`StreamingPostprocessor`, the
+    same bits as offline) unless raw, then written progressively to an artalk motion file, or
+    gathered (no output, or the reference ``.pt`` format, which is written whole)."""
 
-    def prog(stage: str, done: int, total: int) -> None:
-        report(progress, stage, done, max(total, estimate, done))
+    def __init__(self, output: Optional[PathLike], *, raw: bool, clip_length: Optional[int], fix_pose: bool) -> None:
+        from artalk_core.postprocess import StreamingPostprocessor
 
-    groups = (torch.from_numpy(g) for g in _chunk_groups(stream))
-    parts = [m.numpy() for m in model.iter_generate_from_audio(groups, style_t, prog if progress else None,
-                                                                 precision=precision)]
-    n_frames = num_frames(int(stream.num_samples or 0))
-    out = np.concatenate(parts)[:n_frames] if parts else np.zeros((0, model.config.motion_dim), np.float32)
-    return np.ascontiguousarray(out, dtype=np.float32)
+        self.post = None if raw else StreamingPostprocessor(clip_length=clip_length, fix_pose=fix_pose)
+        self.output = output
+        self._parts: list[np.ndarray] = []
+        self._writer: Any = None
+        if output is not None and not str(output).lower().endswith(".pt"):
+            from artalk_core.formats.motion import MotionWriter
+
+            self._writer = MotionWriter(output)
+
+    @property
+    def full(self) -> bool:
+        """True once the clip length is reached: later frames cannot change the output."""
+        return self.post is not None and self.post.full
+
+    def _take(self, frames: np.ndarray) -> None:
+        if frames.shape[0] == 0:
+            return
+        if self._writer is not None:
+            self._writer.write(frames)
+        else:
+            self._parts.append(np.array(frames, dtype=np.float32))
+
+    def push(self, raw: np.ndarray) -> None:
+        self._take(raw if self.post is None else self.post.push(raw))
+
+    def finish(self, meta: dict[str, str]) -> "Motion":
+        """Flush the post-processing, write the file (if any) with ``meta``; the motion made."""
+        from artalk_core.formats.motion import Motion
+
+        if self.post is not None:
+            self._take(self.post.flush())
+        if self._writer is not None:
+            self._writer.finish(meta)
+            return Motion(data=self._writer.map_frames(), meta=meta)
+        data = (np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]) if self._parts \
+            else np.zeros((0, self._dim()), np.float32)
+        self._parts = []
+        if self.output is not None:
+            save_motion(self.output, data, meta)
+        return Motion(data=data, meta=meta)
+
+    @staticmethod
+    def _dim() -> int:
+        from artalk_core.constants import MOTION_DIM
+
+        return MOTION_DIM
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.__exit__(None, None, None)
+
+    def __enter__(self) -> "_MotionSink":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._writer is not None:
+            self._writer.__exit__(exc_type, exc, tb)
 
 
 def _input_kind(source: Source) -> str:
@@ -249,9 +325,9 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
     ``clip_length`` frames (None = 750, 0 = all), ``fix_pose``, jaw y/z zeroed); with ``raw`` the
     model output is kept for :func:`smooth`.
     """
-    from artalk_core.formats.motion import Motion
-    from artalk_core.postprocess import postprocess, postprocess_metadata
+    from artalk_core.postprocess import postprocess_metadata
     from artalk_core.styles import resolve_style
+    from artalk_core.timing import num_frames
 
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
@@ -269,100 +345,141 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
     meta: dict[str, str] = {"engine": engine, "style": sty.label, "style_sha256": sty.sha256}
     options: dict[str, Any] = {"engine": engine, "style": sty.label, "style_start": style_start, "raw": raw,
                                "clip_length": clip_length, "fix_pose": fix_pose}
+    clip_n = None if raw else resolve_clip_length(clip_length)
+    facts: dict[str, str] = {}  # audio_sha256 / audio_samples, final once the frames are all made
+    after: list[Callable[[], None]] = []  # run when the frames end (or stop at the clip length)
 
-    if engine == "energy":
-        from artalk_core.engines.energy import energy_motion
+    with contextlib.ExitStack() as stack:  # files opened while setting up, closed however it ends
+        # Each engine gives an iterator of raw motion blocks [n,106]; they are post-processed and written
+        # as they come, so neither the audio, its features nor the motion is ever held whole.
+        blocks: Iterator[np.ndarray]
+        if engine == "energy":
+            from artalk_core.engines.energy import iter_energy_motion
 
-        if kind == "features":
-            raise InputError("the energy engine works from audio, not from a features file")
-        report(progress, "energy engine", 0, 1)
-        if isinstance(source, Audio):
-            clip = _as_audio(source)
-            motion_raw = energy_motion(clip.samples, seed=seed)
-            audio_sha, n_samples = clip.sha256, len(clip.samples)
+            if kind == "features":
+                raise InputError("the energy engine works from audio, not from a features file")
+            report(progress, "energy engine", 0, 1)
+            if isinstance(source, Audio):
+                clip = _as_audio(source)
+                blocks = iter_energy_motion([clip.samples], seed=seed)
+                facts.update(audio_sha256=clip.sha256, audio_samples=str(len(clip.samples)))
+            else:
+                stream = _open_stream(source)
+                blocks = iter_energy_motion(stream, seed=seed)
+
+                def stream_facts(stream: "AudioStream" = stream) -> None:
+                    _stream_notes(stream)
+                    facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
+
+                after.append(stream_facts)
+            after.append(lambda: report(progress, "energy engine", 1, 1))
+            options["seed"] = seed
+            meta["checkpoint_sha256"] = ""
         else:
-            from artalk_core.engines.energy import energy_motion_from_blocks
+            import torch
 
-            stream = _open_stream(source)
-            motion_raw = energy_motion_from_blocks(stream, seed=seed)
-            _stream_notes(stream)
-            audio_sha, n_samples = stream.sha256, int(stream.num_samples or 0)
-        report(progress, "energy engine", 1, 1)
-        options["seed"] = seed
-        meta.update(audio_sha256=audio_sha, audio_samples=str(n_samples), checkpoint_sha256="")
-        inputs = {"audio": audio_sha}
-    else:
-        import torch
+            from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
 
-        loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
-        style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
-        if kind == "features":
-            from artalk_core.formats.features import check_features_match, read_features
+            loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+            model = loaded.model
+            style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
+            if kind == "features":
+                from artalk_core.formats.features import FeaturesReader, check_features_match
 
-            feats = read_features(source)
-            check_features_match(feats, checkpoint_sha256=loaded.checkpoint_sha256,
-                                 audio_dim=loaded.model.config.audio_dim)
-            features = torch.as_tensor(np.asarray(feats.data), dtype=torch.float32, device=loaded.device)
-            audio_sha, audio_samples = feats.meta.get("audio_sha256", ""), feats.meta.get("audio_samples", "")
-            motion_raw = loaded.model.generate(features, feats.frames, style_motion=style_t, progress=progress,
-                                               precision=precision)
-        elif isinstance(source, Audio):
-            clip = _as_audio(source)
-            audio_sha, audio_samples = clip.sha256, str(len(clip.samples))
-            motion_raw = loaded.model.generate_from_audio(_audio_tensor(clip, loaded.device), style_t,
-                                                          progress=progress, precision=precision)
-        else:
-            # Decoded, encoded and generated a few chunks at a time: memory does not grow with length.
-            stream = _open_stream(source)
-            motion_raw = _generate_streamed(loaded.model, stream, style_t, progress=progress, precision=precision)
-            _stream_notes(stream)
-            audio_sha, audio_samples = stream.sha256, str(stream.num_samples)
-        if not isinstance(motion_raw, np.ndarray):
-            motion_raw = motion_raw.detach().float().cpu().numpy()
-        options.update(device=loaded.device, precision=precision)
-        meta.update(audio_sha256=audio_sha, audio_samples=audio_samples,
-                    checkpoint_sha256=loaded.checkpoint_sha256)
-        inputs = {"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}
+                feats = stack.enter_context(FeaturesReader(source))
+                check_features_match(feats, checkpoint_sha256=loaded.checkpoint_sha256,
+                                     audio_dim=model.config.audio_dim)
+                n_frames = feats.frames
+                groups = (torch.from_numpy(g) for g in feats.iter_groups(DEFAULT_CHUNK_BATCH))
+                parts = model.iter_generate(groups, style_t, progress, precision=precision, total=feats.chunks)
+                blocks = _cut(parts, lambda: n_frames)
+                facts.update(audio_sha256=feats.meta.get("audio_sha256", ""),
+                             audio_samples=feats.meta.get("audio_samples", ""))
+            elif isinstance(source, Audio):
+                clip = _as_audio(source)
+                n_samples = len(clip.samples)
+                parts = model.iter_generate_from_audio(_audio_tensor(clip, loaded.device), style_t, progress,
+                                                       precision=precision)
+                blocks = _cut(parts, lambda: num_frames(n_samples))
+                facts.update(audio_sha256=clip.sha256, audio_samples=str(n_samples))
+            else:
+                stream = _open_stream(source)
+                audio_blocks = iter(stream)
+                estimate = _estimated_chunks(stream)
 
-    if raw:
-        data_out = motion_raw
-        meta.update(postprocessed="false", smoothed="false", clip_length="", fix_pose="false")
-    else:
-        clip_n = resolve_clip_length(clip_length)
-        data_out = postprocess(motion_raw, clip_length=clip_n, fix_pose=fix_pose)
-        meta.update(postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose))
-    meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
-    if output is not None:
-        save_motion(output, data_out, meta)
-    return Motion(data=np.asarray(data_out, dtype=np.float32), meta=meta)
+                def prog(stage: str, done: int, total: int) -> None:
+                    report(progress, stage, done, max(total, estimate, done))
+
+                groups = (torch.from_numpy(g) for g in _chunk_groups(audio_blocks, stream))
+                parts = model.iter_generate_from_audio(groups, style_t, prog if progress else None, precision=precision)
+                blocks = _cut(parts, lambda: num_frames(int(stream.num_samples or 0)))
+
+                def finish_stream(stream: "AudioStream" = stream, rest: Iterator[np.ndarray] = audio_blocks) -> None:
+                    for _ in rest:  # after an early stop: decode the rest for its length and checks
+                        pass
+                    _stream_notes(stream)
+                    facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
+
+                after.append(finish_stream)
+            options.update(device=loaded.device, precision=precision)
+            meta["checkpoint_sha256"] = loaded.checkpoint_sha256
+
+        with _MotionSink(output, raw=raw, clip_length=clip_n, fix_pose=fix_pose) as sink:
+            try:
+                for block in blocks:
+                    sink.push(block)
+                    if sink.full:  # the rest of the audio cannot change the clip (generation is causal)
+                        break
+            finally:
+                close = getattr(blocks, "close", None)
+                if close is not None:
+                    close()
+            for step in after:
+                step()
+            meta.update(facts)
+            if raw:
+                meta.update(postprocessed="false", smoothed="false", clip_length="", fix_pose="false")
+            else:
+                meta.update(postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose))
+            inputs = {"audio": facts.get("audio_sha256", "")}
+            if engine != "energy":
+                inputs["checkpoint"] = meta["checkpoint_sha256"]
+            meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
+            return sink.finish(meta)
 
 
 def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Optional[int] = None,
            fix_pose: bool = False, force: bool = False) -> "Motion":
-    """The reference post-processing of a raw motion file (Savitzky-Golay, clip, fix-pose, jaw y/z = 0)."""
+    """The reference post-processing of a raw motion file (Savitzky-Golay, clip, fix-pose, jaw y/z = 0).
+
+    A motion file on disk is read, smoothed and written block by block (memory does not grow
+    with its length); the result equals :func:`artalk_core.postprocess.postprocess` of the whole.
+    """
     from artalk_core.fileio import sha256_bytes, sha256_file
-    from artalk_core.formats.motion import Motion, read_motion
-    from artalk_core.postprocess import postprocess, postprocess_metadata
+    from artalk_core.formats.motion import MotionReader
+    from artalk_core.postprocess import postprocess_metadata
 
     source = _read_stdin_once(input)
-    motion = read_motion(source)  # a path keeps its name in error messages
-    source_sha = sha256_bytes(source) if isinstance(source, bytes) else sha256_file(source)
-    if motion.meta.get("smoothed") == "true" and not force:
-        raise InputError("this motion is already smoothed (post-processed); smoothing twice blurs it: "
-                         "pass --force to smooth it again")
     clip_n = resolve_clip_length(clip_length)
-    out = postprocess(motion.data, clip_length=clip_n, fix_pose=fix_pose)
-    carried = {k: v for k, v in motion.meta.items()
-               if k in ("engine", "style", "style_sha256", "audio_sha256", "audio_samples", "checkpoint_sha256")}
-    meta = {
-        **provenance("artalk smooth", options={"clip_length": clip_length, "fix_pose": fix_pose, "force": force},
-                     inputs={"motion": source_sha}),
-        **carried,
-        **postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose),
-    }
-    if output is not None:
-        save_motion(output, out, meta)
-    return Motion(data=np.asarray(out, dtype=np.float32), meta=meta)
+    with MotionReader(source) as motion:  # a path keeps its name in error messages
+        if motion.meta.get("smoothed") == "true" and not force:
+            raise InputError("this motion is already smoothed (post-processed); smoothing twice blurs it: "
+                             "pass --force to smooth it again")
+        source_sha = sha256_bytes(source) if isinstance(source, bytes) else sha256_file(source)
+        carried = {k: v for k, v in motion.meta.items()
+                   if k in ("engine", "style", "style_sha256", "audio_sha256", "audio_samples", "checkpoint_sha256")}
+        meta = {
+            **provenance("artalk smooth", options={"clip_length": clip_length, "fix_pose": fix_pose, "force": force},
+                         inputs={"motion": source_sha}),
+            **carried,
+            **postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose),
+        }
+        with _MotionSink(output, raw=False, clip_length=clip_n, fix_pose=fix_pose) as sink:
+            for block in motion.iter_blocks(4096):
+                sink.push(block)
+                if sink.full:
+                    break
+            return sink.finish(meta)
 
 
 def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ writer), so memory does not grow with the duration.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, is_stdio, provenance, read_input_bytes, sha256_bytes
+from artalk_core.fileio import PathLike, is_stdio, provenance, sha256_bytes
 from artalk_core.progress import OptionalProgress, report
 
 RENDERERS = ("gl", "pytorch3d")
@@ -49,31 +50,69 @@ def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[P
     ``output`` ending in ``.h5`` writes the vertices only. ``audio`` muxes the speech in (AAC,
     cut to the video's length as the reference does); ``verts`` also writes the vertices.
     """
-    from artalk_core.formats import sniff_kind
-
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    # A vertices file can be gigabytes: sniff it by path and stream it; motion files are small.
-    from_path = not isinstance(input, bytes) and not is_stdio(input)
-    data: Optional[bytes] = None if from_path else (input if isinstance(input, bytes) else read_input_bytes(input))
-    kind = sniff_kind(input if from_path else data)
+    with contextlib.ExitStack() as stack:
+        # Everything is read from a path, block by block: stdin is spooled to a temp file first
+        # (hashed on the way), so an hour of motion or vertices is never held in memory.
+        if isinstance(input, bytes):
+            path = Path(stack.enter_context(_bytes_file(input)))
+            input_sha = sha256_bytes(input)
+        elif is_stdio(input):
+            from artalk_core.formats.tensorfile import spooled_stdin
+
+            path, input_sha = stack.enter_context(spooled_stdin())
+        else:
+            path, input_sha = Path(input), ""
+        name = "<bytes>" if isinstance(input, bytes) else "<stdin>" if is_stdio(input) else str(input)
+        return _render(path, input_sha, name=name,
+                       output=output, flame=flame, shape=shape, audio=audio, verts=verts, size=size,
+                       renderer=renderer, background=background, color=color, assets=assets, device=device,
+                       allow_standin=allow_standin, progress=progress)
+
+
+@contextlib.contextmanager
+def _bytes_file(data: bytes) -> Iterator[str]:
+    """A temp file holding ``data`` (removed afterwards)."""
+    import os
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="artalk-input-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: Optional[PathLike],
+            shape: Optional[PathLike], audio: Optional[PathLike], verts: Optional[PathLike], size: int,
+            renderer: str, background: Color, color: Color, assets: Optional[PathLike], device: str,
+            allow_standin: bool, progress: OptionalProgress) -> RenderResult:
+    """:func:`render` of a file on disk (``input_sha``: its hash when already known, else "")."""
+    from artalk_core.fileio import sha256_file
+    from artalk_core.formats import sniff_kind
+
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    kind = sniff_kind(path)
     options: dict[str, Any] = {"size": size, "renderer": renderer, "background": str(background),
                                "color": str(color), "shape": str(shape) if shape else None}
-
+    frames_iter: Iterator[np.ndarray]
+    closer: Any
     if kind == "vertices":
         if shape is not None or flame is not None:
             raise InputError("--shape and --flame apply to motion input; a vertices file already holds the mesh")
-        if not from_path:
-            raise InputError("a vertices file must be given as a path, not stdin")
-        from artalk_core.fileio import sha256_file
         from artalk_core.formats.vertices import read_vertices
 
-        input_sha = sha256_file(input)
-        vf = read_vertices(input)
+        input_sha = input_sha or sha256_file(path)
+        vf = read_vertices(path)
         n_frames, faces = vf.frames, np.asarray(vf.faces)
-        frames_iter: Iterator[np.ndarray] = iter(vf)
+        frames_iter = iter(vf)
         head_sha = vf.meta.get("head_sha256", "")
         standin = str(vf.meta.get("head_is_standin", "false")).lower() == "true"
         head_label = "stand-in" if standin else "from vertices file"
@@ -81,24 +120,24 @@ def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[P
         closer = vf
     else:
         from artalk_core.flame import load_shape, resolve_flame
-        from artalk_core.formats.motion import read_motion
+        from artalk_core.formats.motion import MotionReader
 
-        if data is None:
-            data = read_input_bytes(input)
-        input_sha = sha256_bytes(data)
-        motion = read_motion(data)
-        head = resolve_flame(flame, assets, allow_standin=allow_standin)
-        beta = load_shape(shape) if shape is not None else None
-        n_frames, faces = motion.frames, np.asarray(head.faces)
-        frames_iter = head.iter_vertices(motion.data, beta, with_global=True)
+        motion = MotionReader(path, label=name)
+        closer = motion
+        try:
+            input_sha = input_sha or sha256_file(path)
+            head = resolve_flame(flame, assets, allow_standin=allow_standin)
+            beta = load_shape(shape) if shape is not None else None
+            n_frames, faces = motion.frames, np.asarray(head.faces)
+            frames_iter = _skinned(head, motion, beta)
+        except BaseException:
+            motion.close()
+            raise
         head_sha, standin = head.sha256, head.is_standin
         head_label = "stand-in" if standin else f"FLAME ({head.source})"
         inputs = {"motion": input_sha, "head": head_sha}
         if shape is not None:
-            from artalk_core.fileio import sha256_file
-
             inputs["shape"] = sha256_file(shape)
-        closer = None
 
     meta = {**provenance("artalk render", options=options, inputs=inputs),
             "head": head_label, "head_is_standin": str(bool(standin)).lower(), "fps": str(FPS)}
@@ -115,8 +154,13 @@ def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[P
                              color=color, device=device, meta=meta, head_label=head_label,
                              standin=standin, progress=progress)
     finally:
-        if closer is not None:
-            closer.close()
+        closer.close()
+
+
+def _skinned(head: Any, motion: Any, beta: Any) -> Iterator[np.ndarray]:
+    """Vertices [V,3] per frame of a :class:`MotionReader`, skinned as the frames are read."""
+    for block in motion.iter_blocks(1024):
+        yield from head.iter_vertices(block, beta, with_global=True)
 
 
 def _write_vertices(path: PathLike, frames: Iterator[np.ndarray], faces: np.ndarray, meta: dict[str, str],
@@ -178,15 +222,18 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
 
 
 def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]:
-    """Add ``audio`` (any format) to ``video`` as AAC, cut to the video's length as the reference does."""
-    from artalk_core.audio import load_audio
+    """Add ``audio`` (any format) to ``video`` as AAC, cut to the video's length as the reference does.
+
+    The audio is decoded as the video's packets are copied, so its length does not matter.
+    """
+    from artalk_core.audio import iter_audio
     from artalk_core.fileio import sha256_file
     from artalk_core.video import mux as mux_video
     from artalk_core.video import probe_video
 
     if is_stdio(output):
         raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    clip = load_audio(audio)
-    meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": clip.sha256})
-    mux_video(video, clip.samples, output, meta=meta)
+    stream = iter_audio(audio)
+    meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": stream.sha256})
+    mux_video(video, stream, output, meta=meta)
     return probe_video(output)

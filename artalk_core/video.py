@@ -400,16 +400,19 @@ def _video_frame_count(container: Any, stream: Any) -> int:
     return count
 
 
-def mux(video_path: PathLike, audio: np.ndarray, out_path: PathLike, *, sample_rate: int = SAMPLE_RATE,
-        meta: Mapping[str, str] | None = None) -> None:
+def mux(video_path: PathLike, audio: np.ndarray | Iterator[np.ndarray], out_path: PathLike, *,
+        sample_rate: int = SAMPLE_RATE, meta: Mapping[str, str] | None = None) -> None:
     """Copy the H.264 track of ``video_path`` (no re-encode) and add ``audio`` as AAC mono.
 
     ``audio`` [S] float32 at ``sample_rate`` is cut to the video's length, int(T / fps * rate)
-    samples (the reference's cut), or padded with silence when shorter. ``out_path`` is written
-    atomically and may be ``video_path`` itself. ``meta`` adds to the video's own tags.
+    samples (the reference's cut), or padded with silence when shorter; it may also be an
+    iterator of float32 blocks (an :class:`artalk_core.audio.AudioStream`), decoded as the
+    packets are copied. ``out_path`` is written atomically and may be ``video_path`` itself.
+    ``meta`` adds to the video's own tags.
     """
     av = _av()
-    a = _check_audio(audio, sample_rate)
+    a = _audio_input(audio, sample_rate)
+    assert a is not None
     src = Path(video_path)
     inp = _open_video(av, src)
     with contextlib.closing(inp):

@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -163,12 +164,18 @@ def render_fps(frames: int) -> Optional[dict[str, float]]:
 
 # ---- memory scaling with the audio length --------------------------------------------------------
 LONG_MEMORY_STEPS: tuple[tuple[str, str], ...] = (
-    ("generate", "offline `artalk generate long.wav` (artalk engine, --clip-length 0)"),
-    ("generate --stream", "`artalk generate - --stream < long.wav` (NDJSON to a file)"),
-    ("generate energy", "`artalk generate long.wav --engine energy`"),
+    ("generate", "`artalk generate long.wav --clip-length 0` (artalk engine)"),
+    ("generate --stream", "`artalk generate - --stream --clip-length 0 < long.wav` (NDJSON to a file)"),
+    ("encode-audio", "`artalk encode-audio long.wav` (the features file: 0.73 GB per hour)"),
+    ("generate features", "`artalk generate long.features.safetensors --clip-length 0`"),
+    ("generate energy", "`artalk generate long.wav --engine energy --clip-length 0`"),
+    ("smooth", "`artalk smooth` of that motion (--force, --clip-length 0)"),
     ("render", "`artalk render` of the energy motion, stand-in head, 64 px, no audio"),
     ("render --audio", "the same with the speech muxed in (--audio long.wav)"),
-    ("animate", "`artalk animate long.wav` (artalk engine, --clip-length 0, 64 px)"),
+    ("render stdin", "`artalk render - < motion` (piped motion)"),
+    ("mux", "`artalk mux video.mp4 long.wav`"),
+    ("animate", "`artalk animate long.wav --clip-length 0` (64 px)"),
+    ("animate --keep", "`artalk animate long.wav --clip-length 0 --keep DIR` (every intermediate file)"),
 )
 
 
@@ -221,19 +228,31 @@ def long_memory(minutes: list[float], workdir: Path) -> list[dict[str, Any]]:
         wav = workdir / f"speech_{mins:g}min.wav"
         samples = write_long_wav(wav, mins)
         energy = workdir / f"energy_{mins:g}.motion.safetensors"
+        feats = workdir / f"speech_{mins:g}.features.safetensors"
+        keep = workdir / f"keep_{mins:g}"
         cmds: dict[str, tuple[list[str], Optional[Path]]] = {
             "generate": (cli + ["generate", str(wav), "--clip-length", "0", "-o", str(workdir / "m.safetensors")]
                          + model, None),
             "generate --stream": (cli + ["generate", "-", "--stream", "--clip-length", "0",
                                          "-o", str(workdir / "m.ndjson")] + model, wav),
+            "encode-audio": (cli + ["encode-audio", str(wav), "-o", str(feats)] + model, None),
+            "generate features": (cli + ["generate", str(feats), "--clip-length", "0",
+                                         "-o", str(workdir / "mf.safetensors")] + model, None),
             "generate energy": (cli + ["generate", str(wav), "--engine", "energy", "--clip-length", "0",
                                        "-o", str(energy), "--assets", str(workdir), "-q"], None),
+            "smooth": (cli + ["smooth", str(energy), "--force", "--clip-length", "0",
+                              "-o", str(workdir / "s.safetensors"), "-q"], None),
             "render": (cli + ["render", str(energy), "-o", str(workdir / "v.mp4"), "--size", "64",
                               "--assets", str(workdir), "-q"], None),
             "render --audio": (cli + ["render", str(energy), "-o", str(workdir / "va.mp4"), "--size", "64",
                                       "--audio", str(wav), "--assets", str(workdir), "-q"], None),
+            "render stdin": (cli + ["render", "-", "-o", str(workdir / "vs.mp4"), "--size", "64",
+                                    "--assets", str(workdir), "-q"], energy),
+            "mux": (cli + ["mux", str(workdir / "v.mp4"), str(wav), "-o", str(workdir / "vm.mp4"), "-q"], None),
             "animate": (cli + ["animate", str(wav), "--clip-length", "0", "--size", "64",
                                "-o", str(workdir / "a.mp4")] + model, None),
+            "animate --keep": (cli + ["animate", str(wav), "--clip-length", "0", "--size", "64", "--keep", str(keep),
+                                      "-o", str(workdir / "ak.mp4")] + model, None),
         }
         for step, _ in LONG_MEMORY_STEPS:
             cmd, stdin = cmds[step]
@@ -241,6 +260,8 @@ def long_memory(minutes: list[float], workdir: Path) -> list[dict[str, Any]]:
             rows.append({"minutes": mins, "samples": samples, "step": step, "peak_rss_mb": mb, "wall_s": wall})
             print(f"  {mins:g} min, {step}: peak RSS {mb:.0f} MB in {wall:.0f} s", file=sys.stderr, flush=True)
         wav.unlink()
+        feats.unlink()
+        shutil.rmtree(keep)
     return rows
 
 

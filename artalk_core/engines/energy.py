@@ -34,7 +34,7 @@ How one motion frame t (40 ms, samples [640 t, 640 t + 640)) is made:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -158,12 +158,9 @@ def energy_motion(audio: np.ndarray, *, n_frames: int | None = None, seed: int =
     return _motion_from_levels(db, bright, seed)
 
 
-def energy_motion_from_blocks(blocks: Iterable[np.ndarray], *, seed: int = 0) -> np.ndarray:
-    """:func:`energy_motion` of the concatenated ``blocks`` (16 kHz mono float32 [n] each), without
-    holding the audio: frame levels are computed block by block (only the per-frame arrays [T] are
-    kept for the clip-wide percentile), so the result is the same, bit for bit. Raises like
-    :func:`energy_motion`.
-    """
+def _levels_from_blocks(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Frame levels and brightness [T] of the concatenated ``blocks``, as :func:`energy_motion`
+    computes them, without holding the audio (incomplete frames carry over between blocks)."""
     dbs: list[np.ndarray] = []
     brights: list[np.ndarray] = []
     rest = np.zeros(0, np.float32)  # samples of an incomplete frame carried to the next block
@@ -181,45 +178,79 @@ def energy_motion_from_blocks(blocks: Iterable[np.ndarray], *, seed: int = 0) ->
         rest = x[whole * SAMPLES_PER_FRAME:].copy()
     T = num_frames(total)
     if T == 0:
-        return np.zeros((0, MOTION_DIM), np.float32)
+        return np.zeros(0), np.zeros(0)
     done = sum(len(d) for d in dbs)
     if T > done:  # the last partial frame and any further frames, zero-padded as energy_motion pads
         need = (T - done) * SAMPLES_PER_FRAME
         db, bright = _frame_levels(np.pad(rest[:need], (0, need - min(len(rest), need))), T - done)
         dbs.append(db)
         brights.append(bright)
-    return _motion_from_levels(np.concatenate(dbs)[:T], np.concatenate(brights)[:T], seed)
+    return np.concatenate(dbs)[:T], np.concatenate(brights)[:T]
+
+
+def energy_motion_from_blocks(blocks: Iterable[np.ndarray], *, seed: int = 0) -> np.ndarray:
+    """:func:`energy_motion` of the concatenated ``blocks`` (16 kHz mono float32 [n] each), without
+    holding the audio: frame levels are computed block by block (only the per-frame arrays [T] are
+    kept for the clip-wide percentile), so the result is the same, bit for bit. Raises like
+    :func:`energy_motion`.
+    """
+    db, bright = _levels_from_blocks(blocks)
+    return _motion_from_levels(db, bright, seed)
+
+
+def iter_energy_motion(blocks: Iterable[np.ndarray], *, seed: int = 0, block_frames: int = 4096) -> Iterator[np.ndarray]:
+    """:func:`energy_motion_from_blocks` yielded ``block_frames`` frames at a time, float32 [n,106]:
+    the concatenation is the same motion bit for bit, and the whole [T,106] array is never made.
+    The audio is read to its end before the first block (the gain is clip-wide).
+    """
+    db, bright = _levels_from_blocks(blocks)
+    plan = _MotionPlan(db, bright, seed)
+    for start in range(0, plan.frames, max(1, int(block_frames))):
+        yield plan.rows(start, min(start + block_frames, plan.frames))
+
+
+class _MotionPlan:
+    """Everything the motion of a clip depends on, as per-frame curves [T] and the seeded draws
+    (steps 1 to 8), so frames can be made in any ranges that together give the same bits."""
+
+    def __init__(self, db: np.ndarray, bright: np.ndarray, seed: int) -> None:
+        self.frames = len(db)
+        self.opening = _opening(db)
+        self.activity = np.clip(_smooth(self.opening, 1.0) * 2.5, 0.0, 1.0)
+        self.bright = _smooth(bright, 0.08)
+        self.nod = NOD_RAD * (_smooth(self.opening, 0.3) - 0.5 * self.activity)
+        rng = np.random.default_rng(seed)
+        # The draws in the order the curves use them: wobbles of channels 3..9, then head axes.
+        self.wobbles = [(rng.uniform(0.1, 0.6, size=2), rng.uniform(0.0, 2 * math.pi, size=2)) for _ in range(3, 10)]
+        self.sways = [(rng.uniform(*HEAD_FREQS_HZ, size=3), rng.uniform(0.0, 2 * math.pi, size=3))
+                      for _ in HEAD_AMPLITUDE_RAD]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Motion float32 [stop-start, 106] of frames start..stop-1."""
+        n = stop - start
+        opening, activity = self.opening[start:stop], self.activity[start:stop]
+        motion = np.zeros((n, MOTION_DIM), np.float32)
+        t = np.arange(start, stop) / FPS
+        motion[:, JAW_OPEN_CHANNEL] = MAX_JAW_RAD * opening
+        motion[:, 0] = 1.2 * opening
+        motion[:, 1] = -0.4 * opening
+        motion[:, 2] = 1.5 * (self.bright[start:stop] - 0.3) * opening
+        for ch, (f, ph) in zip(range(3, 10), self.wobbles):
+            wobble = 0.5 * (np.sin(2 * math.pi * f[0] * t + ph[0]) + np.sin(2 * math.pi * f[1] * t + ph[1]))
+            motion[:, ch] = 0.10 * wobble * (0.5 + 0.5 * activity)
+        scale = 0.6 + 0.6 * activity
+        rot = np.zeros((n, 3))
+        weights = np.array([0.5, 0.3, 0.2])
+        for axis, (amp, (freqs, phases)) in enumerate(zip(HEAD_AMPLITUDE_RAD, self.sways)):
+            sway = (weights[:, None] * np.sin(2 * math.pi * freqs[:, None] * t[None, :] + phases[:, None])).sum(0)
+            rot[:, axis] = amp * sway * scale
+        rot[:, 0] += self.nod[start:stop]
+        motion[:, GLOBAL_ROT_SLICE] = rot
+        np.clip(motion[:, 0:10], -1.45, 1.45, out=motion[:, 0:10])
+        return motion
 
 
 def _motion_from_levels(db: np.ndarray, bright: np.ndarray, seed: int) -> np.ndarray:
     """Motion float32 [T,106] from per-frame levels (dBFS) and brightness, each [T] (steps 1 to 8)."""
-    T = len(db)
-    motion = np.zeros((T, MOTION_DIM), np.float32)
-    opening = _opening(db)
-    activity = np.clip(_smooth(opening, 1.0) * 2.5, 0.0, 1.0)
-    t = np.arange(T) / FPS
-    rng = np.random.default_rng(seed)
-
-    motion[:, JAW_OPEN_CHANNEL] = MAX_JAW_RAD * opening
-
-    motion[:, 0] = 1.2 * opening
-    motion[:, 1] = -0.4 * opening
-    motion[:, 2] = 1.5 * (_smooth(bright, 0.08) - 0.3) * opening
-    for ch in range(3, 10):
-        f = rng.uniform(0.1, 0.6, size=2)
-        ph = rng.uniform(0.0, 2 * math.pi, size=2)
-        wobble = 0.5 * (np.sin(2 * math.pi * f[0] * t + ph[0]) + np.sin(2 * math.pi * f[1] * t + ph[1]))
-        motion[:, ch] = 0.10 * wobble * (0.5 + 0.5 * activity)
-
-    scale = 0.6 + 0.6 * activity
-    rot = np.zeros((T, 3))
-    for axis, amp in enumerate(HEAD_AMPLITUDE_RAD):
-        freqs = rng.uniform(*HEAD_FREQS_HZ, size=3)
-        phases = rng.uniform(0.0, 2 * math.pi, size=3)
-        weights = np.array([0.5, 0.3, 0.2])
-        sway = (weights[:, None] * np.sin(2 * math.pi * freqs[:, None] * t[None, :] + phases[:, None])).sum(0)
-        rot[:, axis] = amp * sway * scale
-    rot[:, 0] += NOD_RAD * (_smooth(opening, 0.3) - 0.5 * activity)
-    motion[:, GLOBAL_ROT_SLICE] = rot
-    np.clip(motion[:, 0:10], -1.45, 1.45, out=motion[:, 0:10])
-    return motion
+    plan = _MotionPlan(db, bright, seed)
+    return plan.rows(0, plan.frames)

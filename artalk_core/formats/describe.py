@@ -69,12 +69,13 @@ def _describe_motion(data: bytes, name: str) -> dict[str, Any]:
     return out
 
 
-def _describe_features(data: bytes, name: str) -> dict[str, Any]:
-    from artalk_core.formats.features import read_features
+def _describe_features(source: Source, name: str) -> dict[str, Any]:
+    from artalk_core.formats.features import FeaturesReader
 
-    f = read_features(data)
+    with FeaturesReader(source) as f:  # a file is checked block by block, not loaded (0.7 GB per hour)
+        pass
     return {"format": "artalk.features", "chunks": f.chunks, "tokens_per_chunk": CHUNK_AUDIO_TOKENS,
-            "feature_dim": f.feature_dim, "shape": [int(s) for s in f.data.shape], "dtype": "float32",
+            "feature_dim": f.feature_dim, "shape": [f.chunks, CHUNK_AUDIO_TOKENS, f.feature_dim], "dtype": "float32",
             "audio_samples": f.audio_samples, "frames": f.frames, "duration_s": _r(f.frames / FPS),
             "metadata": dict(f.meta)}
 
@@ -245,9 +246,11 @@ def describe_file(source: Source) -> dict[str, Any]:
         raise FormatError(f"{name} is empty (0 bytes)")
     kind = sniff_kind(src)
     head: dict[str, Any] = {"kind": kind, "path": name, "size_bytes": size}
-    if kind in ("motion", "features", "motion-stream"):
+    if kind == "features":
+        body = _describe_features(src, name)
+    elif kind in ("motion", "motion-stream"):
         data = src if isinstance(src, bytes) else Path(src).read_bytes()
-        body = _describe_features(data, name) if kind == "features" else _describe_motion(data, name)
+        body = _describe_motion(data, name)
         if kind == "motion-stream":
             body["format"] = "artalk.motion-stream"
     elif kind == "safetensors":

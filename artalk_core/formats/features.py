@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import PathLike, atomic_output
 from artalk_core.formats import (
     Source, describe_kind, first_nonfinite, load_safetensors_bytes, metadata_strings,
-    save_safetensors_bytes, sniff_kind, source_bytes, source_name, to_float32_array)
+    sniff_kind, source_bytes, source_name, to_float32_array)
 from artalk_core.timing import num_chunks, num_frames
 
 FORMAT_NAME = "artalk.features"
@@ -112,13 +112,11 @@ def _check_samples(samples: str | None, n_chunks: int, name: str, err: type[Inpu
     return int(samples)
 
 
-def features_bytes(data: Any, meta: Mapping[str, Any]) -> bytes:
-    """The bytes of an artalk features file (what :func:`write_features` writes)."""
+def _features_meta(meta: Mapping[str, Any], n_chunks: int, feature_dim: int) -> dict[str, str]:
+    """Checked metadata strings for ``n_chunks`` x 199 x ``feature_dim`` features (InputError)."""
     name = "features to write"
-    arr = to_float32_array(data, what="features")
-    _check_array(arr, name, InputError)
     out = metadata_strings(meta)
-    samples = _check_samples(out.get("audio_samples"), arr.shape[0], name, InputError)
+    samples = _check_samples(out.get("audio_samples"), n_chunks, name, InputError)
     if "checkpoint_sha256" not in out:
         raise InputError("features metadata needs 'checkpoint_sha256' (the checkpoint that made them)")
     for key, value in out.items():
@@ -130,9 +128,62 @@ def features_bytes(data: Any, meta: Mapping[str, Any]) -> bytes:
         except json.JSONDecodeError as e:
             raise InputError("features metadata 'model_config' must be JSON") from e
     out.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, audio_samples=str(samples),
-               frames=str(num_frames(samples)), chunks=str(arr.shape[0]),
-               feature_dim=str(arr.shape[2]))
-    return save_safetensors_bytes({TENSOR_NAME: arr}, out)
+               frames=str(num_frames(samples)), chunks=str(n_chunks), feature_dim=str(feature_dim))
+    return out
+
+
+def features_bytes(data: Any, meta: Mapping[str, Any]) -> bytes:
+    """The bytes of an artalk features file (what :func:`write_features` writes)."""
+    from artalk_core.formats.tensorfile import tensor_file_bytes
+
+    arr = to_float32_array(data, what="features")
+    _check_array(arr, "features to write", InputError)
+    return tensor_file_bytes(TENSOR_NAME, arr, _features_meta(meta, arr.shape[0], arr.shape[2]))
+
+
+class FeaturesWriter:
+    """Writes a features file progressively, a group of chunks [G,199,C] at a time; the same bytes
+    as :func:`write_features` of the whole. Use as a context manager; :meth:`finish` writes it."""
+
+    def __init__(self, path: PathLike, feature_dim: int) -> None:
+        from artalk_core.formats.tensorfile import TensorFileWriter
+
+        self._w = TensorFileWriter(path, TENSOR_NAME, (CHUNK_AUDIO_TOKENS, int(feature_dim)))
+        self.feature_dim = int(feature_dim)
+
+    @property
+    def chunks(self) -> int:
+        return self._w.rows
+
+    def write(self, group: Any) -> None:
+        """Append features float32 [G,199,C] (G may be 0)."""
+        arr = to_float32_array(group, what="features")
+        if arr.size == 0:
+            return
+        _check_array(arr, "features to write", InputError)
+        self._w.write(arr)
+
+    def finish(self, meta: Mapping[str, Any]) -> dict[str, str]:
+        """Check ``meta`` (as :func:`write_features` does), write the file; returns the metadata written."""
+        if self.chunks == 0:
+            self._w.abort()
+            raise InputError("features to write: features are empty (0 chunks)")
+        out = _features_meta(meta, self.chunks, self.feature_dim)
+        self._w.finish(out)
+        return out
+
+    def map_rows(self) -> np.ndarray:
+        """The features written, float32 [chunks,199,C], memory-mapped (copy-on-write), not held."""
+        return self._w.map_rows()
+
+    def abort(self) -> None:
+        self._w.abort()
+
+    def __enter__(self) -> "FeaturesWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._w.__exit__(exc_type, exc, tb)
 
 
 def write_features(path: PathLike, data: Any, meta: Mapping[str, Any]) -> None:
@@ -148,6 +199,23 @@ def write_features(path: PathLike, data: Any, meta: Mapping[str, Any]) -> None:
         tmp.write_bytes(blob)
 
 
+def _check_kind(kind: str, name: str) -> None:
+    if kind == "motion":
+        raise FormatError(f"{name} is an artalk motion file, not audio features; use read_motion "
+                          "(features come from `artalk encode-audio`)")
+    if kind != "features":
+        what = "a truncated or non-artalk safetensors file" if kind == "safetensors" else describe_kind(kind)
+        raise FormatError(f"{name} is {what}, not an artalk features file "
+                          "(make one with `artalk encode-audio`)")
+
+
+def _check_version(meta: Mapping[str, str], name: str) -> None:
+    version = meta.get("format_version", "")
+    if version != FORMAT_VERSION:
+        raise FormatError(f"{name} is artalk features format version {version or '?'}; this artalk "
+                          f"reads version {FORMAT_VERSION} (upgrade artalk or rerun encode-audio)")
+
+
 def read_features(source: Source) -> Features:
     """Read a features file from a path, ``-`` (stdin) or bytes; data is float32 numpy.
 
@@ -158,25 +226,115 @@ def read_features(source: Source) -> Features:
     data = source_bytes(source)
     if not data:
         raise FormatError(f"{name} is empty (0 bytes); expected an artalk features file")
-    kind = sniff_kind(data)
-    if kind == "motion":
-        raise FormatError(f"{name} is an artalk motion file, not audio features; use read_motion "
-                          "(features come from `artalk encode-audio`)")
-    if kind != "features":
-        what = "a truncated or non-artalk safetensors file" if kind == "safetensors" else describe_kind(kind)
-        raise FormatError(f"{name} is {what}, not an artalk features file "
-                          "(make one with `artalk encode-audio`)")
+    _check_kind(sniff_kind(data), name)
     tensors, meta = load_safetensors_bytes(data, name)
-    version = meta.get("format_version", "")
-    if version != FORMAT_VERSION:
-        raise FormatError(f"{name} is artalk features format version {version or '?'}; this artalk "
-                          f"reads version {FORMAT_VERSION} (upgrade artalk or rerun encode-audio)")
+    _check_version(meta, name)
     if TENSOR_NAME not in tensors:
         raise FormatError(f"{name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor")
     arr = np.ascontiguousarray(tensors[TENSOR_NAME], dtype=np.float32)
     _check_array(arr, name, FormatError)
     _check_samples(meta.get("audio_samples"), arr.shape[0], name, FormatError)
     return Features(arr, dict(meta))
+
+
+class FeaturesReader:
+    """A features file opened for reading a group of chunks at a time (``chunks``, ``feature_dim``,
+    ``frames``, ``meta`` at once). A path is read from disk group by group after a check of the
+    header and of every value on opening; any other source (stdin, bytes) is read whole by
+    :func:`read_features`. Use as a context manager (or :meth:`close`)."""
+
+    def __init__(self, source: Source, *, block: int = 16) -> None:
+        self.name = source_name(source)
+        self._file: Any = None
+        self._data: np.ndarray | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)) or str(source) == "-":
+            feats = read_features(source)
+            self._data, self.meta = feats.data, feats.meta
+            return
+        from pathlib import Path
+
+        from artalk_core.formats import safetensors_header
+        from artalk_core.formats.tensorfile import TensorFileReader
+
+        kind = sniff_kind(source)
+        if kind == "unknown" and Path(source).stat().st_size == 0:
+            raise FormatError(f"{self.name} is empty (0 bytes); expected an artalk features file")
+        _check_kind(kind, self.name)
+        if TENSOR_NAME not in (safetensors_header(source) or {TENSOR_NAME: None}):
+            raise FormatError(f"{self.name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor")
+
+        reader = TensorFileReader(source, TENSOR_NAME, label=self.name)
+        try:
+            meta = reader.meta
+            _check_version(meta, self.name)
+            shape = reader.shape
+            if len(shape) != 3 or shape[1] != CHUNK_AUDIO_TOKENS or shape[2] == 0:
+                raise FormatError(f"{self.name}: features have shape {list(shape)}, expected "
+                                  f"[chunks, {CHUNK_AUDIO_TOKENS}, C]")
+            if shape[0] == 0:
+                raise FormatError(f"{self.name}: features are empty (0 chunks)")
+            _check_samples(meta.get("audio_samples"), shape[0], self.name, FormatError)
+            for first, arr in zip(range(0, shape[0], block), reader.iter_blocks(block)):
+                bad = first_nonfinite(arr)
+                if bad is not None:
+                    raise FormatError(f"{self.name}: features have a non-finite value ({arr[bad]}) at chunk "
+                                      f"{first + bad[0]}, token {bad[1]}, channel {bad[2]}")
+        except BaseException:
+            reader.close()
+            raise
+        self._file, self.meta = reader, dict(meta)
+
+    @property
+    def chunks(self) -> int:
+        return self._file.rows if self._file is not None else int(self._data.shape[0])  # type: ignore[union-attr]
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self._file.shape[2] if self._file is not None else self._data.shape[2])  # type: ignore[union-attr]
+
+    @property
+    def audio_samples(self) -> int:
+        return int(self.meta["audio_samples"])
+
+    @property
+    def frames(self) -> int:
+        return num_frames(self.audio_samples)
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        return self.meta.get("checkpoint_sha256", "")
+
+    def iter_groups(self, group: int) -> Iterator[np.ndarray]:
+        """The chunks in consecutive groups float32 [G,199,C] (the last may be smaller)."""
+        if self._file is not None:
+            yield from self._file.iter_blocks(group)
+            return
+        assert self._data is not None
+        for start in range(0, self._data.shape[0], max(1, int(group))):
+            yield self._data[start:start + group]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> "FeaturesReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_features_meta(source: PathLike) -> dict[str, str]:
+    """The metadata of a features file on disk, from its header alone (FormatError if it is not one)."""
+    from artalk_core.formats import safetensors_header
+
+    name = source_name(source)
+    _check_kind(sniff_kind(source), name)
+    header = safetensors_header(source) or {}
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FormatError(f"{name} is corrupt: its safetensors metadata is not text")
+    return dict(meta)
 
 
 def check_features_match(features: Features, *, checkpoint_sha256: str, audio_dim: int) -> None:
@@ -197,5 +355,5 @@ def check_features_match(features: Features, *, checkpoint_sha256: str, audio_di
                          f"{audio_dim} (rerun encode-audio with this checkpoint)")
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Features", "check_features_match", "features_bytes",
-           "read_features", "write_features"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Features", "FeaturesReader", "FeaturesWriter", "check_features_match",
+           "features_bytes", "read_features", "read_features_meta", "write_features"]

@@ -26,10 +26,10 @@ import numpy as np
 from artalk_core.constants import (
     CHANNEL_LAYOUT, FPS, GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM, STYLE_FRAMES)
 from artalk_core.errors import FormatError, InputError, StyleError
-from artalk_core.fileio import PathLike, atomic_output
+from artalk_core.fileio import PathLike, atomic_output, is_stdio
 from artalk_core.formats import (
     Source, describe_kind, first_nonfinite, is_motion_stream, load_safetensors_bytes, metadata_strings,
-    save_safetensors_bytes, sniff_kind, source_bytes, source_name, to_float32_array)
+    sniff_kind, source_bytes, source_name, to_float32_array)
 
 FORMAT_NAME = "artalk.motion"
 FORMAT_VERSION = "1"
@@ -286,8 +286,10 @@ def _normalize_meta(meta: Mapping[str, Any] | None, n_frames: int) -> dict[str, 
 
 def motion_bytes(data: Any, meta: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of an artalk motion file (what :func:`write_motion` writes)."""
+    from artalk_core.formats.tensorfile import tensor_file_bytes
+
     arr = check_motion_array(to_float32_array(data, what="motion"), "motion to write")
-    return save_safetensors_bytes({TENSOR_NAME: arr}, _normalize_meta(meta, arr.shape[0]))
+    return tensor_file_bytes(TENSOR_NAME, arr, _normalize_meta(meta, arr.shape[0]))
 
 
 def write_motion(path: PathLike, data: Any, meta: Mapping[str, Any] | None = None) -> None:
@@ -301,6 +303,175 @@ def write_motion(path: PathLike, data: Any, meta: Mapping[str, Any] | None = Non
     blob = motion_bytes(data, meta)
     with atomic_output(path) as tmp:
         tmp.write_bytes(blob)
+
+
+class MotionWriter:
+    """Writes an artalk motion file progressively: :meth:`write` frames as they are made,
+    :meth:`finish` with the metadata once the whole length is known. The file is the same, byte
+    for byte, as :func:`write_motion` of all the frames; memory holds one block, not the motion.
+
+    Use as a context manager (an exception, or no :meth:`finish`, writes nothing and keeps an
+    existing file). Each block is checked like :func:`write_motion` checks the whole (shape,
+    NaN/Inf naming the frame) before it is taken.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        from artalk_core.formats.tensorfile import TensorFileWriter
+
+        self.path = path
+        self._w = TensorFileWriter(path, TENSOR_NAME, (MOTION_DIM,))
+        self.meta: dict[str, str] = {}
+
+    @property
+    def frames(self) -> int:
+        """Frames written so far."""
+        return self._w.rows
+
+    def write(self, frames: Any) -> None:
+        """Append frames float32 [n, 106] (numpy or torch; n may be 0)."""
+        arr = to_float32_array(frames, what="motion")
+        if arr.size == 0:
+            return
+        if arr.ndim != 2 or arr.shape[1] != MOTION_DIM:
+            raise FormatError(f"motion to write has shape {list(arr.shape)}, expected [T, {MOTION_DIM}]")
+        bad = first_nonfinite(arr)
+        if bad is not None:
+            raise FormatError(f"motion to write has a non-finite value ({arr[bad]}) at frame "
+                              f"{self.frames + bad[0]}, channel {bad[1]} ({channel_name(bad[1])})")
+        self._w.write(arr)
+
+    def finish(self, meta: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Write the header and put the file in place; returns the metadata written."""
+        if self.frames == 0:
+            self._w.abort()
+            raise FormatError("motion to write is empty (0 frames)")
+        self.meta = _normalize_meta(meta, self.frames)
+        self._w.finish(self.meta)
+        return self.meta
+
+    def map_frames(self) -> np.ndarray:
+        """The frames written, float32 [T,106], memory-mapped (copy-on-write) rather than held."""
+        return self._w.map_rows()
+
+    def abort(self) -> None:
+        self._w.abort()
+
+    def __enter__(self) -> "MotionWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._w.__exit__(exc_type, exc, tb)
+
+
+class MotionReader:
+    """A motion file opened for reading in blocks: ``frames``, ``meta``, ``origin`` at once, the
+    frames through :meth:`iter_blocks` (or all of them through :meth:`read`). ``label`` names the
+    source in messages (default: its path, ``<stdin>`` or ``<bytes>``).
+
+    An artalk (or other safetensors) motion file given by path is read from disk block by block,
+    so an hour of motion is never held; it is checked once on opening (shape, metadata, every
+    value finite), so a bad file fails before any work starts. Any other source (the reference
+    ``.pt``, a motion stream, stdin, bytes) is read whole by :func:`read_motion`.
+    """
+
+    def __init__(self, source: Source, *, block: int = 4096, label: str | None = None) -> None:
+        self.name = label or source_name(source)
+        self._file: Any = None
+        self._data: np.ndarray | None = None
+        if not isinstance(source, (bytes, bytearray, memoryview)) and not is_stdio(source) \
+                and sniff_kind(source) in ("motion", "safetensors"):
+            self._open_file(source, block)
+        else:
+            arr, meta, self.origin = load_motion_array(source_bytes(source), self.name)
+            self._data, self.meta = check_motion_array(arr, self.name), dict(meta)
+
+    def _open_file(self, path: PathLike, block: int) -> None:
+        from artalk_core.formats.tensorfile import TensorFileReader
+
+        from artalk_core.formats import safetensors_header
+
+        kind = sniff_kind(path)
+        header = safetensors_header(path) or {}
+        if header and TENSOR_NAME not in header:
+            if kind == "motion":
+                raise FormatError(f"{self.name} is corrupt: artalk motion file without a '{TENSOR_NAME}' tensor")
+            names = ", ".join(sorted(k for k in header if k != "__metadata__")[:6]) or "none"
+            raise FormatError(f"{self.name} is a safetensors file without a '{TENSOR_NAME}' tensor "
+                              f"(tensors: {names}); expected an artalk motion file")
+        reader = TensorFileReader(path, TENSOR_NAME, label=self.name)
+        try:
+            shape = reader.shape
+            if len(shape) == 3 and shape[0] == 1:
+                reader.reshape(shape[1:])
+            if len(reader.shape) != 2 or reader.shape[1] != MOTION_DIM:
+                raise FormatError(f"{self.name}: motion has shape {list(shape)}, expected [T, {MOTION_DIM}] "
+                                  f"(frames x {MOTION_DIM} FLAME channels)")
+            if reader.rows == 0:
+                raise FormatError(f"{self.name}: motion is empty (0 frames)")
+            self.origin = "artalk" if kind == "motion" else "safetensors"
+            if kind == "motion":
+                _check_artalk_meta(reader.meta, self.name, reader.rows)
+            self.meta = dict(reader.meta)
+            for first, arr in zip(range(0, reader.rows, block), reader.iter_blocks(block)):
+                bad = first_nonfinite(arr)
+                if bad is not None:
+                    raise FormatError(f"{self.name}: motion has a non-finite value ({arr[bad]}) at frame "
+                                      f"{first + bad[0]}, channel {bad[1]} ({channel_name(bad[1])})")
+        except BaseException:
+            reader.close()
+            raise
+        self._file = reader
+
+    @property
+    def frames(self) -> int:
+        """T, the number of frames."""
+        return self._file.rows if self._file is not None else int(self._data.shape[0])  # type: ignore[union-attr]
+
+    @property
+    def streamed(self) -> bool:
+        """True when frames are read from disk block by block (not held in memory)."""
+        return self._file is not None
+
+    def iter_blocks(self, block: int = 1024) -> Iterator[np.ndarray]:
+        """The frames in consecutive blocks of ``block`` [n,106] float32 (the last may be shorter)."""
+        if self._file is not None:
+            yield from self._file.iter_blocks(block)
+            return
+        assert self._data is not None
+        for start in range(0, self._data.shape[0], max(1, int(block))):
+            yield self._data[start:start + block]
+
+    def read(self) -> np.ndarray:
+        """All frames, float32 [T,106]."""
+        return self._file.read() if self._file is not None else self._data  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> "MotionReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_motion(source: Source) -> MotionReader:
+    """Open motion for block-wise reading (see :class:`MotionReader`); close it (or use ``with``)."""
+    return MotionReader(source)
+
+
+def read_motion_meta(source: Source) -> dict[str, str]:
+    """The metadata of a motion file, from the header alone for a safetensors file on disk."""
+    if not isinstance(source, (bytes, bytearray, memoryview)) and not is_stdio(source):
+        from artalk_core.formats import safetensors_header
+
+        if sniff_kind(source) == "motion":
+            header = safetensors_header(source) or {}
+            meta = header.get("__metadata__") or {}
+            if isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values()):
+                return dict(meta)
+    return read_motion(source).meta
 
 
 def write_reference_motion(path: PathLike, data: Any) -> None:
@@ -469,7 +640,8 @@ def _parse_motion_stream(lines: Iterable[bytes | str], name: str) -> tuple[np.nd
     return np.stack(frames), meta
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Motion", "MotionStreamWriter", "STREAM_FORMAT", "STREAM_VERSION",
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Motion", "MotionReader", "MotionStreamWriter", "MotionWriter",
+           "open_motion", "read_motion_meta", "STREAM_FORMAT", "STREAM_VERSION",
            "channel_name", "check_motion_array", "is_motion_stream", "iter_motion_stream", "load_motion_array",
            "load_torch_tensor", "motion_bytes", "read_motion", "read_style", "write_motion",
            "write_reference_motion"]

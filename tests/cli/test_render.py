@@ -158,6 +158,48 @@ def test_shape_of_wrong_size(artalk, motion_file, tmp_path):
     assert not (tmp_path / "v.mp4").exists()
 
 
+def test_motion_and_vertices_from_stdin_render_like_files(artalk, motion_file, tmp_path):
+    h5 = tmp_path / "v.h5"
+    assert artalk("render", motion_file, "-o", h5, "-q").returncode == 0
+    a, b, c = tmp_path / "file.mp4", tmp_path / "stdin.mp4", tmp_path / "verts_stdin.mp4"
+    assert artalk("render", motion_file, "-o", a, "--size", "64", "-q").returncode == 0
+    res = artalk("render", "-", "-o", b, "--size", "64", "-q", input=motion_file.read_bytes())
+    assert res.returncode == 0, res.stderr
+    res = artalk("render", "-", "-o", c, "--size", "64", "-q", input=h5.read_bytes())
+    assert res.returncode == 0, res.stderr
+    fa, fb, fc = decode_frames(a), decode_frames(b), decode_frames(c)
+    assert len(fa) == len(fb) == len(fc) == 50
+    assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(fa, fb, fc))
+    from artalk_core.fileio import sha256_file
+    from artalk_core.video import probe_video
+
+    assert probe_video(b)["metadata"]["motion_sha256"] == sha256_file(motion_file)  # hashed while spooled
+    res = artalk("render", "-", "-o", tmp_path / "x.mp4", input=b"not motion at all")
+    assert_clean_error(res, "<stdin>")
+
+
+def test_long_motion_is_read_in_blocks_in_order(artalk, tmp_path):
+    """2,600 frames span three of the reader's blocks: the vertices come out in order, unchanged."""
+    from artalk_core.flame import resolve_flame
+    from artalk_core.formats.motion import write_motion
+    from artalk_core.formats.vertices import read_vertices
+
+    t = np.arange(2600) / 25.0
+    m = np.zeros((2600, 106), np.float32)
+    m[:, 103] = 0.15 + 0.15 * np.sin(t)
+    m[:, 101] = 0.2 * np.sin(0.3 * t)
+    write_motion(tmp_path / "long.safetensors", m)
+    res = artalk("render", tmp_path / "long.safetensors", "-o", tmp_path / "long.h5", "-q")
+    assert res.returncode == 0, res.stderr
+    head = resolve_flame(None, tmp_path)
+    idx = [0, 1023, 1024, 2047, 2048, 2599]
+    want = head.vertices(m[idx]).cpu().numpy()
+    with read_vertices(tmp_path / "long.h5") as vf:
+        assert vf.frames == 2600
+        got = np.stack([vf[i] for i in idx])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_motion_with_nan_and_empty_motion(artalk, expected, tmp_path):
     m = expected["motion_final"][:10].copy()
     m[3, 50] = np.nan

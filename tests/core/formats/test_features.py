@@ -141,3 +141,59 @@ def test_in_memory_features_with_torch_data() -> None:
     assert f.chunks == 2 and f.feature_dim == 32 and f.frames == 157
     assert f.to_torch() is f.data
     check_features_match(f, checkpoint_sha256=SHA_A, audio_dim=32)
+
+
+# --- block-wise writing and reading ---------------------------------------------------------------
+
+def test_features_writer_in_groups_equals_write_features(tmp_path: Path) -> None:
+    from artalk_core.formats.features import FeaturesWriter, read_features_meta
+
+    data = _feats(3)
+    with FeaturesWriter(tmp_path / "g.safetensors", 16) as w:
+        w.write(data[:2])
+        w.write(torch.from_numpy(data[2:]))
+        w.finish(_meta())
+        mapped = w.map_rows()
+    write_features(tmp_path / "whole.safetensors", data, _meta())
+    assert (tmp_path / "g.safetensors").read_bytes() == (tmp_path / "whole.safetensors").read_bytes()
+    assert np.array_equal(mapped, data)
+    assert read_features_meta(tmp_path / "g.safetensors") == read_features(tmp_path / "g.safetensors").meta
+
+
+def test_features_writer_checks_metadata_against_the_chunks(tmp_path: Path) -> None:
+    from artalk_core.formats.features import FeaturesWriter
+
+    with pytest.raises(InputError, match="need"):
+        with FeaturesWriter(tmp_path / "g.safetensors", 16) as w:
+            w.write(_feats(2))
+            w.finish(_meta())  # 160707 samples need 3 chunks
+    assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_features_reader_groups_and_checks(tmp_path: Path) -> None:
+    from artalk_core.formats.features import FeaturesReader
+    from artalk_core.formats.tensorfile import tensor_file_bytes
+
+    data = _feats(3)
+    path = tmp_path / "f.safetensors"
+    write_features(path, data, _meta())
+    with FeaturesReader(path) as r:
+        assert (r.chunks, r.feature_dim, r.frames, r.checkpoint_sha256) == (3, 16, 252, SHA_A)
+        assert np.array_equal(np.concatenate(list(r.iter_groups(2))), data)
+        check_features_match(r, checkpoint_sha256=SHA_A, audio_dim=16)
+        with pytest.raises(InputError, match="not by"):
+            check_features_match(r, checkpoint_sha256=SHA_B, audio_dim=16)
+    with FeaturesReader(path.read_bytes()) as r:  # bytes: read whole, same interface
+        assert np.array_equal(np.concatenate(list(r.iter_groups(2))), data)
+    bad = data.copy()
+    bad[2, 100, 7] = np.nan
+    meta = read_features(path).meta
+    path.write_bytes(tensor_file_bytes("features", bad, meta))
+    with pytest.raises(FormatError, match="at chunk 2, token 100, channel 7"):
+        FeaturesReader(path)
+    path.write_bytes(motion_bytes(np.zeros((3, 106), np.float32)))
+    with pytest.raises(FormatError, match="motion file, not audio features"):
+        FeaturesReader(path)
+    path.write_bytes(b"")
+    with pytest.raises(FormatError, match="empty"):
+        FeaturesReader(path)

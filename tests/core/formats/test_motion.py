@@ -354,3 +354,99 @@ def test_no_stray_files_after_many_writes(tmp_path: Path) -> None:
         write_motion(out, _motion(3, seed=i), {})
     assert os.listdir(tmp_path) == ["m.safetensors"]
     np.testing.assert_array_equal(read_motion(out).data, _motion(3, seed=2))
+
+
+# --- block-wise writing and reading (hour-long motion) ------------------------------------------
+
+def test_motion_writer_in_blocks_equals_write_motion(tmp_path: Path) -> None:
+    from artalk_core.formats.motion import MotionWriter
+
+    data, meta = _motion(5000), {"engine": "energy", "style": "default", **provenance("test")}
+    with MotionWriter(tmp_path / "m.safetensors") as w:
+        for i in range(0, 5000, 333):
+            w.write(torch.from_numpy(data[i:i + 333]))
+        written = w.finish(meta)
+        mapped = w.map_frames()
+    write_motion(tmp_path / "whole.safetensors", data, meta)
+    assert (tmp_path / "m.safetensors").read_bytes() == (tmp_path / "whole.safetensors").read_bytes()
+    assert written["frames"] == "5000" and np.array_equal(mapped, data)
+
+
+def test_motion_writer_checks_each_block_and_writes_nothing_on_error(tmp_path: Path) -> None:
+    from artalk_core.formats.motion import MotionWriter
+
+    out = tmp_path / "m.safetensors"
+    write_motion(out, _motion(3))
+    before = out.read_bytes()
+    bad = _motion(50)
+    bad[17, 101] = np.inf
+    with pytest.raises(FormatError, match=r"frame 117, channel 101 \(global_rotation\[1\]\)"):
+        with MotionWriter(out) as w:
+            w.write(_motion(100))
+            w.write(bad)
+    with pytest.raises(FormatError, match=r"expected \[T, 106\]"):
+        with MotionWriter(out) as w:
+            w.write(np.zeros((4, 100), np.float32))
+    with pytest.raises(FormatError, match="empty"):
+        with MotionWriter(out) as w:
+            w.finish({})
+    assert out.read_bytes() == before and _only_file(tmp_path) == ["m.safetensors"]
+
+
+def test_motion_reader_streams_files_and_reads_other_sources_whole(tmp_path: Path) -> None:
+    from artalk_core.formats.motion import MotionReader, open_motion, read_motion_meta
+
+    data = _motion(2500)
+    path = tmp_path / "m.safetensors"
+    write_motion(path, data, {"engine": "energy"})
+    with open_motion(path) as r:
+        assert r.streamed and r.frames == 2500 and r.origin == "artalk" and r.meta["engine"] == "energy"
+        assert np.array_equal(np.concatenate(list(r.iter_blocks(999))), data)
+        assert np.array_equal(r.read(), data)
+    assert read_motion_meta(path) == read_motion(path).meta
+    # A plain safetensors file with a batch axis of 1 streams too.
+    plain = tmp_path / "plain.safetensors"
+    plain.write_bytes(st_save({"motion": data[None]}))
+    with MotionReader(plain) as r:
+        assert r.streamed and r.origin == "safetensors" and np.array_equal(r.read(), data)
+    # The reference .pt and bytes are read whole, with the same interface.
+    pt = tmp_path / "m.pt"
+    write_reference_motion(pt, data)
+    for source in (pt, pt.read_bytes()):
+        with MotionReader(source) as r:
+            assert not r.streamed and r.origin == "reference-pt"
+            assert np.array_equal(np.concatenate(list(r.iter_blocks(1000))), data)
+    assert read_motion_meta(pt) == {}
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("nan", r"non-finite value \(nan\) at frame 2222, channel 5 \(expression\[5\]\)"),
+    ("shape", r"shape \[40, 100\], expected \[T, 106\]"),
+    ("empty", r"empty \(0 frames\)"),
+    ("no-tensor", r"without a 'motion' tensor \(tensors: other\)"),
+    ("version", "format version 9"),
+    ("truncated", "truncated"),
+])
+def test_motion_reader_checks_the_whole_file_on_opening(tmp_path: Path, case: str, needle: str) -> None:
+    from artalk_core.formats.motion import MotionReader
+    from artalk_core.formats.tensorfile import tensor_file_bytes
+
+    data = _motion(3000)
+    if case == "nan":
+        data[2222, 5] = np.nan
+        blob = tensor_file_bytes("motion", data, {"format": "artalk.motion", "format_version": "1"})
+    elif case == "shape":
+        blob = st_save({"motion": np.zeros((40, 100), np.float32)})
+    elif case == "empty":
+        blob = st_save({"motion": np.zeros((0, 106), np.float32)})
+    elif case == "no-tensor":
+        blob = st_save({"other": data})
+    elif case == "version":
+        blob = tensor_file_bytes("motion", data, {"format": "artalk.motion", "format_version": "9"})
+    else:
+        blob = motion_bytes(data)[:-1000]
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(blob)
+    with pytest.raises(FormatError, match=needle) as err:
+        MotionReader(path, label="bad")
+    assert str(err.value).startswith("bad")

@@ -1,0 +1,277 @@
+"""Single-tensor safetensors files written and read a block of rows at a time.
+
+artalk's motion and features files each hold one float32 tensor whose first axis grows with the
+audio's length (90,000 motion frames, 900 feature chunks per hour). These classes let the
+pipeline stream them, so memory does not grow with the duration:
+
+- :class:`TensorFileWriter` appends rows as they are made. The header (shape, metadata) is only
+  known at the end, and safetensors puts it first, so rows go to an anonymous spool file beside
+  the output and are copied after the header when the writer finishes; the output itself is
+  written atomically (temp file + rename).
+- :class:`TensorFileReader` reads the header, then any range of rows, from a path.
+
+:func:`header_bytes` is the one place that lays out a safetensors header; every artalk writer
+uses it, so the same tensor and metadata always give the same bytes (metadata keys sorted, the
+JSON padded with spaces to a multiple of 8 bytes, as the safetensors library pads it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
+
+import numpy as np
+
+from artalk_core.errors import FormatError, InputError
+from artalk_core.fileio import PathLike, atomic_output, is_stdio
+
+DTYPE = "F32"
+ITEMSIZE = 4
+_ALIGN = 8
+_MAX_HEADER = 100 * 1024 * 1024
+_COPY_BLOCK = 1 << 22
+
+
+def header_bytes(name: str, shape: tuple[int, ...], meta: Mapping[str, str]) -> bytes:
+    """The first bytes of a safetensors file holding one float32 tensor ``name`` of ``shape``:
+    the 8-byte little-endian header length, then the JSON header padded to a multiple of 8."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * ITEMSIZE
+    header: dict[str, Any] = {}
+    if meta:
+        header["__metadata__"] = {str(k): str(meta[k]) for k in sorted(meta)}
+    header[name] = {"dtype": DTYPE, "shape": [int(n) for n in shape], "data_offsets": [0, nbytes]}
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % _ALIGN)
+    return struct.pack("<Q", len(text)) + text
+
+
+def tensor_file_bytes(name: str, arr: np.ndarray, meta: Mapping[str, str]) -> bytes:
+    """A whole single-tensor safetensors file (float32 ``arr``) as bytes."""
+    data = np.ascontiguousarray(arr, dtype="<f4")
+    return header_bytes(name, tuple(data.shape), meta) + data.tobytes()
+
+
+class TensorFileWriter:
+    """Writes a float32 tensor [N, *row_shape] to ``path`` (``-`` = stdout) as safetensors, rows
+    appended with :meth:`write` and the header written by :meth:`finish`.
+
+    Use as a context manager: leaving the block with an exception, or without :meth:`finish`,
+    writes nothing (an existing file at ``path`` is kept). Memory: one block of rows at a time;
+    disk: the rows twice until :meth:`finish` returns (the spool, then the output).
+    """
+
+    def __init__(self, path: PathLike, name: str, row_shape: tuple[int, ...]) -> None:
+        self.path = path
+        self.name = name
+        self.row_shape = tuple(int(n) for n in row_shape)
+        self.rows = 0
+        self._row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * ITEMSIZE
+        self._stack = contextlib.ExitStack()
+        self._tmp: Path = self._stack.enter_context(atomic_output(path))
+        # Stdout's temp file lives in the temp folder; any other output's beside it (same disk).
+        spool_dir = self._tmp.parent if not is_stdio(path) else None
+        try:
+            # Kept open after finish() for map_rows(); closed on leaving the ``with`` block.
+            self._spool: BinaryIO = tempfile.TemporaryFile(dir=spool_dir)
+        except BaseException:
+            self._stack.__exit__(*_abort_exc())
+            raise
+        self._done = False
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append float32 rows [n, *row_shape] (n may be 0)."""
+        arr = np.ascontiguousarray(rows, dtype="<f4")
+        if arr.ndim != 1 + len(self.row_shape) or tuple(arr.shape[1:]) != self.row_shape:
+            raise InputError(f"{self.name} rows have shape {list(arr.shape)}, expected [n, "
+                             f"{', '.join(map(str, self.row_shape))}]")
+        if arr.size:
+            self._spool.write(memoryview(arr.reshape(-1)).cast("B"))
+            self.rows += arr.shape[0]
+
+    def finish(self, meta: Mapping[str, str]) -> None:
+        """Write the header (shape [rows, *row_shape], ``meta``) and the rows; put the file in place."""
+        if self._done:
+            raise InputError(f"{self.path}: this writer has already finished")
+        head = header_bytes(self.name, (self.rows, *self.row_shape), meta)
+        self._spool.flush()
+        self._spool.seek(0)
+        with open(self._tmp, "wb") as out:
+            out.write(head)
+            shutil.copyfileobj(self._spool, out, _COPY_BLOCK)
+        self._done = True
+        self._stack.close()  # the rename onto ``path`` (or the copy to stdout)
+
+    def map_rows(self) -> np.ndarray:
+        """The rows written so far, as a copy-on-write memory map of the spool (not held in memory).
+
+        Call it before leaving the ``with`` block (after :meth:`finish` is fine); the map stays
+        valid after that. Shape [rows, *row_shape].
+        """
+        self._spool.flush()
+        if self.rows == 0:
+            return np.zeros((0, *self.row_shape), np.float32)
+        return np.memmap(self._spool, dtype="<f4", mode="c", shape=(self.rows, *self.row_shape))
+
+    def abort(self) -> None:
+        """Discard everything (the output is not touched)."""
+        if not self._done:
+            self._done = True
+            self._stack.__exit__(*_abort_exc())
+        self._spool.close()
+
+    def close(self) -> None:
+        """Release the spool; without :meth:`finish` first, this is :meth:`abort`."""
+        self.abort()
+
+    def __enter__(self) -> "TensorFileWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.abort()
+
+
+def _abort_exc() -> tuple[type[BaseException], BaseException, None]:
+    err = RuntimeError("tensor file not finished")
+    return RuntimeError, err, None
+
+
+class TensorFileReader:
+    """Reads a single float32 tensor ``name`` of a safetensors file at ``path``, a range of rows at a time.
+
+    The header is read and checked on opening (FormatError for a file that is not safetensors, has
+    no such tensor, another dtype, or is shorter than its header says). ``meta``: the string
+    metadata; ``shape``: the tensor's shape; :meth:`read` / :meth:`iter_blocks` read rows.
+    """
+
+    def __init__(self, path: PathLike, name: str, *, label: Optional[str] = None) -> None:
+        self.path = Path(path)
+        self.name = name
+        self.label = label or str(path)
+        try:
+            self._f: BinaryIO = open(self.path, "rb")
+        except FileNotFoundError:
+            raise InputError(f"input file not found: {self.path}") from None
+        except IsADirectoryError:
+            raise InputError(f"input is a folder, not a file: {self.path}") from None
+        except OSError as e:
+            raise InputError(f"cannot read {self.path}: {e.strerror}") from e
+        try:
+            self._open()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _open(self) -> None:
+        label = self.label
+        head = self._f.read(8)
+        if len(head) < 8:
+            raise FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read")
+        (n,) = struct.unpack("<Q", head)
+        if not 2 <= n <= _MAX_HEADER:
+            raise FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read")
+        raw = self._f.read(n)
+        try:
+            header = json.loads(raw.decode("utf-8")) if len(raw) == n else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+        if not isinstance(header, dict):
+            raise FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read")
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise FormatError(f"{label} is corrupt: its safetensors metadata is not text")
+        self.meta: dict[str, str] = dict(meta)
+        entry = header.get(self.name)
+        if not isinstance(entry, dict):
+            raise FormatError(f"{label} has no '{self.name}' tensor")
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets)):
+            raise FormatError(f"{label} is corrupt: bad entry for tensor '{self.name}'")
+        if entry.get("dtype") != DTYPE:
+            raise FormatError(f"{label}: tensor '{self.name}' is {entry.get('dtype')}, expected float32 (F32)")
+        self.shape: tuple[int, ...] = tuple(shape)
+        begin, end = offsets
+        if end - begin != int(np.prod(self.shape, dtype=np.int64)) * ITEMSIZE or begin < 0:
+            raise FormatError(f"{label} is corrupt: tensor '{self.name}' has {end - begin} bytes for shape {shape}")
+        self._base = 8 + n + begin
+        size = os.fstat(self._f.fileno()).st_size
+        if size < 8 + n + end:
+            raise FormatError(f"{label} is truncated or corrupt: {size} bytes, its header says "
+                              f"{8 + n + end}")
+        self._row_shape = self.shape[1:]
+        self._row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * ITEMSIZE
+
+    @property
+    def rows(self) -> int:
+        """N, the tensor's first dimension (0 for a scalar)."""
+        return int(self.shape[0]) if self.shape else 0
+
+    def reshape(self, shape: tuple[int, ...]) -> None:
+        """Read the same bytes as ``shape`` (same element count), e.g. [1,T,C] as [T,C]."""
+        shape = tuple(int(n) for n in shape)
+        if int(np.prod(shape, dtype=np.int64)) != int(np.prod(self.shape, dtype=np.int64)):
+            raise InputError(f"cannot view a tensor of shape {list(self.shape)} as {list(shape)}")
+        self.shape = shape
+        self._row_shape = shape[1:]
+        self._row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * ITEMSIZE
+
+    def read(self, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+        """Rows ``start .. stop`` (clamped to the tensor) as a new float32 array."""
+        stop = self.rows if stop is None else min(int(stop), self.rows)
+        start = max(0, min(int(start), stop))
+        out = np.empty((stop - start, *self._row_shape), dtype="<f4")
+        self._f.seek(self._base + start * self._row_bytes)
+        got = self._f.readinto(memoryview(out.reshape(-1)).cast("B")) if out.size else 0
+        if got != out.nbytes:
+            raise FormatError(f"{self.label} is truncated or corrupt (it changed while being read?)")
+        return out.astype(np.float32, copy=False)
+
+    def iter_blocks(self, block: int, start: int = 0) -> Iterator[np.ndarray]:
+        """Rows in consecutive blocks of ``block`` (the last may be shorter), each a new array."""
+        for first in range(start, self.rows, max(1, int(block))):
+            yield self.read(first, first + block)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "TensorFileReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def spooled_stdin(*, chunk: int = _COPY_BLOCK) -> Iterator[tuple[Path, str]]:
+    """Copy stdin into a temp file (hashing it on the way) and yield (its path, sha256 hex).
+
+    A piped file can then be sniffed and read in blocks like any path, without being held in
+    memory. The temp file is removed when the block ends.
+    """
+    import hashlib
+    import sys
+
+    h = hashlib.sha256()
+    fd, name = tempfile.mkstemp(prefix="artalk-stdin-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            src = sys.stdin.buffer
+            while block := src.read(chunk):
+                h.update(block)
+                f.write(block)
+        yield path, h.hexdigest()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+__all__ = ["TensorFileReader", "TensorFileWriter", "header_bytes", "spooled_stdin", "tensor_file_bytes"]
