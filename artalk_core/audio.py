@@ -464,11 +464,12 @@ class AudioStream:
     yielded, the others at the end (after the blocks that came before the problem).
     """
 
-    def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1) -> None:
+    def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
+                 label: Optional[str] = None) -> None:
         if isinstance(block, bool) or int(block) < 1:
             raise InputError(f"block must be a positive number of samples, got {block!r}")
         self.block = int(block)
-        self.name = _describe(source)
+        self.name = label or _describe(source)
         self._min_frames = int(min_frames)
         self._src, self.sha256 = _open_source(source, self.name)
         (self._container, self._stream, rate, self.source_channels,
@@ -578,7 +579,8 @@ class AudioStream:
             yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
-def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1) -> AudioStream:
+def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
+               label: Optional[str] = None) -> AudioStream:
     """Decode ``source`` progressively: an :class:`AudioStream` of float32 [block] 16 kHz mono blocks.
 
     The concatenated blocks equal ``load_audio(source, min_frames=min_frames).samples`` bit for
@@ -587,8 +589,9 @@ def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int 
     track) are raised here; those about its samples while iterating (see :class:`AudioStream`).
     Memory is a few blocks whatever the length; a path is hashed up front (a second read), while
     stdin and bytes are held whole as :func:`load_audio` holds them (a container may need to seek).
+    ``label`` names the source in messages (e.g. ``<stdin>`` for a spooled copy of stdin).
     """
-    return AudioStream(source, block=block, min_frames=min_frames)
+    return AudioStream(source, block=block, min_frames=min_frames, label=label)
 
 
 def audio_from_array(samples: Any, sample_rate: int, *, min_frames: int = 1) -> Audio:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
-from artalk_core.constants import DEFAULT_CLIP_LENGTH, FPS
+from artalk_core.constants import DEFAULT_CLIP_LENGTH, FPS, MOTION_DIM
 from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike, provenance, sha256_file_cached
 from artalk_core.progress import OptionalProgress, report
@@ -88,12 +88,24 @@ def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = 
 
     Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
     """
+    from artalk_core.audio import Audio
+
+    with _input_file(audio) as (source, label):  # stdin: spooled to a temp file, read in blocks
+        stream = None if isinstance(source, Audio) else _open_stream(source, label)
+        return _encode_audio(audio if stream is None else stream, output=output, checkpoint=checkpoint,
+                             model_config=model_config, assets=assets, device=device, precision=precision,
+                             progress=progress)
+
+
+def _encode_audio(audio: Union["Audio", "AudioStream"], *, output: Optional[PathLike], checkpoint: Optional[PathLike],
+                  model_config: Optional[PathLike], assets: Optional[PathLike], device: str, precision: str,
+                  progress: OptionalProgress) -> "Features":
+    """:func:`encode_audio` of decoded audio or an open stream."""
+    from artalk_core.audio import Audio
     from artalk_core.formats.features import Features, FeaturesWriter, write_features
     from artalk_core.timing import num_frames
 
-    from artalk_core.audio import Audio
-
-    stream = None if isinstance(audio, Audio) else _open_stream(_read_stdin_once(audio))
+    stream = None if isinstance(audio, Audio) else audio
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
 
     def metadata(audio_sha: str, n_samples: int, n_chunks: int, dim: int) -> dict[str, str]:
@@ -147,13 +159,21 @@ def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = 
     return Features(data=parts[0] if len(parts) == 1 else np.concatenate(parts), meta=meta)
 
 
-def _read_stdin_once(source: Source) -> Source:
-    """``-`` becomes the bytes of stdin (read once: it is sniffed, then decoded)."""
-    from artalk_core.fileio import is_stdio, read_input_bytes
+@contextlib.contextmanager
+def _input_file(source: Any) -> Iterator[tuple[Any, Optional[str]]]:
+    """Yield (source, name for messages or None). ``-`` (stdin) is copied to a temp file first, so
+    it is sniffed and then read in blocks like a path (an hour of piped audio is not held)."""
+    from artalk_core.fileio import is_stdio
 
-    if not isinstance(source, bytes) and is_stdio(source):
-        return read_input_bytes(source)
-    return source
+    if isinstance(source, (str, Path)) and is_stdio(source):
+        from artalk_core.formats.tensorfile import spooled_stdin
+
+        with spooled_stdin() as (path, _sha):
+            if path.stat().st_size == 0:
+                raise InputError("<stdin> is empty (0 bytes): pipe a file into it")
+            yield path, "<stdin>"
+    else:
+        yield source, None
 
 
 def _as_audio(source: Any) -> "Audio":
@@ -172,13 +192,13 @@ def _as_audio(source: Any) -> "Audio":
     return clip
 
 
-def _open_stream(source: Source) -> "AudioStream":
+def _open_stream(source: Source, label: Optional[str] = None) -> "AudioStream":
     """The audio decoded progressively, in blocks of ``DEFAULT_CHUNK_BATCH`` model chunks."""
     from artalk_core.audio import iter_audio
     from artalk_core.constants import CHUNK_SAMPLES
     from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
 
-    return iter_audio(source, block=CHUNK_SAMPLES * DEFAULT_CHUNK_BATCH)
+    return iter_audio(source, block=CHUNK_SAMPLES * DEFAULT_CHUNK_BATCH, label=label)
 
 
 def _stream_notes(stream: "AudioStream") -> None:
@@ -284,21 +304,11 @@ class _MotionSink:
             self._writer.finish(meta)
             return Motion(data=self._writer.map_frames(), meta=meta)
         data = (np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]) if self._parts \
-            else np.zeros((0, self._dim()), np.float32)
+            else np.zeros((0, MOTION_DIM), np.float32)
         self._parts = []
         if self.output is not None:
             save_motion(self.output, data, meta)
         return Motion(data=data, meta=meta)
-
-    @staticmethod
-    def _dim() -> int:
-        from artalk_core.constants import MOTION_DIM
-
-        return MOTION_DIM
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.__exit__(None, None, None)
 
     def __enter__(self) -> "_MotionSink":
         return self
@@ -336,116 +346,116 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
                          "or pass them to `artalk smooth`")
     from artalk_core.audio import Audio
 
-    source = _read_stdin_once(input) if not isinstance(input, Audio) else input
-    kind = "audio" if isinstance(source, Audio) else _input_kind(source)
-    if kind in ("motion", "motion-stream", "reference-pt", "vertices", "safetensors"):
-        raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "
-                         f"this is a {kind} file")
-    sty = resolve_style(style, assets=assets, style_start=style_start)
-    meta: dict[str, str] = {"engine": engine, "style": sty.label, "style_sha256": sty.sha256}
-    options: dict[str, Any] = {"engine": engine, "style": sty.label, "style_start": style_start, "raw": raw,
-                               "clip_length": clip_length, "fix_pose": fix_pose}
-    clip_n = None if raw else resolve_clip_length(clip_length)
-    facts: dict[str, str] = {}  # audio_sha256 / audio_samples, final once the frames are all made
-    after: list[Callable[[], None]] = []  # run when the frames end (or stop at the clip length)
+    with _input_file(input) as (source, label):  # stdin: spooled to a temp file, read in blocks
+        kind = "audio" if isinstance(source, Audio) else _input_kind(source)
+        if kind in ("motion", "motion-stream", "reference-pt", "vertices", "safetensors"):
+            raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "
+                             f"this is a {kind} file")
+        sty = resolve_style(style, assets=assets, style_start=style_start)
+        meta: dict[str, str] = {"engine": engine, "style": sty.label, "style_sha256": sty.sha256}
+        options: dict[str, Any] = {"engine": engine, "style": sty.label, "style_start": style_start, "raw": raw,
+                                   "clip_length": clip_length, "fix_pose": fix_pose}
+        clip_n = None if raw else resolve_clip_length(clip_length)
+        facts: dict[str, str] = {}  # audio_sha256 / audio_samples, final once the frames are all made
+        after: list[Callable[[], None]] = []  # run when the frames end (or stop at the clip length)
 
-    with contextlib.ExitStack() as stack:  # files opened while setting up, closed however it ends
-        # Each engine gives an iterator of raw motion blocks [n,106]; they are post-processed and written
-        # as they come, so neither the audio, its features nor the motion is ever held whole.
-        blocks: Iterator[np.ndarray]
-        if engine == "energy":
-            from artalk_core.engines.energy import iter_energy_motion
+        with contextlib.ExitStack() as stack:  # files opened while setting up, closed however it ends
+            # Each engine gives an iterator of raw motion blocks [n,106]; they are post-processed and written
+            # as they come, so neither the audio, its features nor the motion is ever held whole.
+            blocks: Iterator[np.ndarray]
+            if engine == "energy":
+                from artalk_core.engines.energy import iter_energy_motion
 
-            if kind == "features":
-                raise InputError("the energy engine works from audio, not from a features file")
-            report(progress, "energy engine", 0, 1)
-            if isinstance(source, Audio):
-                clip = _as_audio(source)
-                blocks = iter_energy_motion([clip.samples], seed=seed)
-                facts.update(audio_sha256=clip.sha256, audio_samples=str(len(clip.samples)))
+                if kind == "features":
+                    raise InputError("the energy engine works from audio, not from a features file")
+                report(progress, "energy engine", 0, 1)
+                if isinstance(source, Audio):
+                    clip = _as_audio(source)
+                    blocks = iter_energy_motion([clip.samples], seed=seed)
+                    facts.update(audio_sha256=clip.sha256, audio_samples=str(len(clip.samples)))
+                else:
+                    stream = _open_stream(source, label)
+                    blocks = iter_energy_motion(stream, seed=seed)
+
+                    def stream_facts(stream: "AudioStream" = stream) -> None:
+                        _stream_notes(stream)
+                        facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
+
+                    after.append(stream_facts)
+                after.append(lambda: report(progress, "energy engine", 1, 1))
+                options["seed"] = seed
+                meta["checkpoint_sha256"] = ""
             else:
-                stream = _open_stream(source)
-                blocks = iter_energy_motion(stream, seed=seed)
+                import torch
 
-                def stream_facts(stream: "AudioStream" = stream) -> None:
-                    _stream_notes(stream)
-                    facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
+                from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
 
-                after.append(stream_facts)
-            after.append(lambda: report(progress, "energy engine", 1, 1))
-            options["seed"] = seed
-            meta["checkpoint_sha256"] = ""
-        else:
-            import torch
+                loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+                model = loaded.model
+                style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
+                if kind == "features":
+                    from artalk_core.formats.features import FeaturesReader, check_features_match
 
-            from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
+                    feats = stack.enter_context(FeaturesReader(source, label=label))
+                    check_features_match(feats, checkpoint_sha256=loaded.checkpoint_sha256,
+                                         audio_dim=model.config.audio_dim)
+                    n_frames = feats.frames
+                    groups = (torch.from_numpy(g) for g in feats.iter_groups(DEFAULT_CHUNK_BATCH))
+                    parts = model.iter_generate(groups, style_t, progress, precision=precision, total=feats.chunks)
+                    blocks = _cut(parts, lambda: n_frames)
+                    facts.update(audio_sha256=feats.meta.get("audio_sha256", ""),
+                                 audio_samples=feats.meta.get("audio_samples", ""))
+                elif isinstance(source, Audio):
+                    clip = _as_audio(source)
+                    n_samples = len(clip.samples)
+                    parts = model.iter_generate_from_audio(_audio_tensor(clip, loaded.device), style_t, progress,
+                                                           precision=precision)
+                    blocks = _cut(parts, lambda: num_frames(n_samples))
+                    facts.update(audio_sha256=clip.sha256, audio_samples=str(n_samples))
+                else:
+                    stream = _open_stream(source, label)
+                    audio_blocks = iter(stream)
+                    estimate = _estimated_chunks(stream)
 
-            loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
-            model = loaded.model
-            style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
-            if kind == "features":
-                from artalk_core.formats.features import FeaturesReader, check_features_match
+                    def prog(stage: str, done: int, total: int) -> None:
+                        report(progress, stage, done, max(total, estimate, done))
 
-                feats = stack.enter_context(FeaturesReader(source))
-                check_features_match(feats, checkpoint_sha256=loaded.checkpoint_sha256,
-                                     audio_dim=model.config.audio_dim)
-                n_frames = feats.frames
-                groups = (torch.from_numpy(g) for g in feats.iter_groups(DEFAULT_CHUNK_BATCH))
-                parts = model.iter_generate(groups, style_t, progress, precision=precision, total=feats.chunks)
-                blocks = _cut(parts, lambda: n_frames)
-                facts.update(audio_sha256=feats.meta.get("audio_sha256", ""),
-                             audio_samples=feats.meta.get("audio_samples", ""))
-            elif isinstance(source, Audio):
-                clip = _as_audio(source)
-                n_samples = len(clip.samples)
-                parts = model.iter_generate_from_audio(_audio_tensor(clip, loaded.device), style_t, progress,
-                                                       precision=precision)
-                blocks = _cut(parts, lambda: num_frames(n_samples))
-                facts.update(audio_sha256=clip.sha256, audio_samples=str(n_samples))
-            else:
-                stream = _open_stream(source)
-                audio_blocks = iter(stream)
-                estimate = _estimated_chunks(stream)
+                    groups = (torch.from_numpy(g) for g in _chunk_groups(audio_blocks, stream))
+                    parts = model.iter_generate_from_audio(groups, style_t, prog if progress else None, precision=precision)
+                    blocks = _cut(parts, lambda: num_frames(int(stream.num_samples or 0)))
 
-                def prog(stage: str, done: int, total: int) -> None:
-                    report(progress, stage, done, max(total, estimate, done))
+                    def finish_stream(stream: "AudioStream" = stream, rest: Iterator[np.ndarray] = audio_blocks) -> None:
+                        for _ in rest:  # after an early stop: decode the rest for its length and checks
+                            pass
+                        _stream_notes(stream)
+                        facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
 
-                groups = (torch.from_numpy(g) for g in _chunk_groups(audio_blocks, stream))
-                parts = model.iter_generate_from_audio(groups, style_t, prog if progress else None, precision=precision)
-                blocks = _cut(parts, lambda: num_frames(int(stream.num_samples or 0)))
+                    after.append(finish_stream)
+                options.update(device=loaded.device, precision=precision)
+                meta["checkpoint_sha256"] = loaded.checkpoint_sha256
 
-                def finish_stream(stream: "AudioStream" = stream, rest: Iterator[np.ndarray] = audio_blocks) -> None:
-                    for _ in rest:  # after an early stop: decode the rest for its length and checks
-                        pass
-                    _stream_notes(stream)
-                    facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
-
-                after.append(finish_stream)
-            options.update(device=loaded.device, precision=precision)
-            meta["checkpoint_sha256"] = loaded.checkpoint_sha256
-
-        with _MotionSink(output, raw=raw, clip_length=clip_n, fix_pose=fix_pose) as sink:
-            try:
-                for block in blocks:
-                    sink.push(block)
-                    if sink.full:  # the rest of the audio cannot change the clip (generation is causal)
-                        break
-            finally:
-                close = getattr(blocks, "close", None)
-                if close is not None:
-                    close()
-            for step in after:
-                step()
-            meta.update(facts)
-            if raw:
-                meta.update(postprocessed="false", smoothed="false", clip_length="", fix_pose="false")
-            else:
-                meta.update(postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose))
-            inputs = {"audio": facts.get("audio_sha256", "")}
-            if engine != "energy":
-                inputs["checkpoint"] = meta["checkpoint_sha256"]
-            meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
-            return sink.finish(meta)
+            with _MotionSink(output, raw=raw, clip_length=clip_n, fix_pose=fix_pose) as sink:
+                try:
+                    for block in blocks:
+                        sink.push(block)
+                        if sink.full:  # the rest of the audio cannot change the clip (generation is causal)
+                            break
+                finally:
+                    close = getattr(blocks, "close", None)
+                    if close is not None:
+                        close()
+                for step in after:
+                    step()
+                meta.update(facts)
+                if raw:
+                    meta.update(postprocessed="false", smoothed="false", clip_length="", fix_pose="false")
+                else:
+                    meta.update(postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose))
+                inputs = {"audio": facts.get("audio_sha256", "")}
+                if engine != "energy":
+                    inputs["checkpoint"] = meta["checkpoint_sha256"]
+                meta = {**provenance("artalk generate", options=options, inputs=inputs), **meta}
+                return sink.finish(meta)
 
 
 def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Optional[int] = None,
@@ -459,27 +469,27 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
     from artalk_core.formats.motion import MotionReader
     from artalk_core.postprocess import postprocess_metadata
 
-    source = _read_stdin_once(input)
-    clip_n = resolve_clip_length(clip_length)
-    with MotionReader(source) as motion:  # a path keeps its name in error messages
-        if motion.meta.get("smoothed") == "true" and not force:
-            raise InputError("this motion is already smoothed (post-processed); smoothing twice blurs it: "
-                             "pass --force to smooth it again")
-        source_sha = sha256_bytes(source) if isinstance(source, bytes) else sha256_file(source)
-        carried = {k: v for k, v in motion.meta.items()
-                   if k in ("engine", "style", "style_sha256", "audio_sha256", "audio_samples", "checkpoint_sha256")}
-        meta = {
-            **provenance("artalk smooth", options={"clip_length": clip_length, "fix_pose": fix_pose, "force": force},
-                         inputs={"motion": source_sha}),
-            **carried,
-            **postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose),
-        }
-        with _MotionSink(output, raw=False, clip_length=clip_n, fix_pose=fix_pose) as sink:
-            for block in motion.iter_blocks(4096):
-                sink.push(block)
-                if sink.full:
-                    break
-            return sink.finish(meta)
+    with _input_file(input) as (source, label):  # stdin: spooled to a temp file, read in blocks
+        clip_n = resolve_clip_length(clip_length)
+        with MotionReader(source, label=label) as motion:  # a path keeps its name in error messages
+            if motion.meta.get("smoothed") == "true" and not force:
+                raise InputError("this motion is already smoothed (post-processed); smoothing twice blurs it: "
+                                 "pass --force to smooth it again")
+            source_sha = sha256_bytes(source) if isinstance(source, bytes) else sha256_file(source)
+            carried = {k: v for k, v in motion.meta.items()
+                       if k in ("engine", "style", "style_sha256", "audio_sha256", "audio_samples", "checkpoint_sha256")}
+            meta = {
+                **provenance("artalk smooth", options={"clip_length": clip_length, "fix_pose": fix_pose, "force": force},
+                             inputs={"motion": source_sha}),
+                **carried,
+                **postprocess_metadata(clip_length=clip_n, fix_pose=fix_pose),
+            }
+            with _MotionSink(output, raw=False, clip_length=clip_n, fix_pose=fix_pose) as sink:
+                for block in motion.iter_blocks(4096):
+                    sink.push(block)
+                    if sink.full:
+                        break
+                return sink.finish(meta)
 
 
 def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:

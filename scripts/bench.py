@@ -165,6 +165,7 @@ def render_fps(frames: int) -> Optional[dict[str, float]]:
 # ---- memory scaling with the audio length --------------------------------------------------------
 LONG_MEMORY_STEPS: tuple[tuple[str, str], ...] = (
     ("generate", "`artalk generate long.wav --clip-length 0` (artalk engine)"),
+    ("generate stdin", "`artalk generate - --clip-length 0 < long.wav` (piped, not --stream)"),
     ("generate --stream", "`artalk generate - --stream --clip-length 0 < long.wav` (NDJSON to a file)"),
     ("encode-audio", "`artalk encode-audio long.wav` (the features file: 0.73 GB per hour)"),
     ("generate features", "`artalk generate long.features.safetensors --clip-length 0`"),
@@ -233,6 +234,8 @@ def long_memory(minutes: list[float], workdir: Path) -> list[dict[str, Any]]:
         cmds: dict[str, tuple[list[str], Optional[Path]]] = {
             "generate": (cli + ["generate", str(wav), "--clip-length", "0", "-o", str(workdir / "m.safetensors")]
                          + model, None),
+            "generate stdin": (cli + ["generate", "-", "--clip-length", "0", "-o", str(workdir / "mi.safetensors")]
+                               + model, wav),
             "generate --stream": (cli + ["generate", "-", "--stream", "--clip-length", "0",
                                          "-o", str(workdir / "m.ndjson")] + model, wav),
             "encode-audio": (cli + ["encode-audio", str(wav), "-o", str(feats)] + model, None),

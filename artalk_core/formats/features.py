@@ -241,10 +241,11 @@ class FeaturesReader:
     """A features file opened for reading a group of chunks at a time (``chunks``, ``feature_dim``,
     ``frames``, ``meta`` at once). A path is read from disk group by group after a check of the
     header and of every value on opening; any other source (stdin, bytes) is read whole by
-    :func:`read_features`. Use as a context manager (or :meth:`close`)."""
+    :func:`read_features`. ``label`` names the source in messages (default: its path, ``<stdin>``
+    or ``<bytes>``). Use as a context manager (or :meth:`close`)."""
 
-    def __init__(self, source: Source, *, block: int = 16) -> None:
-        self.name = source_name(source)
+    def __init__(self, source: Source, *, block: int = 16, label: str | None = None) -> None:
+        self.name = label or source_name(source)
         self._file: Any = None
         self._data: np.ndarray | None = None
         if isinstance(source, (bytes, bytearray, memoryview)) or str(source) == "-":

@@ -88,6 +88,29 @@ def test_pipe_generate_raw_into_smooth(artalk, tiny_assets, expected, tmp_path):
     assert meta["smoothed"] == "true" and meta["style"] == "tiny_0" and meta["created_by"] == "artalk smooth"
 
 
+def test_piped_input_is_named_stdin_and_features_pipe_too(artalk, tiny_assets, tmp_path):
+    import hashlib
+
+    res = artalk("generate", "-", "-e", "energy", "-o", tmp_path / "m.safetensors", input=b"")
+    assert_clean_error(res, "<stdin>", "empty")
+    res = artalk("generate", "-", "-e", "energy", "-o", tmp_path / "m.safetensors", input=b"not audio at all" * 10)
+    assert_clean_error(res, "<stdin>")
+    assert not (tmp_path / "m.safetensors").exists()
+    # Piped speech is hashed like the file; piped features generate like the file.
+    res = artalk("generate", "-", "-e", "energy", "-o", tmp_path / "e.safetensors", "-q", input=WAV.read_bytes())
+    assert res.returncode == 0, res.stderr
+    from artalk_core.formats.motion import read_motion
+
+    assert read_motion(tmp_path / "e.safetensors").meta["audio_sha256"] == hashlib.sha256(WAV.read_bytes()).hexdigest()
+    feats = tmp_path / "f.features.safetensors"
+    assert artalk("encode-audio", "-", "-o", feats, "--assets", tiny_assets, "-q", input=WAV.read_bytes()).returncode == 0
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    assert artalk("generate", feats, "-o", a, "--assets", tiny_assets, "-q").returncode == 0
+    res = artalk("generate", "-", "-o", b, "--assets", tiny_assets, "-q", input=feats.read_bytes())
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(load_motion(a), load_motion(b))
+
+
 def test_metadata_records_what_made_the_file(artalk, tiny_assets, tmp_path):
     from artalk_core.fileio import sha256_file
     from artalk_core.formats.motion import read_motion
