@@ -55,6 +55,41 @@ def read_input_bytes(path: PathLike) -> bytes:
     return p.read_bytes()
 
 
+@contextlib.contextmanager
+def input_file(source: PathLike | bytes) -> Iterator[tuple[Path, str, str]]:
+    """Yield (path, sha256, name for messages) of an input, so it can be sniffed and read in blocks.
+
+    A path is yielded as it is (sha256 "": not computed here). ``-`` (stdin) is copied to a temp
+    file and hashed on the way; bytes are written to a temp file. Either is named ``<stdin>`` /
+    ``<bytes>`` and removed when the block ends, so a piped hour of audio or motion is read from
+    disk in blocks rather than held. An empty stdin raises InputError.
+    """
+    if not isinstance(source, (bytes, bytearray, memoryview)) and not is_stdio(source):
+        yield Path(source), "", str(source)
+        return
+    fd, name = tempfile.mkstemp(prefix="artalk-input-")
+    path = Path(name)
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                f.write(source)
+                h.update(source)
+                label = "<bytes>"
+            else:
+                src = sys.stdin.buffer
+                while block := src.read(1 << 22):
+                    h.update(block)
+                    f.write(block)
+                label = "<stdin>"
+        if label == "<stdin>" and path.stat().st_size == 0:
+            raise InputError("<stdin> is empty (0 bytes): pipe a file into it")
+        yield path, h.hexdigest(), label
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def _check_writable_dir(folder: Path, target: Path) -> None:
     if not folder.exists():
         raise OutputError(f"cannot write {target}: folder {folder} does not exist")

@@ -161,19 +161,17 @@ def _encode_audio(audio: Union["Audio", "AudioStream"], *, output: Optional[Path
 
 @contextlib.contextmanager
 def _input_file(source: Any) -> Iterator[tuple[Any, Optional[str]]]:
-    """Yield (source, name for messages or None). ``-`` (stdin) is copied to a temp file first, so
-    it is sniffed and then read in blocks like a path (an hour of piped audio is not held)."""
-    from artalk_core.fileio import is_stdio
+    """Yield (source, name for messages): decoded :class:`Audio` as it is, anything else as a file
+    (:func:`artalk_core.fileio.input_file`: stdin and bytes spooled to a temp file), so it is
+    sniffed and then read in blocks like a path."""
+    from artalk_core.audio import Audio
+    from artalk_core.fileio import input_file
 
-    if isinstance(source, (str, Path)) and is_stdio(source):
-        from artalk_core.formats.tensorfile import spooled_stdin
-
-        with spooled_stdin() as (path, _sha):
-            if path.stat().st_size == 0:
-                raise InputError("<stdin> is empty (0 bytes): pipe a file into it")
-            yield path, "<stdin>"
-    else:
+    if isinstance(source, Audio):
         yield source, None
+        return
+    with input_file(source) as (path, _sha, name):
+        yield path, name
 
 
 def _as_audio(source: Any) -> "Audio":
@@ -334,6 +332,12 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
     Without ``raw`` the reference post-processing is applied (Savitzky-Golay, clip to
     ``clip_length`` frames (None = 750, 0 = all), ``fix_pose``, jaw y/z zeroed); with ``raw`` the
     model output is kept for :func:`smooth`.
+
+    Memory does not grow with the length: the audio (or features file) is read, the motion made,
+    post-processed (causally, the same bits as offline) and written a block at a time, and
+    generation stops once ``clip_length`` frames are final (the rest of the audio is only
+    decoded, for its length and checks). With ``output`` the returned motion's ``data`` is a
+    copy-on-write memory map of the frames written, not an in-memory copy.
     """
     from artalk_core.postprocess import postprocess_metadata
     from artalk_core.styles import resolve_style
@@ -465,7 +469,7 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
     A motion file on disk is read, smoothed and written block by block (memory does not grow
     with its length); the result equals :func:`artalk_core.postprocess.postprocess` of the whole.
     """
-    from artalk_core.fileio import sha256_bytes, sha256_file
+    from artalk_core.fileio import sha256_file
     from artalk_core.formats.motion import MotionReader
     from artalk_core.postprocess import postprocess_metadata
 
@@ -475,7 +479,7 @@ def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Opt
             if motion.meta.get("smoothed") == "true" and not force:
                 raise InputError("this motion is already smoothed (post-processed); smoothing twice blurs it: "
                                  "pass --force to smooth it again")
-            source_sha = sha256_bytes(source) if isinstance(source, bytes) else sha256_file(source)
+            source_sha = sha256_file(source)
             carried = {k: v for k, v in motion.meta.items()
                        if k in ("engine", "style", "style_sha256", "audio_sha256", "audio_samples", "checkpoint_sha256")}
             meta = {

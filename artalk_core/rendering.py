@@ -16,7 +16,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, is_stdio, provenance, sha256_bytes
+from artalk_core.fileio import PathLike, is_stdio, provenance
 from artalk_core.progress import OptionalProgress, report
 
 RENDERERS = ("gl", "pytorch3d")
@@ -54,39 +54,14 @@ def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[P
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    with contextlib.ExitStack() as stack:
-        # Everything is read from a path, block by block: stdin is spooled to a temp file first
-        # (hashed on the way), so an hour of motion or vertices is never held in memory.
-        if isinstance(input, bytes):
-            path = Path(stack.enter_context(_bytes_file(input)))
-            input_sha = sha256_bytes(input)
-        elif is_stdio(input):
-            from artalk_core.formats.tensorfile import spooled_stdin
+    from artalk_core.fileio import input_file
 
-            path, input_sha = stack.enter_context(spooled_stdin())
-        else:
-            path, input_sha = Path(input), ""
-        name = "<bytes>" if isinstance(input, bytes) else "<stdin>" if is_stdio(input) else str(input)
-        return _render(path, input_sha, name=name,
-                       output=output, flame=flame, shape=shape, audio=audio, verts=verts, size=size,
-                       renderer=renderer, background=background, color=color, assets=assets, device=device,
-                       allow_standin=allow_standin, progress=progress)
-
-
-@contextlib.contextmanager
-def _bytes_file(data: bytes) -> Iterator[str]:
-    """A temp file holding ``data`` (removed afterwards)."""
-    import os
-    import tempfile
-
-    fd, name = tempfile.mkstemp(prefix="artalk-input-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        yield name
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+    # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
+    # so an hour of motion or vertices is never held in memory.
+    with input_file(input) as (path, input_sha, name):
+        return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
+                       verts=verts, size=size, renderer=renderer, background=background, color=color,
+                       assets=assets, device=device, allow_standin=allow_standin, progress=progress)
 
 
 def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: Optional[PathLike],
@@ -178,8 +153,6 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                   background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
                   progress: OptionalProgress) -> RenderResult:
-    import contextlib
-
     from artalk_core.render import create_renderer
     from artalk_core.video import write_video
 

@@ -188,20 +188,12 @@ def _levels_from_blocks(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.nd
     return np.concatenate(dbs)[:T], np.concatenate(brights)[:T]
 
 
-def energy_motion_from_blocks(blocks: Iterable[np.ndarray], *, seed: int = 0) -> np.ndarray:
-    """:func:`energy_motion` of the concatenated ``blocks`` (16 kHz mono float32 [n] each), without
-    holding the audio: frame levels are computed block by block (only the per-frame arrays [T] are
-    kept for the clip-wide percentile), so the result is the same, bit for bit. Raises like
-    :func:`energy_motion`.
-    """
-    db, bright = _levels_from_blocks(blocks)
-    return _motion_from_levels(db, bright, seed)
-
-
 def iter_energy_motion(blocks: Iterable[np.ndarray], *, seed: int = 0, block_frames: int = 4096) -> Iterator[np.ndarray]:
-    """:func:`energy_motion_from_blocks` yielded ``block_frames`` frames at a time, float32 [n,106]:
-    the concatenation is the same motion bit for bit, and the whole [T,106] array is never made.
-    The audio is read to its end before the first block (the gain is clip-wide).
+    """:func:`energy_motion` of the concatenated ``blocks`` (16 kHz mono float32 [n] each), yielded
+    ``block_frames`` frames at a time, float32 [n,106]: the concatenation is the same motion bit
+    for bit, yet neither the audio nor the whole [T,106] motion is held. Frame levels are computed
+    block by block, and only the per-frame curves [T] are kept (the gain is clip-wide, so the
+    audio is read to its end before the first block). Raises like :func:`energy_motion`.
     """
     db, bright = _levels_from_blocks(blocks)
     plan = _MotionPlan(db, bright, seed)

@@ -249,29 +249,4 @@ class TensorFileReader:
         self.close()
 
 
-@contextlib.contextmanager
-def spooled_stdin(*, chunk: int = _COPY_BLOCK) -> Iterator[tuple[Path, str]]:
-    """Copy stdin into a temp file (hashing it on the way) and yield (its path, sha256 hex).
-
-    A piped file can then be sniffed and read in blocks like any path, without being held in
-    memory. The temp file is removed when the block ends.
-    """
-    import hashlib
-    import sys
-
-    h = hashlib.sha256()
-    fd, name = tempfile.mkstemp(prefix="artalk-stdin-")
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            src = sys.stdin.buffer
-            while block := src.read(chunk):
-                h.update(block)
-                f.write(block)
-        yield path, h.hexdigest()
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-__all__ = ["TensorFileReader", "TensorFileWriter", "header_bytes", "spooled_stdin", "tensor_file_bytes"]
+__all__ = ["TensorFileReader", "TensorFileWriter", "header_bytes", "tensor_file_bytes"]

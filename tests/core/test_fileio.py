@@ -78,3 +78,28 @@ def test_provenance_records_tool_options_and_inputs():
     assert meta["created_by"] == "artalk x" and meta["audio_sha256"] == "ab" * 32
     assert json.loads(meta["options"]) == {"a": None, "b": 1}
     assert all(isinstance(v, str) for v in meta.values()) and meta["artalk_version"]
+
+
+def test_input_file_spools_stdin_and_bytes_and_removes_them(monkeypatch, tmp_path):
+    import hashlib
+    import io
+    import sys
+
+    from artalk_core.errors import InputError
+    from artalk_core.fileio import input_file
+
+    data = bytes(range(256)) * 20000  # more than one 4 MiB read
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    with input_file("-") as (path, sha, name):
+        assert path.read_bytes() == data and sha == hashlib.sha256(data).hexdigest() and name == "<stdin>"
+    assert not path.exists()
+    with input_file(b"abc") as (path, sha, name):
+        assert path.read_bytes() == b"abc" and sha == sha256_bytes(b"abc") and name == "<bytes>"
+    assert not path.exists()
+    real = tmp_path / "x.bin"
+    with input_file(real) as (path, sha, name):  # a path is passed through, not read
+        assert path == real and sha == "" and name == str(real)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    with pytest.raises(InputError, match="<stdin> is empty"):
+        with input_file("-"):
+            pass

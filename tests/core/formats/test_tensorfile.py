@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from safetensors.numpy import load, save
 
 from artalk_core.errors import FormatError, InputError
 from artalk_core.formats.tensorfile import (
-    TensorFileReader, TensorFileWriter, header_bytes, spooled_stdin, tensor_file_bytes)
+    TensorFileReader, TensorFileWriter, header_bytes, tensor_file_bytes)
 
 
 def _rows(n: int, seed: int = 0) -> np.ndarray:
@@ -111,14 +109,3 @@ def test_reader_rejects_bad_files(tmp_path: Path, blob: bytes, needle: str) -> N
 def test_reader_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         TensorFileReader(tmp_path / "nope.safetensors", "x")
-
-
-def test_spooled_stdin_hashes_and_removes_the_copy(monkeypatch: pytest.MonkeyPatch) -> None:
-    import hashlib
-
-    data = bytes(range(256)) * 5000
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
-    with spooled_stdin(chunk=4096) as (path, sha):
-        assert path.read_bytes() == data
-        assert sha == hashlib.sha256(data).hexdigest()
-    assert not path.exists()
