@@ -33,25 +33,10 @@ _SHA_RE = re.compile(r"^([0-9a-f]{64})?$")
 _UINT_RE = re.compile(r"^(0|[1-9][0-9]*)$")
 
 
-@dataclass
-class Features:
-    """Audio features read from (or to be written to) a features file.
+class _FeaturesMeta:
+    """What a features file's metadata says (shared by :class:`Features` and :class:`FeaturesReader`)."""
 
-    ``data``: float32 [n_chunks, 199, C] (numpy, or a torch tensor when built in memory);
-    ``meta``: string metadata.
-    """
-
-    data: Any
-    meta: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def chunks(self) -> int:
-        return int(self.data.shape[0])
-
-    @property
-    def feature_dim(self) -> int:
-        """C, the audio encoder's output size."""
-        return int(self.data.shape[2])
+    meta: dict[str, str]
 
     @property
     def audio_samples(self) -> int:
@@ -79,6 +64,27 @@ class Features:
         except json.JSONDecodeError:
             return {}
         return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class Features(_FeaturesMeta):
+    """Audio features read from (or to be written to) a features file.
+
+    ``data``: float32 [n_chunks, 199, C] (numpy, or a torch tensor when built in memory);
+    ``meta``: string metadata.
+    """
+
+    data: Any
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def chunks(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        """C, the audio encoder's output size."""
+        return int(self.data.shape[2])
 
     def to_torch(self) -> Any:
         """``data`` as a float32 torch tensor [n_chunks, 199, C]."""
@@ -237,7 +243,7 @@ def read_features(source: Source) -> Features:
     return Features(arr, dict(meta))
 
 
-class FeaturesReader:
+class FeaturesReader(_FeaturesMeta):
     """A features file opened for reading a group of chunks at a time (``chunks``, ``feature_dim``,
     ``frames``, ``meta`` at once). A path is read from disk group by group after a check of the
     header and of every value on opening; any other source (stdin, bytes) is read whole by
@@ -292,18 +298,6 @@ class FeaturesReader:
     @property
     def feature_dim(self) -> int:
         return int(self._file.shape[2] if self._file is not None else self._data.shape[2])  # type: ignore[union-attr]
-
-    @property
-    def audio_samples(self) -> int:
-        return int(self.meta["audio_samples"])
-
-    @property
-    def frames(self) -> int:
-        return num_frames(self.audio_samples)
-
-    @property
-    def checkpoint_sha256(self) -> str:
-        return self.meta.get("checkpoint_sha256", "")
 
     def iter_groups(self, group: int) -> Iterator[np.ndarray]:
         """The chunks in consecutive groups float32 [G,199,C] (the last may be smaller)."""
