@@ -72,9 +72,7 @@ def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: O
     from artalk_core.fileio import sha256_file
     from artalk_core.formats import sniff_kind
 
-    if not path.exists():
-        raise InputError(f"input file not found: {path}")
-    kind = sniff_kind(path)
+    kind = sniff_kind(path)  # InputError for a missing file or a folder
     options: dict[str, Any] = {"size": size, "renderer": renderer, "background": str(background),
                                "color": str(color), "shape": str(shape) if shape else None}
     frames_iter: Iterator[np.ndarray]

@@ -260,17 +260,14 @@ class FeaturesReader(_FeaturesMeta):
             return
         from pathlib import Path
 
-        from artalk_core.formats import safetensors_header
         from artalk_core.formats.tensorfile import TensorFileReader
 
         kind = sniff_kind(source)
         if kind == "unknown" and Path(source).stat().st_size == 0:
             raise FormatError(f"{self.name} is empty (0 bytes); expected an artalk features file")
         _check_kind(kind, self.name)
-        if TENSOR_NAME not in (safetensors_header(source) or {TENSOR_NAME: None}):
-            raise FormatError(f"{self.name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor")
-
-        reader = TensorFileReader(source, TENSOR_NAME, label=self.name)
+        reader = TensorFileReader(source, TENSOR_NAME, label=self.name, missing=lambda names: FormatError(
+            f"{self.name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor"))
         try:
             meta = reader.meta
             _check_version(meta, self.name)

@@ -378,27 +378,23 @@ class MotionReader:
         self.name = label or source_name(source)
         self._file: Any = None
         self._data: np.ndarray | None = None
-        if not isinstance(source, (bytes, bytearray, memoryview)) and not is_stdio(source) \
-                and sniff_kind(source) in ("motion", "safetensors"):
-            self._open_file(source, block)
+        kind = None if isinstance(source, (bytes, bytearray, memoryview)) or is_stdio(source) else sniff_kind(source)
+        if kind in ("motion", "safetensors"):
+            self._open_file(source, kind, block)
         else:
             arr, meta, self.origin = load_motion_array(source_bytes(source), self.name)
             self._data, self.meta = check_motion_array(arr, self.name), dict(meta)
 
-    def _open_file(self, path: PathLike, block: int) -> None:
+    def _open_file(self, path: PathLike, kind: str, block: int) -> None:
         from artalk_core.formats.tensorfile import TensorFileReader
 
-        from artalk_core.formats import safetensors_header
-
-        kind = sniff_kind(path)
-        header = safetensors_header(path) or {}
-        if header and TENSOR_NAME not in header:
+        def missing(names: list[str]) -> FormatError:
             if kind == "motion":
-                raise FormatError(f"{self.name} is corrupt: artalk motion file without a '{TENSOR_NAME}' tensor")
-            names = ", ".join(sorted(k for k in header if k != "__metadata__")[:6]) or "none"
-            raise FormatError(f"{self.name} is a safetensors file without a '{TENSOR_NAME}' tensor "
-                              f"(tensors: {names}); expected an artalk motion file")
-        reader = TensorFileReader(path, TENSOR_NAME, label=self.name)
+                return FormatError(f"{self.name} is corrupt: artalk motion file without a '{TENSOR_NAME}' tensor")
+            return FormatError(f"{self.name} is a safetensors file without a '{TENSOR_NAME}' tensor "
+                               f"(tensors: {', '.join(names[:6]) or 'none'}); expected an artalk motion file")
+
+        reader = TensorFileReader(path, TENSOR_NAME, label=self.name, missing=missing)
         try:
             shape = reader.shape
             if len(shape) == 3 and shape[0] == 1:

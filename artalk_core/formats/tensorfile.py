@@ -23,7 +23,7 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
@@ -146,14 +146,17 @@ class TensorFileReader:
     """Reads a single float32 tensor ``name`` of a safetensors file at ``path``, a range of rows at a time.
 
     The header is read and checked on opening (FormatError for a file that is not safetensors, has
-    no such tensor, another dtype, or is shorter than its header says). ``meta``: the string
-    metadata; ``shape``: the tensor's shape; :meth:`read` / :meth:`iter_blocks` read rows.
+    no such tensor, another dtype, or is shorter than its header says; ``missing`` builds the error
+    for a file without the tensor from the names it holds, so a format can say what it expected).
+    ``meta``: the string metadata; ``shape``: the tensor's shape; :meth:`read` / :meth:`iter_blocks` read rows.
     """
 
-    def __init__(self, path: PathLike, name: str, *, label: Optional[str] = None) -> None:
+    def __init__(self, path: PathLike, name: str, *, label: Optional[str] = None,
+                 missing: Optional[Callable[[list[str]], FormatError]] = None) -> None:
         self.path = Path(path)
         self.name = name
         self.label = label or str(path)
+        self._missing = missing
         try:
             self._f: BinaryIO = open(self.path, "rb")
         except FileNotFoundError:
@@ -189,6 +192,9 @@ class TensorFileReader:
         self.meta: dict[str, str] = dict(meta)
         entry = header.get(self.name)
         if not isinstance(entry, dict):
+            names = sorted(k for k in header if k != "__metadata__")
+            if self._missing is not None:
+                raise self._missing(names)
             raise FormatError(f"{label} has no '{self.name}' tensor")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)
