@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status output.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on error.")]
-Assets = Annotated[Optional[Path], typer.Option(
+Assets = Annotated[Path | None, typer.Option(
     "--assets", help="Asset folder in the reference layout (default: $ARTALK_ASSETS, else ./assets).",
     show_default=False)]
-Checkpoint = Annotated[Optional[Path], typer.Option(
+Checkpoint = Annotated[Path | None, typer.Option(
     "--checkpoint", help="Model weights (.pt or .safetensors; default: <assets>/ARTalk_wav2vec.pt).",
     show_default=False)]
-ModelConfig = Annotated[Optional[Path], typer.Option(
+ModelConfig = Annotated[Path | None, typer.Option(
     "--model-config", help="Model config JSON (default: <assets>/config.json, else the released config).",
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-ClipLength = Annotated[Optional[int], typer.Option(
+ClipLength = Annotated[int | None, typer.Option(
     "--clip-length", min=0, help="Keep at most this many frames; 0 keeps all (default 750 = 30 s, as the reference).",
     show_default=False)]
 FixPose = Annotated[bool, typer.Option("--fix-pose", help="Zero the global head rotation (channels 100:103).")]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import ArtalkError, AudioError, InputError
@@ -36,7 +37,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
 
 
-def _meta_of(path: Path, reader: Callable[[Path], Any]) -> Optional[dict[str, str]]:
+def _meta_of(path: Path, reader: Callable[[Path], Any]) -> dict[str, str] | None:
     """Metadata of an existing intermediate, or None if absent or unreadable (then it is remade)."""
     if not path.is_file():
         return None
@@ -53,24 +54,24 @@ def _vertices_meta(path: Path) -> dict[str, str]:
         return {k: str(v) for k, v in vf.meta.items()}
 
 
-def _matches(meta: Optional[dict[str, str]], **want: str) -> bool:
+def _matches(meta: dict[str, str] | None, **want: str) -> bool:
     return meta is not None and all(meta.get(k) == v for k, v in want.items())
 
 
-def _options(meta: Optional[dict[str, str]]) -> dict[str, Any]:
+def _options(meta: dict[str, str] | None) -> dict[str, Any]:
     try:
         return json.loads((meta or {}).get("options", "{}"))
     except ValueError:
         return {}
 
 
-def animate(audio: Optional[PathLike] = None, *, text: Optional[str] = None, output: Optional[PathLike] = None,
-            style: Optional[str] = None, lang: str = "en", tts_engine: str = "espeak", voice: Optional[str] = None,
-            engine: str = "artalk", clip_length: Optional[int] = None, fix_pose: bool = False,
-            shape: Optional[PathLike] = None, flame: Optional[PathLike] = None, size: int = IMAGE_SIZE,
+def animate(audio: PathLike | None = None, *, text: str | None = None, output: PathLike | None = None,
+            style: str | None = None, lang: str = "en", tts_engine: str = "espeak", voice: str | None = None,
+            engine: str = "artalk", clip_length: int | None = None, fix_pose: bool = False,
+            shape: PathLike | None = None, flame: PathLike | None = None, size: int = IMAGE_SIZE,
             renderer: str = "gl", background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR,
-            keep: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
-            model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None, device: str = "auto",
+            keep: PathLike | None = None, checkpoint: PathLike | None = None,
+            model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
             precision: str = "fp32", progress: OptionalProgress = None) -> AnimateResult:
     """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
     if (audio is None) == (text is None):
@@ -85,7 +86,7 @@ def animate(audio: Optional[PathLike] = None, *, text: Optional[str] = None, out
         return _run(Path(tmp), audio, text, out, stem, locals())
 
 
-def _run(work: Path, audio: Optional[PathLike], text: Optional[str], out: Path, stem: str,
+def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: str,
          o: dict[str, Any]) -> AnimateResult:
     from artalk_core.audio import read_wav_metadata
     from artalk_core.formats.features import read_features_meta

@@ -10,7 +10,7 @@ style, generate motion from speech, render it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -35,9 +35,9 @@ class Animator:
     ``engine="energy"`` needs none.
     """
 
-    def __init__(self, assets: Optional[PathLike] = None, *, device: str = "auto", engine: str = "artalk",
-                 checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
-                 flame: Optional[PathLike] = None) -> None:
+    def __init__(self, assets: PathLike | None = None, *, device: str = "auto", engine: str = "artalk",
+                 checkpoint: PathLike | None = None, model_config: PathLike | None = None,
+                 flame: PathLike | None = None) -> None:
         from artalk_core.pipeline import ENGINES, load_artalk
 
         if engine not in ENGINES:
@@ -50,11 +50,11 @@ class Animator:
         self.checkpoint = checkpoint
         self.model_config = model_config
         self.flame = flame
-        self._style: Optional["Style"] = None
+        self._style: Style | None = None
         if engine == "artalk":  # fail early, and load the weights once
             load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
 
-    def set_style(self, style: Union[None, str, PathLike, np.ndarray, Any] = None, *, style_start: int = 0) -> None:
+    def set_style(self, style: None | str | PathLike | np.ndarray | Any = None, *, style_start: int = 0) -> None:
         """``None``/``"default"`` (no style), a style name in ``<assets>/style_motion``, a path to a
         style or motion file, or a [50,106] array."""
         from artalk_core.styles import resolve_style
@@ -63,7 +63,7 @@ class Animator:
             style = str(style)
         self._style = resolve_style(style, assets=self.assets, style_start=style_start)
 
-    def _audio(self, audio: AudioLike) -> Union["Audio", PathLike, bytes]:
+    def _audio(self, audio: AudioLike) -> Audio | PathLike | bytes:
         """Arrays become :class:`Audio`; files and bytes pass through (decoded progressively later)."""
         from artalk_core.audio import audio_from_array
 
@@ -71,9 +71,9 @@ class Animator:
             return audio_from_array(audio, SAMPLE_RATE)
         return audio
 
-    def generate(self, audio: AudioLike, *, clip_length: Optional[int] = None, fix_pose: bool = False,
-                 raw: bool = False, output: Optional[PathLike] = None,
-                 progress: OptionalProgress = None) -> "Motion":
+    def generate(self, audio: AudioLike, *, clip_length: int | None = None, fix_pose: bool = False,
+                 raw: bool = False, output: PathLike | None = None,
+                 progress: OptionalProgress = None) -> Motion:
         """Motion for ``audio`` (a file, bytes, or a 16 kHz float array [S]); post-processed as the
         reference engine unless ``raw``. ``clip_length`` None = 750 frames, 0 = all."""
         from artalk_core.pipeline import generate
@@ -82,21 +82,21 @@ class Animator:
                         fix_pose=fix_pose, engine=self.engine, checkpoint=self.checkpoint,
                         model_config=self.model_config, assets=self.assets, device=self.device, progress=progress)
 
-    def render(self, motion: Union["Motion", PathLike], *, path: PathLike, audio: Optional[AudioLike] = None,
-               shape: Optional[PathLike] = None, size: int = IMAGE_SIZE, renderer: str = "gl",
-               background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR, verts: Optional[PathLike] = None,
-               progress: OptionalProgress = None) -> "RenderResult":
+    def render(self, motion: Motion | PathLike, *, path: PathLike, audio: AudioLike | None = None,
+               shape: PathLike | None = None, size: int = IMAGE_SIZE, renderer: str = "gl",
+               background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR, verts: PathLike | None = None,
+               progress: OptionalProgress = None) -> RenderResult:
         """Render ``motion`` to an MP4 at ``path`` (the speech muxed in when ``audio`` is given)."""
         from artalk_core.formats.motion import Motion, motion_bytes
         from artalk_core.rendering import render
 
-        source: Union[bytes, PathLike] = motion_bytes(motion.data, motion.meta) if isinstance(motion, Motion) else motion
+        source: bytes | PathLike = motion_bytes(motion.data, motion.meta) if isinstance(motion, Motion) else motion
         return render(source, output=path, flame=self.flame, shape=shape,
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,
                       renderer=renderer, background=background, color=color, assets=self.assets,
                       device=self.device, progress=progress)
 
-    def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> "RenderResult":
+    def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> RenderResult:
         """generate + render with the speech muxed in: the reference ``inference.py -a ...``."""
         speech = self._audio(audio)
         return self.render(self.generate(speech), path=path, audio=speech, **render_options)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from artalk_core.constants import ASSETS_ENV, CHECKPOINT_NAME, CONFIG_NAME, STYLE_DIR
 from artalk_core.errors import AssetError
@@ -20,7 +19,7 @@ DOWNLOAD_HINT = (f"download the released files from https://huggingface.co/{HF_R
                  f"(or run `artalk assets download`) into the assets folder")
 
 
-def assets_dir(assets: Optional[PathLike] = None) -> Path:
+def assets_dir(assets: PathLike | None = None) -> Path:
     """The asset folder: ``assets``, else ``$ARTALK_ASSETS``, else ``./assets``."""
     if assets is not None:
         return Path(assets)
@@ -28,13 +27,13 @@ def assets_dir(assets: Optional[PathLike] = None) -> Path:
     return Path(env) if env else Path("assets")
 
 
-def _where(assets: Optional[PathLike]) -> str:
+def _where(assets: PathLike | None) -> str:
     if assets is not None:
         return "--assets"
     return f"${ASSETS_ENV}" if os.environ.get(ASSETS_ENV) else "the default ./assets"
 
 
-def checkpoint_path(checkpoint: Optional[PathLike] = None, assets: Optional[PathLike] = None) -> Path:
+def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None = None) -> Path:
     """The model weights: ``checkpoint`` if given, else ``<assets>/ARTalk_wav2vec.pt``; AssetError if absent."""
     if checkpoint is not None:
         p = Path(checkpoint)
@@ -51,7 +50,7 @@ def checkpoint_path(checkpoint: Optional[PathLike] = None, assets: Optional[Path
     return p
 
 
-def config_path(model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None) -> Optional[Path]:
+def config_path(model_config: PathLike | None = None, assets: PathLike | None = None) -> Path | None:
     """The model config JSON: ``model_config`` if given, else ``<assets>/config.json`` if present, else None
     (meaning: the released config built into the package)."""
     if model_config is not None:
@@ -63,11 +62,11 @@ def config_path(model_config: Optional[PathLike] = None, assets: Optional[PathLi
     return p if p.is_file() else None
 
 
-def style_dir(assets: Optional[PathLike] = None) -> Path:
+def style_dir(assets: PathLike | None = None) -> Path:
     return assets_dir(assets) / STYLE_DIR
 
 
-def available_styles(assets: Optional[PathLike] = None) -> list[str]:
+def available_styles(assets: PathLike | None = None) -> list[str]:
     """Names of the style files ``<assets>/style_motion/*.pt``, sorted."""
     folder = style_dir(assets)
     if not folder.is_dir():

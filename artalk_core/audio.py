@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class _DecodeState:
 
     runs: list[list[int]] = field(default_factory=list)  # [rate, samples] per constant-rate run
     damaged: int = 0
-    ended_early: Optional[str] = None
+    ended_early: str | None = None
 
 
 def _open_container(src: Any, name: str) -> tuple[Any, Any, int, int, str]:
@@ -410,7 +410,7 @@ class _BlockResampler:
         self._n_in = 0  # input samples pushed
         self._out = 0  # output samples produced
 
-    def push(self, x: np.ndarray) -> Optional[np.ndarray]:
+    def push(self, x: np.ndarray) -> np.ndarray | None:
         """Add input float32 [n]; returns the 16 kHz output that became final (or None)."""
         if self._pass:
             self._n_in += len(x)
@@ -465,7 +465,7 @@ class AudioStream:
     """
 
     def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
-                 label: Optional[str] = None) -> None:
+                 label: str | None = None) -> None:
         if isinstance(block, bool) or int(block) < 1:
             raise InputError(f"block must be a positive number of samples, got {block!r}")
         self.block = int(block)
@@ -477,12 +477,12 @@ class AudioStream:
         self.source_rate: int = rate
         self.expected_samples = self._expected_samples()
         """16 kHz samples the container announces (for progress; None when it does not say)."""
-        self.num_samples: Optional[int] = None
+        self.num_samples: int | None = None
         self.decode_warnings: tuple[str, ...] = ()
         self.sum_squares = 0.0
         self._started = False
 
-    def _expected_samples(self) -> Optional[int]:
+    def _expected_samples(self) -> int | None:
         st, c = self._stream, self._container
         try:
             if st.duration and st.time_base:
@@ -519,7 +519,7 @@ class AudioStream:
 
     def _outputs(self, st: _DecodeState) -> Iterator[np.ndarray]:
         """16 kHz output pieces of any length, in order, across rate changes."""
-        res: Optional[_BlockResampler] = None
+        res: _BlockResampler | None = None
         step = self.block
         for rate, mono in _decoded_pieces(self._container, self._stream, self.source_rate, st):
             if res is None or res.rate != rate:
@@ -580,7 +580,7 @@ class AudioStream:
 
 
 def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
-               label: Optional[str] = None) -> AudioStream:
+               label: str | None = None) -> AudioStream:
     """Decode ``source`` progressively: an :class:`AudioStream` of float32 [block] 16 kHz mono blocks.
 
     The concatenated blocks equal ``load_audio(source, min_frames=min_frames).samples`` bit for

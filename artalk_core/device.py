@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 _KINDS = ("cpu", "cuda", "mps")
 
 
-def resolve_device(device: str = "auto") -> "torch.device":
+def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> CUDA if available, else CPU; an explicit device must exist (else InputError)."""
     import torch
 

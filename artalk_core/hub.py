@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from artalk_core.assets import assets_dir, available_styles, style_dir
@@ -61,8 +61,8 @@ class ReleasedFile:
     repo_id: str
     filename: str
     local_path: str
-    size: Optional[int]
-    sha256: Optional[str]
+    size: int | None
+    sha256: str | None
     required: bool
     description: str = ""
     kind: str = "other"
@@ -82,7 +82,7 @@ class DownloadResult:
     """Bytes reused from an earlier interrupted download (0: none)."""
     recorded: list[str] = field(default_factory=list)
     """Figures unknown to the manifest recorded in the lock file by this run (``size``, ``sha256``)."""
-    replaced_old: Optional[Path] = None
+    replaced_old: Path | None = None
     """Where a previous file that failed verification was moved before being replaced."""
 
     def notes(self) -> list[str]:
@@ -105,10 +105,10 @@ class VerifyResult:
     file: ReleasedFile
     path: Path
     status: str
-    size: Optional[int] = None
-    sha256: Optional[str] = None
-    expected_size: Optional[int] = None
-    expected_sha256: Optional[str] = None
+    size: int | None = None
+    sha256: str | None = None
+    expected_size: int | None = None
+    expected_sha256: str | None = None
     source: str = ""
     """Where the expected figures come from: ``manifest`` or ``recorded`` (the lock file), or empty."""
 
@@ -129,7 +129,7 @@ def _check_local_path(value: str, where: str) -> str:
     return p.as_posix()
 
 
-def load_manifest(path: Optional[PathLike] = None) -> list[ReleasedFile]:
+def load_manifest(path: PathLike | None = None) -> list[ReleasedFile]:
     """The released files listed in ``path`` (default: the packaged released_manifest.json)."""
     src = Path(path) if path is not None else MANIFEST_PATH
     try:
@@ -165,7 +165,7 @@ def load_manifest(path: Optional[PathLike] = None) -> list[ReleasedFile]:
     return out
 
 
-def _manifest(manifest: Optional[PathLike] | list[ReleasedFile]) -> list[ReleasedFile]:
+def _manifest(manifest: PathLike | None | list[ReleasedFile]) -> list[ReleasedFile]:
     return list(manifest) if isinstance(manifest, list) else load_manifest(manifest)
 
 
@@ -197,7 +197,7 @@ def _recorded(entry: ReleasedFile, lock: dict[str, dict[str, Any]]) -> dict[str,
     return rec
 
 
-def _expected(entry: ReleasedFile, lock: dict[str, dict[str, Any]]) -> tuple[Optional[int], Optional[str], str]:
+def _expected(entry: ReleasedFile, lock: dict[str, dict[str, Any]]) -> tuple[int | None, str | None, str]:
     """(size, sha256, source) to check a local file against: the manifest first, then the lock."""
     rec = _recorded(entry, lock)
     size = entry.size if entry.size is not None else rec.get("size")
@@ -230,7 +230,7 @@ def _check_file(entry: ReleasedFile, path: Path, lock: dict[str, dict[str, Any]]
     return res
 
 
-def verify(root: Optional[PathLike] = None, *, manifest: Optional[PathLike] | list[ReleasedFile] = None,
+def verify(root: PathLike | None = None, *, manifest: PathLike | None | list[ReleasedFile] = None,
            include_optional: bool = True, progress: OptionalProgress = None) -> list[VerifyResult]:
     """Check each released file under ``root`` (default: the asset folder) against its size and sha256.
 
@@ -258,23 +258,23 @@ def raise_for_problems(results: list[VerifyResult]) -> None:
                          f"run `artalk assets download` to fetch or replace them")
 
 
-def flame_path(root: Optional[PathLike] = None) -> Path:
+def flame_path(root: PathLike | None = None) -> Path:
     """Where the licensed FLAME head is expected: ``<assets>/FLAME_with_eye.pt``."""
     return assets_dir(root) / FLAME_NAME
 
 
-def flame_notice(root: Optional[PathLike] = None) -> str:
+def flame_notice(root: PathLike | None = None) -> str:
     """The licence notice with the folder the FLAME file belongs in."""
     return FLAME_NOTICE.format(name=FLAME_NAME, root=assets_dir(root))
 
 
 # ----------------------------------------------------------------------------------------------- list
 
-def _size(path: Path) -> Optional[int]:
+def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
-def list_assets(root: Optional[PathLike] = None, *, manifest: Optional[PathLike] | list[ReleasedFile] = None
+def list_assets(root: PathLike | None = None, *, manifest: PathLike | None | list[ReleasedFile] = None
                 ) -> dict[str, Any]:
     """What the asset folder holds (no hashing): JSON-ready.
 
@@ -317,7 +317,7 @@ def _hub() -> Any:
     return file_download
 
 
-def resolve_endpoint(endpoint: Optional[str] = None) -> str:
+def resolve_endpoint(endpoint: str | None = None) -> str:
     """``endpoint``, else ``$HF_ENDPOINT``, else https://huggingface.co (read now, not at import)."""
     return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
@@ -337,7 +337,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 def _hub_error(e: BaseException, entry: ReleasedFile, endpoint: str, url: str,
-               partial: Optional[Path] = None) -> Optional[AssetError]:
+               partial: Path | None = None) -> AssetError | None:
     """A one-line AssetError for a hub/HTTP failure, or None if ``e`` is not one. ``partial``: the partial
     download kept for resuming, when the failure came mid-transfer."""
     names = {c.__name__ for c in type(e).__mro__}
@@ -372,7 +372,7 @@ class _QuietBar:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __enter__(self) -> "_QuietBar":
+    def __enter__(self) -> _QuietBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -393,7 +393,7 @@ def _write_chunk(f: BinaryIO, data: bytes) -> int:
 class _Sink:
     """The file object handed to ``http_get``: writes through :func:`_write_chunk` and reports progress."""
 
-    def __init__(self, f: BinaryIO, stage: str, total: Optional[int], progress: OptionalProgress) -> None:
+    def __init__(self, f: BinaryIO, stage: str, total: int | None, progress: OptionalProgress) -> None:
         self._f, self._stage, self._total, self._progress = f, stage, total, progress
 
     def write(self, data: bytes) -> int:
@@ -407,7 +407,7 @@ class _Sink:
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._f.seek(offset, whence)
 
-    def truncate(self, size: Optional[int] = None) -> int:
+    def truncate(self, size: int | None = None) -> int:
         return self._f.truncate(size)
 
     def flush(self) -> None:
@@ -444,9 +444,9 @@ def _git_blob_sha1(path: Path) -> str:
 @dataclass
 class _Remote:
     url: str
-    size: Optional[int]
-    etag: Optional[str]
-    commit: Optional[str]
+    size: int | None
+    etag: str | None
+    commit: str | None
 
 
 def _remote(entry: ReleasedFile, endpoint: str, headers: dict[str, str]) -> _Remote:
@@ -464,7 +464,7 @@ def _remote(entry: ReleasedFile, endpoint: str, headers: dict[str, str]) -> _Rem
     return _Remote(url=meta.location or url, size=meta.size, etag=etag, commit=meta.commit_hash)
 
 
-def _hub_sha256(remote: _Remote) -> Optional[str]:
+def _hub_sha256(remote: _Remote) -> str | None:
     """The hub's sha256 of the file: an LFS file's ETag is its sha256."""
     return remote.etag if remote.etag and _SHA256_RE.match(remote.etag) else None
 
@@ -480,7 +480,7 @@ def _check_against_hub(entry: ReleasedFile, remote: _Remote) -> None:
                          f"manifest says {entry.sha256}: the hub file changed; not downloading it")
 
 
-def _matches(path: Path, size: Optional[int], sha: Optional[str], remote: Optional[_Remote],
+def _matches(path: Path, size: int | None, sha: str | None, remote: _Remote | None,
              *, cached: bool, require_hash: bool) -> tuple[bool, str]:
     """(ok, sha256 of the file) checking size and sha256, else the hub's git blob id for small git files.
 
@@ -497,7 +497,7 @@ def _matches(path: Path, size: Optional[int], sha: Optional[str], remote: Option
     return not require_hash, digest
 
 
-def _free_bytes(folder: Path) -> Optional[int]:
+def _free_bytes(folder: Path) -> int | None:
     try:
         return shutil.disk_usage(folder).free
     except OSError:
@@ -505,7 +505,7 @@ def _free_bytes(folder: Path) -> Optional[int]:
 
 
 def _fetch(fd: Any, entry: ReleasedFile, remote: _Remote, endpoint: str, headers: dict[str, str], partial: Path,
-           size: Optional[int], progress: OptionalProgress) -> int:
+           size: int | None, progress: OptionalProgress) -> int:
     """Download (or resume) ``remote`` into ``partial``; returns the bytes that were already there."""
     meta_path = partial.with_name(partial.name + ".json")
     have = partial.stat().st_size if partial.is_file() else 0
@@ -613,7 +613,7 @@ def _download_one(fd: Any, entry: ReleasedFile, folder: Path, lock: dict[str, di
             expected = sha if sha is not None else f"git blob {remote.etag}"
             raise AssetError(f"downloaded {entry.local_path} has the wrong hash: expected sha256 {expected}, "
                              f"got {digest}; deleted it, rerun to download again (or check HF_ENDPOINT)")
-        replaced: Optional[Path] = None
+        replaced: Path | None = None
         if final.is_file():
             replaced = final.with_name(final.name + ".old")
             os.replace(final, replaced)
@@ -627,8 +627,8 @@ def _download_one(fd: Any, entry: ReleasedFile, folder: Path, lock: dict[str, di
                           replaced_old=replaced)
 
 
-def download(root: Optional[PathLike] = None, *, include_optional: bool = False,
-             manifest: Optional[PathLike] | list[ReleasedFile] = None, endpoint: Optional[str] = None,
+def download(root: PathLike | None = None, *, include_optional: bool = False,
+             manifest: PathLike | None | list[ReleasedFile] = None, endpoint: str | None = None,
              progress: OptionalProgress = None) -> list[DownloadResult]:
     """Fetch the released files into ``root`` (default: the asset folder), verified; skips files already there.
 

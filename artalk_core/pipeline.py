@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -32,7 +32,7 @@ ENGINES = ("artalk", "energy")
 Source = Union[str, PathLike, bytes]
 
 
-def resolve_clip_length(clip_length: Optional[int]) -> Optional[int]:
+def resolve_clip_length(clip_length: int | None) -> int | None:
     """None -> the reference default (750 frames); 0 -> no limit."""
     if clip_length is None:
         return DEFAULT_CLIP_LENGTH
@@ -45,14 +45,14 @@ def resolve_clip_length(clip_length: Optional[int]) -> Optional[int]:
 class LoadedModel:
     """A model ready for inference and the facts recorded in what it makes."""
 
-    model: "ARTalkModel"
+    model: ARTalkModel
     checkpoint_sha256: str
     config: dict[str, Any]
     device: str
 
 
 @lru_cache(maxsize=2)
-def _load_model_cached(checkpoint: str, mtime_ns: int, config_file: Optional[str], device: str) -> LoadedModel:
+def _load_model_cached(checkpoint: str, mtime_ns: int, config_file: str | None, device: str) -> LoadedModel:
     from artalk_core.model.checkpoint import load_model
     from artalk_core.model.config import ModelConfig
 
@@ -62,8 +62,8 @@ def _load_model_cached(checkpoint: str, mtime_ns: int, config_file: Optional[str
                        config=config.to_dict(), device=device)
 
 
-def load_artalk(*, checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
-                assets: Optional[PathLike] = None, device: str = "auto") -> LoadedModel:
+def load_artalk(*, checkpoint: PathLike | None = None, model_config: PathLike | None = None,
+                assets: PathLike | None = None, device: str = "auto") -> LoadedModel:
     """Load (once per process) the ARTalk model from the asset folder or explicit files."""
     from artalk_core.assets import checkpoint_path, config_path
     from artalk_core.device import resolve_device
@@ -75,15 +75,15 @@ def load_artalk(*, checkpoint: Optional[PathLike] = None, model_config: Optional
                               str(cfg.resolve()) if cfg else None, dev)
 
 
-def _audio_tensor(audio: "Audio", device: str) -> Any:
+def _audio_tensor(audio: Audio, device: str) -> Any:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(audio.samples)).to(device)
 
 
-def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
-                 model_config: Optional[PathLike] = None, assets: Optional[PathLike] = None,
-                 device: str = "auto", precision: str = "fp32", progress: OptionalProgress = None) -> "Features":
+def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, checkpoint: PathLike | None = None,
+                 model_config: PathLike | None = None, assets: PathLike | None = None,
+                 device: str = "auto", precision: str = "fp32", progress: OptionalProgress = None) -> Features:
     """Run the wav2vec2 audio encoder over 4-s chunks of ``audio``; write a features file if ``output``.
 
     Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
@@ -97,9 +97,9 @@ def encode_audio(audio: Union[Source, "Audio"], *, output: Optional[PathLike] = 
                              progress=progress)
 
 
-def _encode_audio(audio: Union["Audio", "AudioStream"], *, output: Optional[PathLike], checkpoint: Optional[PathLike],
-                  model_config: Optional[PathLike], assets: Optional[PathLike], device: str, precision: str,
-                  progress: OptionalProgress) -> "Features":
+def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkpoint: PathLike | None,
+                  model_config: PathLike | None, assets: PathLike | None, device: str, precision: str,
+                  progress: OptionalProgress) -> Features:
     """:func:`encode_audio` of decoded audio or an open stream."""
     from artalk_core.audio import Audio
     from artalk_core.formats.features import Features, FeaturesWriter, write_features
@@ -160,7 +160,7 @@ def _encode_audio(audio: Union["Audio", "AudioStream"], *, output: Optional[Path
 
 
 @contextlib.contextmanager
-def _input_file(source: Any) -> Iterator[tuple[Any, Optional[str]]]:
+def _input_file(source: Any) -> Iterator[tuple[Any, str | None]]:
     """Yield (source, name for messages): decoded :class:`Audio` as it is, anything else as a file
     (:func:`artalk_core.fileio.input_file`: stdin and bytes spooled to a temp file), so it is
     sniffed and then read in blocks like a path."""
@@ -174,7 +174,7 @@ def _input_file(source: Any) -> Iterator[tuple[Any, Optional[str]]]:
         yield path, name
 
 
-def _as_audio(source: Any) -> "Audio":
+def _as_audio(source: Any) -> Audio:
     """An already decoded :class:`Audio` as is; anything else decoded to 16 kHz mono (with its
     decoding notes and a silence notice passed on as warnings)."""
     from artalk_core.audio import Audio, is_silent, load_audio
@@ -190,7 +190,7 @@ def _as_audio(source: Any) -> "Audio":
     return clip
 
 
-def _open_stream(source: Source, label: Optional[str] = None) -> "AudioStream":
+def _open_stream(source: Source, label: str | None = None) -> AudioStream:
     """The audio decoded progressively, in blocks of ``DEFAULT_CHUNK_BATCH`` model chunks."""
     from artalk_core.audio import iter_audio
     from artalk_core.constants import CHUNK_SAMPLES
@@ -199,7 +199,7 @@ def _open_stream(source: Source, label: Optional[str] = None) -> "AudioStream":
     return iter_audio(source, block=CHUNK_SAMPLES * DEFAULT_CHUNK_BATCH, label=label)
 
 
-def _stream_notes(stream: "AudioStream") -> None:
+def _stream_notes(stream: AudioStream) -> None:
     """:func:`_as_audio`'s warnings (decoding notes, silence) for a stream read to the end."""
     from artalk_core.errors import warn
 
@@ -209,7 +209,7 @@ def _stream_notes(stream: "AudioStream") -> None:
         warn("the audio is silent: the head will barely move")
 
 
-def _estimated_chunks(stream: "AudioStream") -> int:
+def _estimated_chunks(stream: AudioStream) -> int:
     """Model chunks the container announces (0 if it does not say): for progress only."""
     from artalk_core.constants import CHUNK_SAMPLES
 
@@ -217,7 +217,7 @@ def _estimated_chunks(stream: "AudioStream") -> int:
     return -(-n // CHUNK_SAMPLES) if n else 0
 
 
-def _chunk_groups(blocks: Iterator[np.ndarray], stream: "AudioStream") -> Iterator[np.ndarray]:
+def _chunk_groups(blocks: Iterator[np.ndarray], stream: AudioStream) -> Iterator[np.ndarray]:
     """The stream's blocks as model chunk groups float32 [G,64000], grouped as the whole-signal path
     groups them (``DEFAULT_CHUNK_BATCH`` chunks from the start) and zero-padded to
     ``padded_samples(S) // 64000`` chunks in all, which is only known once the stream has ended.
@@ -227,7 +227,7 @@ def _chunk_groups(blocks: Iterator[np.ndarray], stream: "AudioStream") -> Iterat
     from artalk_core.timing import padded_samples
 
     done = 0
-    prev: Optional[np.ndarray] = None
+    prev: np.ndarray | None = None
     for block in blocks:
         if prev is not None:
             yield prev.reshape(-1, CHUNK_SAMPLES)  # a full block: DEFAULT_CHUNK_BATCH whole chunks
@@ -249,7 +249,7 @@ def _cut(parts: Iterator[Any], length: Callable[[], int]) -> Iterator[np.ndarray
     then). Every part but the last lies wholly inside the length (chunks are 100 frames and only
     the last is padded), so only the last is held back."""
     done = 0
-    prev: Optional[np.ndarray] = None
+    prev: np.ndarray | None = None
     for part in parts:
         if prev is not None:
             yield prev
@@ -264,7 +264,7 @@ class _MotionSink:
     same bits as offline) unless raw, then written progressively to an artalk motion file, or
     gathered (no output, or the reference ``.pt`` format, which is written whole)."""
 
-    def __init__(self, output: Optional[PathLike], *, raw: bool, clip_length: Optional[int], fix_pose: bool) -> None:
+    def __init__(self, output: PathLike | None, *, raw: bool, clip_length: int | None, fix_pose: bool) -> None:
         from artalk_core.postprocess import StreamingPostprocessor
 
         self.post = None if raw else StreamingPostprocessor(clip_length=clip_length, fix_pose=fix_pose)
@@ -292,7 +292,7 @@ class _MotionSink:
     def push(self, raw: np.ndarray) -> None:
         self._take(raw if self.post is None else self.post.push(raw))
 
-    def finish(self, meta: dict[str, str]) -> "Motion":
+    def finish(self, meta: dict[str, str]) -> Motion:
         """Flush the post-processing, write the file (if any) with ``meta``; the motion made."""
         from artalk_core.formats.motion import Motion
 
@@ -308,7 +308,7 @@ class _MotionSink:
             save_motion(self.output, data, meta)
         return Motion(data=data, meta=meta)
 
-    def __enter__(self) -> "_MotionSink":
+    def __enter__(self) -> _MotionSink:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -322,11 +322,11 @@ def _input_kind(source: Source) -> str:
     return sniff_kind(source)
 
 
-def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarray, "Style"] = None,
-             style_start: int = 0, output: Optional[PathLike] = None, raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False, engine: str = "artalk",
-             checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
-             assets: Optional[PathLike] = None, device: str = "auto", precision: str = "fp32", seed: int = 0,
-             progress: OptionalProgress = None) -> "Motion":
+def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = None,
+             style_start: int = 0, output: PathLike | None = None, raw: bool = False, clip_length: int | None = None, fix_pose: bool = False, engine: str = "artalk",
+             checkpoint: PathLike | None = None, model_config: PathLike | None = None,
+             assets: PathLike | None = None, device: str = "auto", precision: str = "fp32", seed: int = 0,
+             progress: OptionalProgress = None) -> Motion:
     """Speech (an audio file or a features file) -> FLAME motion [T,106] at 25 fps.
 
     Without ``raw`` the reference post-processing is applied (Savitzky-Golay, clip to
@@ -381,7 +381,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
                     stream = _open_stream(source, label)
                     blocks = iter_energy_motion(stream, seed=seed)
 
-                    def stream_facts(stream: "AudioStream" = stream) -> None:
+                    def stream_facts(stream: AudioStream = stream) -> None:
                         _stream_notes(stream)
                         facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
 
@@ -428,7 +428,7 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
                     parts = model.iter_generate_from_audio(groups, style_t, prog if progress else None, precision=precision)
                     blocks = _cut(parts, lambda: num_frames(int(stream.num_samples or 0)))
 
-                    def finish_stream(stream: "AudioStream" = stream, rest: Iterator[np.ndarray] = audio_blocks) -> None:
+                    def finish_stream(stream: AudioStream = stream, rest: Iterator[np.ndarray] = audio_blocks) -> None:
                         for _ in rest:  # after an early stop: decode the rest for its length and checks
                             pass
                         _stream_notes(stream)
@@ -462,8 +462,8 @@ def generate(input: Union[Source, "Audio"], *, style: Union[None, str, np.ndarra
                 return sink.finish(meta)
 
 
-def smooth(input: Source, *, output: Optional[PathLike] = None, clip_length: Optional[int] = None,
-           fix_pose: bool = False, force: bool = False) -> "Motion":
+def smooth(input: Source, *, output: PathLike | None = None, clip_length: int | None = None,
+           fix_pose: bool = False, force: bool = False) -> Motion:
     """The reference post-processing of a raw motion file (Savitzky-Golay, clip, fix-pose, jaw y/z = 0).
 
     A motion file on disk is read, smoothed and written block by block (memory does not grow

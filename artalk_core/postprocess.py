@@ -19,8 +19,14 @@ from typing import Any
 import numpy as np
 
 from artalk_core.constants import (
-    GLOBAL_ROT_SLICE, JAW_YZ_SLICE, MOTION_DIM, SAVGOL_ORDER, SAVGOL_POSE_ORDER,
-    SAVGOL_POSE_WINDOW, SAVGOL_WINDOW)
+    GLOBAL_ROT_SLICE,
+    JAW_YZ_SLICE,
+    MOTION_DIM,
+    SAVGOL_ORDER,
+    SAVGOL_POSE_ORDER,
+    SAVGOL_POSE_WINDOW,
+    SAVGOL_WINDOW,
+)
 from artalk_core.errors import InputError
 
 

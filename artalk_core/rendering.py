@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class RenderResult:
     frames: int
     head: str  # "FLAME (<path>)" or "stand-in"
     head_is_standin: bool
-    vertices: Optional[Path] = None
+    vertices: Path | None = None
     with_audio: bool = False
     meta: dict[str, str] = field(default_factory=dict)
 
@@ -40,10 +40,10 @@ def _is_h5(path: PathLike) -> bool:
     return str(path).lower().endswith((".h5", ".hdf5"))
 
 
-def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[PathLike] = None,
-           shape: Optional[PathLike] = None, audio: Optional[PathLike] = None, verts: Optional[PathLike] = None,
+def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None = None,
+           shape: PathLike | None = None, audio: PathLike | None = None, verts: PathLike | None = None,
            size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
-           color: Color = MESH_COLOR, assets: Optional[PathLike] = None, device: str = "auto",
+           color: Color = MESH_COLOR, assets: PathLike | None = None, device: str = "auto",
            allow_standin: bool = True, progress: OptionalProgress = None) -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``) or a vertices file (``.h5``) to an MP4.
 
@@ -64,9 +64,9 @@ def render(input: Union[PathLike, bytes], *, output: PathLike, flame: Optional[P
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
 
 
-def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: Optional[PathLike],
-            shape: Optional[PathLike], audio: Optional[PathLike], verts: Optional[PathLike], size: int,
-            renderer: str, background: Color, color: Color, assets: Optional[PathLike], device: str,
+def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
+            shape: PathLike | None, audio: PathLike | None, verts: PathLike | None, size: int,
+            renderer: str, background: Color, color: Color, assets: PathLike | None, device: str,
             allow_standin: bool, progress: OptionalProgress) -> RenderResult:
     """:func:`render` of a file on disk (``input_sha``: its hash when already known, else "")."""
     from artalk_core.fileio import sha256_file
@@ -147,7 +147,7 @@ def _write_vertices(path: PathLike, frames: Iterator[np.ndarray], faces: np.ndar
 
 
 def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: int, output: PathLike,
-                  verts: Optional[PathLike], audio: Optional[PathLike], size: int, renderer: str,
+                  verts: PathLike | None, audio: PathLike | None, size: int, renderer: str,
                   background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
                   progress: OptionalProgress) -> RenderResult:

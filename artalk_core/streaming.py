@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class PcmLayout:
     sample_format: str  # u8 | s16 | s24 | s32 | f32 | f64
     channels: int
     rate: int
-    data_bytes: Optional[int]  # None: until the end of input
+    data_bytes: int | None  # None: until the end of input
 
     @property
     def sample_bytes(self) -> int:
@@ -115,7 +115,7 @@ class AudioStreamReader:
         self.samples = 0
         self.complete = False
         self.sum_squares = 0.0
-        self.layout: Optional[PcmLayout] = None
+        self.layout: PcmLayout | None = None
         self.notes: list[str] = []
 
     # ---- low-level reading
@@ -162,7 +162,7 @@ class AudioStreamReader:
             what = "RF64 (a WAV over 4 GB)" if head[:4] == b"RF64" else f"data starting {head[:4]!r}"
             raise AudioError(f"{self.name} is not a WAV stream ({what}); --stream reads a 16 kHz WAV, or "
                              "headerless 16-bit mono PCM with --stream-format raw")
-        fmt: Optional[tuple[int, int, int, int]] = None
+        fmt: tuple[int, int, int, int] | None = None
         while True:
             cid, size = struct.unpack("<4sI", self._read_exact(8, "chunk header"))
             if cid == b"data":
@@ -299,7 +299,7 @@ class StreamResult:
     chunks: int
     raw: bool
     stopped_early: bool
-    first_output_s: Optional[float]
+    first_output_s: float | None
     seconds: float
     meta: dict[str, str] = field(default_factory=dict)
 
@@ -309,10 +309,10 @@ class _LazyStreamOutput:
     written atomically (renamed into place at the end). The header is written with the first frames,
     so an error before any output leaves stdout empty."""
 
-    def __init__(self, output: Union[PathLike, BinaryIO]) -> None:
+    def __init__(self, output: PathLike | BinaryIO) -> None:
         self._target = output
         self._stack = contextlib.ExitStack()
-        self._file: Optional[BinaryIO] = None
+        self._file: BinaryIO | None = None
 
     def open(self) -> BinaryIO:
         if self._file is not None:
@@ -344,7 +344,7 @@ class _LazyStreamOutput:
             self._stack.__exit__(RuntimeError, RuntimeError("stream failed"), None)
 
 
-def open_input(input: Union[PathLike, BinaryIO]) -> tuple[BinaryIO, str, Optional[BinaryIO]]:
+def open_input(input: PathLike | BinaryIO) -> tuple[BinaryIO, str, BinaryIO | None]:
     """(binary file object, name for messages, the object to close or None) for a path, ``-`` or a file."""
     if hasattr(input, "read"):
         return input, getattr(input, "name", "<stream>"), None  # type: ignore[return-value]
@@ -362,11 +362,11 @@ def open_input(input: Union[PathLike, BinaryIO]) -> tuple[BinaryIO, str, Optiona
     return f, str(p), f
 
 
-def stream_generate(input: Union[PathLike, BinaryIO], output: Union[PathLike, BinaryIO] = "-", *,
-                    stream_format: str = "wav", style: Union[None, str, np.ndarray] = None, style_start: int = 0,
-                    raw: bool = False, clip_length: Optional[int] = None, fix_pose: bool = False,
-                    checkpoint: Optional[PathLike] = None, model_config: Optional[PathLike] = None,
-                    assets: Optional[PathLike] = None, device: str = "auto", precision: str = "fp32",
+def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-", *,
+                    stream_format: str = "wav", style: None | str | np.ndarray = None, style_start: int = 0,
+                    raw: bool = False, clip_length: int | None = None, fix_pose: bool = False,
+                    checkpoint: PathLike | None = None, model_config: PathLike | None = None,
+                    assets: PathLike | None = None, device: str = "auto", precision: str = "fp32",
                     progress: OptionalProgress = None) -> StreamResult:
     """Read speech progressively from ``input`` and write the motion stream to ``output`` chunk by chunk.
 
@@ -418,7 +418,7 @@ def stream_generate(input: Union[PathLike, BinaryIO], output: Union[PathLike, Bi
                         fix_pose=str(bool(fix_pose)).lower())
 
         sink = _LazyStreamOutput(output)
-        writer: Optional[MotionStreamWriter] = None
+        writer: MotionStreamWriter | None = None
 
         def emit(frames: np.ndarray) -> None:
             nonlocal writer, first_output
@@ -429,7 +429,7 @@ def stream_generate(input: Union[PathLike, BinaryIO], output: Union[PathLike, Bi
                 first_output = time.perf_counter() - t_start
             writer.write_frames(frames)
 
-        first_output: Optional[float] = None
+        first_output: float | None = None
         post = None if raw else StreamingPostprocessor(clip_length=clip_n, fix_pose=fix_pose)
         lengths: deque[int] = deque()  # samples in each chunk handed to the model, not yet generated
         prefetch = _Prefetch(reader.chunks(), PREFETCH_CHUNKS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +20,7 @@ NO_STYLE_NAMES = ("default", "none")
 class Style:
     """A resolved style condition; ``motion`` is None for the null (default) style."""
 
-    motion: Optional[np.ndarray]  # float32 [50,106] or None
+    motion: np.ndarray | None  # float32 [50,106] or None
     label: str  # what the user asked for, recorded in output metadata
     sha256: str  # of the style file ("" for the default style)
 
@@ -31,7 +31,7 @@ def suggest(name: str, choices: list[str]) -> str:
     return f"did you mean {', '.join(close)}? " if close else ""
 
 
-def resolve_style(style: Union[None, str, np.ndarray, Style], *, assets: Optional[PathLike] = None,
+def resolve_style(style: None | str | np.ndarray | Style, *, assets: PathLike | None = None,
                   style_start: int = 0) -> Style:
     """Turn ``-s/--style`` into a [50,106] clip.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Optional
 
 from artalk_core.errors import DependencyError, InputError
 from artalk_core.fileio import PathLike, is_stdio, provenance, read_input_bytes, sha256_bytes
@@ -50,7 +49,7 @@ def read_text(text: str) -> str:
         raise InputError(f"text is not UTF-8: {e}") from e
 
 
-def _espeak(text: str, voice: str, speed: Optional[int]) -> bytes:
+def _espeak(text: str, voice: str, speed: int | None) -> bytes:
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
         raise DependencyError("espeak-ng is not installed: `apt-get install espeak-ng` "
@@ -82,8 +81,8 @@ def _gtts(text: str, lang: str) -> bytes:
     return buf.getvalue()
 
 
-def synthesize(text: str, *, lang: str = "en", engine: str = "espeak", voice: Optional[str] = None,
-               speed: Optional[int] = None):  # -> artalk_core.audio.Audio
+def synthesize(text: str, *, lang: str = "en", engine: str = "espeak", voice: str | None = None,
+               speed: int | None = None):  # -> artalk_core.audio.Audio
     """Speak ``text``; returns 16 kHz mono audio (``Audio.samples`` float32 [S])."""
     from artalk_core.audio import load_audio
 
@@ -100,8 +99,8 @@ def synthesize(text: str, *, lang: str = "en", engine: str = "espeak", voice: Op
     return load_audio(data)
 
 
-def tts(text: str, *, output: PathLike, lang: str = "en", engine: str = "espeak", voice: Optional[str] = None,
-        speed: Optional[int] = None):  # -> artalk_core.audio.Audio
+def tts(text: str, *, output: PathLike, lang: str = "en", engine: str = "espeak", voice: str | None = None,
+        speed: int | None = None):  # -> artalk_core.audio.Audio
     """Speak ``text`` into a 16 kHz mono PCM16 WAV at ``output`` (``-`` = stdout)."""
     from artalk_core.audio import write_wav
 

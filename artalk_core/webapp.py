@@ -29,12 +29,13 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, SAMPLE_RATE
@@ -96,18 +97,18 @@ class _Cancelled(Exception):
 class AppConfig:
     """Settings of one app instance (the ``artalk app`` options)."""
 
-    assets: Optional[PathLike] = None
+    assets: PathLike | None = None
     device: str = "auto"
     engine: str = "auto"  # auto: the model when <assets>/ARTalk_wav2vec.pt exists, else the energy engine
     tts_engine: str = "espeak"
     max_seconds: float = 60.0
     max_upload_bytes: int = 50 * 1024 * 1024
     size: int = 512
-    clip_length: Optional[int] = None
+    clip_length: int | None = None
     keep_seconds: float = 3600.0  # finished jobs (and their files) are removed this long after finishing
     max_queue: int = 16
     max_finished: int = 32
-    examples: Optional[list[PathLike]] = None  # None: *.wav of the asset folder and of the project's assets/
+    examples: list[PathLike] | None = None  # None: *.wav of the asset folder and of the project's assets/
     preload: bool = True
 
 
@@ -115,7 +116,7 @@ class AppConfig:
 class Head:
     id: str
     label: str
-    path: Optional[Path]  # None: resolve_flame's default (FLAME_with_eye.pt, else the stand-in)
+    path: Path | None  # None: resolve_flame's default (FLAME_with_eye.pt, else the stand-in)
     is_standin: bool
 
 
@@ -126,8 +127,8 @@ class Job:
     id: str
     dir: Path
     mode: str
-    audio_path: Optional[Path]
-    text: Optional[str]
+    audio_path: Path | None
+    text: str | None
     lang: str
     style: Any  # a style name or an artalk_core.styles.Style built from an upload
     style_label: str
@@ -138,13 +139,13 @@ class Job:
     stage_done: int = 0
     stage_total: int = 0
     progress: float = 0.0
-    error: Optional[str] = None
+    error: str | None = None
     frames: int = 0
     seconds: float = 0.0
     head_is_standin: bool = False
     created: float = field(default_factory=time.time)
-    started: Optional[float] = None
-    finished: Optional[float] = None
+    started: float | None = None
+    finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -160,7 +161,7 @@ def _safe_name(text: str, default: str) -> str:
     return name or default
 
 
-def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[Optional[str], bytes]]:
+def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
     """``multipart/form-data`` -> {field name: (file name or None, bytes)}; the first of repeated fields."""
     msg = Message()
     msg["content-type"] = content_type
@@ -170,7 +171,7 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[Optional[
     if not isinstance(boundary, str) or not boundary:
         raise HttpError(HTTPStatus.BAD_REQUEST, "multipart form without a boundary")
     delim = b"--" + boundary.encode("latin-1")
-    fields: dict[str, tuple[Optional[str], bytes]] = {}
+    fields: dict[str, tuple[str | None, bytes]] = {}
     chunks = body.split(delim)
     if len(chunks) < 2:
         raise HttpError(HTTPStatus.BAD_REQUEST, "malformed multipart form")
@@ -199,7 +200,7 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[Optional[
 class App:
     """The job queue, the worker thread and the file store behind the HTTP handler."""
 
-    def __init__(self, config: AppConfig, *, log: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(self, config: AppConfig, *, log: Callable[[str], None] | None = None) -> None:
         from artalk_core.assets import assets_dir
 
         self.config = config
@@ -230,7 +231,7 @@ class App:
         self._lock = threading.Lock()  # guards the job table
         self._jobs: dict[str, Job] = {}
         self._waiting: list[str] = []
-        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()
         self._closed = threading.Event()
         self._worker = threading.Thread(target=self._work, name="artalk-app-worker", daemon=True)
         self._janitor = threading.Thread(target=self._sweep, name="artalk-app-janitor", daemon=True)
@@ -304,7 +305,7 @@ class App:
         }
 
     # ----- requests ----------------------------------------------------------------------------
-    def submit(self, form: dict[str, tuple[Optional[str], bytes]]) -> Job:
+    def submit(self, form: dict[str, tuple[str | None, bytes]]) -> Job:
         """Validate a form and queue a job; HttpError (400/503) with the page's message otherwise."""
         from artalk_core.audio import load_audio
 
@@ -321,9 +322,9 @@ class App:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"unknown appearance '{head_id}'")
         style, style_label = self._style(form, text_field("style", "default").strip() or "default")
 
-        audio_bytes: Optional[bytes] = None
+        audio_bytes: bytes | None = None
         audio_name = "speech"
-        text: Optional[str] = None
+        text: str | None = None
         lang = "en"
         if mode == "audio":
             upload = form.get("audio")
@@ -386,7 +387,7 @@ class App:
         self._queue.put(job_id)
         return job
 
-    def _style(self, form: dict[str, tuple[Optional[str], bytes]], name: str) -> tuple[Any, str]:
+    def _style(self, form: dict[str, tuple[str | None, bytes]], name: str) -> tuple[Any, str]:
         from artalk_core.formats.motion import read_style
         from artalk_core.styles import style_from_array
 
@@ -538,7 +539,7 @@ class App:
         progress("finishing", 1, 1)
 
     # ----- cleanup -----------------------------------------------------------------------------
-    def cleanup_expired(self, now: Optional[float] = None) -> list[str]:
+    def cleanup_expired(self, now: float | None = None) -> list[str]:
         """Forget finished jobs older than ``keep_seconds`` (and the oldest beyond ``max_finished``)."""
         now = time.time() if now is None else now
         with self._lock:
@@ -578,7 +579,7 @@ def _make_handler(app: App) -> type[BaseHTTPRequestHandler]:
             pass  # requests are not logged; jobs are
 
         # -- responses
-        def _send(self, status: int, body: bytes, ctype: str, extra: Optional[dict[str, str]] = None) -> None:
+        def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -596,7 +597,7 @@ def _make_handler(app: App) -> type[BaseHTTPRequestHandler]:
         def _error(self, status: int, message: str) -> None:
             self._json(status, {"error": message})
 
-        def _file(self, path: Path, ctype: str, download: Optional[str] = None) -> None:
+        def _file(self, path: Path, ctype: str, download: str | None = None) -> None:
             size = path.stat().st_size
             start, end = 0, size - 1
             status = HTTPStatus.OK
@@ -721,7 +722,7 @@ class AppServer:
     """The HTTP server and its :class:`App`; ``url`` is where it listens (port 0 picks a free one)."""
 
     def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960,
-                 log: Optional[Callable[[str], None]] = None) -> None:
+                 log: Callable[[str], None] | None = None) -> None:
         self.app = App(config, log=log)
         try:
             self.httpd = ThreadingHTTPServer((host, port), _make_handler(self.app))
@@ -733,12 +734,12 @@ class AppServer:
         self.httpd.daemon_threads = True
         h, p = self.httpd.server_address[:2]
         self.url = f"http://{'[' + str(h) + ']' if ':' in str(h) else h}:{p}"
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever(poll_interval=0.2)
 
-    def start(self) -> "AppServer":
+    def start(self) -> AppServer:
         """Serve in a background thread (tests, notebooks)."""
         self._thread = threading.Thread(target=self.serve_forever, name="artalk-app-http", daemon=True)
         self._thread.start()
@@ -752,16 +753,16 @@ class AppServer:
         self.httpd.server_close()
         self.app.close()
 
-    def __enter__(self) -> "AppServer":
+    def __enter__(self) -> AppServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def serve(*, host: str = "127.0.0.1", port: int = 8960, assets: Optional[PathLike] = None, share: str = "off",
-          config: Optional[AppConfig] = None, log: Optional[Callable[[str], None]] = None,
-          ready: Optional[Callable[[AppServer], None]] = None) -> None:
+def serve(*, host: str = "127.0.0.1", port: int = 8960, assets: PathLike | None = None, share: str = "off",
+          config: AppConfig | None = None, log: Callable[[str], None] | None = None,
+          ready: Callable[[AppServer], None] | None = None) -> None:
     """Run the app until interrupted (Ctrl+C); every job's files are removed on the way out."""
     check_share(share)
     cfg = config or AppConfig()

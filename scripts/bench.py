@@ -29,8 +29,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ class PeakMemory:
     peak CUDA allocation on a CUDA device. ``mb`` is None where it cannot be measured."""
 
     @staticmethod
-    def current_rss_mb() -> Optional[float]:
+    def current_rss_mb() -> float | None:
         try:
             status = Path("/proc/self/status").read_text()
             return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
@@ -96,9 +97,9 @@ class PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.mb: Optional[float] = None
+        self.mb: float | None = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
@@ -139,7 +140,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def render_fps(frames: int) -> Optional[dict[str, float]]:
+def render_fps(frames: int) -> dict[str, float] | None:
     """Render-only and render+encode fps from scripts/bench_render.py (None if absent or failing)."""
     script = ROOT / "scripts" / "bench_render.py"
     if not script.exists():
@@ -199,7 +200,7 @@ def write_long_wav(path: Path, minutes: float) -> int:
     return total
 
 
-def run_peak_rss(cmd: list[str], stdin: Optional[Path] = None) -> tuple[float, float]:
+def run_peak_rss(cmd: list[str], stdin: Path | None = None) -> tuple[float, float]:
     """Run ``cmd``; return (peak RSS of the child in MB, wall seconds). Raises on failure."""
     t0 = time.perf_counter()
     with open(stdin, "rb") if stdin else open(os.devnull, "rb") as fin:
@@ -231,7 +232,7 @@ def long_memory(minutes: list[float], workdir: Path) -> list[dict[str, Any]]:
         energy = workdir / f"energy_{mins:g}.motion.safetensors"
         feats = workdir / f"speech_{mins:g}.features.safetensors"
         keep = workdir / f"keep_{mins:g}"
-        cmds: dict[str, tuple[list[str], Optional[Path]]] = {
+        cmds: dict[str, tuple[list[str], Path | None]] = {
             "generate": (cli + ["generate", str(wav), "--clip-length", "0", "-o", str(workdir / "m.safetensors")]
                          + model, None),
             "generate stdin": (cli + ["generate", "-", "--clip-length", "0", "-o", str(workdir / "mi.safetensors")]
@@ -304,8 +305,8 @@ def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repe
 
     enc_time = {p: math.inf for p in enc_precisions}
     feats: dict[str, torch.Tensor] = {}
-    enc_mem: dict[str, Optional[float]] = {}
-    best: dict[tuple[str, str], tuple[float, Generation, Optional[float]]] = {}
+    enc_mem: dict[str, float | None] = {}
+    best: dict[tuple[str, str], tuple[float, Generation, float | None]] = {}
     for _ in range(repeat):  # interleaved, so background load hits every path alike; keep the min
         for p in enc_precisions:
             with PeakMemory(device) as mem:
@@ -390,7 +391,7 @@ def markdown(rows: list[dict[str, Any]], mem_label: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--seconds", type=float, nargs="+", default=[10.0], help="audio lengths (default 10)")

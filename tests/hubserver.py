@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -48,11 +48,11 @@ class FakeHub:
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)
     """(repo_id, path in repo) -> file."""
     dead_gets: int = 0
-    requests: list[tuple[str, str, Optional[str]]] = field(default_factory=list)
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     """(method, path, Range header) of every request, in order."""
 
     def __post_init__(self) -> None:
-        self._server: Optional[ThreadingHTTPServer] = None
+        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
     def add(self, repo_id: str, filename: str, data: bytes, **kw: Any) -> HubFile:
@@ -64,11 +64,11 @@ class FakeHub:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def gets(self, path_part: str) -> list[Optional[str]]:
+    def gets(self, path_part: str) -> list[str | None]:
         """Range headers of the GETs whose path contains ``path_part``."""
         return [r for m, p, r in self.requests if m == "GET" and path_part in p]
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,7 +95,7 @@ class FakeHub:
 
     # ------------------------------------------------------------------ request handling
 
-    def _by_sha(self, sha: str) -> Optional[HubFile]:
+    def _by_sha(self, sha: str) -> HubFile | None:
         return next((f for f in self.files.values() if f.sha256 == sha), None)
 
     def _handle(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say
-from artalk_cli.options import (Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision,
-                                 Quiet)
+from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
 
 
 def register(app: typer.Typer) -> None:
     @app.command("animate")
     def animate_cmd(
-        audio: Annotated[Optional[Path], typer.Argument(help="Speech (any audio/video file). Or use --text.", show_default=False)] = None,
-        text: Annotated[Optional[str], typer.Option("--text", "-t", help="Text to speak instead of AUDIO (- for stdin, @file.txt).", show_default=False)] = None,
+        audio: Annotated[Path | None, typer.Argument(help="Speech (any audio/video file). Or use --text.", show_default=False)] = None,
+        text: Annotated[str | None, typer.Option("--text", "-t", help="Text to speak instead of AUDIO (- for stdin, @file.txt).", show_default=False)] = None,
         style: Annotated[str, typer.Option("--style", "-s", help="'default', a style name in <assets>/style_motion/, or a path.")] = "default",
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Video file. Default: <audio stem>_<style>_mesh.mp4 (the reference's name).", show_default=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Video file. Default: <audio stem>_<style>_mesh.mp4 (the reference's name).", show_default=False)] = None,
         lang: Annotated[str, typer.Option("--lang", "-l", help="Language of --text: en, zh, ja, de, fr, es.")] = "en",
         tts_engine: Annotated[str, typer.Option("--tts-engine", help="espeak (offline) or gtts (online).")] = "espeak",
-        voice: Annotated[Optional[str], typer.Option("--voice", help="espeak-ng voice for --text.", show_default=False)] = None,
+        voice: Annotated[str | None, typer.Option("--voice", help="espeak-ng voice for --text.", show_default=False)] = None,
         engine: Annotated[str, typer.Option("--engine", "-e", help="artalk (the model) or energy (weight-free preview).")] = "artalk",
-        keep: Annotated[Optional[Path], typer.Option("--keep", help="Keep intermediates (WAV, features, motion, vertices) here and reuse those still valid.", show_default=False)] = None,
+        keep: Annotated[Path | None, typer.Option("--keep", help="Keep intermediates (WAV, features, motion, vertices) here and reuse those still valid.", show_default=False)] = None,
         clip_length: ClipLength = None,
         fix_pose: FixPose = False,
-        shape: Annotated[Optional[Path], typer.Option("--shape", help="FLAME shape vector file ([300]).", show_default=False)] = None,
-        flame: Annotated[Optional[Path], typer.Option("--flame", help="FLAME head file (default: <assets>/FLAME_with_eye.pt, else the stand-in).", show_default=False)] = None,
+        shape: Annotated[Path | None, typer.Option("--shape", help="FLAME shape vector file ([300]).", show_default=False)] = None,
+        flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head file (default: <assets>/FLAME_with_eye.pt, else the stand-in).", show_default=False)] = None,
         size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Image size in pixels.")] = 512,
         renderer: Annotated[str, typer.Option("--renderer", help="gl or pytorch3d.")] = "gl",
         background: Annotated[str, typer.Option("--background", help="Background colour.")] = "white",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
         max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.1, help="Longest speech accepted (seconds).")] = 60.0,
         max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload accepted (MB); larger requests get HTTP 413.")] = 50.0,
-        clip_length: Annotated[Optional[int], typer.Option("--clip-length", min=0, help="Keep at most this many frames; 0 keeps all (default 750 = 30 s, as the reference).", show_default=False)] = None,
+        clip_length: Annotated[int | None, typer.Option("--clip-length", min=0, help="Keep at most this many frames; 0 keeps all (default 750 = 30 s, as the reference).", show_default=False)] = None,
         size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Video size in pixels.")] = 512,
         keep_minutes: Annotated[float, typer.Option("--keep-minutes", min=0.0, help="Remove a finished job's files this long after it finished.")] = 60.0,
         quiet: Quiet = False,

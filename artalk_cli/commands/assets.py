@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -15,10 +15,10 @@ assets_app = typer.Typer(
     name="assets", no_args_is_help=True,
     help="Download, verify and list the released asset files (checkpoint, config, style clips).")
 
-Root = Annotated[Optional[Path], typer.Option(
+Root = Annotated[Path | None, typer.Option(
     "--root", "--assets", help="Asset folder in the reference layout (default: $ARTALK_ASSETS, else ./assets).",
     show_default=False)]
-Manifest = Annotated[Optional[Path], typer.Option(
+Manifest = Annotated[Path | None, typer.Option(
     "--manifest", help="Release manifest JSON (default: the one shipped with artalk).", show_default=False)]
 
 
@@ -28,7 +28,7 @@ def say(message: str, *, quiet: bool = False) -> None:
         err.print(message, soft_wrap=True)
 
 
-def _human(n: Optional[int]) -> str:
+def _human(n: int | None) -> str:
     if n is None:
         return "-"
     size = float(n)
@@ -39,7 +39,7 @@ def _human(n: Optional[int]) -> str:
     return f"{n} B"
 
 
-def _flame(root: Optional[Path], quiet: bool) -> None:
+def _flame(root: Path | None, quiet: bool) -> None:
     from artalk_core.hub import flame_notice, flame_path
 
     p = flame_path(root)
@@ -56,7 +56,7 @@ def download_cmd(
     root: Root = None,
     include_optional: Annotated[bool, typer.Option(
         "--include-optional", help="Also fetch the optional files (reference GAGAvatar renderer files).")] = False,
-    endpoint: Annotated[Optional[str], typer.Option(
+    endpoint: Annotated[str | None, typer.Option(
         "--endpoint", help="Hub address (default: $HF_ENDPOINT, else https://huggingface.co).",
         show_default=False)] = None,
     manifest: Manifest = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @app.command("encode-audio")
     def encode_audio_cmd(
         audio: Annotated[str, typer.Argument(help="Speech: any audio or video file FFmpeg reads, or - for stdin.")],
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Features file (.safetensors); - for stdout. Default: <audio stem>.features.safetensors.", show_default=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Features file (.safetensors); - for stdout. Default: <audio stem>.features.safetensors.", show_default=False)] = None,
         checkpoint: Checkpoint = None,
         model_config: ModelConfig = None,
         assets: Assets = None,

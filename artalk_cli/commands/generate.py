@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say, where
-from artalk_cli.options import (Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision,
-                                 Quiet)
+from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def generate_cmd(
         input: Annotated[str, typer.Argument(help="Speech (any audio/video file), a features file from encode-audio, or - for stdin.")],
         style: Annotated[str, typer.Option("--style", "-s", help="'default' (no style), a name in <assets>/style_motion/, or a path to a style/motion file.")] = "default",
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Motion file (.safetensors); - for stdout. Default: <input stem>.motion.safetensors.", show_default=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Motion file (.safetensors); - for stdout. Default: <input stem>.motion.safetensors.", show_default=False)] = None,
         raw: Annotated[bool, typer.Option("--raw", help="Write the model output without post-processing (for `artalk smooth`).")] = False,
         clip_length: ClipLength = None,
         fix_pose: FixPose = False,
@@ -55,7 +54,7 @@ def register(app: typer.Typer) -> None:
                 f"engine {engine}, style {motion.meta.get('style')}", quiet=quiet)
 
 
-def _stream(input: str, *, output: Optional[Path], engine: str, stream: bool, stream_format: str, quiet: bool,
+def _stream(input: str, *, output: Path | None, engine: str, stream: bool, stream_format: str, quiet: bool,
             **options: object) -> None:
     """`generate --stream`: the motion stream goes to stdout unless -o names a file."""
     from artalk_core.errors import InputError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,11 +15,11 @@ def register(app: typer.Typer) -> None:
     @app.command("render")
     def render_cmd(
         input: Annotated[str, typer.Argument(help="Motion file (ours or a reference *_motions.pt), a vertices .h5, or - for stdin (motion).")],
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Video (.mp4), or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
-        flame: Annotated[Optional[Path], typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
-        shape: Annotated[Optional[Path], typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
-        audio: Annotated[Optional[Path], typer.Option("--audio", "-a", help="Speech to mux in (any audio file).", show_default=False)] = None,
-        verts: Annotated[Optional[Path], typer.Option("--verts", help="Also write the vertices to this .h5 file.", show_default=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Video (.mp4), or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
+        flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
+        shape: Annotated[Path | None, typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
+        audio: Annotated[Path | None, typer.Option("--audio", "-a", help="Speech to mux in (any audio file).", show_default=False)] = None,
+        verts: Annotated[Path | None, typer.Option("--verts", help="Also write the vertices to this .h5 file.", show_default=False)] = None,
         size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Square image size in pixels (even).")] = 512,
         renderer: Annotated[str, typer.Option("--renderer", help="gl (moderngl, default) or pytorch3d (if installed).")] = "gl",
         background: Annotated[str, typer.Option("--background", help="Background colour: white, #rrggbb or r,g,b.")] = "white",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @app.command("smooth")
     def smooth_cmd(
         motion: Annotated[str, typer.Argument(help="Raw motion file (ours or a reference .pt), or - for stdin.")],
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output motion file; - for stdout. Default: <input stem>.smooth.motion.safetensors.", show_default=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Output motion file; - for stdout. Default: <input stem>.smooth.motion.safetensors.", show_default=False)] = None,
         clip_length: ClipLength = None,
         fix_pose: FixPose = False,
         force: Annotated[bool, typer.Option("--force", help="Smooth even if the file is already smoothed.")] = False,

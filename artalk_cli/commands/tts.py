@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="WAV file (16 kHz mono PCM16); - for stdout.")] = Path("speech.wav"),
         lang: Annotated[str, typer.Option("--lang", "-l", help="en, zh, ja, de, fr or es.")] = "en",
         engine: Annotated[str, typer.Option("--engine", help="espeak (offline) or gtts (Google, online).")] = "espeak",
-        voice: Annotated[Optional[str], typer.Option("--voice", help="An espeak-ng voice name (e.g. en-gb, de+f3).", show_default=False)] = None,
-        speed: Annotated[Optional[int], typer.Option("--speed", min=80, max=450, help="espeak-ng words per minute.", show_default=False)] = None,
+        voice: Annotated[str | None, typer.Option("--voice", help="An espeak-ng voice name (e.g. en-gb, de+f3).", show_default=False)] = None,
+        speed: Annotated[int | None, typer.Option("--speed", min=80, max=450, help="espeak-ng words per minute.", show_default=False)] = None,
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:

@@ -21,8 +21,7 @@ import numpy as np
 from artalk_core.constants import EXP_DIM, FLAME_NAME, SHAPE_DIM
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike, sha256_file
-from artalk_core.flame.model import NUM_JOINTS
-from artalk_core.flame.model import FlameModel
+from artalk_core.flame.model import NUM_JOINTS, FlameModel
 
 FLAME_URL = "https://flame.is.tue.mpg.de"
 LICENCE_HINT = (f"the FLAME head model needs the FLAME licence: register at {FLAME_URL} and download it "

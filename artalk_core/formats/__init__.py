@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import struct
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -27,10 +27,8 @@ from artalk_core.fileio import PathLike, is_stdio, read_input_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from artalk_core.formats.describe import describe_file, format_description
-    from artalk_core.formats.features import (
-        Features, check_features_match, read_features, write_features)
-    from artalk_core.formats.motion import (
-        Motion, read_motion, read_style, write_motion, write_reference_motion)
+    from artalk_core.formats.features import Features, check_features_match, read_features, write_features
+    from artalk_core.formats.motion import Motion, read_motion, read_style, write_motion, write_reference_motion
 
 Source = Union[PathLike, bytes, bytearray, memoryview]
 """Where a file comes from: a path, ``-`` for stdin, or its bytes."""

@@ -14,12 +14,18 @@ from typing import Any
 import numpy as np
 
 from artalk_core.constants import (
-    CHUNK_AUDIO_TOKENS, EXP_SLICE, FPS, GLOBAL_ROT_SLICE, JAW_OPEN_CHANNEL, JAW_YZ_SLICE,
-    MOTION_DIM, STYLE_FRAMES)
+    CHUNK_AUDIO_TOKENS,
+    EXP_SLICE,
+    FPS,
+    GLOBAL_ROT_SLICE,
+    JAW_OPEN_CHANNEL,
+    JAW_YZ_SLICE,
+    MOTION_DIM,
+    STYLE_FRAMES,
+)
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import is_stdio
-from artalk_core.formats import (
-    Source, safetensors_header, sniff_kind, source_bytes, source_name)
+from artalk_core.formats import Source, safetensors_header, sniff_kind, source_bytes, source_name
 
 CHANNEL_GROUPS: dict[str, slice] = {
     "expression": EXP_SLICE,

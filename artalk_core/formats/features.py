@@ -21,8 +21,16 @@ from artalk_core.constants import CHUNK_AUDIO_TOKENS
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import PathLike, atomic_output
 from artalk_core.formats import (
-    Source, describe_kind, first_nonfinite, load_safetensors_bytes, metadata_strings,
-    sniff_kind, source_bytes, source_name, to_float32_array)
+    Source,
+    describe_kind,
+    first_nonfinite,
+    load_safetensors_bytes,
+    metadata_strings,
+    sniff_kind,
+    source_bytes,
+    source_name,
+    to_float32_array,
+)
 from artalk_core.timing import num_chunks, num_frames
 
 FORMAT_NAME = "artalk.features"
@@ -185,7 +193,7 @@ class FeaturesWriter:
     def abort(self) -> None:
         self._w.abort()
 
-    def __enter__(self) -> "FeaturesWriter":
+    def __enter__(self) -> FeaturesWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -309,7 +317,7 @@ class FeaturesReader(_FeaturesMeta):
         if self._file is not None:
             self._file.close()
 
-    def __enter__(self) -> "FeaturesReader":
+    def __enter__(self) -> FeaturesReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -23,13 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import (
-    CHANNEL_LAYOUT, FPS, GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM, STYLE_FRAMES)
+from artalk_core.constants import CHANNEL_LAYOUT, FPS, GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM, STYLE_FRAMES
 from artalk_core.errors import FormatError, InputError, StyleError
 from artalk_core.fileio import PathLike, atomic_output, is_stdio
 from artalk_core.formats import (
-    Source, describe_kind, first_nonfinite, is_motion_stream, load_safetensors_bytes, metadata_strings,
-    sniff_kind, source_bytes, source_name, to_float32_array)
+    Source,
+    describe_kind,
+    first_nonfinite,
+    is_motion_stream,
+    load_safetensors_bytes,
+    metadata_strings,
+    sniff_kind,
+    source_bytes,
+    source_name,
+    to_float32_array,
+)
 
 FORMAT_NAME = "artalk.motion"
 FORMAT_VERSION = "1"
@@ -356,7 +364,7 @@ class MotionWriter:
     def abort(self) -> None:
         self._w.abort()
 
-    def __enter__(self) -> "MotionWriter":
+    def __enter__(self) -> MotionWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -445,7 +453,7 @@ class MotionReader:
         if self._file is not None:
             self._file.close()
 
-    def __enter__(self) -> "MotionReader":
+    def __enter__(self) -> MotionReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

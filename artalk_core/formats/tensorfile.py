@@ -25,7 +25,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -130,7 +130,7 @@ class TensorFileWriter:
         """Release the spool; without :meth:`finish` first, this is :meth:`abort`."""
         self.abort()
 
-    def __enter__(self) -> "TensorFileWriter":
+    def __enter__(self) -> TensorFileWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -151,8 +151,8 @@ class TensorFileReader:
     ``meta``: the string metadata; ``shape``: the tensor's shape; :meth:`read` / :meth:`iter_blocks` read rows.
     """
 
-    def __init__(self, path: PathLike, name: str, *, label: Optional[str] = None,
-                 missing: Optional[Callable[[list[str]], FormatError]] = None) -> None:
+    def __init__(self, path: PathLike, name: str, *, label: str | None = None,
+                 missing: Callable[[list[str]], FormatError] | None = None) -> None:
         self.path = Path(path)
         self.name = name
         self.label = label or str(path)
@@ -229,7 +229,7 @@ class TensorFileReader:
         self._row_shape = shape[1:]
         self._row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * ITEMSIZE
 
-    def read(self, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``start .. stop`` (clamped to the tensor) as a new float32 array."""
         stop = self.rows if stop is None else min(int(stop), self.rows)
         start = max(0, min(int(start), stop))
@@ -248,7 +248,7 @@ class TensorFileReader:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "TensorFileReader":
+    def __enter__(self) -> TensorFileReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import ContextManager, Iterable, Iterator, Optional, Union
+from typing import ContextManager
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ DEFAULT_CHUNK_BATCH: int = 8
 DEFAULT_COND_BATCH: int = 4
 """Chunks whose audio AdaLN modulations are computed in one product (fast path; ~40 MB each, full size)."""
 
-PRECISIONS: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Compute precision of encode/generate: fp32 runs in the model's own dtype; bf16/fp16 autocast
 (matrix products in the lower precision, norms and softmax statistics as autocast keeps them)."""
 
@@ -47,7 +48,7 @@ def precision_context(precision: str, device: torch.device) -> ContextManager[No
 
 
 @contextlib.contextmanager
-def linear_weights_cast(modules: list[nn.Module], dtype: Optional[torch.dtype]) -> Iterator[None]:
+def linear_weights_cast(modules: list[nn.Module], dtype: torch.dtype | None) -> Iterator[None]:
     """Temporarily hold the weights and biases of every nn.Linear under ``modules`` in ``dtype``.
 
     Under autocast this casts them once instead of at every call (the levels of the AR loop call
@@ -135,7 +136,7 @@ class ARTalkModel(nn.Module):
     def _param(self) -> Tensor:
         return self.null_style_cond
 
-    def _style_condition(self, style_motion: Optional[Tensor]) -> Tensor:
+    def _style_condition(self, style_motion: Tensor | None) -> Tensor:
         """s [1,1,E]: guided style embedding, or the null style."""
         if style_motion is None:
             return self.null_style_cond
@@ -287,7 +288,7 @@ class ARTalkModel(nn.Module):
         return self.style_encoder(style_motion.to(device=ref.device, dtype=ref.dtype)[None])[0]
 
     @torch.no_grad()
-    def generate(self, features: Tensor, n_frames: int, style_motion: Optional[Tensor] = None,
+    def generate(self, features: Tensor, n_frames: int, style_motion: Tensor | None = None,
                  progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32") -> Tensor:
         """Audio features [n_chunks,F,C] -> raw motion [n_frames,106] (float32, CPU; no post-processing).
 
@@ -299,13 +300,13 @@ class ARTalkModel(nn.Module):
                                       fast=fast, precision=precision).motion
 
     @torch.no_grad()
-    def generate_reference(self, features: Tensor, n_frames: int, style_motion: Optional[Tensor] = None,
+    def generate_reference(self, features: Tensor, n_frames: int, style_motion: Tensor | None = None,
                            progress: OptionalProgress = None, *, precision: str = "fp32") -> Tensor:
         """:meth:`generate` by the straightforward per-level algorithm of the specification (slow path)."""
         return self.generate(features, n_frames, style_motion, progress, fast=False, precision=precision)
 
     @torch.no_grad()
-    def generate_detailed(self, features: Tensor, n_frames: int, style_motion: Optional[Tensor] = None,
+    def generate_detailed(self, features: Tensor, n_frames: int, style_motion: Tensor | None = None,
                           progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32",
                           cond_batch: int = DEFAULT_COND_BATCH) -> Generation:
         """:meth:`generate` returning also every chunk's bits and the seconds spent per stage.
@@ -333,7 +334,7 @@ class ARTalkModel(nn.Module):
             raise InputError(f"audio features must be [n_chunks, frames, {c}], got {tuple(features.shape)}")
 
     @torch.no_grad()
-    def iter_generate(self, feature_chunks: Iterable[Tensor], style_motion: Optional[Tensor] = None,
+    def iter_generate(self, feature_chunks: Iterable[Tensor], style_motion: Tensor | None = None,
                       progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32",
                       cond_batch: int = DEFAULT_COND_BATCH, total: int = 0) -> Iterator[Tensor]:
         """Chunk-wise :meth:`generate`: yields each chunk's raw motion [100,106] (float32, CPU) as soon
@@ -349,9 +350,9 @@ class ARTalkModel(nn.Module):
                                                    precision=precision, cond_batch=cond_batch, total=total):
             yield motion
 
-    def _generate_stream(self, feature_groups: Iterable[Tensor], style_motion: Optional[Tensor],
+    def _generate_stream(self, feature_groups: Iterable[Tensor], style_motion: Tensor | None,
                          progress: OptionalProgress, *, fast: bool, precision: str, cond_batch: int,
-                         total: int, seconds: Optional[dict[str, float]] = None) -> Iterator[tuple[Tensor, Tensor]]:
+                         total: int, seconds: dict[str, float] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """The autoregressive loop over chunks: yields (motion [100,106] float32 CPU, bits [1,N,D]).
 
         Autocast is entered around each chunk's work only, never across a ``yield``, so the caller's
@@ -388,7 +389,7 @@ class ARTalkModel(nn.Module):
                 ctx = self._context_tokens(s, prev_bits).repeat(1, cfg.prev_ratio, 1)
             report(progress, "generate", 0, total)
             i = 0
-            last_motion: Optional[Tensor] = None  # re-encoded only once a next chunk comes (none for the last)
+            last_motion: Tensor | None = None  # re-encoded only once a next chunk comes (none for the last)
             for group in feature_groups:
                 if group.dim() == 2:
                     group = group[None]
@@ -431,7 +432,7 @@ class ARTalkModel(nn.Module):
                 del feats, mods, head_mod
 
     @torch.no_grad()
-    def generate_from_audio(self, audio: Tensor, style_motion: Optional[Tensor] = None,
+    def generate_from_audio(self, audio: Tensor, style_motion: Tensor | None = None,
                             progress: OptionalProgress = None, *, fast: bool = True,
                             precision: str = "fp32") -> Tensor:
         """16 kHz audio [S] -> raw motion [ceil(S/16000*25),106] (float32, CPU).
@@ -449,7 +450,7 @@ class ARTalkModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def iter_generate_from_audio(self, audio: Union[Tensor, Iterable[Tensor]], style_motion: Optional[Tensor] = None,
+    def iter_generate_from_audio(self, audio: Tensor | Iterable[Tensor], style_motion: Tensor | None = None,
                                  progress: OptionalProgress = None, *, fast: bool = True, precision: str = "fp32",
                                  chunk_batch: int = DEFAULT_CHUNK_BATCH) -> Iterator[Tensor]:
         """Audio -> each chunk's raw motion [100,106] (float32, CPU), encoding interleaved with generation.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,7 +58,7 @@ def load_state_dict(path: PathLike) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def build_model(config: ModelConfig, device: Union[str, torch.device] = "cpu") -> ARTalkModel:
+def build_model(config: ModelConfig, device: str | torch.device = "cpu") -> ARTalkModel:
     """A randomly initialised model (eval mode). ``device="meta"`` allocates nothing."""
     try:
         with torch.device(device):
@@ -96,8 +96,8 @@ def check_state_dict(state_dict: dict[str, Tensor], expected: dict[str, Tensor],
                           + " (wrong --model-config for this checkpoint?)")
 
 
-def load_model(checkpoint: Union[PathLike, dict[str, Tensor]], config: ModelConfig,
-               device: Union[str, torch.device] = "cpu", *, dtype: torch.dtype = torch.float32) -> ARTalkModel:
+def load_model(checkpoint: PathLike | dict[str, Tensor], config: ModelConfig,
+               device: str | torch.device = "cpu", *, dtype: torch.dtype = torch.float32) -> ARTalkModel:
     """The model with every weight from ``checkpoint`` (a path or a state dict), in eval mode.
 
     Strict: any missing, unexpected or mis-shaped key raises CheckpointError. Floating-point

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from artalk_core.constants import CHUNK_FRAMES, MOTION_DIM
 from artalk_core.errors import ConfigError
@@ -83,7 +83,7 @@ class ModelConfig:
         return sum(self.patch_nums)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Parse the released ``config.json`` format; ConfigError names the first bad field."""
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a JSON object, got {type(d).__name__}")
@@ -136,7 +136,7 @@ class ModelConfig:
                    vae_hidden=vae_hidden, patch_nums=tuple(pn), wav2vec2=w2v)
 
     @classmethod
-    def from_file(cls, path: Union[str, Path]) -> "ModelConfig":
+    def from_file(cls, path: str | Path) -> ModelConfig:
         """Read a model config JSON file (ConfigError if unreadable, not JSON, or invalid)."""
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -152,7 +152,7 @@ class ModelConfig:
             raise ConfigError(f"{path}: {exc}") from exc
 
     @classmethod
-    def released(cls) -> "ModelConfig":
+    def released(cls) -> ModelConfig:
         """The config of the released checkpoint (``ARTalk_wav2vec.pt``)."""
         return cls.from_dict({
             "AR_CONFIG": {"T_DEPTH": 12, "T_NUM_HEADS": 12, "PREV_RATIO": 1},

@@ -51,13 +51,13 @@ class ContextSelfAttention(nn.Module):
         b, n, e = t.shape
         return t.view(b, n, self.heads, e // self.heads).transpose(1, 2)
 
-    def new_cache(self, ctx: Tensor, capacity: int) -> "KVCache":
+    def new_cache(self, ctx: Tensor, capacity: int) -> KVCache:
         """A cache for ``capacity`` tokens after the context ctx [B,M,E], holding ctx's keys and values."""
         k = F.normalize(self._split_heads(self.key(ctx)), dim=-1)
         v = self._split_heads(self.value(ctx))
         return KVCache(k, v, capacity)
 
-    def forward_cached(self, x: Tensor, cache: "KVCache") -> Tensor:
+    def forward_cached(self, x: Tensor, cache: KVCache) -> Tensor:
         """New tokens x [B,p,E] attend to [context, cached tokens, x]; their keys/values join the cache.
 
         Equal to :meth:`forward` on all tokens so far when every earlier token sees none of the new

@@ -7,7 +7,6 @@ Bits are bool tensors [B,N,D], scales concatenated coarse to fine.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -148,14 +147,14 @@ class BitwiseMotionVAE(nn.Module):
     def ar_feat(self, k: int, bits: Tensor) -> Tensor:
         """Next-scale inputs after step ``k``: bits of scales 0..k -> [B, sum(P[1:k+2]), D]."""
         hs = self._split_bits(bits)
-        acc: Optional[Tensor] = None
+        acc: Tensor | None = None
         pieces = []
         for i in range(k + 1):
             acc, piece = self._ar_feat_step(acc, i, hs[i])
             pieces.append(piece)
         return torch.cat(pieces, dim=1)
 
-    def _ar_feat_step(self, acc: Optional[Tensor], i: int, h: Tensor) -> tuple[Tensor, Tensor]:
+    def _ar_feat_step(self, acc: Tensor | None, i: int, h: Tensor) -> tuple[Tensor, Tensor]:
         """One step of :meth:`ar_feat`: add scale i's codes h [B,P[i],D] to the running sum acc [B,100,D]
         (None before step 0); return it and the next scale's input piece [B,P[i+1],D]."""
         if acc is None:
@@ -163,7 +162,7 @@ class BitwiseMotionVAE(nn.Module):
         acc = acc + linear_resample(h, CHUNK_FRAMES)
         return acc, area_resample(acc, self.patch_nums[i + 1])
 
-    def ar_feat_step(self, acc: Optional[Tensor], i: int, bits_i: Tensor) -> tuple[Tensor, Tensor]:
+    def ar_feat_step(self, acc: Tensor | None, i: int, bits_i: Tensor) -> tuple[Tensor, Tensor]:
         """Incremental :meth:`ar_feat`: the bits of scale i only, bits_i [B,P[i],D], and the running sum
         from step i-1 (None for i = 0) -> (running sum [B,100,D], piece i of ar_feat [B,P[i+1],D]).
 

@@ -39,7 +39,7 @@ def test_tts_text_from_stdin_and_file_to_stdout(artalk, tmp_path):
     (tmp_path / "t.txt").write_text("Reading from a file.", encoding="utf-8")
     res = artalk("tts", "@" + str(tmp_path / "t.txt"), "-o", "-", "-q")
     assert res.returncode == 0 and res.stdout[:4] == b"RIFF"
-    res = artalk("tts", "-", "-o", tmp_path / "s.wav", input="From stdin.".encode())
+    res = artalk("tts", "-", "-o", tmp_path / "s.wav", input=b"From stdin.")
     assert res.returncode == 0 and (tmp_path / "s.wav").stat().st_size > 1000
 
 

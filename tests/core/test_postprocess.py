@@ -11,8 +11,7 @@ from safetensors.numpy import load_file
 from scipy.signal import savgol_filter
 
 from artalk_core.errors import InputError
-from artalk_core.postprocess import (
-    effective_window, finalize_motion, postprocess, postprocess_metadata, smooth_motion)
+from artalk_core.postprocess import effective_window, finalize_motion, postprocess, postprocess_metadata, smooth_motion
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_en" / "expected.safetensors"
 

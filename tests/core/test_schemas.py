@@ -20,7 +20,7 @@ REPO = Path(__file__).parents[2]
 SHA = "0123456789abcdef" * 4
 
 
-def _validator(name: str) -> "jsonschema.Draft202012Validator":
+def _validator(name: str) -> jsonschema.Draft202012Validator:
     schema = load_schema(name)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)

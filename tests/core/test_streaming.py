@@ -197,12 +197,12 @@ def test_chunkwise_generation_holds_few_chunks_of_features(model, monkeypatch: p
 
     monkeypatch.setattr(model, "encode_chunks", counting)
     made = 0
-    for motion in model.iter_generate_from_audio(audio):
+    for _motion in model.iter_generate_from_audio(audio):
         made += 1
         ahead.append(encoded[0] - made)
     assert made == 20 and max(ahead) == 7  # batches of 8: at most 7 chunks' features wait
     encoded[0], ahead, made = 0, [], 0
-    for motion in model.iter_generate_from_audio(audio.split(CHUNK_SAMPLES)):
+    for _motion in model.iter_generate_from_audio(audio.split(CHUNK_SAMPLES)):
         made += 1
         ahead.append(encoded[0] - made)
     assert made == 20 and max(ahead) == 0  # streaming: only the chunk being generated

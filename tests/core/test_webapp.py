@@ -14,14 +14,23 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
 
 from artalk_core.errors import InputError
-from artalk_core.webapp import (LANGUAGE_LABELS, MSG_NO_AUDIO, MSG_NO_TEXT, PROJECT_ASSETS, AppConfig, AppServer,
-                                check_share, parse_multipart, serve)
+from artalk_core.webapp import (
+    LANGUAGE_LABELS,
+    MSG_NO_AUDIO,
+    MSG_NO_TEXT,
+    PROJECT_ASSETS,
+    AppConfig,
+    AppServer,
+    check_share,
+    parse_multipart,
+    serve,
+)
 from tests.conftest import FIXTURE
 
 
@@ -45,7 +54,7 @@ def running(assets: Path, **options: Any) -> Iterator[AppServer]:
         server.close()
 
 
-def encode_form(fields: dict[str, str], files: Optional[dict[str, tuple[str, bytes]]] = None) -> tuple[bytes, str]:
+def encode_form(fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     out = io.BytesIO()
     for name, value in fields.items():
@@ -59,7 +68,7 @@ def encode_form(fields: dict[str, str], files: Optional[dict[str, tuple[str, byt
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
-def post(server: AppServer, fields: dict[str, str], files: Optional[dict[str, tuple[str, bytes]]] = None
+def post(server: AppServer, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None
          ) -> tuple[int, dict[str, Any]]:
     body, ctype = encode_form(fields, files)
     req = urllib.request.Request(server.url + "/api/jobs", data=body, headers={"Content-Type": ctype})
@@ -70,7 +79,7 @@ def post(server: AppServer, fields: dict[str, str], files: Optional[dict[str, tu
         return e.code, json.loads(e.read())
 
 
-def get(server: AppServer, path: str, headers: Optional[dict[str, str]] = None) -> tuple[int, dict[str, str], bytes]:
+def get(server: AppServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(server.url + path, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:

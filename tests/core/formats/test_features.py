@@ -15,8 +15,7 @@ from safetensors.numpy import save as st_save
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import provenance
 from artalk_core.formats import sniff_kind
-from artalk_core.formats.features import (
-    Features, check_features_match, features_bytes, read_features, write_features)
+from artalk_core.formats.features import Features, check_features_match, features_bytes, read_features, write_features
 from artalk_core.formats.motion import motion_bytes
 from artalk_core.timing import num_chunks, num_frames
 

@@ -19,8 +19,14 @@ from artalk_core.fileio import provenance
 from artalk_core.formats import sniff_kind
 from artalk_core.formats.features import features_bytes
 from artalk_core.formats.motion import (
-    Motion, channel_name, motion_bytes, read_motion, read_style, write_motion,
-    write_reference_motion)
+    Motion,
+    channel_name,
+    motion_bytes,
+    read_motion,
+    read_style,
+    write_motion,
+    write_reference_motion,
+)
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "tiny_en"
 SHA = "ab" * 32

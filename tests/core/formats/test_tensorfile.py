@@ -10,8 +10,7 @@ import pytest
 from safetensors.numpy import load, save
 
 from artalk_core.errors import FormatError, InputError
-from artalk_core.formats.tensorfile import (
-    TensorFileReader, TensorFileWriter, header_bytes, tensor_file_bytes)
+from artalk_core.formats.tensorfile import TensorFileReader, TensorFileWriter, header_bytes, tensor_file_bytes
 
 
 def _rows(n: int, seed: int = 0) -> np.ndarray:

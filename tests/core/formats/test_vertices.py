@@ -11,8 +11,7 @@ import pytest
 
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import provenance
-from artalk_core.formats.vertices import (
-    VerticesWriter, read_vertices, vertices_meta, write_vertices)
+from artalk_core.formats.vertices import VerticesWriter, read_vertices, vertices_meta, write_vertices
 
 REPO = Path(__file__).parents[3]
 SHA = "cd" * 32
