@@ -77,8 +77,12 @@ def _list(keys: list[str]) -> str:
     return shown + (f", ... (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
 
 
-def check_state_dict(state_dict: dict[str, Tensor], expected: dict[str, Tensor], source: str = "checkpoint") -> None:
-    """CheckpointError naming missing / unexpected / wrong-shape keys when ``state_dict`` does not fit."""
+def check_state_dict(state_dict: dict[str, Tensor], expected: dict[str, Tensor], source: str = "checkpoint",
+                     *, hint: str = "wrong --model-config for this checkpoint?") -> None:
+    """CheckpointError naming missing / unexpected / wrong-shape keys when ``state_dict`` does not fit.
+
+    ``hint`` ends the message (the option that most likely explains the mismatch).
+    """
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
@@ -92,8 +96,7 @@ def check_state_dict(state_dict: dict[str, Tensor], expected: dict[str, Tensor],
     if wrong:
         parts.append(f"{len(wrong)} wrong-shape key(s): " + _list(
             [f"{k} {_shape(state_dict[k])} (model wants {_shape(expected[k])})" for k in wrong]))
-    raise CheckpointError(f"{source} does not match the model config: " + "; ".join(parts)
-                          + " (wrong --model-config for this checkpoint?)")
+    raise CheckpointError(f"{source} does not match the model config: " + "; ".join(parts) + f" ({hint})")
 
 
 def load_model(checkpoint: PathLike | dict[str, Tensor], config: ModelConfig,
