@@ -74,11 +74,11 @@ def check_flame(flame: Any) -> None:
                          f"{flame.source} has {flame.num_vertices}")
 
 
-def flame_points(flame: Any, motion: Any, shapecode: Any) -> Any:
+def flame_points(flame: Any, motion: Any, shapecode: Any, *, scale: float = FLAME_SCALE) -> Any:
     """FLAME vertices [B,5023,3] x 5 of motion rows [B,106]: shape = the avatar's ``shapecode`` [300],
     expression = m[0:100], pose = [0,0,0 | jaw m[103:106] as given], eyes 0 (no global rotation: the
     head rotation moves the camera). InputError on NaN."""
-    return flame.vertices(motion, shapecode, with_global=False) * FLAME_SCALE
+    return flame.vertices(motion, shapecode, with_global=False) * scale
 
 
 class Driver:
@@ -90,7 +90,7 @@ class Driver:
     """
 
     def __init__(self, flame: Any, *, shapecode: Any, transform_matrix: Any, device: Any = None,
-                 smoother: ForeheadSmoother | None = None) -> None:
+                 smoother: ForeheadSmoother | None = None, scale: float = FLAME_SCALE) -> None:
         import torch
 
         check_flame(flame)
@@ -99,6 +99,7 @@ class Driver:
         self.shapecode = torch.as_tensor(shapecode, dtype=torch.float32).to(self.device)
         self.transform_matrix = torch.as_tensor(transform_matrix, dtype=torch.float32).to(self.device)
         self.smoother = smoother if smoother is not None else ForeheadSmoother()
+        self.scale = float(scale)
 
     def reset(self) -> None:
         self.smoother.reset()
@@ -116,5 +117,5 @@ class Driver:
             raise InputError(f"motion must be [T,106], got {list(m.shape)}")
         if not bool(torch.isfinite(m).all()):
             raise InputError("motion contains NaN or infinite values")
-        points = self.smoother(flame_points(self.flame, m, self.shapecode))
+        points = self.smoother(flame_points(self.flame, m, self.shapecode, scale=self.scale))
         return points, frame_transform(m[:, 100:103], self.transform_matrix)

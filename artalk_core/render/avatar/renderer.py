@@ -1,0 +1,239 @@
+"""Photoreal avatar frames: per-avatar Gaussians (cached) + FLAME driving + rasterizer + StyleUNet.
+
+:func:`open_avatar` finds and checks every input (avatar entry, FLAME head, checkpoint, config),
+cheapest first, so a bad input fails before any heavy work; :class:`AvatarRenderer` then streams
+uint8 frames [S,S,3] for motion blocks, so memory does not depend on the clip's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artalk_core.errors import AssetError, InputError
+from artalk_core.fileio import PathLike
+from artalk_core.progress import OptionalProgress, report
+
+AVATAR_DIR: str = "GAGAvatar"
+AVATAR_CHECKPOINT_NAME: str = "GAGAvatar.pt"
+TRACKED_NAME: str = "tracked.pt"
+NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
+CUDA_BATCH: int = 8
+"""Frames upsampled at once on a GPU (one frame at a time on a CPU: no gain there, more memory)."""
+GET_HINT = "get it with `artalk assets download --include-optional`"
+
+
+@dataclass
+class AvatarSource:
+    """The resolved inputs of an avatar render (paths and the validated tracked entry)."""
+
+    entry: Any  # TrackedEntry
+    tracked: Path
+    checkpoint: Path
+    config: Path | None
+    flame: Any  # FlameModel
+
+
+def _avatar_files(assets: PathLike | None) -> Path:
+    from artalk_core.assets import assets_dir
+
+    return assets_dir(assets) / AVATAR_DIR
+
+
+def resolve_entry(avatar: str | PathLike, *, tracked: PathLike | None = None,
+                  assets: PathLike | None = None) -> tuple[Any, Path]:
+    """(tracked entry, file it came from): ``avatar`` is a key of ``tracked`` (default
+    ``<assets>/GAGAvatar/tracked.pt``; closest names on a typo) or the path of a single-entry file."""
+    from artalk_core.render.avatar.tracked import load_tracked, select_avatar
+
+    name = str(avatar)
+    as_path = Path(name)
+    looks_like_file = as_path.suffix.lower() in (".pt", ".pth") or len(as_path.parts) > 1
+    if tracked is None and as_path.is_file() and looks_like_file:
+        entries = load_tracked(as_path)
+        if len(entries) != 1:
+            raise InputError(f"{as_path} holds {len(entries)} avatars ({', '.join(list(entries)[:5])}); "
+                             f"pass it with --tracked and choose one with --avatar NAME")
+        return next(iter(entries.values())), as_path
+    if tracked is not None:
+        path = Path(tracked)
+        if not path.is_file():
+            raise AssetError(f"tracked avatars file not found: {path} (given with --tracked)")
+    else:
+        path = _avatar_files(assets) / TRACKED_NAME
+        if not path.is_file():
+            raise AssetError(f"tracked avatars file {TRACKED_NAME} not found: looked for {path.resolve()}; "
+                             f"{GET_HINT}, or pass --tracked FILE (or --avatar PATH to a single tracked entry)")
+    return select_avatar(load_tracked(path), name, source=str(path)), path
+
+
+def resolve_source(avatar: str | PathLike, *, tracked: PathLike | None = None,
+                   avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
+                   flame: PathLike | None = None, assets: PathLike | None = None) -> AvatarSource:
+    """Find and check every input of an avatar render, cheapest first; AssetError / InputError."""
+    from artalk_core.flame import resolve_flame
+    from artalk_core.render.avatar.driving import check_flame
+
+    entry, tracked_path = resolve_entry(avatar, tracked=tracked, assets=assets)
+    head = resolve_flame(flame, assets, allow_standin=True)
+    check_flame(head)
+    if avatar_checkpoint is not None:
+        ckpt = Path(avatar_checkpoint)
+        if not ckpt.is_file():
+            raise AssetError(f"avatar checkpoint not found: {ckpt} (given with --avatar-checkpoint)")
+    else:
+        ckpt = _avatar_files(assets) / AVATAR_CHECKPOINT_NAME
+        if not ckpt.is_file():
+            raise AssetError(f"avatar checkpoint {AVATAR_CHECKPOINT_NAME} not found: looked for {ckpt.resolve()}; "
+                             f"{GET_HINT}, or pass --avatar-checkpoint FILE")
+    cfg = Path(avatar_config) if avatar_config is not None else None
+    if cfg is not None and not cfg.is_file():
+        raise AssetError(f"avatar config not found: {cfg} (given with --avatar-config)")
+    return AvatarSource(entry=entry, tracked=tracked_path, checkpoint=ckpt, config=cfg, flame=head)
+
+
+@dataclass
+class AvatarRenderer:
+    """Renders motion rows [T,106] of one avatar to uint8 frames [S,S,3] (S = the render size).
+
+    ``noise``: the upsampler's per-frame noise, ``seeded`` (from ``seed``; the reference draws
+    unseeded noise), ``stored`` (the checkpoint's buffers) or ``none``. ``backend``: the rasterizer
+    backend (see :mod:`artalk_core.render.avatar.rasterize`). ``batch``: frames upsampled at once.
+    """
+
+    net: Any
+    gaussians: Any
+    driver: Any
+    noise: str = "seeded"
+    seed: int = 0
+    backend: str = "auto"
+    watermark: Any = None  # logo tensor [4,h,w] or None
+    batch: int = 1
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from artalk_core.render.avatar.rasterize import choose_backend
+
+        if self.noise not in NOISE_MODES:
+            raise InputError(f"unknown avatar noise '{self.noise}': choose one of {', '.join(NOISE_MODES)}")
+        self.backend_used = choose_backend(self.backend, self.gaussians.device)
+        self.meta.update({"rasterizer": self.backend_used, "avatar_noise": self.noise,
+                          "seed": str(self.seed)})
+
+    @property
+    def size(self) -> int:
+        return int(self.net.config.render_size[0])
+
+    def frames(self, blocks: Iterable[Any], *, total: int | None = None,
+               progress: OptionalProgress = None) -> Iterator[np.ndarray]:
+        """uint8 frames [S,S,3] for motion blocks ([B,106] arrays or tensors, in order) of one clip.
+
+        The forehead smoothing and the noise generator start afresh for every call (every clip).
+        """
+        import torch
+
+        self.driver.reset()
+        gen = torch.Generator().manual_seed(int(self.seed)) if self.noise == "seeded" else None
+        done = 0
+        pending: list[Any] = []
+        for block in blocks:
+            points, transforms = self.driver(block)
+            for b in range(points.shape[0]):
+                pending.append(self._features(points[b], transforms[b]))
+                if len(pending) >= self.batch:
+                    for frame in self._finish(pending, gen):
+                        done += 1
+                        report(progress, "avatar", done, total)
+                        yield frame
+                    pending = []
+        if pending:
+            for frame in self._finish(pending, gen):
+                done += 1
+                report(progress, "avatar", done, total)
+                yield frame
+
+    def _features(self, points: Any, transform: Any) -> Any:
+        """32-channel feature image [C,S,S] of one frame."""
+        from artalk_core.render.avatar.camera import build_camera
+        from artalk_core.render.avatar.rasterize import render_features
+
+        cfg = self.net.config
+        cam = build_camera(transform.to(self.gaussians.device), size=self.size, focal=cfg.render_focal)
+        image, _ = render_features(self.gaussians.with_global_xyz(points), cam, backend=self.backend_used,
+                                   bg=cfg.render_bg)
+        return image
+
+    def _finish(self, features: list[Any], gen: Any) -> Iterator[np.ndarray]:
+        import torch
+
+        rgb = self.net.upsample(torch.stack(features), noise=self.noise, generator=gen)
+        rgb = rgb.clamp(0.0, 1.0)
+        if self.watermark is not None:
+            from artalk_core.render.avatar.watermark import apply_watermark
+
+            rgb = apply_watermark(rgb, self.watermark)
+        frames = torch.round(rgb * 255.0).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        yield from frames
+
+    def render(self, motion: Any) -> np.ndarray:
+        """All frames [T,S,S,3] uint8 of motion [T,106] (small clips and tests; streams otherwise)."""
+        return np.stack(list(self.frames([motion])))
+
+
+def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
+                avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
+                flame: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
+                avatar_noise: str = "seeded", seed: int = 0, watermark: PathLike | None = None,
+                backend: str = "auto", cache_dir: PathLike | None = None,
+                source: AvatarSource | None = None) -> AvatarRenderer:
+    """Everything an avatar render needs, checked and loaded: net (from the checkpoint), the avatar's
+    Gaussians (from the on-disk cache or built once), the FLAME driver, the watermark.
+
+    Raises AssetError (missing file, stand-in head, bad checkpoint), InputError (unknown avatar,
+    bad entry, bad option) before any per-frame work.
+    """
+    import torch
+
+    from artalk_core.device import resolve_device
+    from artalk_core.fileio import sha256_file_cached
+    from artalk_core.render.avatar.cache import cached_gaussians
+    from artalk_core.render.avatar.config import AvatarConfig
+    from artalk_core.render.avatar.driving import Driver, ForeheadSmoother
+    from artalk_core.render.avatar.model import load_avatar_net
+
+    if avatar_noise not in NOISE_MODES:
+        raise InputError(f"unknown --avatar-noise '{avatar_noise}': choose one of {', '.join(NOISE_MODES)}")
+    src = source or resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
+                                   avatar_config=avatar_config, flame=flame, assets=assets)
+    logo = None
+    if watermark is not None:
+        from artalk_core.render.avatar.watermark import load_watermark
+
+        logo = load_watermark(watermark)
+    config = AvatarConfig.from_json(src.config) if src.config is not None else AvatarConfig.released()
+    if logo is not None and min(config.render_size) < max(logo.shape[1:]):
+        raise InputError(f"the watermark (256x82) does not fit the {config.render_size[1]}x{config.render_size[0]} "
+                         f"avatar frames")
+    dev = resolve_device(device)
+    net = load_avatar_net(src.checkpoint, config=config, device=dev)
+    ckpt_sha = sha256_file_cached(src.checkpoint)
+    entry = src.entry
+    gaussians = cached_gaussians(net, image=torch.from_numpy(entry.image),
+                                 transform_matrix=torch.from_numpy(entry.transform_matrix),
+                                 checkpoint_sha256=ckpt_sha, entry_sha256=entry.sha256, cache_dir=cache_dir)
+    smoother = ForeheadSmoother(momentum=float(config.forehead_ema[0]))
+    driver = Driver(src.flame, shapecode=entry.shapecode, transform_matrix=entry.transform_matrix,
+                    device=dev, smoother=smoother, scale=float(config.flame_scale))
+    meta = {"avatar": entry.name, "avatar_sha256": entry.sha256, "avatar_checkpoint_sha256": ckpt_sha,
+            "flame_sha256": src.flame.sha256}
+    if watermark is not None:
+        from artalk_core.fileio import sha256_file
+
+        meta["watermark_sha256"] = sha256_file(watermark)
+    return AvatarRenderer(net=net, gaussians=gaussians, driver=driver, noise=avatar_noise, seed=int(seed),
+                          backend=backend, watermark=logo, batch=CUDA_BATCH if dev.type == "cuda" else 1,
+                          meta=meta)
