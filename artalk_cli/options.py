@@ -26,3 +26,22 @@ FixPose = Annotated[bool, typer.Option("--fix-pose", help="Zero the global head 
 Precision = Annotated[str, typer.Option(
     "--precision", help="fp32 (exact, default), bf16 or fp16: faster, but the motion drifts from fp32 "
                         "(see README, Performance).")]
+
+# Photoreal avatar (GAGAvatar) flags of `render` and `animate`
+Avatar = Annotated[str | None, typer.Option(
+    "--avatar", help="Render the photoreal GAGAvatar head of this tracked avatar: a name in tracked.pt "
+                     "(e.g. 12.jpg) or the path of a single tracked entry file.", show_default=False)]
+Tracked = Annotated[Path | None, typer.Option(
+    "--tracked", help="Tracked avatars file (default: <assets>/GAGAvatar/tracked.pt).", show_default=False)]
+AvatarCheckpoint = Annotated[Path | None, typer.Option(
+    "--avatar-checkpoint", help="GAGAvatar weights, .pt or .safetensors (default: <assets>/GAGAvatar/GAGAvatar.pt).",
+    show_default=False)]
+AvatarConfig = Annotated[Path | None, typer.Option(
+    "--avatar-config", help="JSON of GAGAvatar sizes (default: the released ones).", show_default=False)]
+AvatarNoise = Annotated[str, typer.Option(
+    "--avatar-noise", help="Upsampler noise: seeded (from --seed, deterministic), stored (the checkpoint's "
+                           "buffers) or none.")]
+Watermark = Annotated[Path | None, typer.Option(
+    "--watermark", help="RGBA image blended at the bottom right of avatar frames, as the reference's logo.",
+    show_default=False)]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the avatar upsampler's noise.")]

@@ -72,13 +72,21 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
             renderer: str = "gl", background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR,
             keep: PathLike | None = None, checkpoint: PathLike | None = None,
             model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
-            precision: str = "fp32", progress: OptionalProgress = None) -> AnimateResult:
-    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
+            precision: str = "fp32", progress: OptionalProgress = None, avatar: str | PathLike | None = None,
+            tracked: PathLike | None = None, avatar_checkpoint: PathLike | None = None,
+            avatar_config: PathLike | None = None, avatar_noise: str = "seeded", watermark: PathLike | None = None,
+            seed: int = 0) -> AnimateResult:
+    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``.
+
+    ``avatar`` and the ``avatar_*``/``tracked``/``watermark``/``seed`` options render the photoreal
+    GAGAvatar head instead of the mesh (as :func:`artalk_core.rendering.render`).
+    """
     if (audio is None) == (text is None):
         raise InputError("give either an audio file or --text (not both)")
     style_label = style or "default"
     stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
-    out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    look = "mesh" if avatar is None else _slug(Path(str(avatar)).name)
+    out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_{look}.mp4")
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
         return _run(Path(keep), audio, text, out, stem, locals())
@@ -113,6 +121,15 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
         files["speech"] = speech
         audio = speech
     assert audio is not None
+    avatar_opts: dict[str, Any] = {}
+    if o["avatar"] is not None:
+        from artalk_core.render.avatar.renderer import resolve_source
+
+        avatar_opts = {k: o[k] for k in ("avatar", "tracked", "avatar_checkpoint", "avatar_config", "avatar_noise",
+                                         "watermark", "seed")}
+        # every avatar input checked now, not after minutes of generation
+        resolve_source(o["avatar"], tracked=o["tracked"], avatar_checkpoint=o["avatar_checkpoint"],
+                       avatar_config=o["avatar_config"], flame=o["flame"], assets=o["assets"])
     # The path, not decoded samples, goes to each step: they decode it progressively (bounded memory).
     if not Path(str(audio)).is_file():
         raise AudioError(f"audio file not found: {audio}")
@@ -153,6 +170,10 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
 
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
+    if avatar_opts:
+        res = render(motion_path, output=out, flame=o["flame"], assets=o["assets"], audio=audio, device=o["device"],
+                     progress=o["progress"], **avatar_opts)
+        return AnimateResult(output=out, frames=res.frames, head_is_standin=False, files=files, reused=reused)
     from artalk_core.flame import resolve_flame
 
     head = resolve_flame(o["flame"], o["assets"])

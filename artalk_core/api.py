@@ -32,12 +32,18 @@ class Animator:
 
     ``engine="artalk"`` needs the released assets (``ARTalk_wav2vec.pt``, ``config.json``,
     ``style_motion/``) in ``assets`` (default ``$ARTALK_ASSETS``, else ``./assets``);
-    ``engine="energy"`` needs none.
+    ``engine="energy"`` needs none. ``avatar="12.jpg"`` (a name in ``<assets>/GAGAvatar/tracked.pt``
+    or a tracked entry file) renders the photoreal GAGAvatar head instead of the mesh; ``tracked``,
+    ``avatar_checkpoint``, ``avatar_config``, ``avatar_noise``, ``watermark`` and ``seed`` as the
+    ``render`` command's flags.
     """
 
     def __init__(self, assets: PathLike | None = None, *, device: str = "auto", engine: str = "artalk",
                  checkpoint: PathLike | None = None, model_config: PathLike | None = None,
-                 flame: PathLike | None = None) -> None:
+                 flame: PathLike | None = None, avatar: str | PathLike | None = None,
+                 tracked: PathLike | None = None, avatar_checkpoint: PathLike | None = None,
+                 avatar_config: PathLike | None = None, avatar_noise: str = "seeded",
+                 watermark: PathLike | None = None, seed: int = 0) -> None:
         from artalk_core.pipeline import ENGINES, load_artalk
 
         if engine not in ENGINES:
@@ -51,6 +57,15 @@ class Animator:
         self.model_config = model_config
         self.flame = flame
         self._style: Style | None = None
+        self.avatar_options: dict[str, Any] = {}
+        if avatar is not None:  # every avatar input checked now
+            from artalk_core.render.avatar.renderer import resolve_source
+
+            resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
+                           flame=flame, assets=assets)
+            self.avatar_options = {"avatar": avatar, "tracked": tracked, "avatar_checkpoint": avatar_checkpoint,
+                                   "avatar_config": avatar_config, "avatar_noise": avatar_noise,
+                                   "watermark": watermark, "seed": seed}
         if engine == "artalk":  # fail early, and load the weights once
             load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
 
@@ -86,7 +101,9 @@ class Animator:
                shape: PathLike | None = None, size: int = IMAGE_SIZE, renderer: str = "gl",
                background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR, verts: PathLike | None = None,
                progress: OptionalProgress = None) -> RenderResult:
-        """Render ``motion`` to an MP4 at ``path`` (the speech muxed in when ``audio`` is given)."""
+        """Render ``motion`` to an MP4 at ``path`` (the speech muxed in when ``audio`` is given), or to
+        PNG frames for ``path`` ending in ``/``; the photoreal avatar when the Animator has one (then
+        ``shape``, ``size``, ``renderer``, ``background``, ``color`` and ``verts`` do not apply)."""
         from artalk_core.formats.motion import Motion, motion_bytes
         from artalk_core.rendering import render
 
@@ -94,7 +111,7 @@ class Animator:
         return render(source, output=path, flame=self.flame, shape=shape,
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,
                       renderer=renderer, background=background, color=color, assets=self.assets,
-                      device=self.device, progress=progress)
+                      device=self.device, progress=progress, **self.avatar_options)
 
     def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> RenderResult:
         """generate + render with the speech muxed in: the reference ``inference.py -a ...``."""

@@ -44,11 +44,21 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
            shape: PathLike | None = None, audio: PathLike | None = None, verts: PathLike | None = None,
            size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
            color: Color = MESH_COLOR, assets: PathLike | None = None, device: str = "auto",
-           allow_standin: bool = True, progress: OptionalProgress = None) -> RenderResult:
+           allow_standin: bool = True, progress: OptionalProgress = None,
+           avatar: str | PathLike | None = None, tracked: PathLike | None = None,
+           avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
+           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0) -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``) or a vertices file (``.h5``) to an MP4.
 
-    ``output`` ending in ``.h5`` writes the vertices only. ``audio`` muxes the speech in (AAC,
-    cut to the video's length as the reference does); ``verts`` also writes the vertices.
+    ``output`` ending in ``.h5`` writes the vertices only; ending in ``/`` (or an existing folder)
+    lossless PNG frames ``frame_000000.png``... ``audio`` muxes the speech in (AAC, cut to the
+    video's length as the reference does); ``verts`` also writes the vertices.
+
+    ``avatar`` (a key of ``tracked``, default ``<assets>/GAGAvatar/tracked.pt``, or a single tracked
+    entry file) renders the photoreal GAGAvatar head instead of the mesh (see
+    :mod:`artalk_core.render.avatar`): ``avatar_checkpoint`` / ``avatar_config`` override the
+    weights and sizes, ``avatar_noise`` is ``seeded`` (from ``seed``), ``stored`` or ``none``,
+    ``watermark`` an RGBA image blended at the bottom right.
     """
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
@@ -59,6 +69,12 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
     with input_file(input) as (path, input_sha, name):
+        if avatar is not None:
+            return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
+                                  audio=audio, verts=verts, assets=assets, device=device, progress=progress,
+                                  avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
+                                  avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
+                                  seed=seed)
         return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
                        verts=verts, size=size, renderer=renderer, background=background, color=color,
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
@@ -151,25 +167,12 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                   background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
                   progress: OptionalProgress) -> RenderResult:
+    from artalk_core.frames import is_frames_dir
     from artalk_core.render import create_renderer
-    from artalk_core.video import write_video
 
-    samples: Any = None
-    if audio is not None:
-        from artalk_core.audio import Audio, iter_audio
-
-        if isinstance(audio, Audio):
-            samples = audio.samples
-        else:
-            # Decoded as the video advances (only about one block held); the first block is read
-            # now so a file too short to use fails before anything is rendered.
-            import itertools
-
-            stream = iter_audio(audio)
-            blocks = iter(stream)
-            first = next(blocks, None)
-            samples = itertools.chain([] if first is None else [first], blocks)
-        meta["audio_sha256"] = audio.sha256 if isinstance(audio, Audio) else stream.sha256
+    if is_frames_dir(output) and (audio is not None or verts is not None):
+        raise InputError("--audio and --verts need a video output; -o DIR/ writes PNG frames only")
+    samples = _audio_samples(audio, meta)
     rend = create_renderer(faces, backend=renderer, size=size, background=background, color=color, device=device)
     with contextlib.ExitStack() as stack:
         stack.callback(rend.close)
@@ -186,10 +189,81 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                 yield rend.render(v)
                 report(progress, "render", i + 1, n_frames)
 
-        count = write_video(output, images(), audio=samples, fps=FPS, meta=meta)
+        count = _write_images(output, images(), samples, meta)
     return RenderResult(output=Path(output), frames=count, head=head_label, head_is_standin=standin,
                         vertices=Path(verts) if verts is not None else None, with_audio=samples is not None,
                         meta=meta)
+
+
+def _write_images(output: PathLike, images: Iterator[np.ndarray], samples: Any, meta: dict[str, str]) -> int:
+    """Frames to an MP4 (with the audio samples, if any) or, for ``-o DIR/``, to PNG frames."""
+    from artalk_core.frames import is_frames_dir, write_frames
+    from artalk_core.video import write_video
+
+    if is_frames_dir(output):
+        return write_frames(output, images, meta=meta)
+    return write_video(output, images, audio=samples, fps=FPS, meta=meta)
+
+
+def _audio_samples(audio: PathLike | None, meta: dict[str, str]) -> Any:
+    """The audio to mux: samples decoded block by block (the first block read now, so a file too short
+    to use fails before anything is rendered); its hash goes into ``meta``."""
+    if audio is None:
+        return None
+    import itertools
+
+    from artalk_core.audio import Audio, iter_audio
+
+    if isinstance(audio, Audio):
+        meta["audio_sha256"] = audio.sha256
+        return audio.samples
+    stream = iter_audio(audio)
+    blocks = iter(stream)
+    first = next(blocks, None)
+    meta["audio_sha256"] = stream.sha256
+    return itertools.chain([] if first is None else [first], blocks)
+
+
+# ---- photoreal avatar (GAGAvatar) ------------------------------------------------------------------
+
+def _render_avatar(path: Path, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
+                   shape: PathLike | None, audio: PathLike | None, verts: PathLike | None,
+                   assets: PathLike | None, device: str, progress: OptionalProgress, avatar: str | PathLike,
+                   tracked: PathLike | None, avatar_checkpoint: PathLike | None, avatar_config: PathLike | None,
+                   avatar_noise: str, watermark: PathLike | None, seed: int) -> RenderResult:
+    """Motion -> photoreal frames (MP4 or PNG folder). Every input is checked before any frame is made."""
+    from artalk_core.fileio import sha256_file
+    from artalk_core.formats import sniff_kind
+    from artalk_core.frames import is_frames_dir
+    from artalk_core.render.avatar.renderer import open_avatar, resolve_source
+
+    if _is_h5(output):
+        raise InputError("--avatar renders frames; -o FILE.h5 (vertices only) does not apply")
+    if shape is not None or verts is not None:
+        raise InputError("--shape and --verts do not apply to --avatar (the avatar carries its own FLAME shape)")
+    if is_frames_dir(output) and audio is not None:
+        raise InputError("--audio needs a video output; -o DIR/ writes PNG frames only")
+    if sniff_kind(path) == "vertices":
+        raise InputError("--avatar needs a motion file (the avatar is driven by FLAME codes), not vertices")
+    from artalk_core.formats.motion import MotionReader
+
+    src = resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
+                         avatar_config=avatar_config, flame=flame, assets=assets)
+    with contextlib.closing(MotionReader(path, label=name)) as motion:
+        n_frames = motion.frames  # the reader refused NaN/inf on opening: no frame is made from bad motion
+        rend = open_avatar(avatar, source=src, device=device, avatar_noise=avatar_noise, seed=seed,
+                           watermark=watermark)
+        options = {"avatar": str(avatar), "avatar_noise": avatar_noise, "seed": seed,
+                   "rasterizer": rend.backend_used}
+        meta = {**provenance("artalk render", options=options,
+                             inputs={"motion": input_sha or sha256_file(path), "head": src.flame.sha256}),
+                **rend.meta, "head": f"GAGAvatar '{src.entry.name}' (FLAME {src.flame.source})",
+                "head_is_standin": "false", "fps": str(FPS)}
+        samples = _audio_samples(audio, meta)
+        frames = rend.frames(motion.iter_blocks(64), total=n_frames, progress=progress)
+        count = _write_images(output, frames, samples, meta)
+    return RenderResult(output=Path(output), frames=count, head=meta["head"], head_is_standin=False,
+                        with_audio=samples is not None, meta=meta)
 
 
 def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]:

@@ -8,7 +8,24 @@ from typing import Annotated
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say
-from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
+from artalk_cli.options import (
+    Assets,
+    Avatar,
+    AvatarCheckpoint,
+    AvatarConfig,
+    AvatarNoise,
+    Checkpoint,
+    ClipLength,
+    Debug,
+    Device,
+    FixPose,
+    ModelConfig,
+    Precision,
+    Quiet,
+    Seed,
+    Tracked,
+    Watermark,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +34,7 @@ def register(app: typer.Typer) -> None:
         audio: Annotated[Path | None, typer.Argument(help="Speech (any audio/video file). Or use --text.", show_default=False)] = None,
         text: Annotated[str | None, typer.Option("--text", "-t", help="Text to speak instead of AUDIO (- for stdin, @file.txt).", show_default=False)] = None,
         style: Annotated[str, typer.Option("--style", "-s", help="'default', a style name in <assets>/style_motion/, or a path.")] = "default",
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Video file. Default: <audio stem>_<style>_mesh.mp4 (the reference's name).", show_default=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Video file. Default: <audio stem>_<style>_<mesh or avatar>.mp4 (the reference's name).", show_default=False)] = None,
         lang: Annotated[str, typer.Option("--lang", "-l", help="Language of --text: en, zh, ja, de, fr, es.")] = "en",
         tts_engine: Annotated[str, typer.Option("--tts-engine", help="espeak (offline) or gtts (online).")] = "espeak",
         voice: Annotated[str | None, typer.Option("--voice", help="espeak-ng voice for --text.", show_default=False)] = None,
@@ -31,6 +48,13 @@ def register(app: typer.Typer) -> None:
         renderer: Annotated[str, typer.Option("--renderer", help="gl or pytorch3d.")] = "gl",
         background: Annotated[str, typer.Option("--background", help="Background colour.")] = "white",
         color: Annotated[str, typer.Option("--color", help="Mesh colour.")] = "142,179,247",
+        avatar: Avatar = None,
+        tracked: Tracked = None,
+        avatar_checkpoint: AvatarCheckpoint = None,
+        avatar_config: AvatarConfig = None,
+        avatar_noise: AvatarNoise = "seeded",
+        watermark: Watermark = None,
+        seed: Seed = 0,
         checkpoint: Checkpoint = None,
         model_config: ModelConfig = None,
         assets: Assets = None,
@@ -50,7 +74,9 @@ def register(app: typer.Typer) -> None:
                               clip_length=clip_length, fix_pose=fix_pose, shape=shape, flame=flame, size=size,
                               renderer=renderer, background=background, color=color, keep=keep,
                               checkpoint=checkpoint, model_config=model_config, assets=assets, device=device,
-                              precision=precision, progress=bar)
+                              precision=precision, progress=bar, avatar=avatar, tracked=tracked,
+                              avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
+                              avatar_noise=avatar_noise, watermark=watermark, seed=seed)
             if res.reused:
                 say(f"reused from {keep}: {', '.join(res.reused)}", quiet=quiet)
             if res.head_is_standin:

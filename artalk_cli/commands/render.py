@@ -8,14 +8,26 @@ from typing import Annotated
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say
-from artalk_cli.options import Assets, Debug, Device, Quiet
+from artalk_cli.options import (
+    Assets,
+    Avatar,
+    AvatarCheckpoint,
+    AvatarConfig,
+    AvatarNoise,
+    Debug,
+    Device,
+    Quiet,
+    Seed,
+    Tracked,
+    Watermark,
+)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("render")
     def render_cmd(
         input: Annotated[str, typer.Argument(help="Motion file (ours or a reference *_motions.pt), a vertices .h5, or - for stdin (motion).")],
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Video (.mp4), or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
+        output: Annotated[str | None, typer.Option("--output", "-o", help="Video (.mp4), DIR/ for PNG frames, or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
         flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
         shape: Annotated[Path | None, typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
         audio: Annotated[Path | None, typer.Option("--audio", "-a", help="Speech to mux in (any audio file).", show_default=False)] = None,
@@ -25,12 +37,20 @@ def register(app: typer.Typer) -> None:
         background: Annotated[str, typer.Option("--background", help="Background colour: white, #rrggbb or r,g,b.")] = "white",
         color: Annotated[str, typer.Option("--color", help="Mesh colour (#rrggbb or r,g,b).")] = "142,179,247",
         no_standin: Annotated[bool, typer.Option("--no-standin", help="Fail instead of using the stand-in head when no FLAME file is found.")] = False,
+        avatar: Avatar = None,
+        tracked: Tracked = None,
+        avatar_checkpoint: AvatarCheckpoint = None,
+        avatar_config: AvatarConfig = None,
+        avatar_noise: AvatarNoise = "seeded",
+        watermark: Watermark = None,
+        seed: Seed = 0,
         assets: Assets = None,
         device: Device = "auto",
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
-        """Render the head as the reference mesh video: 512 px, white background, light-blue Phong mesh."""
+        """Render the head as the reference mesh video: 512 px, white background, light-blue Phong mesh
+        (or, with --avatar, the photoreal GAGAvatar head)."""
         with cli_errors(debug):
             from artalk_core.pipeline import default_output
             from artalk_core.rendering import render
@@ -39,7 +59,9 @@ def register(app: typer.Typer) -> None:
             with ProgressBars(quiet) as bar:
                 res = render(input, output=out, flame=flame, shape=shape, audio=audio, verts=verts, size=size,
                              renderer=renderer, background=background, color=color, assets=assets,
-                             device=device, allow_standin=not no_standin, progress=bar)
+                             device=device, allow_standin=not no_standin, progress=bar, avatar=avatar,
+                             tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
+                             avatar_noise=avatar_noise, watermark=watermark, seed=seed)
             extra = " with audio" if res.with_audio else ""
             if res.head_is_standin:
                 say("[yellow]note:[/] no FLAME_with_eye.pt found: rendered the stand-in head "

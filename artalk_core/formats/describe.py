@@ -113,6 +113,9 @@ def _describe_torch(source: Source, name: str) -> dict[str, Any]:
             except RuntimeError:
                 obj = torch.load(str(source), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        tracked = _describe_tracked(source)  # numpy arrays: GAGAvatar's tracked.pt
+        if tracked is not None:
+            return tracked
         raise FormatError(f"{name} is a torch file artalk cannot load safely or is corrupt") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise FormatError(f"{name} is a truncated or corrupt torch file") from e
@@ -150,6 +153,21 @@ def _describe_torch(source: Source, name: str) -> dict[str, Any]:
         return out
     out.update(content=type(obj).__name__)
     return out
+
+
+def _describe_tracked(source: Source) -> dict[str, Any] | None:
+    """A GAGAvatar tracked-avatars file (numpy arrays, read with the allow-list loader), else None."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return None
+    from artalk_core.errors import ArtalkError
+    from artalk_core.render.avatar.tracked import load_tracked
+
+    try:
+        entries = load_tracked(source)
+    except ArtalkError:
+        return None
+    return {"format": "torch.save", "content": "tracked avatars (GAGAvatar)", "avatar_count": len(entries),
+            "keys": list(entries), "note": "use a name with --avatar (and this file with --tracked)"}
 
 
 def _describe_hdf5(source: Source, name: str) -> dict[str, Any]:

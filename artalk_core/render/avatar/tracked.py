@@ -86,11 +86,13 @@ def _allowed_globals() -> list[Any]:
 
 def _read(path: Path) -> Any:
     import pickle
+    import warnings
 
     import torch
 
     try:
-        with torch.serialization.safe_globals(_allowed_globals()):
+        with torch.serialization.safe_globals(_allowed_globals()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = str(e).strip().splitlines()
@@ -174,9 +176,3 @@ def select_avatar(entries: Mapping[str, TrackedEntry], name: str, *, source: str
         ", ..." if len(entries) > 10 else "")
     raise InputError(f"unknown avatar '{name}' in {source} ({hint})")
 
-
-def describe_tracked(path: PathLike) -> dict[str, Any]:
-    """A summary for ``artalk info``: the avatar names and the image size of each."""
-    entries = load_tracked(path)
-    return {"kind": "tracked avatars", "avatars": list(entries), "count": len(entries),
-            "image": "3x512x512 float32"}

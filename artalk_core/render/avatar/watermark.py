@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from artalk_core.errors import DependencyError, InputError
+from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike
 
 WATERMARK_SIZE: tuple[int, int] = (82, 256)
@@ -26,14 +26,14 @@ def load_watermark(path: PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"watermark image not found: {p}")
+    from artalk_core.video import _av
+
+    av = _av()
     try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - Pillow comes with the app extra
-        raise DependencyError("--watermark needs Pillow: pip install pillow") from e
-    try:
-        with Image.open(p) as im:
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-    except Exception as e:
+        with av.open(str(p)) as container:
+            frame = next(container.decode(video=0))
+            rgba = frame.to_ndarray(format="rgba").astype(np.float32) / 255.0
+    except Exception as e:  # FFmpeg errors, no video stream
         raise InputError(f"cannot read watermark image {p}: {type(e).__name__}: {e}") from None
     logo = torch.from_numpy(rgba).permute(2, 0, 1).unsqueeze(0)
     logo = torch.nn.functional.interpolate(logo, size=WATERMARK_SIZE, mode="bilinear", align_corners=False,

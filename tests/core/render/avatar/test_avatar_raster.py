@@ -13,7 +13,7 @@ import torch
 from artalk_core.render.avatar import rasterize as R
 from artalk_core.render.avatar.camera import build_camera
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_gaga"
+FIX = Path(__file__).resolve().parents[3] / "fixtures" / "tiny_gaga"
 BACKENDS = ["torch"] + (["numba"] if R.numba_available() else [])
 
 

@@ -1,0 +1,99 @@
+"""tracked.pt loading: the allow-list unpickler, entry validation, names, single-entry files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from artalk_core.errors import AssetError, FormatError, InputError
+from artalk_core.render.avatar.tracked import TRACKED_SHAPES, load_tracked, select_avatar
+
+
+def _entry(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {k: rng.random(shape, dtype=np.float32) for k, shape in TRACKED_SHAPES.items()}
+
+
+def test_fixture_tracked_loads_with_numpy_1_pickle_names(gaga_dir: Path) -> None:
+    raw = (gaga_dir / "tracked.pt").read_bytes()
+    assert b"numpy.core.multiarray" in raw  # written as numpy 1.x writes it
+    entries = load_tracked(gaga_dir / "tracked.pt")
+    assert list(entries) == ["fix.jpg"]
+    e = entries["fix.jpg"]
+    assert e.image.shape == (3, 512, 512) and e.image.dtype == np.float32
+    assert e.transform_matrix.shape == (3, 4) and e.shapecode.shape == (300,)
+    assert len(e.sha256) == 64
+
+
+def test_numpy_and_tensor_entries_and_a_single_entry_file(tmp_path: Path) -> None:
+    data = {"a.jpg": _entry(0), "b.jpg": {k: torch.from_numpy(v) for k, v in _entry(1).items()}}
+    data["a.jpg"]["vis_image"] = np.zeros((3, 4, 4), np.float32)  # extra keys are ignored
+    torch.save(data, tmp_path / "tracked.pt")
+    entries = load_tracked(tmp_path / "tracked.pt")
+    assert list(entries) == ["a.jpg", "b.jpg"]
+    np.testing.assert_array_equal(entries["b.jpg"].image, data["b.jpg"]["image"].numpy())
+    # the hash depends on the arrays only
+    torch.save(_entry(0), tmp_path / "me.pt")
+    single = load_tracked(tmp_path / "me.pt")
+    assert list(single) == ["me.pt"]
+    assert single["me.pt"].sha256 == entries["a.jpg"].sha256 != entries["b.jpg"].sha256
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+    marker = ""
+
+
+def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    _Evil.marker = str(marker)
+    payload = {"x.jpg": {**_entry(0), "bbox": _Evil()}}
+    torch.save(payload, tmp_path / "evil.pt")  # torch.save pickles with the standard pickler
+    with pytest.raises(FormatError, match="tensors and numpy arrays"):
+        load_tracked(tmp_path / "evil.pt")
+    assert not marker.exists()
+    # a plain (non-zip) pickle as well
+    with open(tmp_path / "evil2.pt", "wb") as f:
+        pickle.dump(payload, f)
+    with pytest.raises(FormatError):
+        load_tracked(tmp_path / "evil2.pt")
+    assert not marker.exists()
+
+
+def test_bad_entries_name_key_and_shape(tmp_path: Path) -> None:
+    bad = _entry(0)
+    bad["transform_matrix"] = np.zeros((4, 4), np.float32)
+    torch.save({"x.jpg": bad}, tmp_path / "t.pt")
+    with pytest.raises(InputError, match=r"'transform_matrix' has shape \[4, 4\], expected \[3, 4\]"):
+        load_tracked(tmp_path / "t.pt")
+    nan = _entry(0)
+    nan["shapecode"][3] = np.nan
+    torch.save({"x.jpg": nan}, tmp_path / "n.pt")
+    with pytest.raises(InputError, match="'shapecode' contains NaN"):
+        load_tracked(tmp_path / "n.pt")
+    missing = _entry(0)
+    del missing["bbox"]
+    torch.save({"x.jpg": missing}, tmp_path / "m.pt")
+    with pytest.raises(InputError, match="lacks bbox"):
+        load_tracked(tmp_path / "m.pt")
+    with pytest.raises(AssetError, match="not found"):
+        load_tracked(tmp_path / "absent.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(FormatError):
+        load_tracked(tmp_path / "junk.pt")
+
+
+def test_unknown_avatar_lists_closest_names(tmp_path: Path) -> None:
+    torch.save({"12.jpg": _entry(0), "13.jpg": _entry(1), "mona.png": _entry(2)}, tmp_path / "t.pt")
+    entries = load_tracked(tmp_path / "t.pt")
+    assert select_avatar(entries, "13.jpg").name == "13.jpg"
+    with pytest.raises(InputError, match=r"unknown avatar '12.jgp'.*closest: 12\.jpg"):
+        select_avatar(entries, "12.jgp")
