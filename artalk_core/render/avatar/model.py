@@ -20,7 +20,7 @@ from artalk_core.render.avatar.backbone import DINOBase, resize_image
 from artalk_core.render.avatar.config import AvatarConfig
 from artalk_core.render.avatar.gaussians import Gaussians
 from artalk_core.render.avatar.generators import ConvGSGenerator, HarmonicEmbedding, LinearGSGenerator, plane_points
-from artalk_core.render.avatar.upsampler import StyleUNet
+from artalk_core.render.avatar.upsampler import StyleUNet, normal_tensor
 
 DROPPED_PREFIXES: tuple[str, ...] = ("percep_loss.",)
 """Training-only keys of GAGAvatar.pt (the perceptual loss's VGG/AlexNet), dropped as the reference does."""
@@ -59,7 +59,7 @@ class GAGAvatarNet(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.head_base = nn.Parameter(torch.randn(c.n_global, c.head_base_dim))
+        self.head_base = nn.Parameter(normal_tensor(c.n_global, c.head_base_dim))
         self.base_model = DINOBase(c)
         self.harmo_encoder = HarmonicEmbedding(c.n_harmonic)
         self.gs_generator_g = LinearGSGenerator(c.linear_in_dim, c.linear_hidden, c.linear_head_hidden, c.dir_dim,

@@ -28,6 +28,16 @@ from artalk_core.render.avatar.config import AvatarConfig
 NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
 
 
+def normal_tensor(*shape: int, std: float = 1.0) -> Tensor:
+    """N(0, std^2) initial values on the current default device; left uninitialised on the meta device
+    (random ops there load torch's Python meta kernels, seconds of import for nothing)."""
+    t = torch.empty(*shape)
+    if t.device.type != "meta":
+        with torch.no_grad():
+            t.normal_(0.0, std)
+    return t
+
+
 def _lrelu(x: Tensor) -> Tensor:
     return F.leaky_relu(x, 0.2)
 
@@ -58,7 +68,7 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.cout, self.k = cout, k
         self.demodulate, self.upsample = demodulate, upsample
-        self.weight = nn.Parameter(torch.randn(1, cout, cin, k, k) / math.sqrt(cin * k * k))
+        self.weight = nn.Parameter(normal_tensor(1, cout, cin, k, k, std=1.0 / math.sqrt(cin * k * k)))
         self.modulation = nn.Linear(num_style_feat, cin, bias=True)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
@@ -118,7 +128,7 @@ class NormStyleCode(nn.Module):
 class ConstantInput(nn.Module):
     def __init__(self, ch: int, size: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(1, ch, size, size))
+        self.weight = nn.Parameter(normal_tensor(1, ch, size, size))
 
     def forward(self, batch: int) -> Tensor:
         return self.weight.repeat(batch, 1, 1, 1)
@@ -145,7 +155,7 @@ class StyleGAN2GeneratorCSFT(nn.Module):
         self.noises = nn.Module()
         for i in range(self.num_layers):
             res = 2 ** ((i + 5) // 2)
-            self.noises.register_buffer(f"noise{i}", torch.randn(1, 1, res, res))
+            self.noises.register_buffer(f"noise{i}", normal_tensor(1, 1, res, res))
         cin = ch(4)
         for i in range(3, self.log_size + 1):
             cout = ch(2 ** i)
@@ -232,4 +242,4 @@ class StyleUNet(nn.Module):
         return torch.sigmoid(self.stylegan_decoder(style_code, conditions, noises))
 
 
-__all__ = ["NOISE_MODES", "StyleUNet"]
+__all__ = ["NOISE_MODES", "StyleUNet", "normal_tensor"]
