@@ -117,5 +117,9 @@ class Driver:
             raise InputError(f"motion must be [T,106], got {list(m.shape)}")
         if not bool(torch.isfinite(m).all()):
             raise InputError("motion contains NaN or infinite values")
-        points = self.smoother(flame_points(self.flame, m, self.shapecode, scale=self.scale))
+        # One frame at a time: the result then does not depend on how the motion is cut into blocks
+        # (batched matmuls round differently), so a clip renders the same however it is streamed.
+        points = torch.cat([flame_points(self.flame, m[i:i + 1], self.shapecode, scale=self.scale)
+                            for i in range(m.shape[0])])
+        points = self.smoother(points)
         return points, frame_transform(m[:, 100:103], self.transform_matrix)

@@ -121,8 +121,8 @@ class AvatarRenderer:
         if self.noise not in NOISE_MODES:
             raise InputError(f"unknown avatar noise '{self.noise}': choose one of {', '.join(NOISE_MODES)}")
         self.backend_used = choose_backend(self.backend, self.gaussians.device)
-        self.meta.update({"rasterizer": self.backend_used, "avatar_noise": self.noise,
-                          "seed": str(self.seed)})
+        self.meta = {**self.meta, "rasterizer": self.backend_used, "avatar_noise": self.noise,
+                     "seed": str(self.seed)}
 
     @property
     def size(self) -> int:
