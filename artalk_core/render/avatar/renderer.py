@@ -147,13 +147,13 @@ class AvatarRenderer:
                 if len(pending) >= self.batch:
                     for frame in self._finish(pending, gen):
                         done += 1
-                        report(progress, "avatar", done, total)
+                        report(progress, "avatar", done, total or 0)
                         yield frame
                     pending = []
         if pending:
             for frame in self._finish(pending, gen):
                 done += 1
-                report(progress, "avatar", done, total)
+                report(progress, "avatar", done, total or 0)
                 yield frame
 
     def _features(self, points: Any, transform: Any) -> Any:
