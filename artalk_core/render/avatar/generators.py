@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from artalk_core.render.avatar.backbone import channels_last
+
 
 class HarmonicEmbedding(nn.Module):
     """PyTorch3D's HarmonicEmbedding (omega_0 = 1, log-spaced, input appended).
@@ -108,7 +110,7 @@ class ConvGSGenerator(nn.Module):
 
     def forward(self, features: Tensor, dir_enc: Tensor) -> dict[str, Tensor]:
         b, _, hh, ww = features.shape
-        x = torch.cat([features, dir_enc[:, :, None, None].expand(-1, -1, hh, ww)], dim=1)
+        x = channels_last(torch.cat([features, dir_enc[:, :, None, None].expand(-1, -1, hh, ww)], dim=1))
         p = self.gaussian_conv(x)
         c = self.color_channels
         colors = p[:, :c]

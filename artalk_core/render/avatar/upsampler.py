@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from artalk_core.errors import InputError
+from artalk_core.render.avatar.backbone import channels_last
 from artalk_core.render.avatar.config import AvatarConfig
 
 NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
@@ -42,6 +43,11 @@ def _lrelu(x: Tensor) -> Tensor:
     return F.leaky_relu(x, 0.2)
 
 
+def _lrelu_(x: Tensor) -> Tensor:
+    """In place, on intermediate tensors only (saves a pass over 512x512 activations per layer)."""
+    return F.leaky_relu_(x, 0.2)
+
+
 class ResBlock(nn.Module):
     """lrelu(conv1) -> resample -> lrelu(conv2), plus a bias-free 1x1 skip of the resampled input."""
 
@@ -53,11 +59,11 @@ class ResBlock(nn.Module):
         self.scale = scale
 
     def forward(self, x: Tensor) -> Tensor:
-        out = _lrelu(self.conv1(x))
+        out = _lrelu_(self.conv1(x))
         out = F.interpolate(out, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        out = _lrelu(self.conv2(out))
+        out = _lrelu_(self.conv2(out))
         x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return out + self.skip(x)
+        return out.add_(self.skip(x))
 
 
 class ModulatedConv2d(nn.Module):
@@ -71,18 +77,23 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(normal_tensor(1, cout, cin, k, k, std=1.0 / math.sqrt(cin * k * k)))
         self.modulation = nn.Linear(num_style_feat, cin, bias=True)
 
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+    def forward(self, x: Tensor, style: Tensor, *, gain: float = 1.0, bias: Tensor | None = None) -> Tensor:
+        """conv(x, modulated weight) * gain + bias; gain and bias are folded into the conv (the same maths,
+        without extra passes over the activations)."""
         b, c = x.shape[:2]
         weight = self.weight * self.modulation(style).view(b, 1, c, 1, 1)
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, self.cout, 1, 1, 1)
+        if gain != 1.0:
+            weight = weight * gain
         if self.upsample:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         h, w = x.shape[-2:]
+        bias_v = None if bias is None else bias.reshape(-1)
         if b == 1:  # one image: a plain conv (the grouped form below is the same maths for batches)
-            return F.conv2d(x, weight[0], padding=self.k // 2)
+            return F.conv2d(x, weight[0], bias_v, padding=self.k // 2)
         out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * self.cout, c, self.k, self.k),
-                       padding=self.k // 2, groups=b)
+                       None if bias_v is None else bias_v.repeat(b), padding=self.k // 2, groups=b)
         return out.view(b, self.cout, *out.shape[-2:])
 
 
@@ -96,10 +107,11 @@ class StyleConv(nn.Module):
         self.modulated_conv = ModulatedConv2d(cin, cout, 3, num_style_feat, upsample=upsample)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None) -> Tensor:
-        out = self.modulated_conv(x, style) * 2 ** 0.5
+        # reference order: conv * sqrt(2) + weight * noise + bias; here the bias is added by the conv
+        out = self.modulated_conv(x, style, gain=2 ** 0.5, bias=self.bias)
         if noise is not None:
-            out = out + self.weight * noise
-        return _lrelu(out + self.bias)
+            out = out.add_(self.weight * noise)
+        return _lrelu_(out)
 
 
 class ToRGB(nn.Module):
@@ -112,11 +124,11 @@ class ToRGB(nn.Module):
         self.modulated_conv = ModulatedConv2d(cin, 3, 1, num_style_feat, demodulate=False)
 
     def forward(self, x: Tensor, style: Tensor, skip: Tensor | None = None) -> Tensor:
-        out = self.modulated_conv(x, style) + self.bias
+        out = self.modulated_conv(x, style, bias=self.bias)
         if skip is not None:
             if self.upsample:
                 skip = F.interpolate(skip, scale_factor=2.0, mode="bilinear", align_corners=False)
-            out = out + skip
+            out = out.add_(skip)
         return out
 
 
@@ -177,7 +189,7 @@ class StyleGAN2GeneratorCSFT(nn.Module):
         for k, to_rgb in enumerate(self.to_rgbs):
             out = self.style_convs[2 * k](out, w, noises[2 * k + 1])
             if 2 * k + 1 < len(conditions):
-                out = out * conditions[2 * k] + conditions[2 * k + 1]  # SFT: raw scale, no "+1"
+                out = torch.addcmul(conditions[2 * k + 1], out, conditions[2 * k])  # SFT: raw scale, no "+1"
             out = self.style_convs[2 * k + 1](out, w, noises[2 * k + 2])
             skip = to_rgb(out, w, skip)
         return skip
@@ -227,7 +239,7 @@ class StyleUNet(nn.Module):
         return [torch.cat([f[i] for f in frames]).to(dev) for i in range(len(sides))]
 
     def forward(self, x: Tensor, noises: list[Tensor | None]) -> Tensor:
-        feat = _lrelu(self.conv_body_first(x))
+        feat = _lrelu(self.conv_body_first(channels_last(x)))
         skips: list[Tensor] = []
         for block in self.conv_body_down:
             feat = block(feat)
@@ -239,7 +251,7 @@ class StyleUNet(nn.Module):
             feat = block(feat + skips[k])
             conditions.append(self.condition_scale[k](feat))
             conditions.append(self.condition_shift[k](feat))
-        return torch.sigmoid(self.stylegan_decoder(style_code, conditions, noises))
+        return torch.sigmoid(self.stylegan_decoder(style_code, conditions, noises)).contiguous()
 
 
 __all__ = ["NOISE_MODES", "StyleUNet", "normal_tensor"]
