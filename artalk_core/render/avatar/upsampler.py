@@ -81,20 +81,28 @@ class ModulatedConv2d(nn.Module):
         """conv(x, modulated weight) * gain + bias; gain and bias are folded into the conv (the same maths,
         without extra passes over the activations)."""
         b, c = x.shape[:2]
-        weight = self.weight * self.modulation(style).view(b, 1, c, 1, 1)
-        if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, self.cout, 1, 1, 1)
-        if gain != 1.0:
-            weight = weight * gain
+        s = self.modulation(style)  # [B, cin]
+        weight = self.weight * s.view(b, 1, c, 1, 1)  # [B, cout, cin, k, k]
+        demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8) if self.demodulate else None  # [B, cout]
+        bias_v = None if bias is None else bias.reshape(-1)
+        if b == 1:  # one image: the modulated weight itself (as the reference)
+            if demod is not None:
+                weight = weight * demod.view(1, self.cout, 1, 1, 1)
+            if gain != 1.0:
+                weight = weight * gain
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            return F.conv2d(x, weight[0], bias_v, padding=self.k // 2)
+        # a batch: modulate the activations instead, so one conv with the shared weight serves every
+        # frame (the same maths as the reference's grouped conv, which batches badly on CPU and GPU)
+        x = x * s.view(b, c, 1, 1)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        h, w = x.shape[-2:]
-        bias_v = None if bias is None else bias.reshape(-1)
-        if b == 1:  # one image: a plain conv (the grouped form below is the same maths for batches)
-            return F.conv2d(x, weight[0], bias_v, padding=self.k // 2)
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * self.cout, c, self.k, self.k),
-                       None if bias_v is None else bias_v.repeat(b), padding=self.k // 2, groups=b)
-        return out.view(b, self.cout, *out.shape[-2:])
+        out = F.conv2d(x, self.weight[0], None, padding=self.k // 2)
+        if demod is not None or gain != 1.0:
+            scale = demod * gain if demod is not None else torch.full((b, self.cout), gain, device=x.device)
+            out = out.mul_(scale.view(b, self.cout, 1, 1))
+        return out if bias_v is None else out.add_(bias_v.view(1, -1, 1, 1))
 
 
 class StyleConv(nn.Module):

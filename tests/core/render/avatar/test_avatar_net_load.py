@@ -97,7 +97,7 @@ def test_seeded_noise_is_per_frame_and_batch_independent(gaga_net, gaga_expected
     batched = gaga_net.upsample(x, noise="seeded", generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     one_by_one = torch.cat([gaga_net.upsample(x[i:i + 1], noise="seeded", generator=g) for i in range(2)])
-    assert torch.allclose(batched, one_by_one, atol=1e-6)
+    assert torch.allclose(batched, one_by_one, atol=1e-5)
     # the same shapes and order as the reference's fresh draws: 11 StyleConvs at 4, 8, 8, ..., 128
     noises = gaga_net.upsampler.make_noise(1, "seeded", generator=torch.Generator().manual_seed(0))
     assert [n.shape[-1] for n in noises] == [4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128]
