@@ -163,6 +163,20 @@ def render_fps(frames: int) -> dict[str, float] | None:
     return out
 
 
+def avatar_table(device: str, frames: int, quick: bool) -> str | None:
+    """The photoreal avatar rows (scripts/bench_avatar.py, its own process; None if it fails)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_avatar.py"), "--device", device, "--frames", str(frames)]
+    try:
+        proc = subprocess.run(cmd + (["--quick"] if quick else []), capture_output=True, text=True, timeout=3600,
+                              cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        print(f"(avatar benchmark failed: {proc.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
+        return None
+    return proc.stdout.strip()
+
+
 # ---- memory scaling with the audio length --------------------------------------------------------
 LONG_MEMORY_STEPS: tuple[tuple[str, str], ...] = (
     ("generate", "`artalk generate long.wav --clip-length 0` (artalk engine)"),
@@ -405,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny random config, one run: a smoke test")
     ap.add_argument("--render-frames", type=int, default=250,
                     help="frames for the render benchmark (0 skips it; default 250)")
+    ap.add_argument("--avatar-frames", type=int, default=3,
+                    help="frames per row of the photoreal avatar benchmark (0 skips it; default 3)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--long-memory", type=float, nargs="*", default=None, metavar="MIN",
                     help="instead: peak RSS of generate (tiny test model), generate --stream and render at "
@@ -490,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{e2e['audio_s']:.0f} s of speech, stand-in head, 512 px, model already loaded): "
           f"{e2e['artalk_s']:.1f} s with the model ({e2e['artalk_s'] / e2e['audio_s']:.2f} s/s), "
           f"{e2e['energy_s']:.1f} s with the energy engine.")
+    avatar = avatar_table(args.device, args.avatar_frames, args.quick) if args.avatar_frames > 0 else None
+    if avatar is not None:
+        print()
+        print(avatar)
     # clear_refs resets the kernel's high-water mark, so the overall peak is the largest measured one.
     overall = max([r["peak_mem_mb"] or 0.0 for r in rows]
                   + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
