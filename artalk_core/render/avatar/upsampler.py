@@ -78,8 +78,10 @@ class ModulatedConv2d(nn.Module):
         self.modulation = nn.Linear(num_style_feat, cin, bias=True)
 
     def forward(self, x: Tensor, style: Tensor, *, gain: float = 1.0, bias: Tensor | None = None) -> Tensor:
-        """conv(x, modulated weight) * gain + bias; gain and bias are folded into the conv (the same maths,
-        without extra passes over the activations)."""
+        """conv(x, modulated weight) * gain + bias, x [B,cin,H,W], style [B,S] -> [B,cout,H',W'].
+
+        For one image, gain and bias are folded into the conv's weight and bias (no extra passes over
+        the activations)."""
         b, c = x.shape[:2]
         s = self.modulation(style)  # [B, cin]
         weight = self.weight * s.view(b, 1, c, 1, 1)  # [B, cout, cin, k, k]
