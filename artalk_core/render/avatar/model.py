@@ -144,6 +144,8 @@ def _check_source(image: Tensor, transform_matrix: Tensor, device: torch.device)
                          f"{tuple(transform_matrix.shape) if isinstance(transform_matrix, Tensor) else transform_matrix!r}")
     image = image.to(device=device, dtype=torch.float32)
     transform_matrix = transform_matrix.to(device=device, dtype=torch.float32)
+    if device.type == "meta":  # shape checks only (tests of the full-size shape flow)
+        return image, transform_matrix
     if not bool(torch.isfinite(image).all()) or not bool(torch.isfinite(transform_matrix).all()):
         raise InputError("avatar source image or transform_matrix contains NaN or infinite values")
     return image, transform_matrix

@@ -112,3 +112,15 @@ def test_bad_source_input(gaga_net):
         gaga_net.build_gaussians(torch.full((3, 64, 64), float("nan")), torch.zeros(3, 4))
     with pytest.raises(InputError, match="feature images"):
         gaga_net.upsample(torch.zeros(1, 3, 128, 128), noise="none")
+
+
+@pytest.mark.slow
+def test_full_size_shape_flow_on_meta():
+    # released sizes end to end without weights: 518 -> 37x37 tokens -> DPT 148/74/37/19 -> 296 plane
+    net = build_avatar_net(AvatarConfig(), device="meta")
+    out = net.source(torch.empty(3, 512, 512, device="meta"), torch.empty(3, 4, device="meta"))
+    assert [tuple(t.shape) for t in out.dino_layers] == [(1369, 768)] * 4
+    assert tuple(out.f_feature0.shape) == (256, 296, 296) and tuple(out.f_feature1.shape) == (768,)
+    g = out.gaussians
+    assert g is not None and len(g) == 180_255 and tuple(g.colors.shape) == (180_255, 32)
+    assert tuple(net.upsample(torch.empty(2, 32, 512, 512, device="meta"), noise="stored").shape) == (2, 3, 512, 512)
