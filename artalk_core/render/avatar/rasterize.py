@@ -122,9 +122,42 @@ def preprocess(xyz: Any, scales: Any, rotations: Any, camera: Camera) -> Project
                      valid=valid, rect=torch.stack([xmin, ymin, xmax, ymax], dim=1), grid=(gx, gy))
 
 
-def bin_tiles(pr: Projected) -> tuple[Any, Any]:
+def _faint_pairs(pr: Projected, g: Any, tile: Any, opacity: Any, width: int, height: int) -> Any:
+    """Mask of (Gaussian g, tile) pairs where alpha < 1/255 at every pixel of the tile, which the
+    compositing would skip anyway (exact culling, it only saves work).
+
+    alpha = o exp(power) < 1/255 when power < ln(1/(255 o)); over the tile's pixels, power is at most
+    -dy^2 det/(2 a) and at most -dx^2 det/(2 c) (conic (a, b, c), det = ac - b^2; dx, dy the distance
+    from the centre to the tile's pixel range). Computed in float64 with a margin for rounding.
+    """
+    import torch
+
+    gx = pr.grid[0]
+    f64 = torch.float64
+    px, py = pr.means2d[g, 0].to(f64), pr.means2d[g, 1].to(f64)
+    con = pr.conic[g].to(f64)
+    x0 = (tile % gx).to(f64) * BLOCK
+    y0 = (tile // gx).to(f64) * BLOCK
+    x1 = torch.clamp(x0 + BLOCK - 1, max=width - 1)
+    y1 = torch.clamp(y0 + BLOCK - 1, max=height - 1)
+    dx = torch.clamp(torch.maximum(x0 - px, px - x1), min=0.0)
+    dy = torch.clamp(torch.maximum(y0 - py, py - y1), min=0.0)
+    det = con[:, 0] * con[:, 2] - con[:, 1] ** 2
+    a = torch.where(con[:, 0] > 0, con[:, 0], torch.ones_like(det))
+    c = torch.where(con[:, 2] > 0, con[:, 2], torch.ones_like(det))
+    ok = (con[:, 0] > 0) & (con[:, 2] > 0) & (det > 0)
+    bound = torch.minimum(-0.5 * dy * dy * det / a, -0.5 * dx * dx * det / c)
+    o = opacity.reshape(-1)[g].to(f64)
+    thr = torch.where(o > 0, torch.log(1.0 / (255.0 * torch.clamp_min(o, 1e-30))), torch.full_like(o, float("inf")))
+    return ok & (bound < thr - 1e-3 - 1e-4 * bound.abs())
+
+
+def bin_tiles(pr: Projected, opacity: Any = None, size: tuple[int, int] | None = None) -> tuple[Any, Any]:
     """(Gaussian ids of every (tile, Gaussian) pair ordered by tile then depth then index [P] long,
-    per-tile list offsets [tiles+1] long) -- the order of the reference's stable 64-bit key sort."""
+    per-tile list offsets [tiles+1] long) -- the order of the reference's stable 64-bit key sort.
+
+    With ``opacity`` [N,1] and the image ``size`` (width, height), pairs whose Gaussian is too faint
+    to reach alpha 1/255 anywhere in the tile are left out (exact: the compositing skips them)."""
     import torch
 
     dev = pr.depth.device
@@ -144,8 +177,12 @@ def bin_tiles(pr: Projected) -> tuple[Any, Any]:
     w_rep = torch.repeat_interleave(width, counts)
     tile = ((torch.repeat_interleave(rect[:, 1], counts) + k // w_rep) * gx
             + torch.repeat_interleave(rect[:, 0], counts) + k % w_rep)
+    g = torch.repeat_interleave(ids, counts)
+    if opacity is not None and size is not None:
+        keep = ~_faint_pairs(pr, g, tile, opacity, size[0], size[1])
+        g, tile = g[keep], tile[keep]
     tile_sorted, perm = torch.sort(tile, stable=True)
-    point_list = torch.repeat_interleave(ids, counts)[perm]
+    point_list = g[perm]
     offsets[1:] = torch.cumsum(torch.bincount(tile_sorted, minlength=gx * gy), 0)
     return point_list, offsets
 
@@ -265,7 +302,7 @@ def render_features(gaussians: GaussianSet, camera: Camera, *, backend: str = "a
     if chosen == "cuda":
         return _render_cuda(gaussians, camera, bg)
     pr = preprocess(gaussians.xyz, gaussians.scales, gaussians.rotations, camera)
-    point_list, offsets = bin_tiles(pr)
+    point_list, offsets = bin_tiles(pr, gaussians.opacities, (camera.width, camera.height))
     if chosen == "numba":
         from artalk_core.render.avatar.rasterize_numba import composite_numba
 
