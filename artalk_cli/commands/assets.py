@@ -55,7 +55,7 @@ def _flame(root: Path | None, quiet: bool) -> None:
 def download_cmd(
     root: Root = None,
     include_optional: Annotated[bool, typer.Option(
-        "--include-optional", help="Also fetch the optional files (reference GAGAvatar renderer files).")] = False,
+        "--include-optional", help="Also fetch the optional files: the photoreal GAGAvatar head (--avatar), about 0.9 GB.")] = False,
     endpoint: Annotated[str | None, typer.Option(
         "--endpoint", help="Hub address (default: $HF_ENDPOINT, else https://huggingface.co).",
         show_default=False)] = None,
