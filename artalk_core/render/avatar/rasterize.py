@@ -301,14 +301,17 @@ def render_features(gaussians: GaussianSet, camera: Camera, *, backend: str = "a
     chosen = choose_backend(backend, features.device)
     if chosen == "cuda":
         return _render_cuda(gaussians, camera, bg)
-    pr = preprocess(gaussians.xyz, gaussians.scales, gaussians.rotations, camera)
-    point_list, offsets = bin_tiles(pr, gaussians.opacities, (camera.width, camera.height))
+    size = (camera.width, camera.height)
     if chosen == "numba":
-        from artalk_core.render.avatar.rasterize_numba import composite_numba
+        from artalk_core.render.avatar import rasterize_numba as nb
 
-        image, trans = composite_numba(pr, point_list, offsets, features, gaussians.opacities,
-                                       camera.width, camera.height)
+        pr = nb.preprocess_numba(gaussians.xyz, gaussians.scales, gaussians.rotations, camera)
+        point_list, offsets = nb.bin_tiles_numba(pr, gaussians.opacities, size)
+        image, trans = nb.composite_numba(pr, point_list, offsets, features, gaussians.opacities,
+                                          camera.width, camera.height)
     else:
+        pr = preprocess(gaussians.xyz, gaussians.scales, gaussians.rotations, camera)
+        point_list, offsets = bin_tiles(pr, gaussians.opacities, size)
         image, trans = _composite_torch(pr, point_list, offsets, features, gaussians.opacities,
                                         camera.width, camera.height)
     bg_t = torch.as_tensor(bg, dtype=torch.float32, device=image.device).reshape(-1, 1, 1)

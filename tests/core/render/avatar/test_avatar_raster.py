@@ -31,13 +31,22 @@ def scene(exp: dict, k: int) -> tuple[SimpleNamespace, object]:
     return g, build_camera(exp[p + "cam_matrix"], size=64)
 
 
+def _preprocess(backend: str) -> object:
+    if backend == "numba":
+        from artalk_core.render.avatar.rasterize_numba import preprocess_numba
+
+        return preprocess_numba
+    return R.preprocess
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
-def test_camera_and_preprocess_match_scenes(exp: dict, k: int) -> None:
+def test_camera_and_preprocess_match_scenes(exp: dict, k: int, backend: str) -> None:
     p = f"raster.scene{k}."
     g, cam = scene(exp, k)
     torch.testing.assert_close(cam.viewmatrix, exp[p + "viewmatrix"], rtol=0, atol=1e-6)
     torch.testing.assert_close(cam.projmatrix, exp[p + "projmatrix"], rtol=0, atol=1e-5)
-    pr = R.preprocess(g.xyz, g.scales, g.rotations, cam)
+    pr = _preprocess(backend)(g.xyz, g.scales, g.rotations, cam)  # type: ignore[operator]
     valid = exp[p + "valid"].bool()
     assert torch.equal(pr.valid, valid)
     torch.testing.assert_close(pr.means2d[valid], exp[p + "means2d"][valid], rtol=1e-6, atol=2e-5)
@@ -113,7 +122,14 @@ def _random_scene(n: int, size: int, seed: int = 0) -> tuple[SimpleNamespace, ob
 
 @pytest.mark.skipif(not R.numba_available(), reason="numba not installed")
 def test_numba_equals_torch_on_a_random_scene() -> None:
+    from artalk_core.render.avatar.rasterize_numba import bin_tiles_numba
+
     g, cam = _random_scene(3000, 72)  # 72 px: the last tile row/column is partial
+    pr = R.preprocess(g.xyz, g.scales, g.rotations, cam)
+    lists = R.bin_tiles(pr, g.opacities, (72, 72))
+    lists_nb = bin_tiles_numba(pr, g.opacities, (72, 72))
+    assert torch.equal(lists[0], lists_nb[0]) and torch.equal(lists[1], lists_nb[1])
+    assert len(lists[0]) < len(R.bin_tiles(pr)[0])  # the faint pairs were left out
     a, ta = R.render_features(g, cam, backend="torch")
     b, tb = R.render_features(g, cam, backend="numba")
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
