@@ -70,6 +70,8 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
     # so an hour of motion or vertices is never held in memory.
     with input_file(input) as (path, input_sha, name):
         if avatar is not None:
+            if size != IMAGE_SIZE or renderer != "gl":
+                raise InputError("--size and --renderer apply to the mesh; --avatar frames have the network's size")
             return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
                                   audio=audio, verts=verts, assets=assets, device=device, progress=progress,
                                   avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
