@@ -13,6 +13,7 @@ and the whole per-frame step (FLAME, rasterizer, upsampler, uint8), frames batch
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     raster: dict[str, float] = {}
     for be in backends:
         R.render_features(frame_g, cam, backend=be)  # warm-up (numba compiles once, cached on disk)
-        raster[be], _ = timed(lambda be=be: R.render_features(frame_g, cam, backend=be), dev, repeat=args.frames)
+        raster[be], _ = timed(functools.partial(R.render_features, frame_g, cam, backend=be), dev,
+                              repeat=args.frames)
         rows.append({"step": f"rasterizer ({be}), {len(gaussians):,} Gaussians, {size} px", "seconds": raster[be],
                      "cpu_seconds": last_cpu()})
     feats, _ = R.render_features(frame_g, cam, backend=backends[-1])

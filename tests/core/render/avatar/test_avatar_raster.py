@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from artalk_core.render.avatar import rasterize as R
-from artalk_core.render.avatar.camera import build_camera
+from artalk_core.render.avatar.camera import Camera, build_camera
 
 FIX = Path(__file__).resolve().parents[3] / "fixtures" / "tiny_gaga"
 BACKENDS = ["torch"] + (["numba"] if R.numba_available() else [])
@@ -24,14 +25,14 @@ def exp() -> dict:
     return {k: v for k, v in load_file(str(FIX / "expected.safetensors")).items() if k.startswith("raster.")}
 
 
-def scene(exp: dict, k: int) -> tuple[SimpleNamespace, object]:
+def scene(exp: dict, k: int) -> tuple[SimpleNamespace, Camera]:
     p = f"raster.scene{k}."
     g = SimpleNamespace(xyz=exp[p + "xyz"], colors=exp[p + "colors"], opacities=exp[p + "opacities"],
                         scales=exp[p + "scales"], rotations=exp[p + "rotations"])
     return g, build_camera(exp[p + "cam_matrix"], size=64)
 
 
-def _preprocess(backend: str) -> object:
+def _preprocess(backend: str) -> Any:
     if backend == "numba":
         from artalk_core.render.avatar.rasterize_numba import preprocess_numba
 
@@ -46,7 +47,7 @@ def test_camera_and_preprocess_match_scenes(exp: dict, k: int, backend: str) -> 
     g, cam = scene(exp, k)
     torch.testing.assert_close(cam.viewmatrix, exp[p + "viewmatrix"], rtol=0, atol=1e-6)
     torch.testing.assert_close(cam.projmatrix, exp[p + "projmatrix"], rtol=0, atol=1e-5)
-    pr = _preprocess(backend)(g.xyz, g.scales, g.rotations, cam)  # type: ignore[operator]
+    pr = _preprocess(backend)(g.xyz, g.scales, g.rotations, cam)
     valid = exp[p + "valid"].bool()
     assert torch.equal(pr.valid, valid)
     torch.testing.assert_close(pr.means2d[valid], exp[p + "means2d"][valid], rtol=1e-6, atol=2e-5)
@@ -109,7 +110,7 @@ def test_early_stop_cull_and_alpha_floor() -> None:
     assert float(image.abs().max()) == 0.0 and float(trans.min()) == 1.0
 
 
-def _random_scene(n: int, size: int, seed: int = 0) -> tuple[SimpleNamespace, object]:
+def _random_scene(n: int, size: int, seed: int = 0) -> tuple[SimpleNamespace, Camera]:
     gen = torch.Generator().manual_seed(seed)
     g = SimpleNamespace(
         xyz=(torch.rand(n, 3, generator=gen) - 0.5) * torch.tensor([1.2, 1.2, 2.0]),

@@ -62,7 +62,6 @@ def test_seeded_noise_is_deterministic_and_frames_stream(renderer: Any, gaga_exp
 
 
 def test_watermark_blends_bottom_right(tmp_path: Path) -> None:
-    from artalk_core.frames import write_frames
     from artalk_core.render.avatar.watermark import apply_watermark, load_watermark
 
     # an RGBA logo: opaque red left half, transparent right half (written as PNG through av)
@@ -84,7 +83,6 @@ def test_watermark_blends_bottom_right(tmp_path: Path) -> None:
     assert torch.equal(img, torch.full((1, 3, 512, 512), 0.5))
     with pytest.raises(InputError, match="does not fit"):
         apply_watermark(torch.zeros(1, 3, 128, 128), logo)
-    assert write_frames  # the PNG writer is exercised by the CLI test
 
 
 def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> None:
@@ -92,7 +90,7 @@ def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> No
 
     motion = tmp_path / "m.pt"
     torch.save(torch.zeros(3, 106), motion)
-    common = dict(tracked=gaga_dir / "tracked.pt", avatar_checkpoint=gaga_dir / "weights.safetensors",
+    common: dict[str, Any] = dict(tracked=gaga_dir / "tracked.pt", avatar_checkpoint=gaga_dir / "weights.safetensors",
                   avatar_config=gaga_dir / "model_config.json", flame=gaga_dir / "flame_synthetic_5023.pt",
                   device="cpu")
     out = tmp_path / "frames"

@@ -32,7 +32,7 @@ def test_fixture_tracked_loads_with_numpy_1_pickle_names(gaga_dir: Path) -> None
 
 
 def test_numpy_and_tensor_entries_and_a_single_entry_file(tmp_path: Path) -> None:
-    data = {"a.jpg": _entry(0), "b.jpg": {k: torch.from_numpy(v) for k, v in _entry(1).items()}}
+    data: dict[str, Any] = {"a.jpg": _entry(0), "b.jpg": {k: torch.from_numpy(v) for k, v in _entry(1).items()}}
     data["a.jpg"]["vis_image"] = np.zeros((3, 4, 4), np.float32)  # extra keys are ignored
     torch.save(data, tmp_path / "tracked.pt")
     entries = load_tracked(tmp_path / "tracked.pt")
