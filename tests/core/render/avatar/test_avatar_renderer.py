@@ -112,3 +112,29 @@ def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> No
         render(tmp_path / "nan.pt", output=f"{out}/", avatar="fix.jpg", **common)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".frames")]
+
+
+@pytest.mark.slow
+def test_animate_and_the_api_pass_the_avatar_through(gaga_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from artalk_core.animate import animate
+    from artalk_core.api import Animator
+    from artalk_core.frames import read_frame_png
+    from artalk_core.video import probe_video
+
+    monkeypatch.setenv("ARTALK_CACHE", str(tmp_path / "cache"))  # the avatar cache, not the user's
+    wav = gaga_dir.parent / "tiny_en" / "speech_16k.wav"
+    files: dict[str, Any] = dict(tracked=gaga_dir / "tracked.pt", avatar_checkpoint=gaga_dir / "weights.safetensors",
+                                 avatar_config=gaga_dir / "model_config.json", flame=gaga_dir / "flame_synthetic_5023.pt")
+    res = animate(wav, engine="energy", clip_length=2, avatar="fix.jpg", output=tmp_path / "a.mp4", device="cpu",
+                  **files)
+    info = probe_video(tmp_path / "a.mp4")
+    assert res.frames == 2 and info["frames"] == 2 and (info["width"], info["height"]) == (128, 128)
+    assert info["audio_codec"] == "aac" and info["metadata"]["avatar"] == "fix.jpg"
+    with pytest.raises(InputError, match="unknown avatar"):
+        Animator(engine="energy", avatar="nobody.jpg", **{k: v for k, v in files.items() if k != "flame"},
+                 flame=files["flame"])
+    anim = Animator(engine="energy", device="cpu", avatar="fix.jpg", avatar_noise="none", **files)
+    motion = anim.generate(wav, clip_length=1)
+    anim.render(motion, path=f"{tmp_path / 'png'}/")
+    assert read_frame_png(tmp_path / "png" / "frame_000000.png").shape == (128, 128, 3)
