@@ -158,3 +158,18 @@ def test_background_and_backend_choice() -> None:
         R.choose_backend("vulkan", "cpu")
     with pytest.raises(Exception, match="CUDA device"):
         R.choose_backend("cuda", "cpu")
+
+
+def test_faint_pair_culling_changes_nothing() -> None:
+    g, cam = _random_scene(1500, 48, seed=3)
+    g.opacities = g.opacities * 0.05  # many Gaussians too faint for parts of their tiles
+    pr = R.preprocess(g.xyz, g.scales, g.rotations, cam)
+    all_pairs = R.bin_tiles(pr)
+    culled = R.bin_tiles(pr, g.opacities, (48, 48))
+    assert len(culled[0]) < 0.9 * len(all_pairs[0])
+    a = R._composite_torch(pr, *all_pairs, g.colors, g.opacities, 48, 48)
+    b = R._composite_torch(pr, *culled, g.colors, g.opacities, 48, 48)
+    # the culled factors are exactly 1; only the list blocks moved (torch's CPU cumprod and the colour
+    # sums round per block), so the values agree to the last bit or two
+    torch.testing.assert_close(a[1], b[1], rtol=0, atol=2e-7)
+    torch.testing.assert_close(a[0], b[0], rtol=0, atol=1e-6)
