@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.errors import InputError, OutputError
+from artalk_core.errors import FormatError, InputError, OutputError
 from artalk_core.fileio import PathLike
 from artalk_core.progress import OptionalProgress, report
 
@@ -40,9 +40,7 @@ def write_frames(folder: PathLike, frames: Iterable[np.ndarray], *, meta: Mappin
     import shutil
     import tempfile
 
-    from artalk_core.video import _av
-
-    av = _av()
+    import av
     target = Path(folder)
     parent = target.parent if str(target.parent) else Path(".")
     if target.exists() and not target.is_dir():
@@ -84,9 +82,13 @@ def write_frames(folder: PathLike, frames: Iterable[np.ndarray], *, meta: Mappin
 
 def read_frame_png(path: PathLike) -> np.ndarray:
     """One PNG frame as [H,W,3] uint8."""
-    from artalk_core.video import _av, _open_video
+    import av
 
-    av = _av()
-    container = _open_video(av, Path(path))
-    with container:
-        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"frame not found: {p}")
+    try:
+        with av.open(str(p)) as container:
+            return next(container.decode(video=0)).to_ndarray(format="rgb24")
+    except (av.FFmpegError, StopIteration) as e:
+        raise FormatError(f"cannot read frame {p}: {e}") from None

@@ -26,9 +26,7 @@ def load_watermark(path: PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"watermark image not found: {p}")
-    from artalk_core.video import _av
-
-    av = _av()
+    import av
     try:
         with av.open(str(p)) as container:
             frame = next(container.decode(video=0))
