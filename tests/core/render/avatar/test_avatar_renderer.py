@@ -110,6 +110,13 @@ def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> No
     torch.save(bad, tmp_path / "nan.pt")
     with pytest.raises(InputError, match="non-finite"):
         render(tmp_path / "nan.pt", output=f"{out}/", avatar="fix.jpg", **common)
+    with pytest.raises(InputError, match="vertices only"):
+        render(motion, output=tmp_path / "v.h5", avatar="fix.jpg", **common)
+    with pytest.raises(InputError, match="--audio needs a video"):
+        render(motion, output=f"{out}/", avatar="fix.jpg", audio=gaga_dir.parent / "tiny_en" / "speech_16k.wav",
+               **common)
+    with pytest.raises(InputError, match="--size"):
+        render(motion, output=f"{out}/", avatar="fix.jpg", size=256, **common)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".frames")]
 
