@@ -254,7 +254,7 @@ def _render_avatar(path: Path, input_sha: str, *, name: str, output: PathLike, f
     with contextlib.closing(MotionReader(path, label=name)) as motion:
         n_frames = motion.frames  # the reader refused NaN/inf on opening: no frame is made from bad motion
         rend = open_avatar(avatar, source=src, device=device, avatar_noise=avatar_noise, seed=seed,
-                           watermark=watermark)
+                           watermark=watermark, progress=progress)
         options = {"avatar": str(avatar), "avatar_noise": avatar_noise, "seed": seed,
                    "rasterizer": rend.backend_used}
         meta = {**provenance("artalk render", options=options,

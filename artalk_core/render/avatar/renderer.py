@@ -189,7 +189,7 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
                 flame: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
                 avatar_noise: str = "seeded", seed: int = 0, watermark: PathLike | None = None,
                 backend: str = "auto", cache_dir: PathLike | None = None,
-                source: AvatarSource | None = None) -> AvatarRenderer:
+                source: AvatarSource | None = None, progress: OptionalProgress = None) -> AvatarRenderer:
     """Everything an avatar render needs, checked and loaded: net (from the checkpoint), the avatar's
     Gaussians (from the on-disk cache or built once), the FLAME driver, the watermark.
 
@@ -219,12 +219,16 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
         raise InputError(f"the watermark (256x82) does not fit the {config.render_size[1]}x{config.render_size[0]} "
                          f"avatar frames")
     dev = resolve_device(device)
+    report(progress, "avatar setup", 0, 3)
     net = load_avatar_net(src.checkpoint, config=config, device=dev)
+    report(progress, "avatar setup", 1, 3)
     ckpt_sha = sha256_file_cached(src.checkpoint)
+    report(progress, "avatar setup", 2, 3)
     entry = src.entry
     gaussians = cached_gaussians(net, image=torch.from_numpy(entry.image),
                                  transform_matrix=torch.from_numpy(entry.transform_matrix),
                                  checkpoint_sha256=ckpt_sha, entry_sha256=entry.sha256, cache_dir=cache_dir)
+    report(progress, "avatar setup", 3, 3)
     smoother = ForeheadSmoother(momentum=float(config.forehead_ema[0]))
     driver = Driver(src.flame, shapecode=entry.shapecode, transform_matrix=entry.transform_matrix,
                     device=dev, smoother=smoother, scale=float(config.flame_scale))
