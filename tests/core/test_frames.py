@@ -47,3 +47,19 @@ def test_a_failure_leaves_the_folder_as_it_was_and_a_rerun_replaces_it(tmp_path:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError):
         write_frames(tmp_path / "file", iter(_frames(1)))
+
+
+def test_mesh_render_to_a_frames_folder(tmp_path: Path) -> None:
+    import torch
+
+    from artalk_core.rendering import render
+
+    torch.save(torch.zeros(3, 106), tmp_path / "m.pt")
+    res = render(tmp_path / "m.pt", output=f"{tmp_path / 'png'}/", size=32, assets=tmp_path / "none", device="cpu")
+    assert res.frames == 3
+    assert read_frame_png(tmp_path / "png" / "frame_000002.png").shape == (32, 32, 3)
+    meta = json.loads((tmp_path / "png" / "frames.json").read_text())
+    assert meta["head_is_standin"] == "true"
+    with pytest.raises(InputError, match="PNG frames only"):
+        render(tmp_path / "m.pt", output=f"{tmp_path / 'png2'}/", size=32, assets=tmp_path / "none",
+               verts=tmp_path / "v.h5")
