@@ -128,15 +128,17 @@ class AvatarRenderer:
     def size(self) -> int:
         return int(self.net.config.render_size[0])
 
-    def frames(self, blocks: Iterable[Any], *, total: int | None = None,
-               progress: OptionalProgress = None) -> Iterator[np.ndarray]:
+    def frames(self, blocks: Iterable[Any], *, total: int | None = None, progress: OptionalProgress = None,
+               carry_smoothing: bool = False) -> Iterator[np.ndarray]:
         """uint8 frames [S,S,3] for motion blocks ([B,106] arrays or tensors, in order) of one clip.
 
-        The forehead smoothing and the noise generator start afresh for every call (every clip).
+        The noise generator starts afresh for every call (every clip), and so does the forehead
+        smoothing unless ``carry_smoothing`` (the reference's behaviour: its state runs on across clips).
         """
         import torch
 
-        self.driver.reset()
+        if not carry_smoothing:
+            self.driver.reset()
         gen = torch.Generator().manual_seed(int(self.seed)) if self.noise == "seeded" else None
         done = 0
         pending: list[Any] = []
