@@ -258,3 +258,19 @@ def test_extension_picks_the_container(tmp_path: Path, name: str, container: str
     muxed = tmp_path / f"m{Path(name).suffix}"
     mux(out, sine(16000), muxed)
     assert probe_video(muxed)["frames"] == 10
+
+
+def test_render_animate_mux_refuse_the_container_before_any_work(tmp_path: Path) -> None:
+    """The extension is checked first: the inputs here do not even exist (exit 2 in the CLI)."""
+    from artalk_core.animate import animate
+    from artalk_core.rendering import mux as mux_cmd
+    from artalk_core.rendering import render
+
+    missing = tmp_path / "missing"
+    with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):
+        render(missing, output=tmp_path / "x.avi")
+    with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):
+        animate(missing, output=tmp_path / "x.avi")
+    with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):
+        mux_cmd(missing, missing, output=tmp_path / "x.avi")
+    assert list(tmp_path.iterdir()) == []
