@@ -176,6 +176,9 @@ def _decoded_pieces(container: Any, stream: Any, src_rate: int, st: _DecodeState
     """
     import av
 
+    layout = getattr(stream.codec_context, "layout", None)
+    st.channels = int(layout.nb_channels) if layout is not None and layout.nb_channels else 1
+
     def add(rate: int, n: int) -> None:
         if st.runs and st.runs[-1][0] == rate:
             st.runs[-1][1] += n

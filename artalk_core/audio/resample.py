@@ -122,7 +122,8 @@ def _frames(k: SincKernel, xpad: np.ndarray, n_frames: int) -> np.ndarray:
     span = (n_frames - 1) * k.orig + 1
     for tap, p0, p1 in k.plan:
         seg = x64[:, tap:tap + span:k.orig]  # [C, n_frames]
-        # float32 + float64 -> float64 (exact), rounded to float32 on assignment: one FMA step.
+        # One FMA step: the float32 sum widens exactly, the product of two float32 is exact in
+        # float64, the float64 sum is rounded to float32 on assignment.
         acc[:, p0:p1] = acc[:, p0:p1] + k.taps[p0:p1, tap, None] * seg[:, None, :]
     return acc.transpose(0, 2, 1).reshape(c, n_frames * k.new)
 

@@ -173,6 +173,20 @@ def _info_chunk(metadata: Mapping[str, Any]) -> bytes:
     return b"LIST" + struct.pack("<I", len(body)) + body
 
 
+def pcm16_header(n_samples: int, sample_rate: int = SAMPLE_RATE, *, extra: bytes = b"") -> bytes:
+    """The bytes before the samples of a mono PCM16 WAV of ``n_samples`` samples: RIFF header, fmt
+    chunk, ``extra`` (whole chunks, e.g. LIST/INFO), data chunk header. (The data chunk's pad byte,
+    for an odd size, is the writer's to add; it never occurs for PCM16.)"""
+    rate = int(sample_rate)
+    data_bytes = 2 * int(n_samples)
+    fmt = struct.pack("<HHIIHH", WAVE_PCM, 1, rate, rate * 2, 2, 16)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra
+    riff = 4 + len(chunks) + 8 + data_bytes
+    if riff > 0xFFFFFFFF:
+        raise InputError("audio too long for a WAV file (over 4 GB)")
+    return b"RIFF" + struct.pack("<I", riff) + b"WAVE" + chunks + b"data" + struct.pack("<I", data_bytes)
+
+
 def write_wav(path: PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *,
               metadata: Mapping[str, Any] | None = None) -> None:
     """Write float samples [S] (nominally in [-1, 1]) as a mono PCM16 WAV, atomically (``-`` = stdout).
@@ -192,17 +206,10 @@ def write_wav(path: PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RAT
     if not np.all(np.isfinite(x)):
         raise InputError("cannot write WAV: the samples contain NaN or infinite values")
     pcm = np.clip(np.round(np.clip(x, -1.0, 1.0) * 32768.0), -32768, 32767).astype("<i2").tobytes()
-    rate = int(sample_rate)
-    fmt = struct.pack("<HHIIHH", WAVE_PCM, 1, rate, rate * 2, 2, 16)
-    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    if metadata:
-        chunks += _info_chunk(metadata)
-    chunks += b"data" + struct.pack("<I", len(pcm)) + pcm + (b"\0" if len(pcm) % 2 else b"")
-    if 4 + len(chunks) > 0xFFFFFFFF:
-        raise InputError("audio too long for a WAV file (over 4 GB)")
+    head = pcm16_header(x.shape[0], int(sample_rate), extra=_info_chunk(metadata) if metadata else b"")
     with atomic_output(path, suffix=".wav") as tmp:
         with open(tmp, "wb") as f:
-            f.write(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
+            f.write(head + pcm)
 
 
 def read_wav_metadata(path: PathLike) -> dict[str, str]:
@@ -224,4 +231,4 @@ def read_wav_metadata(path: PathLike) -> dict[str, str]:
 
 
 __all__ = ["SAMPLE_BYTES", "WAVE_EXTENSIBLE", "WAVE_FLOAT", "WAVE_PCM", "WavFormat", "is_riff_wave", "iter_chunks",
-           "pcm_to_float", "read_wav_header", "read_wav_metadata", "wav_missing_bytes", "write_wav"]
+           "pcm16_header", "pcm_to_float", "read_wav_header", "read_wav_metadata", "wav_missing_bytes", "write_wav"]
