@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import EXP_DIM, SHAPE_DIM
+from artalk_core.constants import EXP_DIM, NUM_JOINTS, SHAPE_DIM
+from artalk_core.errors import AssetError
 from artalk_core.fileio import PathLike, atomic_output
-from artalk_core.flame.model import NUM_JOINTS
+from artalk_core.flame.buffers import model_from_dict
 
 STANDIN_FILE: Path = Path(__file__).resolve().parent.parent / "data" / "standin_head.npz"
 STANDIN_SOURCE: str = "stand-in"
@@ -295,9 +296,6 @@ def _read_compact(path: Path) -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def _standin_cpu() -> Any:
     import torch
-
-    from artalk_core.errors import AssetError
-    from artalk_core.flame.load import model_from_dict
 
     if not STANDIN_FILE.is_file():
         raise AssetError(f"the bundled stand-in head is missing ({STANDIN_FILE}); reinstall artalk or run "
