@@ -40,7 +40,7 @@ _EYE_RADIUS = 0.0125
 _EYE_RINGS, _EYE_SEGMENTS = 12, 16
 
 
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -277,7 +277,7 @@ def save_compact(path: PathLike) -> None:
     parts["standin_version"] = np.array(STANDIN_VERSION)
     with atomic_output(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **parts)
+            np.savez_compressed(fh, **parts)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
 
 
 def write_standin(path: PathLike) -> None:

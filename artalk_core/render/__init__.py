@@ -8,7 +8,7 @@ installed; the reference implementation itself).
 from __future__ import annotations
 
 import re
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -71,20 +71,20 @@ def parse_color(text: str) -> tuple[int, int, int]:
     if len(parts) == 3 and all(p.isdigit() for p in parts):
         rgb = tuple(int(p) for p in parts)
         if all(0 <= c <= 255 for c in rgb):
-            return rgb  # type: ignore[return-value]
+            return rgb[0], rgb[1], rgb[2]
     raise InputError(f"cannot read colour {text!r}: use '#rrggbb', a name such as 'white', or 'r,g,b' with 0-255 values")
 
 
-def _check_color(value: object, what: str) -> tuple[int, int, int]:
+def _check_color(value: Any, what: str) -> tuple[int, int, int]:
     if isinstance(value, str):
         return parse_color(value)
     try:
-        rgb = tuple(int(c) for c in value)  # type: ignore[union-attr]
+        rgb = tuple(int(c) for c in value)
     except (TypeError, ValueError) as e:
         raise InputError(f"{what} colour must be three 0-255 integers, got {value!r}") from e
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
         raise InputError(f"{what} colour must be three 0-255 integers, got {value!r}")
-    return rgb  # type: ignore[return-value]
+    return rgb[0], rgb[1], rgb[2]
 
 
 def _check_faces(faces: np.ndarray) -> np.ndarray:
