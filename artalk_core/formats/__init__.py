@@ -1,7 +1,7 @@
 """File formats of artalk: motion, audio features, and recognising any input by its content.
 
 Each format is one module with a read/write pair (``motion``, ``features``) and a JSON Schema of
-its metadata in ``<repo>/schemas/<name>.schema.json``. This package module holds what they share:
+its metadata in ``artalk_core/schemas/<name>.schema.json`` (:func:`artalk_core.schemas.load`). This package module holds what they share:
 
 - :func:`sniff_kind` tells what a file is from its first bytes (magic numbers), so ``-`` (stdin,
   which has no name) is recognised as well as a path;
@@ -18,11 +18,11 @@ import json
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artalk_core.errors import AssetError, FormatError, InputError
+from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import PathLike, is_stdio, read_input_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from artalk_core.formats.features import Features, check_features_match, read_features, write_features
     from artalk_core.formats.motion import Motion, read_motion, read_style, write_motion, write_reference_motion
 
-Source = Union[PathLike, bytes, bytearray, memoryview]
+Source = PathLike | bytes | bytearray | memoryview
 """Where a file comes from: a path, ``-`` for stdin, or its bytes."""
 
 KINDS: tuple[str, ...] = ("motion", "features", "motion-stream", "safetensors", "vertices", "reference-pt",
@@ -280,26 +280,11 @@ def describe_kind(kind: str) -> str:
     return _KIND_PHRASES.get(kind, kind)
 
 
-def schema_dir() -> Path:
-    """Folder of the JSON Schemas (``<repo>/schemas``, or a copy packaged as artalk_core/data/schemas)."""
-    here = Path(__file__).resolve()
-    for cand in (here.parents[2] / "schemas", here.parents[1] / "data" / "schemas"):
-        if cand.is_dir():
-            return cand
-    raise AssetError("the JSON Schemas of artalk's file formats are not installed (no schemas/ folder)")
-
-
-def schema_path(name: str) -> Path:
-    """Path of the JSON Schema of format ``name`` (``motion``, ``features``...)."""
-    p = schema_dir() / f"{name}.schema.json"
-    if not p.is_file():
-        raise AssetError(f"no JSON Schema for format {name!r} (looked for {p})")
-    return p
-
-
 def load_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of format ``name`` as a dict."""
-    return json.loads(schema_path(name).read_text(encoding="utf-8"))
+    """The JSON Schema of format ``name`` as a dict (see :func:`artalk_core.schemas.load`)."""
+    from artalk_core import schemas
+
+    return schemas.load(name)
 
 
 _LAZY = {
@@ -322,5 +307,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["KINDS", "AUDIO_LIKE_KINDS", "Source", "sniff_kind", "source_bytes", "source_name",
            "safetensors_header", "load_safetensors_bytes", "save_safetensors_bytes", "metadata_strings",
-           "to_float32_array", "first_nonfinite", "schema_dir", "schema_path",
-           "load_schema", "describe_kind", *_LAZY]
+           "to_float32_array", "first_nonfinite",
+           "load_schema", "describe_kind",
+           # the lazily imported names of _LAZY, spelled out so linters see them
+           "Motion", "read_motion", "write_motion", "read_style", "write_reference_motion",
+           "Features", "read_features", "write_features", "check_features_match",
+           "describe_file", "format_description"]

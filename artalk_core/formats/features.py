@@ -1,7 +1,7 @@
 """The audio-features format: wav2vec2 outputs per 64,000-sample chunk, cached between runs.
 
 safetensors with tensor ``features`` float32 [n_chunks, 199, C] (the audio encoder's output for
-each 4 s chunk of the zero-padded audio) and string metadata (``schemas/features.schema.json``):
+each 4 s chunk of the zero-padded audio) and string metadata (``artalk_core/schemas/features.schema.json``):
 which checkpoint made them, the source audio's hash and length in 16 kHz samples (so the motion
 length T = ceil(samples / 16000 * 25) is known without the audio), chunk count, feature size
 and the model config as JSON.

@@ -2,12 +2,12 @@
 
 artalk writes motion as safetensors: tensor ``motion`` float32 [T, 106] (FLAME expression 0:100,
 global head rotation 100:103, jaw rotation 103:106, axis-angle radians) and string metadata
-(schema: ``schemas/motion.schema.json``). It also reads the reference tool's motion and style
+(schema: ``artalk_core/schemas/motion.schema.json``). It also reads the reference tool's motion and style
 files: ``torch.save`` of a float32 [T, 106] tensor (``*_motions.pt``, ``style_motion/*.pt``).
 The format is recognised from the content, never from the file name, so ``-`` (stdin) works.
 
 ``artalk generate --stream`` writes the *motion stream*: NDJSON (one JSON object per line), a
-header line, one line per frame, then an end line (schema: ``schemas/motion-stream.schema.json``).
+header line, one line per frame, then an end line (schema: ``artalk_core/schemas/motion-stream.schema.json``).
 :func:`read_motion` reads it too; :class:`MotionStreamWriter` writes it and
 :func:`iter_motion_stream` reads it frame by frame as it arrives.
 """

@@ -1,6 +1,6 @@
 """Vertices files: per-frame FLAME meshes in HDF5, written and read frame by frame.
 
-Layout (readable by any HDF5 tool; attributes described by ``schemas/vertices.schema.json``):
+Layout (readable by any HDF5 tool; attributes described by ``artalk_core/schemas/vertices.schema.json``):
 
 - dataset ``vertices`` float32 [T,V,3], chunked one frame per chunk, gzip-compressed;
 - dataset ``faces`` int32 [F,3] (triangle vertex indices);
