@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from artalk_core.constants import GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import PathLike, is_stdio, read_input_bytes
 
@@ -213,6 +214,35 @@ def first_nonfinite(arr: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argwhere(bad)[0])
 
 
+def channel_name(channel: int) -> str:
+    """Readable name of motion channel ``channel``: ``expression[7]``, ``global_rotation[1]``, ``jaw_rotation[0]``."""
+    if channel < GLOBAL_ROT_SLICE.start:
+        return f"expression[{channel}]"
+    if channel < JAW_SLICE.start:
+        return f"global_rotation[{channel - GLOBAL_ROT_SLICE.start}]"
+    return f"jaw_rotation[{channel - JAW_SLICE.start}]"
+
+
+def check_motion_array(arr: np.ndarray, name: str, *, err: type[InputError] = FormatError,
+                       what: str = "motion", first_frame: int = 0) -> np.ndarray:
+    """Validate a [T, 106] array: 2-D (a leading batch axis of 1 is dropped), 106 channels,
+    T >= 1, all finite. Returns the (possibly squeezed) float32 array; raises ``err``.
+    ``first_frame``: the frame number of ``arr[0]`` in messages (for a block of a longer motion)."""
+    while arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2 or arr.shape[1] != MOTION_DIM:
+        raise err(f"{name}: {what} has shape {list(arr.shape)}, expected [T, {MOTION_DIM}] "
+                  f"(frames x {MOTION_DIM} FLAME channels)")
+    if arr.shape[0] == 0:
+        raise err(f"{name}: {what} is empty (0 frames)")
+    bad = first_nonfinite(arr)
+    if bad is not None:
+        value = arr[bad]
+        raise err(f"{name}: {what} has a non-finite value ({value}) at frame {first_frame + bad[0]}, "
+                  f"channel {bad[1]} ({channel_name(bad[1])})")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
 def metadata_strings(meta: Mapping[str, Any] | None) -> dict[str, str]:
     """Metadata as safetensors stores it (str -> str): bools become ``true``/``false``, numbers
     their decimal text, None ``""``, dicts/lists compact JSON."""
@@ -233,34 +263,6 @@ def metadata_strings(meta: Mapping[str, Any] | None) -> dict[str, str]:
         else:
             raise InputError(f"metadata value of {key!r} has type {type(value).__name__}; expected text")
     return out
-
-
-def load_safetensors_bytes(data: bytes, name: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors (numpy) and string metadata of a whole safetensors file held in memory.
-
-    Raises FormatError when the bytes are cut short or corrupt.
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    header = safetensors_header(data)
-    if header is None:
-        raise FormatError(f"{name} is truncated or corrupt: its safetensors header cannot be read")
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise FormatError(f"{name} is corrupt: its safetensors metadata is not text")
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, TypeError) as e:
-        raise FormatError(f"{name} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else 'safetensors'})") from e
-    return tensors, dict(meta)
-
-
-def save_safetensors_bytes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> bytes:
-    """A safetensors file (bytes) of numpy tensors with string metadata."""
-    from safetensors.numpy import save
-
-    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=dict(meta))
 
 
 _KIND_PHRASES = {
@@ -306,7 +308,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["KINDS", "AUDIO_LIKE_KINDS", "Source", "sniff_kind", "source_bytes", "source_name",
-           "safetensors_header", "load_safetensors_bytes", "save_safetensors_bytes", "metadata_strings",
+           "safetensors_header", "metadata_strings", "channel_name", "check_motion_array", "is_motion_stream",
            "to_float32_array", "first_nonfinite",
            "load_schema", "describe_kind",
            # the lazily imported names of _LAZY, spelled out so linters see them
