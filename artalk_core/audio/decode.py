@@ -246,7 +246,7 @@ def _decode_notes(stream: Any, name: str, st: _DecodeState) -> list[str]:
     return warnings
 
 
-def _mono_16k(pieces: Iterator[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
+def _mono_16k(pieces: Iterator[tuple[int, np.ndarray]], name: str) -> Iterator[np.ndarray]:
     """(rate, float32 [C, n]) pieces -> 16 kHz mono float32 pieces: each channel resampled, then
     averaged (the reference's order). A change of rate or channel count inside the file starts a
     new resampler; the numbers never depend on how the decoder cut the pieces."""
@@ -255,7 +255,10 @@ def _mono_16k(pieces: Iterator[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
         if res is None or res.rate != rate or res.channels != x.shape[0]:
             if res is not None:
                 yield to_mono(res.finish())
-            res = BlockResampler(rate, x.shape[0])
+            try:
+                res = BlockResampler(rate, x.shape[0])
+            except ValueError as e:
+                raise AudioError(f"{name}: {e}") from e
         y = res.push(x)
         if y.shape[1]:
             yield to_mono(y)
@@ -310,7 +313,7 @@ def load_audio(source: PathLike | bytes, *, min_frames: int = 1) -> Audio:
     container, stream, src_rate, src_channels, source_format = _open_container(src, name)
     st = _DecodeState()
     with container:
-        parts = list(_mono_16k(_decoded_pieces(container, stream, src_rate, st)))
+        parts = list(_mono_16k(_decoded_pieces(container, stream, src_rate, st), name))
         warnings = _end_notes(st, stream, name, source_format, src)
     samples = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else np.zeros(0, np.float32)
     src_rate = src_rate or st.runs[0][0]
@@ -357,7 +360,10 @@ def audio_from_array(samples: Any, sample_rate: int, *, min_frames: int = 1) -> 
         raise InputError(f"unsupported audio array dtype {arr.dtype}; use float32 or int16")
     if not np.all(np.isfinite(x)):
         raise AudioError(f"{name} contains NaN or infinite samples")
-    mono = to_mono(resample(x, int(sample_rate)))
+    try:
+        mono = to_mono(resample(x, int(sample_rate)))
+    except ValueError as e:
+        raise InputError(f"{name}: {e}") from e
     mono = _finish(np.ascontiguousarray(mono, dtype=np.float32), name, min_frames)
     return Audio(samples=mono, sample_rate=SAMPLE_RATE, sha256=sha256_bytes(mono.tobytes()),
                  source_rate=int(sample_rate), source_channels=int(x.shape[0]), source_format="array")

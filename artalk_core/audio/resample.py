@@ -45,6 +45,9 @@ LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
 _FRAMES_PER_STEP = 2048  # output frames computed at once (bounds the float64 temporaries)
 _MIN_PENDING = 4096  # input samples gathered before computing (tiny pieces cost no per-piece work)
+MAX_KERNEL_TAPS = 1 << 24
+"""Largest kernel (new x K entries) built: a rate sharing few factors with 16000 (44101 Hz, or a
+header's nonsense rate) would need gigabytes, in torchaudio too; such input is refused."""
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -79,20 +82,37 @@ class SincKernel:
         return int(self.taps.shape[1])
 
 
-@functools.lru_cache(maxsize=16)
+def _kernel_shape(rate: int, target: int) -> tuple[int, int, int, float]:
+    """(orig, new, width, base) of the kernel for ``rate`` -> ``target``."""
+    g = math.gcd(int(rate), int(target))
+    orig, new = int(rate) // g, int(target) // g
+    base = min(orig, new) * ROLLOFF
+    return orig, new, math.ceil(LOWPASS_FILTER_WIDTH * orig / base), base
+
+
+def check_rate(rate: int, target: int = SAMPLE_RATE) -> None:
+    """Raise ValueError when resampling ``rate`` -> ``target`` needs a kernel over :data:`MAX_KERNEL_TAPS`."""
+    if int(rate) <= 0:
+        raise ValueError(f"sample rate must be positive, got {rate}")
+    orig, new, width, _ = _kernel_shape(rate, target)
+    if new * (2 * width + orig) > MAX_KERNEL_TAPS:
+        gb = new * (2 * width + orig) * 8 / 1e9
+        raise ValueError(f"a sample rate of {rate} Hz cannot be resampled to {target} Hz as the reference does "
+                         f"(its filter table would take {gb:.1f} GB); convert the audio to 16, 44.1 or 48 kHz")
+
+
+@functools.lru_cache(maxsize=4)
 def sinc_kernel(rate: int, target: int = SAMPLE_RATE) -> SincKernel:
     """The kernel of ``torchaudio.transforms.Resample(rate, target)`` at its defaults.
 
     Computed with torch in float64 as torchaudio computes it (same grid, same sin/cos), then cast
-    to float32, so the taps are torchaudio's bit for bit.
+    to float32, so the taps are torchaudio's bit for bit. Raises ValueError (see :func:`check_rate`).
     """
     import torch
 
-    g = math.gcd(int(rate), int(target))
-    orig, new = int(rate) // g, int(target) // g
+    check_rate(rate, target)
+    orig, new, width, base = _kernel_shape(rate, target)
     lw = LOWPASS_FILTER_WIDTH
-    base = min(orig, new) * ROLLOFF
-    width = math.ceil(lw * orig / base)
     idx = torch.arange(-width, width + orig, dtype=torch.float64)[None, None] / orig
     t = torch.arange(0, -new, -1, dtype=torch.float64)[:, None, None] / new + idx
     t *= base
@@ -139,8 +159,7 @@ class BlockResampler:
     """
 
     def __init__(self, rate: int, channels: int) -> None:
-        if int(rate) <= 0:
-            raise ValueError(f"sample rate must be positive, got {rate}")
+        check_rate(rate)
         self.rate = int(rate)
         self.channels = int(channels)
         self._pass = self.rate == SAMPLE_RATE
@@ -222,5 +241,5 @@ def resample(x: np.ndarray, rate: int) -> np.ndarray:
     return y[0] if flat else y
 
 
-__all__ = ["BlockResampler", "LOWPASS_FILTER_WIDTH", "ROLLOFF", "SincKernel", "resample", "sinc_kernel",
+__all__ = ["BlockResampler", "LOWPASS_FILTER_WIDTH", "MAX_KERNEL_TAPS", "ROLLOFF", "check_rate", "SincKernel", "resample", "sinc_kernel",
            "to_mono"]

@@ -92,7 +92,7 @@ class AudioStream:
         pending: list[np.ndarray] = []
         held = total = yielded = bad = 0
         with self._container:
-            for y in _mono_16k(_decoded_pieces(self._container, self._stream, self.source_rate, st)):
+            for y in _mono_16k(_decoded_pieces(self._container, self._stream, self.source_rate, st), self.name):
                 if not len(y):
                     continue
                 total += len(y)

@@ -94,3 +94,21 @@ def test_channel_mean_is_torchs_float32_mean() -> None:
     x = rng.standard_normal((3, 5000)).astype(np.float32)
     want = ((x[0] + x[1]) + x[2]) / np.float32(3)
     assert np.array_equal(to_mono(x), want)
+
+
+def test_rate_needing_a_huge_kernel_is_refused(tmp_path: Path) -> None:
+    """44101 Hz shares no factor with 16000: torchaudio's kernel would be 16000 x 44135 (5.6 GB in
+    float64). A clear error, at once, rather than a machine out of memory."""
+    from artalk_core.audio import write_wav
+    from artalk_core.errors import AudioError, InputError
+
+    p = tmp_path / "odd.wav"
+    write_wav(p, np.zeros(44101, np.float32), 44101)
+    with pytest.raises(AudioError, match=r"odd\.wav.*44101 Hz"):
+        load_audio(p)
+    with pytest.raises(AudioError, match="44101 Hz"):
+        list(iter_audio(p))
+    with pytest.raises(InputError, match="44101 Hz"):
+        audio_from_array(np.zeros(44101, np.float32), 44101)
+    # 44056 Hz (NTSC-locked 44.1k) still works: gcd 8, a 2000 x 5541 kernel
+    assert len(audio_from_array(np.zeros(44056, np.float32), 44056).samples) == 16000
