@@ -60,6 +60,12 @@ class Projected:
     valid: Any
     rect: Any
     grid: tuple[int, int]
+    frame_rows: int = 0
+    """Tile rows per frame when several frames are stacked vertically (0: one frame, grid[1])."""
+
+    @property
+    def rows_per_frame(self) -> int:
+        return self.frame_rows or self.grid[1]
 
 
 def preprocess(xyz: Any, scales: Any, rotations: Any, camera: Camera) -> Projected:
@@ -137,7 +143,7 @@ def _faint_pairs(pr: Projected, g: Any, tile: Any, opacity: Any, width: int, hei
     px, py = pr.means2d[g, 0].to(f64), pr.means2d[g, 1].to(f64)
     con = pr.conic[g].to(f64)
     x0 = (tile % gx).to(f64) * BLOCK
-    y0 = (tile // gx).to(f64) * BLOCK
+    y0 = ((tile // gx) % pr.rows_per_frame).to(f64) * BLOCK  # in the tile's own frame
     x1 = torch.clamp(x0 + BLOCK - 1, max=width - 1)
     y1 = torch.clamp(y0 + BLOCK - 1, max=height - 1)
     dx = torch.clamp(torch.maximum(x0 - px, px - x1), min=0.0)
@@ -213,7 +219,7 @@ def _composite_torch(pr: Projected, point_list: Any, offsets: Any, features: Any
     for c0 in range(0, tiles.numel(), chunk):
         tid = tiles[c0:c0 + chunk]
         pix_x = (tid % gx).to(torch.float32).unsqueeze(1) * BLOCK + lx  # [nt,256]
-        pix_y = (tid // gx).to(torch.float32).unsqueeze(1) * BLOCK + ly
+        pix_y = ((tid // gx) % pr.rows_per_frame).to(torch.float32).unsqueeze(1) * BLOCK + ly
         t_cur = torch.ones(pix_x.shape, dtype=torch.float32, device=dev)
         done = torch.zeros(pix_x.shape, dtype=torch.bool, device=dev)
         acc = torch.zeros(pix_x.shape + (ch,), dtype=torch.float32, device=dev)
@@ -318,6 +324,57 @@ def render_features(gaussians: GaussianSet, camera: Camera, *, backend: str = "a
     if bool((bg_t != 0).any()):
         image = image + trans.unsqueeze(0) * bg_t
     return image, trans
+
+
+def render_features_batch(gaussians: GaussianSet, xyz: Any, cameras: list[Camera], *, backend: str = "auto",
+                          bg: float | Any = 0.0) -> tuple[Any, Any]:
+    """Several frames of the same Gaussians at positions ``xyz`` [B,N,3] seen by ``cameras`` (B, one
+    size) -> (images [B,C,H,W], transmittance [B,H,W] or None for the cuda backend).
+
+    The torch backend composites all frames in one pass (their tiles stacked, so a GPU runs a few
+    large launches instead of many small ones per frame); the others render frame by frame.
+    """
+    import dataclasses
+
+    import torch
+
+    chosen = choose_backend(backend, gaussians.colors.device)
+    if chosen != "torch" or len(cameras) == 1:
+        outs = [render_features(dataclasses.replace(gaussians, xyz=xyz[b]) if dataclasses.is_dataclass(gaussians)
+                                else _with_xyz(gaussians, xyz[b]), cam, backend=chosen, bg=bg)
+                for b, cam in enumerate(cameras)]
+        trans = None if outs[0][1] is None else torch.stack([o[1] for o in outs])
+        return torch.stack([o[0] for o in outs]), trans
+    w, h = cameras[0].width, cameras[0].height
+    if any((c.width, c.height) != (w, h) for c in cameras):
+        raise InputError("frames rendered together must have one size")
+    prs = [preprocess(xyz[b], gaussians.scales, gaussians.rotations, cam) for b, cam in enumerate(cameras)]
+    gx, gy = prs[0].grid
+    shift = torch.tensor([0, 1, 0, 1], device=prs[0].rect.device)
+    # frame b's tiles are rows b*gy .. (b+1)*gy-1 of one tall grid; positions stay in frame coordinates
+    pr = Projected(means2d=torch.cat([p.means2d for p in prs]), depth=torch.cat([p.depth for p in prs]),
+                   conic=torch.cat([p.conic for p in prs]), radius=torch.cat([p.radius for p in prs]),
+                   valid=torch.cat([p.valid for p in prs]),
+                   rect=torch.cat([p.rect + shift * (b * gy) for b, p in enumerate(prs)]),
+                   grid=(gx, gy * len(prs)), frame_rows=gy)
+    features = gaussians.colors.to(torch.float32).repeat(len(prs), 1)
+    opacity = gaussians.opacities.repeat(len(prs), 1)
+    point_list, offsets = bin_tiles(pr, opacity, (w, h))
+    image, trans = _composite_torch(pr, point_list, offsets, features, opacity, w, gy * BLOCK * len(prs))
+    rows = gy * BLOCK
+    images = image.reshape(image.shape[0], len(prs), rows, w).permute(1, 0, 2, 3)[:, :, :h]
+    trans = trans.reshape(len(prs), rows, w)[:, :h]
+    bg_t = torch.as_tensor(bg, dtype=torch.float32, device=images.device).reshape(1, -1, 1, 1)
+    if bool((bg_t != 0).any()):
+        images = images + trans.unsqueeze(1) * bg_t
+    return images, trans
+
+
+def _with_xyz(gaussians: GaussianSet, xyz: Any) -> GaussianSet:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(xyz=xyz, colors=gaussians.colors, opacities=gaussians.opacities,
+                           scales=gaussians.scales, rotations=gaussians.rotations)
 
 
 def _render_cuda(gaussians: GaussianSet, camera: Camera, bg: float | Any) -> tuple[Any, Any]:

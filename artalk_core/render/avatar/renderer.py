@@ -141,11 +141,11 @@ class AvatarRenderer:
             self.driver.reset()
         gen = torch.Generator().manual_seed(int(self.seed)) if self.noise == "seeded" else None
         done = 0
-        pending: list[Any] = []
+        pending: list[tuple[Any, Any]] = []
         for block in blocks:
             points, transforms = self.driver(block)
             for b in range(points.shape[0]):
-                pending.append(self._features(points[b], transforms[b]))
+                pending.append((points[b], transforms[b]))
                 if len(pending) >= self.batch:
                     for frame in self._finish(pending, gen):
                         done += 1
@@ -158,28 +158,35 @@ class AvatarRenderer:
                 report(progress, "avatar", done, total or 0)
                 yield frame
 
-    def _features(self, points: Any, transform: Any) -> Any:
-        """32-channel feature image [C,S,S] of one frame."""
-        from artalk_core.render.avatar.camera import build_camera
-        from artalk_core.render.avatar.rasterize import render_features
-
-        cfg = self.net.config
-        cam = build_camera(transform.to(self.gaussians.device), size=self.size, focal=cfg.render_focal)
-        image, _ = render_features(self.gaussians.with_global_xyz(points), cam, backend=self.backend_used,
-                                   bg=cfg.render_bg)
-        return image
-
-    def _finish(self, features: list[Any], gen: Any) -> Iterator[np.ndarray]:
+    def _features(self, frames: list[tuple[Any, Any]]) -> Any:
+        """32-channel feature images [B,C,S,S] of frames given as (FLAME points, camera [R|T])."""
         import torch
 
-        rgb = self.net.upsample(torch.stack(features), noise=self.noise, generator=gen)
+        from artalk_core.render.avatar.camera import build_camera
+        from artalk_core.render.avatar.rasterize import render_features, render_features_batch
+
+        cfg = self.net.config
+        dev = self.gaussians.device
+        cams = [build_camera(t.to(dev), size=self.size, focal=cfg.render_focal) for _, t in frames]
+        if len(frames) == 1:
+            image, _ = render_features(self.gaussians.with_global_xyz(frames[0][0]), cams[0],
+                                       backend=self.backend_used, bg=cfg.render_bg)
+            return image.unsqueeze(0)
+        xyz = torch.stack([self.gaussians.with_global_xyz(p).xyz for p, _ in frames])
+        images, _ = render_features_batch(self.gaussians, xyz, cams, backend=self.backend_used, bg=cfg.render_bg)
+        return images
+
+    def _finish(self, frames: list[tuple[Any, Any]], gen: Any) -> Iterator[np.ndarray]:
+        import torch
+
+        rgb = self.net.upsample(self._features(frames), noise=self.noise, generator=gen)
         rgb = rgb.clamp(0.0, 1.0)
         if self.watermark is not None:
             from artalk_core.render.avatar.watermark import apply_watermark
 
             rgb = apply_watermark(rgb, self.watermark)
-        frames = torch.round(rgb * 255.0).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        yield from frames
+        frames_u8 = torch.round(rgb * 255.0).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        yield from frames_u8
 
     def render(self, motion: Any) -> np.ndarray:
         """All frames [T,S,S,3] uint8 of motion [T,106] (small clips and tests; streams otherwise)."""

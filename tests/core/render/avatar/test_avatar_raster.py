@@ -173,3 +173,17 @@ def test_faint_pair_culling_changes_nothing() -> None:
     # sums round per block), so the values agree to the last bit or two
     torch.testing.assert_close(a[1], b[1], rtol=0, atol=2e-7)
     torch.testing.assert_close(a[0], b[0], rtol=0, atol=1e-6)
+
+
+def test_frames_rendered_together_equal_frames_one_by_one() -> None:
+    g, _ = _random_scene(800, 40, seed=5)  # 40 px: each frame's last tile row is partial
+    cams = [build_camera(torch.tensor([[1.0, 0, 0, dx], [0, 1, 0, dy], [0, 0, 1, 5]]), size=40)
+            for dx, dy in ((0.0, 0.0), (0.05, -0.1), (-0.1, 0.07))]
+    xyz = torch.stack([g.xyz, g.xyz * 1.02, g.xyz + 0.01])
+    images, trans = R.render_features_batch(g, xyz, cams, backend="torch", bg=0.25)
+    assert images.shape == (3, 32, 40, 40) and trans.shape == (3, 40, 40)
+    for b, cam in enumerate(cams):
+        one = SimpleNamespace(**{**vars(g), "xyz": xyz[b]})
+        image, t = R.render_features(one, cam, backend="torch", bg=0.25)
+        torch.testing.assert_close(images[b], image, rtol=0, atol=1e-6)
+        torch.testing.assert_close(trans[b], t, rtol=0, atol=1e-7)

@@ -31,10 +31,17 @@ def test_feature_images_and_final_frames_match(renderer: Any, gaga_expected: dic
     motion = e["frame.motion_in"].clone()
     renderer.driver.reset()
     points, transforms = renderer.driver(motion)
-    feats = torch.stack([renderer._features(points[i], transforms[i]) for i in range(3)])
-    diff = (feats - e["frame.render"][e["frame.render_frames"].long()]).abs()
-    assert float(diff.max()) < 5e-3
-    assert float((diff <= 1e-4).float().mean()) >= 0.99
+    frames = [(points[i], transforms[i]) for i in range(3)]
+    used = renderer.backend_used
+    try:
+        for backend in {used, "torch"}:  # torch: the three frames composited together (the GPU path)
+            renderer.backend_used = backend
+            feats = renderer._features(frames)
+            diff = (feats - e["frame.render"][e["frame.render_frames"].long()]).abs()
+            assert float(diff.max()) < 5e-3
+            assert float((diff <= 1e-4).float().mean()) >= 0.99
+    finally:
+        renderer.backend_used = used
     frames = renderer.render(motion)
     assert frames.shape == (3, 128, 128, 3) and frames.dtype == np.uint8
     assert int(np.abs(frames.astype(int) - _final_u8(e).astype(int)).max()) <= 1
