@@ -53,6 +53,9 @@ def resolve_entry(avatar: str | PathLike, *, tracked: PathLike | None = None,
     name = str(avatar)
     as_path = Path(name)
     looks_like_file = as_path.suffix.lower() in (".pt", ".pth") or len(as_path.parts) > 1
+    if tracked is None and looks_like_file and not as_path.is_file():
+        raise InputError(f"tracked avatar file not found: {as_path} (--avatar takes a name in tracked.pt or the "
+                         f"path of a tracked entry file)")
     if tracked is None and as_path.is_file() and looks_like_file:
         entries = load_tracked(as_path)
         if len(entries) != 1:

@@ -117,6 +117,8 @@ def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> No
     torch.save(bad, tmp_path / "nan.pt")
     with pytest.raises(InputError, match="non-finite"):
         render(tmp_path / "nan.pt", output=f"{out}/", avatar="fix.jpg", **common)
+    with pytest.raises(InputError, match="tracked avatar file not found"):
+        render(motion, output=f"{out}/", avatar=str(tmp_path / "me.pt"), **{**common, "tracked": None})
     with pytest.raises(InputError, match="vertices only"):
         render(motion, output=tmp_path / "v.h5", avatar="fix.jpg", **common)
     with pytest.raises(InputError, match="--audio needs a video"):
