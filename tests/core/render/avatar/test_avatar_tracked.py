@@ -97,3 +97,16 @@ def test_unknown_avatar_lists_closest_names(tmp_path: Path) -> None:
     assert select_avatar(entries, "13.jpg").name == "13.jpg"
     with pytest.raises(InputError, match=r"unknown avatar '12.jgp'.*closest: 12\.jpg"):
         select_avatar(entries, "12.jgp")
+
+
+def test_avatar_given_as_a_single_entry_file(tmp_path: Path) -> None:
+    from artalk_core.render.avatar.renderer import resolve_entry
+
+    torch.save(_entry(4), tmp_path / "me.pt")
+    entry, source = resolve_entry(str(tmp_path / "me.pt"))
+    assert entry.name == "me.pt" and source == tmp_path / "me.pt"
+    torch.save({"a.jpg": _entry(0), "b.jpg": _entry(1)}, tmp_path / "two.pt")
+    with pytest.raises(InputError, match="holds 2 avatars"):
+        resolve_entry(str(tmp_path / "two.pt"))
+    entry, _ = resolve_entry("b.jpg", tracked=tmp_path / "two.pt")
+    assert entry.name == "b.jpg"
