@@ -12,14 +12,19 @@ speech cannot change the clip). :func:`motion_metadata` is the one place the out
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, provenance
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
@@ -196,6 +201,89 @@ class MotionOutput:
             self._writer.__exit__(None if error is None else type(error), error, None)
 
 
+class _LazyStreamOutput:
+    """The motion stream's destination: stdout, a pipe/device written directly, or a regular file
+    written atomically (renamed into place at the end). The header is written with the first frames,
+    so an error before any output leaves stdout empty."""
+
+    def __init__(self, output: PathLike | BinaryIO) -> None:
+        self._target = output
+        self._stack = contextlib.ExitStack()
+        self._file: BinaryIO | None = None
+
+    def open(self) -> BinaryIO:
+        if self._file is not None:
+            return self._file
+        out = self._target
+        if not isinstance(out, (str, os.PathLike)):  # a binary file object
+            self._file = out
+        elif is_stdio(out):
+            self._file = sys.stdout.buffer
+        else:
+            path = Path(out)
+            if path.exists() and not path.is_file() and not path.is_dir():
+                # A FIFO or device: stream into it (atomic_output would only copy at the end).
+                try:
+                    self._file = self._stack.enter_context(open(path, "wb"))
+                except OSError as e:
+                    from artalk_core.errors import OutputError
+
+                    raise OutputError(f"cannot write {path}: {e.strerror}") from e
+            else:
+                tmp = self._stack.enter_context(atomic_output(path))
+                self._file = self._stack.enter_context(open(tmp, "wb"))
+        assert self._file is not None
+        return self._file
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            self._stack.close()
+        else:
+            self._stack.__exit__(RuntimeError, RuntimeError("stream failed"), None)
+
+
+class MotionStreamOutput:
+    """A :class:`~artalk_core.generation.MotionTarget` writing the NDJSON motion stream: the
+    header (``meta``) with the first frames, each block flushed as it comes, the end line with
+    the fields :meth:`finish` adds to ``meta``; after an error, an error line (a reader of a
+    half-written stream learns why it stops) and no partial file."""
+
+    def __init__(self, output: PathLike | BinaryIO, meta: dict[str, str], *, delay_frames: int, name: str,
+                 t_start: float) -> None:
+        self._out = _LazyStreamOutput(output)
+        self.meta = meta
+        self._delay = delay_frames
+        self._name = name
+        self._t_start = t_start
+        self.writer: Any = None
+        self.first_output_s: float | None = None
+
+    def write(self, frames: np.ndarray) -> None:
+        from artalk_core.formats.motion import MotionStreamWriter
+
+        if frames.shape[0] == 0:
+            return
+        if self.writer is None:
+            self.writer = MotionStreamWriter(self._out.open(), self.meta, delay_frames=self._delay)
+            self.first_output_s = time.perf_counter() - self._t_start
+        self.writer.write_frames(frames)
+
+    def finish(self, meta: dict[str, Any]) -> int:
+        """Write the end line with what ``meta`` adds to the header's; the frames written."""
+        if self.writer is None:  # nothing could be emitted (cannot happen for valid input)
+            from artalk_core.errors import AudioError
+
+            raise AudioError(f"{self._name}: no motion frames were produced")
+        self.writer.end(**{k: v for k, v in meta.items() if k not in self.meta})
+        return int(self.writer.frames)
+
+    def close(self, error: BaseException | None) -> None:
+        if isinstance(error, Exception) and self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.error(str(error))
+        self._out.close(error is None)
+
+
 def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
     """Write motion as ours (safetensors with metadata), or as the reference tool's ``.pt`` (a bare
     float32 [T,106] tensor, which keeps no metadata) when ``path`` ends in ``.pt``."""
@@ -211,5 +299,5 @@ def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
         write_motion(path, data, meta)
 
 
-__all__ = ["MotionOutput", "MotionSink", "MotionTarget", "check_input_kind", "close_iterator", "check_raw_options", "generation_options",
+__all__ = ["MotionOutput", "MotionSink", "MotionStreamOutput", "MotionTarget", "check_input_kind", "close_iterator", "check_raw_options", "generation_options",
            "motion_metadata", "resolve_clip_length", "run_engine", "save_motion"]
