@@ -116,6 +116,9 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     style_label = opts.style or "default"
     stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
     out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    from artalk_core.video import video_container
+
+    video_container(out)  # a container we cannot write is refused before any work
     if opts.keep is not None:
         Path(opts.keep).mkdir(parents=True, exist_ok=True)
         return _run(Path(opts.keep), opts, out, stem, progress)

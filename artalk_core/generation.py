@@ -259,7 +259,7 @@ class MotionStreamOutput:
         self.first_output_s: float | None = None
 
     def write(self, frames: np.ndarray) -> None:
-        from artalk_core.formats.motion import MotionStreamWriter
+        from artalk_core.formats.motion_stream import MotionStreamWriter
 
         if frames.shape[0] == 0:
             return
