@@ -8,6 +8,7 @@ import typer
 
 from artalk_cli.console import cli_errors, say
 from artalk_cli.options import Assets, Debug, Device, Quiet
+from artalk_core.constants import IMAGE_SIZE
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
         max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.1, help="Longest speech accepted (seconds).")] = 60.0,
         max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload accepted (MB); larger requests get HTTP 413.")] = 50.0,
         clip_length: Annotated[int | None, typer.Option("--clip-length", min=0, help="Keep at most this many frames; 0 keeps all (default 750 = 30 s, as the reference).", show_default=False)] = None,
-        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Video size in pixels.")] = 512,
+        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Video size in pixels.")] = IMAGE_SIZE,
         keep_minutes: Annotated[float, typer.Option("--keep-minutes", min=0.0, help="Remove a finished job's files this long after it finished.")] = 60.0,
         quiet: Quiet = False,
         debug: Debug = False,
