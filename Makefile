@@ -46,6 +46,7 @@ demo: venv sysdeps
 
 bench: venv
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_batch.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
