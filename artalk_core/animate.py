@@ -18,7 +18,7 @@ from typing import Any
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import ArtalkError, AudioError, InputError
-from artalk_core.fileio import PathLike, sha256_bytes, sha256_file
+from artalk_core.fileio import PathLike, check_not_input, make_folder, sha256_bytes, sha256_file
 from artalk_core.progress import OptionalProgress
 
 
@@ -79,8 +79,10 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
     style_label = style or "default"
     stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
     out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    check_not_input({"-o": out}, {"AUDIO": audio, "--style": style, "--shape": shape, "--flame": flame,
+                                  "--checkpoint": checkpoint, "--model-config": model_config})
     if keep is not None:
-        Path(keep).mkdir(parents=True, exist_ok=True)
+        make_folder(keep)
         return _run(Path(keep), audio, text, out, stem, locals())
     with tempfile.TemporaryDirectory(prefix="artalk-") as tmp:
         return _run(Path(tmp), audio, text, out, stem, locals())

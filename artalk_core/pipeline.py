@@ -18,7 +18,7 @@ import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, FPS, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, provenance, sha256_file_cached
+from artalk_core.fileio import PathLike, check_not_input, provenance, sha256_file_cached
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
@@ -39,6 +39,20 @@ def resolve_clip_length(clip_length: int | None) -> int | None:
     if clip_length < 0:
         raise InputError(f"--clip-length must be >= 0, got {clip_length}")
     return clip_length or None
+
+
+def check_precision(precision: str) -> None:
+    """An unknown ``precision`` is refused before any work (not after loading the model)."""
+    from artalk_core.constants import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+
+
+def check_seed(seed: int) -> None:
+    """The energy engine's seed must be a valid numpy seed: 0 <= seed < 2**32 (checked before any work)."""
+    if not 0 <= seed < 2**32:
+        raise InputError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
 
 
 @dataclass
@@ -90,6 +104,8 @@ def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, check
     """
     from artalk_core.audio import Audio
 
+    check_precision(precision)
+    check_not_input({"-o": output}, {"AUDIO": audio, "--checkpoint": checkpoint, "--model-config": model_config})
     with _input_file(audio) as (source, label):  # stdin: spooled to a temp file, read in blocks
         stream = None if isinstance(source, Audio) else _open_stream(source, label)
         return _encode_audio(audio if stream is None else stream, output=output, checkpoint=checkpoint,
@@ -345,6 +361,10 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
 
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+    check_seed(seed)
+    check_precision(precision)
+    check_not_input({"-o": output}, {"INPUT": input, "--style": style, "--checkpoint": checkpoint,
+                                     "--model-config": model_config})
     if raw and (clip_length is not None or fix_pose):
         raise InputError("--clip-length and --fix-pose apply at post-processing: drop --raw, "
                          "or pass them to `artalk smooth`")
@@ -473,6 +493,7 @@ def smooth(input: Source, *, output: PathLike | None = None, clip_length: int | 
     from artalk_core.formats.motion import MotionReader
     from artalk_core.postprocess import postprocess_metadata
 
+    check_not_input({"-o": output}, {"MOTION": input})
     with _input_file(input) as (source, label):  # stdin: spooled to a temp file, read in blocks
         clip_n = resolve_clip_length(clip_length)
         with MotionReader(source, label=label) as motion:  # a path keeps its name in error messages
@@ -525,5 +546,5 @@ def default_output(input: Source, suffix: str) -> Path:
     return Path(f"{name}{suffix}")
 
 
-__all__ = ["ENGINES", "FPS", "LoadedModel", "default_output", "encode_audio", "generate", "load_artalk",
-           "resolve_clip_length", "smooth"]
+__all__ = ["ENGINES", "FPS", "LoadedModel", "check_precision", "check_seed", "default_output", "encode_audio",
+           "generate", "load_artalk", "resolve_clip_length", "smooth"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, is_stdio, provenance
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, provenance
 from artalk_core.progress import OptionalProgress, report
 
 RENDERERS = ("gl", "pytorch3d")
@@ -54,6 +54,8 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    check_not_input({"-o": output, "--verts": verts},
+                    {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
     from artalk_core.fileio import input_file
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
@@ -197,6 +199,7 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
 
     The audio is decoded as the video's packets are copied, so its length does not matter.
     """
+    check_not_input({"-o": output}, {"VIDEO": video, "AUDIO": audio})
     from artalk_core.audio import iter_audio
     from artalk_core.fileio import sha256_file
     from artalk_core.video import mux as mux_video

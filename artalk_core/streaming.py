@@ -39,7 +39,7 @@ import numpy as np
 
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, SAMPLE_RATE, SAMPLES_PER_FRAME
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
+from artalk_core.fileio import PathLike, atomic_output, check_not_input, is_stdio, provenance
 from artalk_core.progress import OptionalProgress, report
 from artalk_core.timing import num_frames
 
@@ -393,6 +393,11 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
                          "or pass them to `artalk smooth`")
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
+    from artalk_core.pipeline import check_precision
+
+    check_precision(precision)
+    check_not_input({"-o": output}, {"INPUT": input, "--style": style, "--checkpoint": checkpoint,
+                                     "--model-config": model_config})
     t_start = time.perf_counter()
     f, name, to_close = open_input(input)
     try:

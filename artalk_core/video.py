@@ -516,10 +516,12 @@ __all__ = ["AAC_FRAME", "VideoWriter", "mux", "probe_video", "write_video"]
 def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> tuple[int, int]:
     """Save frame ``index`` of a video as a PNG (for READMEs, thumbnails, checks); returns (width, height)."""
     from artalk_core.errors import FormatError, InputError
+    from artalk_core.fileio import check_not_input
 
     av = _av()
     if index < 0:
         raise InputError(f"frame index must be >= 0, got {index}")
+    check_not_input({"-o": output}, {"VIDEO": video_path})
     container = _open_video(av, Path(video_path))
     with container:
         if not container.streams.video:
