@@ -129,6 +129,18 @@ def output_error(target: PathLike, e: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {e.strerror or e}")
 
 
+@contextlib.contextmanager
+def writing(target: PathLike) -> Iterator[None]:
+    """Around writes to an output's temp file by a writer that aborts its :func:`atomic_output`
+    on its own: disk full, file too large and read-only disk become an OutputError naming ``target``."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS and not isinstance(e, ArtalkError):
+            raise output_error("stdout" if is_stdio(target) else target, e) from e
+        raise
+
+
 def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
     """Refuse (InputError, before any work) an output that is one of the inputs.
 
