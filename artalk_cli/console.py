@@ -78,6 +78,9 @@ def where(path: object) -> str:
 
 _HANDLED = ("SIGINT", "SIGTERM", "SIGHUP")
 
+stopped_by: list[int] = []
+"""Signals that stopped a command in this process (read by :func:`artalk_cli.main.main`)."""
+
 
 def _on_signal(signo: int, frame: FrameType | None) -> None:
     """Raise :class:`~artalk_core.errors.Interrupted` in the main thread, and remember the signal.
@@ -169,6 +172,7 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt as e:
         signo = e.signo if isinstance(e, Interrupted) else int(signal.SIGINT)
+        stopped_by.append(signo)
         error("interrupted" if signo == signal.SIGINT else f"stopped by {signal.Signals(signo).name}")
         raise typer.Exit(130 if signo == signal.SIGINT else 128 + signo) from None
     except BrokenPipeError:
