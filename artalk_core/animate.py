@@ -8,6 +8,7 @@ changing only the style reruns only generation and rendering.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tempfile
@@ -18,7 +19,15 @@ from typing import Any
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import ArtalkError, AudioError, InputError
-from artalk_core.fileio import PathLike, check_not_input, make_folder, sha256_bytes, sha256_file
+from artalk_core.fileio import (
+    PathLike,
+    check_not_input,
+    input_file,
+    is_stream_path,
+    make_folder,
+    sha256_bytes,
+    sha256_file,
+)
 from artalk_core.progress import OptionalProgress
 
 
@@ -81,10 +90,13 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
     out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
     check_not_input({"-o": out}, {"AUDIO": audio, "--style": style, "--shape": shape, "--flame": flame,
                                   "--checkpoint": checkpoint, "--model-config": model_config})
-    if keep is not None:
-        make_folder(keep)
-        return _run(Path(keep), audio, text, out, stem, locals())
-    with tempfile.TemporaryDirectory(prefix="artalk-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if audio is not None and is_stream_path(audio):
+            audio = stack.enter_context(input_file(audio))[0]  # a FIFO or /dev/stdin: read once, into a temp file
+        if keep is not None:
+            make_folder(keep)
+            return _run(Path(keep), audio, text, out, stem, locals())
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="artalk-"))
         return _run(Path(tmp), audio, text, out, stem, locals())
 
 

@@ -189,7 +189,7 @@ def make_folder(path: PathLike) -> Path:
     return p
 
 
-def load_torch(source: PathLike | bytes, name: str, *, error: type[ArtalkError] = FormatError,
+def load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *, error: type[ArtalkError] = FormatError,
                mmap: bool = False) -> Any:
     """What a ``torch.save`` file holds, loaded with ``weights_only=True`` (no code runs).
 

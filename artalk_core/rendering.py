@@ -16,7 +16,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, is_stdio, provenance
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, is_stream_path, provenance
 from artalk_core.progress import OptionalProgress, report
 
 RENDERERS = ("gl", "pytorch3d")
@@ -60,7 +60,10 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
-    with input_file(input) as (path, input_sha, name):
+    with contextlib.ExitStack() as stack:
+        path, input_sha, name = stack.enter_context(input_file(input))
+        if audio is not None and not isinstance(audio, (bytes, bytearray, memoryview)) and is_stream_path(audio):
+            audio = stack.enter_context(input_file(audio))[0]  # a FIFO: read once, into a temp file
         return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
                        verts=verts, size=size, renderer=renderer, background=background, color=color,
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
@@ -207,7 +210,11 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
 
     if is_stdio(output):
         raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    stream = iter_audio(audio)
-    meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": stream.sha256})
-    mux_video(video, stream, output, meta=meta)
+    from artalk_core.fileio import input_file
+
+    # A FIFO or /dev/stdin is read once into a temp file (a regular file is used as it is).
+    with input_file(video) as (video_path, _, _), input_file(audio) as (audio_path, _, audio_name):
+        stream = iter_audio(audio_path, label=audio_name)
+        meta = provenance("artalk mux", inputs={"video": sha256_file(video_path), "audio": stream.sha256})
+        mux_video(video_path, stream, output, meta=meta)
     return probe_video(output)

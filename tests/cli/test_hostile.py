@@ -250,7 +250,7 @@ def _feed_fifo(path: Path, data: bytes) -> threading.Thread:
     return t
 
 
-def test_fifo_inputs_are_read_once_like_stdin(artalk, motion_file, tmp_path):
+def test_fifo_inputs_are_read_once_like_stdin(artalk, motion_file, video_file, tmp_path):
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
     writer = _feed_fifo(fifo, WAV.read_bytes())
@@ -268,6 +268,15 @@ def test_fifo_inputs_are_read_once_like_stdin(artalk, motion_file, tmp_path):
     res = artalk("info", fifo, "--json")
     writer.join(timeout=30)
     assert res.returncode == 0 and b'"frames": 20' in res.stdout
+    writer = _feed_fifo(fifo, WAV.read_bytes())
+    res = artalk("mux", video_file, fifo, "-o", tmp_path / "muxed.mp4")
+    writer.join(timeout=30)
+    assert res.returncode == 0, res.stderr
+    writer = _feed_fifo(fifo, WAV.read_bytes())
+    res = artalk("animate", fifo, "-e", "energy", "--size", "32", "-o", tmp_path / "a.mp4")
+    writer.join(timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert no_part_files(tmp_path)
 
 
 def test_dev_stdin_and_process_substitution_carry_a_wav(artalk_process, tmp_path):
@@ -373,6 +382,7 @@ def test_unknown_voice_is_bad_input(artalk, tmp_path):
 
 def test_gtts_hint_names_the_real_extra(artalk, tmp_path):
     import importlib.util
+
     import tomllib
 
     if importlib.util.find_spec("gtts") is not None:
