@@ -155,6 +155,7 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
         else:
             previous(message, category, *args, **kwargs)  # type: ignore[arg-type]
 
+    stopped_by.clear()
     guard = warnings.catch_warnings()  # restores the filters and showwarning afterwards
     guard.__enter__()
     previous = warnings.showwarning
