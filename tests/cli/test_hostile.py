@@ -212,7 +212,9 @@ def test_signal_mid_stream_leaves_no_partial_file(tiny_assets, tmp_path, signame
     assert out.read_text() == "old\n" and no_part_files(tmp_path)
 
 
-def test_interrupt_swallowed_by_a_finaliser_still_stops_the_run(artalk, motion_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["smooth", "animate --keep"])
+def test_interrupt_swallowed_by_a_finaliser_still_stops_the_run(artalk, motion_file, tmp_path, monkeypatch,
+                                                                command):
     """Ctrl-C landing in a __del__ / weakref callback (where Python only prints "Exception ignored"):
     the run must still stop with 130 and leave the old output alone."""
     from artalk_core import postprocess
@@ -230,9 +232,12 @@ def test_interrupt_swallowed_by_a_finaliser_still_stops_the_run(artalk, motion_f
         return real_push(self, raw)
 
     monkeypatch.setattr(postprocess.StreamingPostprocessor, "push", push)
-    out = tmp_path / "out.safetensors"
+    out = tmp_path / ("out.safetensors" if command == "smooth" else "out.mp4")
     out.write_bytes(b"old output")
-    res = artalk("smooth", motion_file, "-o", out, "--force")
+    if command == "smooth":
+        res = artalk("smooth", motion_file, "-o", out, "--force")
+    else:
+        res = artalk("animate", WAV, "-e", "energy", "--keep", tmp_path / "keep", "--size", "32", "-o", out)
     assert res.returncode == 130, res.stderr
     assert "Exception ignored" not in res.stderr and "Traceback" not in res.stderr
     assert out.read_bytes() == b"old output" and no_part_files(tmp_path)
