@@ -88,6 +88,9 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
     style_label = style or "default"
     stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
     out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    from artalk_core.pipeline import check_precision
+
+    check_precision(precision)  # before the model is loaded
     check_not_input({"-o": out}, {"AUDIO": audio, "--style": style, "--shape": shape, "--flame": flame,
                                   "--checkpoint": checkpoint, "--model-config": model_config})
     with contextlib.ExitStack() as stack:
