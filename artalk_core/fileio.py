@@ -63,12 +63,13 @@ def read_input_bytes(path: PathLike) -> bytes:
 
 def is_stream_path(path: PathLike) -> bool:
     """True for a path that can be read only once, front to back: a FIFO, ``/dev/stdin`` on a
-    pipe, a bash ``<(...)``, a character device. Such inputs are spooled like ``-``."""
+    pipe, a bash ``<(...)`` (pipes), a socket. Such inputs are spooled like ``-``. Devices are not:
+    ``/dev/zero`` would never end."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 @contextlib.contextmanager
