@@ -148,14 +148,16 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
     ``outputs`` and ``inputs`` map an option name (``-o``, ``--verts``, ``INPUT``...) to a path;
     None, ``-``, bytes and other non-path values are skipped. Paths are compared as files (same
     device and inode), so a symlink, a hard link or another spelling of the input is caught; an
-    output that does not exist yet cannot be an input. Outputs are also checked against each other.
+    output that does not exist yet cannot be an input. An input ``-`` is stdin: when the shell
+    redirected a file into it (``< speech.wav``), that file counts. Outputs are also checked
+    against each other.
     """
-    def ident(value: Any) -> tuple[int, int] | None:
-        if value is None or not isinstance(value, (str, os.PathLike)) or is_stdio(value):
+    def ident(value: Any, *, is_input: bool = False) -> tuple[int, int] | None:
+        if value is None or not isinstance(value, (str, os.PathLike)) or (is_stdio(value) and not is_input):
             return None
         try:
-            st = os.stat(value)
-        except (OSError, ValueError):
+            st = os.fstat(sys.stdin.fileno()) if is_stdio(value) else os.stat(value)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
             return None
         if not stat.S_ISREG(st.st_mode):  # devices, pipes (/dev/null, /dev/stdout) are not files to lose
             return None
@@ -163,7 +165,7 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
 
     seen: dict[tuple[int, int], str] = {}
     for role, value in inputs.items():
-        key = ident(value)
+        key = ident(value, is_input=True)
         if key is not None:
             seen.setdefault(key, f"the input {role} ({value})")
     for role, value in outputs.items():

@@ -38,6 +38,17 @@ def test_shell_pipe_between_two_commands(artalk, tmp_path):
 
 
 @needs_bash
+def test_stdin_redirected_from_the_output_file_is_refused(tmp_path):
+    wav = tmp_path / "s.wav"
+    shutil.copy(WAV, wav)
+    q = shlex.quote(str(wav))
+    proc = subprocess.run(["bash", "-c", f"{ARTALK} generate - -e energy -o {q} < {q}"], capture_output=True,
+                          env=process_env(), timeout=300)
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert b"error:" in proc.stderr and wav.read_bytes() == WAV.read_bytes()
+
+
+@needs_bash
 def test_entry_point_exit_status_and_a_reader_that_goes_away(tmp_path):
     script = Path(sys.executable).parent / "artalk"
     exe = shlex.quote(str(script)) if script.exists() else ARTALK
