@@ -67,7 +67,7 @@ def is_stream_path(path: PathLike) -> bool:
     ``/dev/zero`` would never end."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except (OSError, TypeError, ValueError):  # not a path (decoded audio, a file object)
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
