@@ -245,41 +245,56 @@ def test_interrupt_swallowed_by_a_finaliser_still_stops_the_run(artalk, motion_f
 
 # ---- 5. inputs that are streams: a FIFO, /dev/stdin, <(...) work like - ----
 
-def _feed_fifo(path: Path, data: bytes) -> threading.Thread:
-    def write() -> None:
-        with open(path, "wb") as f:
-            f.write(data)
+class Fifo:
+    """A named pipe fed once by a thread. If a command opens it a second time (a bug: nothing
+    writes again), a watchdog hands that reader an end of file, so the test fails instead of hanging."""
 
-    t = threading.Thread(target=write, daemon=True)
-    t.start()
-    return t
+    def __init__(self, folder: Path, name: str, data: bytes) -> None:
+        self.path = folder / name
+        os.mkfifo(self.path)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._feed, args=(data,), daemon=True)
+        self._thread.start()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            with open(self.path, "wb") as f:
+                f.write(data)
+        except BrokenPipeError:  # the reader stopped early (it only looked at the head)
+            pass
+        while not self._done.wait(2.0):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only if a reader waits
+            except OSError:
+                continue
+            os.close(fd)
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
 
 
 def test_fifo_inputs_are_read_once_like_stdin(artalk, motion_file, video_file, tmp_path):
-    fifo = tmp_path / "in.fifo"
-    os.mkfifo(fifo)
-    writer = _feed_fifo(fifo, WAV.read_bytes())
-    res = artalk("generate", fifo, "-e", "energy", "-o", tmp_path / "m.safetensors")
-    writer.join(timeout=30)
-    assert res.returncode == 0, res.stderr
     from artalk_core.formats.motion import read_motion
 
+    with Fifo(tmp_path, "speech.fifo", WAV.read_bytes()) as fifo:
+        res = artalk("generate", fifo, "-e", "energy", "-o", tmp_path / "m.safetensors")
+    assert res.returncode == 0, res.stderr
     assert read_motion(tmp_path / "m.safetensors").frames == 252
-    writer = _feed_fifo(fifo, motion_file.read_bytes())
-    res = artalk("render", fifo, "-o", tmp_path / "v.h5")
-    writer.join(timeout=30)
+    with Fifo(tmp_path, "motion.fifo", motion_file.read_bytes()) as fifo:
+        res = artalk("render", fifo, "-o", tmp_path / "v.h5")
     assert res.returncode == 0, res.stderr
-    writer = _feed_fifo(fifo, motion_file.read_bytes())
-    res = artalk("info", fifo, "--json")
-    writer.join(timeout=30)
+    with Fifo(tmp_path, "motion2.fifo", motion_file.read_bytes()) as fifo:
+        res = artalk("info", fifo, "--json")
     assert res.returncode == 0 and b'"frames": 20' in res.stdout
-    writer = _feed_fifo(fifo, WAV.read_bytes())
-    res = artalk("mux", video_file, fifo, "-o", tmp_path / "muxed.mp4")
-    writer.join(timeout=30)
+    with Fifo(tmp_path, "speech2.fifo", WAV.read_bytes()) as fifo:
+        res = artalk("mux", video_file, fifo, "-o", tmp_path / "muxed.mp4")
     assert res.returncode == 0, res.stderr
-    writer = _feed_fifo(fifo, WAV.read_bytes())
-    res = artalk("animate", fifo, "-e", "energy", "--size", "32", "-o", tmp_path / "a.mp4")
-    writer.join(timeout=30)
+    with Fifo(tmp_path, "speech3.fifo", WAV.read_bytes()) as fifo:
+        res = artalk("animate", fifo, "-e", "energy", "--size", "32", "-o", tmp_path / "a.mp4")
     assert res.returncode == 0, res.stderr
     assert no_part_files(tmp_path)
 
