@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from artalk_cli.console import cli_errors, say
+from artalk_cli.console import cli_errors, note, say
 from artalk_cli.options import Assets, Debug, Device, Quiet
 from artalk_core.constants import IMAGE_SIZE
 
@@ -30,8 +30,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the ARTalk web page: speech or text in, talking-head video and motion files out."""
         with cli_errors(debug):
-            from rich.markup import escape
-
             from artalk_core.webapp import AppConfig, AppServer, check_share, serve
 
             check_share(share)
@@ -41,14 +39,13 @@ def register(app: typer.Typer) -> None:
 
             def ready(server: AppServer) -> None:
                 if server.app.notice:
-                    say(f"[yellow]note:[/] {server.app.notice}", quiet=quiet)
+                    note(server.app.notice, quiet=quiet)
                 say(f"artalk app: serving on {server.url} (engine {server.app.engine}; Ctrl+C to stop)",
                     quiet=quiet)
                 if host not in ("127.0.0.1", "localhost", "::1"):
-                    say("[yellow]note:[/] listening beyond this machine: anyone who can reach it can use it",
-                        quiet=quiet)
+                    note("listening beyond this machine: anyone who can reach it can use it", quiet=quiet)
 
             if not quiet:
                 say("starting (loading the model if present)...")
             serve(host=host, port=port, share=share, config=config,
-                  log=None if quiet else (lambda message: say(escape(message))), ready=ready)
+                  log=None if quiet else (lambda message: say(message)), ready=ready)
