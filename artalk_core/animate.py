@@ -31,6 +31,7 @@ class AnimateResult:
     head_is_standin: bool
     files: dict[str, Path] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
+    glb: Path | None = None  # the glTF export (``glb``), when asked for
 
 
 def _slug(text: str) -> str:
@@ -72,10 +73,15 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
             renderer: str = "gl", background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR,
             keep: PathLike | None = None, checkpoint: PathLike | None = None,
             model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
-            precision: str = "fp32", progress: OptionalProgress = None) -> AnimateResult:
-    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
+            precision: str = "fp32", glb: PathLike | None = None,
+            progress: OptionalProgress = None) -> AnimateResult:
+    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``.
+
+    ``glb``: also export the motion as glTF (``.glb`` or ``.gltf``, see :mod:`artalk_core.export`)."""
     if (audio is None) == (text is None):
         raise InputError("give either an audio file or --text (not both)")
+    if glb is not None and Path(glb).suffix.lower() not in (".glb", ".gltf"):
+        raise InputError(f"--glb {glb}: name the glTF output *.glb or *.gltf")
     style_label = style or "default"
     stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
     out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
@@ -150,6 +156,7 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
                  engine=o["engine"], checkpoint=o["checkpoint"], model_config=o["model_config"],
                  assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
     files["motion"] = motion_path
+    glb_path = _export_glb(motion_path, o)
 
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
@@ -160,7 +167,8 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
                 color=o["color"], device=o["device"], progress=o["progress"])
     if o["keep"] is None:
         res = render(motion_path, output=out, flame=o["flame"], shape=o["shape"], assets=o["assets"], **look)
-        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused)
+        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused,
+                             glb=glb_path)
 
     verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
     want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
@@ -175,4 +183,15 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
     files["vertices"] = verts_path
     res = render(verts_path, output=out, **look)
     return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,
-                         reused=reused)
+                         reused=reused, glb=glb_path)
+
+
+def _export_glb(motion_path: Path, o: dict[str, Any]) -> Path | None:
+    """``animate(glb=...)``: the motion as glTF, same head and shape as the video."""
+    if o.get("glb") is None:
+        return None
+    from artalk_core.export import export
+
+    export(motion_path, output=o["glb"], flame=o["flame"], shape=o["shape"], assets=o["assets"],
+           progress=o["progress"])
+    return Path(o["glb"])

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR, SAMPLE_RATE
+from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR, SAMPLE_RATE
 from artalk_core.fileio import PathLike
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
     from artalk_core.audio import Audio
+    from artalk_core.export import ExportResult
     from artalk_core.formats.motion import Motion
     from artalk_core.rendering import RenderResult
     from artalk_core.styles import Style
@@ -95,6 +96,18 @@ class Animator:
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,
                       renderer=renderer, background=background, color=color, assets=self.assets,
                       device=self.device, progress=progress)
+
+    def export(self, motion: Motion | PathLike, path: PathLike, *, shape: PathLike | None = None,
+               fps: float = FPS, embed_audio: PathLike | None = None,
+               progress: OptionalProgress = None) -> ExportResult:
+        """Export ``motion`` as glTF 2.0 (``path`` ``.glb`` or ``.gltf``): skinned FLAME mesh, morph
+        targets and the animation, for Blender, game engines and three.js (see ``artalk export``)."""
+        from artalk_core.export import export
+        from artalk_core.formats.motion import Motion, motion_bytes
+
+        source: bytes | PathLike = motion_bytes(motion.data, motion.meta) if isinstance(motion, Motion) else motion
+        return export(source, output=path, flame=self.flame, shape=shape, fps=fps, embed_audio=embed_audio,
+                      assets=self.assets, progress=progress)
 
     def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> RenderResult:
         """generate + render with the speech muxed in: the reference ``inference.py -a ...``."""

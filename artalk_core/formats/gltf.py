@@ -45,7 +45,7 @@ UNSIGNED_SHORT: int = 5123
 UNSIGNED_INT: int = 5125
 ARRAY_BUFFER: int = 34962
 ELEMENT_ARRAY_BUFFER: int = 34963
-_COMPONENTS = {FLOAT: np.dtype("<f4"), UNSIGNED_BYTE: np.dtype("u1"), UNSIGNED_SHORT: np.dtype("<u2"),
+_COMPONENTS: dict[int, np.dtype[Any]] = {FLOAT: np.dtype("<f4"), UNSIGNED_BYTE: np.dtype("u1"), UNSIGNED_SHORT: np.dtype("<u2"),
                UNSIGNED_INT: np.dtype("<u4")}
 _TYPE_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 
@@ -266,33 +266,40 @@ def _fill_buffer(f: BinaryIO, base: int, layout: BufferLayout, fill: Filler) -> 
     fill(BinSink(f, base))
 
 
-def read_gltf_json(path: PathLike) -> dict[str, Any]:
-    """The JSON document of a ``.glb`` (its JSON chunk only: the buffer is not read) or ``.gltf``.
+def read_gltf_json(source: PathLike | bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The JSON document of a ``.glb`` (its JSON chunk only: the buffer is not read) or ``.gltf``;
+    ``source`` is a path or the file's bytes.
 
     FormatError for anything that is not glTF 2.0 or is cut short.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"glTF file not found: {p}")
-    with open(p, "rb") as f:
+    import io
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, opened = "<bytes>", contextlib.nullcontext(io.BytesIO(bytes(source)))
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise InputError(f"glTF file not found: {p}")
+        name, opened = str(p), open(p, "rb")  # type: ignore[assignment]
+    with opened as f:
         head = f.read(20)
         if head[:4] == GLB_MAGIC:
             if len(head) < 20 or not is_glb(head):
-                raise FormatError(f"{p} is not a glTF 2.0 binary (bad header)")
+                raise FormatError(f"{name} is not a glTF 2.0 binary (bad header)")
             length, kind = struct.unpack("<II", head[12:20])
             if kind != CHUNK_JSON:
-                raise FormatError(f"{p} is corrupt: the first GLB chunk is not JSON")
+                raise FormatError(f"{name} is corrupt: the first GLB chunk is not JSON")
             raw = f.read(length)
             if len(raw) < length:
-                raise FormatError(f"{p} is truncated (its JSON chunk is cut short)")
+                raise FormatError(f"{name} is truncated (its JSON chunk is cut short)")
         else:
             raw = head + f.read()
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{p} is not a glTF file (its JSON cannot be parsed: {e})") from e
+        raise FormatError(f"{name} is not a glTF file (its JSON cannot be parsed: {e})") from e
     if not isinstance(doc, dict) or str((doc.get("asset") or {}).get("version", "")) != "2.0":
-        raise FormatError(f"{p} is not a glTF 2.0 document (asset.version is not 2.0)")
+        raise FormatError(f"{name} is not a glTF 2.0 document (asset.version is not 2.0)")
     return doc
 
 
@@ -344,7 +351,7 @@ def gltf_summary(doc: dict[str, Any]) -> dict[str, Any]:
                    duration_s=round(max(ends, default=0.0), 6))
     extras = (doc.get("asset") or {}).get("extras") or {}
     if isinstance(extras, dict) and extras.get("format") == FORMAT_NAME:
-        out["metadata"] = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in extras.items()}
+        out["metadata"] = dict(extras)
     return out
 
 

@@ -345,7 +345,7 @@ def test_writer_is_blockwise_bounded_memory(tmp_path) -> None:
     (90,000 frames) is bounded the same way."""
     from artalk_core.formats.motion import MotionWriter
 
-    peaks = {}
+    peaks: dict[int, int] = {}
     for frames in (2_000, 20_000):
         src = tmp_path / f"long{frames}.motion.safetensors"
         with MotionWriter(src) as w:
