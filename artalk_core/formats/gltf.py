@@ -230,6 +230,9 @@ def write_gltf(path: PathLike, builder: GltfBuilder, fill: Filler) -> Path | Non
         body = builder.json_bytes()
         body += b" " * _pad(len(body))
         total = 12 + 8 + len(body) + 8 + layout.size
+        if total >= 1 << 32:  # the GLB header holds a 32-bit length
+            raise OutputError(f"cannot write {path}: {total} bytes is more than a .glb can hold (4 GiB); "
+                              "write .gltf instead")
         with atomic_output(path) as tmp, _opened(tmp) as f:
             _write_at(f, 0, GLB_MAGIC + struct.pack("<II", GLB_VERSION, total)
                       + struct.pack("<II", len(body), CHUNK_JSON) + body + struct.pack("<II", layout.size, CHUNK_BIN))

@@ -307,6 +307,12 @@ def test_bad_inputs_leave_nothing(files, tmp_path) -> None:
         export(files["motion"], output=tmp_path / "talk.obj")
     with pytest.raises(InputError, match="fps"):
         export(files["motion"], output=good, fps=0)
+    # Never over its own input: a motion file named like the .bin of the .gltf output.
+    own = tmp_path / "talk.bin"
+    own.write_bytes(files["motion"].read_bytes())
+    with pytest.raises(OutputError, match="overwrite the input"):
+        export(own, output=tmp_path / "talk.gltf")
+    assert own.read_bytes() == files["motion"].read_bytes()
     assert good.read_bytes() == b"keep"
     assert _leftovers(tmp_path) == []
 
