@@ -236,6 +236,21 @@ def test_structure_names_and_extras(files) -> None:
     assert json.loads(extras["options"])["fps"] == 25.0
 
 
+def test_glb_and_gltf_are_recognised_by_content(files) -> None:
+    from artalk_core.formats import sniff_kind
+    from artalk_core.formats.describe import describe_file
+
+    export(files["motion"], output=files["root"] / "k.gltf")
+    export(files["motion"], output=files["root"] / "k.glb")
+    for name in ("k.gltf", "k.glb"):
+        data = (files["root"] / name).read_bytes()
+        assert sniff_kind(data) == "gltf"
+        d = describe_file(data)
+        assert d["kind"] == "gltf" and d["morph_targets"] == 136 and d["keyframes"] == 41
+    with pytest.raises(FormatError, match="not a motion file"):
+        export(files["root"] / "k.glb", output=files["root"] / "again.glb")
+
+
 def test_inputs_reference_pt_stream_and_bytes(files) -> None:
     from artalk_core.formats.motion import MotionStreamWriter, read_motion, write_reference_motion
 
