@@ -236,7 +236,7 @@ def _export(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
             shape: PathLike | None, fps: float, embed_audio: PathLike | None, assets: PathLike | None,
             allow_standin: bool, progress: OptionalProgress) -> ExportResult:
     from artalk_core.flame import load_shape, resolve_flame
-    from artalk_core.formats.gltf import write_gltf
+    from artalk_core.formats.gltf import FORMAT_NAME, FORMAT_VERSION, write_gltf
     from artalk_core.formats.motion import MotionReader
 
     with MotionReader(path, label=name) as motion:
@@ -253,7 +253,7 @@ def _export(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
         options = {"fps": fps, "shape": str(shape) if shape else None,
                    "embed_audio": str(embed_audio) if embed_audio else None}
         meta: dict[str, Any] = {
-            "format": "artalk.gltf", "format_version": "1",
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
             **provenance("artalk export", options=options, inputs=inputs),
             "head": head_label, "head_is_standin": bool(head.is_standin), "fps": fps, "frames": motion.frames,
             "joints": list(JOINT_NAMES),
