@@ -239,7 +239,9 @@ def write_gltf(path: PathLike, builder: GltfBuilder, fill: Filler) -> Path | Non
             _fill_buffer(f, 12 + 8 + len(body) + 8, layout, fill)
         return None
     bin_path = Path(path).with_name(bin_name(path))
-    body = builder.json_bytes(uri=bin_name(path))
+    from urllib.parse import quote
+
+    body = builder.json_bytes(uri=quote(bin_name(path)))  # a URI: "my talk.bin" -> "my%20talk.bin"
     # Outer: the .gltf (renamed last), inner: the .bin, so a .gltf never names a missing buffer.
     with atomic_output(path) as tmp_json:
         with atomic_output(bin_path) as tmp_bin, _opened(tmp_bin) as f:
@@ -321,19 +323,6 @@ def read_gltf(path: PathLike) -> Any:
         raise FormatError(f"{path} cannot be read as glTF: {type(e).__name__}: {e}") from e
 
 
-def accessor_array(doc: Any, index: int) -> np.ndarray:
-    """The elements of accessor ``index`` of a loaded document, float32/uint [count, n] (tightly packed)."""
-    acc = doc.accessors[index]
-    view = doc.bufferViews[acc.bufferView]
-    blob = doc.binary_blob() if doc.buffers[view.buffer].uri is None else doc.get_data_from_buffer_uri(
-        doc.buffers[view.buffer].uri)
-    n = _TYPE_SIZES[acc.type]
-    dtype = _COMPONENTS[acc.componentType]
-    start = (view.byteOffset or 0) + (acc.byteOffset or 0)
-    arr = np.frombuffer(blob, dtype=dtype, count=acc.count * n, offset=start)
-    return arr.reshape(acc.count, n)
-
-
 def gltf_summary(doc: dict[str, Any]) -> dict[str, Any]:
     """What ``artalk info`` shows of a glTF document: counts, the animation length, our extras."""
     accessors = doc.get("accessors") or []
@@ -359,5 +348,5 @@ def gltf_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SCHEMA_NAME", "GltfBuilder", "BufferLayout", "BinSink",
-           "write_gltf", "read_gltf", "read_gltf_json", "accessor_array", "gltf_summary", "is_glb",
+           "write_gltf", "read_gltf", "read_gltf_json", "gltf_summary", "is_glb",
            "is_gltf_json", "bin_name"]

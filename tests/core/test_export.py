@@ -7,6 +7,7 @@ import json
 import struct
 import tracemalloc
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ class GltfEval:
         self.doc = pygltflib.GLTF2.load(str(path))
         buf = self.doc.buffers[0]
         if buf.uri:
-            self.blob = (path.parent / buf.uri).read_bytes()
+            self.blob = (path.parent / unquote(buf.uri)).read_bytes()
         else:
             self.blob = self.doc.binary_blob()
         assert len(self.blob) >= buf.byteLength
@@ -234,6 +235,16 @@ def test_structure_names_and_extras(files) -> None:
     assert extras["head_is_standin"] is False and extras["frames"] == 40
     assert len(extras["motion_sha256"]) == 64 and extras["created_by"] == "artalk export"
     assert json.loads(extras["options"])["fps"] == 25.0
+    from artalk_core.formats.gltf import read_gltf
+
+    full = read_gltf(out)
+    assert len(full.nodes) == 6 and len(full.binary_blob()) == full.buffers[0].byteLength
+    with pytest.raises(FormatError, match="not a glTF"):
+        read_gltf(files["motion"])
+    cut = files["root"] / "cut.glb"
+    cut.write_bytes(out.read_bytes()[:100])
+    with pytest.raises(FormatError, match="truncated"):
+        read_gltf_json(cut)
 
 
 def test_glb_and_gltf_are_recognised_by_content(files) -> None:
