@@ -136,6 +136,50 @@ def test_validator_catches_a_broken_file(motion, tmp_path) -> None:
     assert _validate(out)["issues"]["numErrors"] > 0
 
 
+def _head_with_four_influences(path: Path) -> Path:
+    """The synthetic FLAME head with each vertex's weights cut to its 4 largest (renormalised):
+    three.js, like most real-time engines, skins with 4 influences and ignores JOINTS_1."""
+    import torch
+
+    head = torch.load(FLAME, weights_only=True)
+    fm = dict(head["flame_model"])
+    w = fm["weights"].clone()
+    small = torch.argsort(w, dim=1)[:, :1]
+    w.scatter_(1, small, 0.0)
+    fm["weights"] = w / w.sum(1, keepdim=True)
+    torch.save({"flame_model": fm}, path)
+    return path
+
+
+def test_threejs_plays_the_flame_vertices(motion, tmp_path) -> None:
+    """three.js (GLTFLoader + AnimationMixer, SkinnedMesh.getVertexPosition: its own morphing,
+    skinning and interpolation) gives FLAME's vertices at every frame."""
+    node = shutil.which("node")
+    if node is None or not (TOOLS / "node_modules" / "three").is_dir():
+        pytest.skip("node or three.js is not installed: run `npm install --prefix tests/tools` (make test does)")
+    from artalk_core.export import TARGET_NAMES, export
+    from artalk_core.flame import load_flame
+    from artalk_core.formats.motion import read_motion
+
+    head_path = _head_with_four_influences(tmp_path / "head4.pt")
+    shape = tmp_path / "shape.npy"
+    np.save(shape, np.linspace(-1.5, 1.5, 300).astype(np.float32))
+    out = tmp_path / "talk.glb"
+    export(motion, output=out, flame=head_path, shape=shape)
+    times = [i / 25.0 for i in range(30)]
+    proc = subprocess.run([node, str(TOOLS / "three_eval.mjs"), str(out), json.dumps(times)], capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    got = json.loads(proc.stdout)
+    assert got["names"] == list(TARGET_NAMES) and got["duration"] == pytest.approx(30 / 25.0)
+    from artalk_core.flame import load_shape
+
+    ref = load_flame(head_path).vertices(read_motion(motion).data, load_shape(shape)).numpy().astype(np.float64)
+    size = float(np.linalg.norm(ref[0].max(0) - ref[0].min(0)))
+    err = max(float(np.abs(np.array(v) - ref[i]).max()) for i, v in enumerate(got["frames"]))
+    assert err <= 1e-5 * size, (err, size)
+
+
 BLENDER_SCRIPT = r"""
 import json, sys
 import bpy
