@@ -231,6 +231,7 @@ def test_structure_names_and_extras(files) -> None:
     paths = sorted((c["target"]["node"], c["target"]["path"]) for c in anim["channels"])
     assert (0, "rotation") in paths and (2, "rotation") in paths and (5, "weights") in paths
     extras = doc["asset"]["extras"]
+    jsonschema.Draft202012Validator.check_schema(load_schema("gltf-extras"))
     jsonschema.validate(extras, load_schema("gltf-extras"))
     assert extras["head_is_standin"] is False and extras["frames"] == 40
     assert len(extras["motion_sha256"]) == 64 and extras["created_by"] == "artalk export"
@@ -289,7 +290,14 @@ def test_embedded_audio(files) -> None:
     wav = FIXTURE / "speech_16k.wav"
     export(files["motion"], output=out, embed_audio=wav)
     ev = GltfEval(out)
-    info = read_gltf_json(out)["asset"]["extras"]["audio"]
+    import jsonschema
+
+    from artalk_core.formats import load_schema
+
+    extras = read_gltf_json(out)["asset"]["extras"]
+    jsonschema.validate(extras, load_schema("gltf-extras"))
+    assert len(extras["audio_sha256"]) == 64
+    info = extras["audio"]
     view = ev.doc.bufferViews[info["bufferView"]]
     assert info["mimeType"] == "audio/wav" and info["byteLength"] == wav.stat().st_size
     assert ev.blob[view.byteOffset:view.byteOffset + view.byteLength] == wav.read_bytes()
