@@ -2,7 +2,7 @@
 
 What artalk writes (``artalk export``, :mod:`artalk_core.export`): one skinned mesh with morph
 targets and one animation; our metadata lives in ``asset.extras`` (schema:
-``schemas/gltf-extras.schema.json``) and the morph target names in ``mesh.extras.targetNames``.
+``artalk_core/schemas/gltf-extras.schema.json``) and the morph target names in ``mesh.extras.targetNames``.
 
 Two containers: ``.glb`` (binary, one file: 12-byte header, a JSON chunk, a BIN chunk) and
 ``.gltf`` (the JSON text, its buffer in a ``.bin`` file beside it, named after the ``.gltf``).

@@ -264,7 +264,8 @@ def test_glb_and_gltf_are_recognised_by_content(files) -> None:
 
 
 def test_inputs_reference_pt_stream_and_bytes(files) -> None:
-    from artalk_core.formats.motion import MotionStreamWriter, read_motion, write_reference_motion
+    from artalk_core.formats.motion import read_motion, write_reference_motion
+    from artalk_core.formats.motion_stream import MotionStreamWriter
 
     data = read_motion(files["motion"]).data
     pt = files["root"] / "ref_motions.pt"
