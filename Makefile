@@ -29,6 +29,8 @@ sysdeps:
 
 test: venv test-tools
 	@bash scripts/sysdeps.sh --test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # Node tools the tests use when present (the Khronos glTF validator and three.js, tests/tools/package.json),
@@ -54,6 +56,7 @@ demo: venv sysdeps
 
 bench: venv
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_batch.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

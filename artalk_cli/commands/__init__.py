@@ -8,6 +8,7 @@ from artalk_cli.commands import (
     animate,
     app,
     assets,
+    batch,
     encode_audio,
     export,
     frame,
@@ -19,4 +20,5 @@ from artalk_cli.commands import (
     tts,
 )
 
-ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, export, mux, info, frame, assets, app]
+ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, export, mux, info, frame, assets, app,
+                         batch]
