@@ -133,11 +133,11 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     from artalk_core.pipeline import check_precision
     from artalk_core.video import video_container
 
-    video_container(out)  # a container we cannot write is refused before any work
-    check_precision(opts.precision)  # before the model is loaded
     check_not_input({"-o": out}, {"AUDIO": opts.audio, "--style": opts.style, "--shape": opts.shape,
                                   "--flame": opts.flame, "--checkpoint": opts.checkpoint,
                                   "--model-config": opts.model_config})
+    video_container(out)  # a container we cannot write is refused before any work
+    check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         if opts.audio is not None and is_stream_path(opts.audio):
             # a FIFO or /dev/stdin: read once, into a temp file
