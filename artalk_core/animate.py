@@ -74,8 +74,11 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
             model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
             precision: str = "fp32", progress: OptionalProgress = None) -> AnimateResult:
     """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
+    from artalk_core.model.precision import check_precision
+
     if (audio is None) == (text is None):
         raise InputError("give either an audio file or --text (not both)")
+    check_precision(precision)
     style_label = style or "default"
     stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
     out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
@@ -97,6 +100,7 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
 
     reused: list[str] = []
     files: dict[str, Path] = {}
+    precision = o["precision"]  # the one run (``auto`` resolved below)
 
     # 1. speech
     if text is not None:
@@ -128,13 +132,17 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
         loaded = load_artalk(checkpoint=o["checkpoint"], model_config=o["model_config"], assets=o["assets"],
                              device=o["device"])
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
+        if o["precision"] == "auto":  # kept files match the precision auto picks here (files record that)
+            from artalk_core.model.precision import resolve_precision
+
+            precision = resolve_precision("auto", loaded.device, loaded.model.config)
     if o["engine"] == "artalk" and o["keep"] is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, read_features_meta)
         if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
-                and _options(fmeta).get("precision", "fp32") == o["precision"]):
+                and _options(fmeta).get("precision", "fp32") == precision):
             reused.append("features")
         else:
             encode_audio(audio, output=feats_path, checkpoint=o["checkpoint"], model_config=o["model_config"],
@@ -143,7 +151,7 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
         source = feats_path
     mmeta = _meta_of(motion_path, read_motion_meta)
     if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o["clip_length"]
-            and (o["engine"] != "artalk" or _options(mmeta).get("precision", "fp32") == o["precision"])):
+            and (o["engine"] != "artalk" or _options(mmeta).get("precision", "fp32") == precision)):
         reused.append("motion")
     else:
         generate(source, style=sty, output=motion_path, clip_length=o["clip_length"], fix_pose=o["fix_pose"],

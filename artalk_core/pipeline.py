@@ -89,7 +89,9 @@ def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, check
     Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
     """
     from artalk_core.audio import Audio
+    from artalk_core.model.precision import check_precision
 
+    check_precision(precision)  # before any work
     with _input_file(audio) as (source, label):  # stdin: spooled to a temp file, read in blocks
         stream = None if isinstance(source, Audio) else _open_stream(source, label)
         return _encode_audio(audio if stream is None else stream, output=output, checkpoint=checkpoint,
@@ -103,14 +105,17 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
     """:func:`encode_audio` of decoded audio or an open stream."""
     from artalk_core.audio import Audio
     from artalk_core.formats.features import Features, FeaturesWriter, write_features
+    from artalk_core.model.precision import precision_options, resolve_precision
     from artalk_core.timing import num_frames
 
     stream = None if isinstance(audio, Audio) else audio
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+    requested, precision = precision, resolve_precision(precision, loaded.device, loaded.model.config)
 
     def metadata(audio_sha: str, n_samples: int, n_chunks: int, dim: int) -> dict[str, str]:
         return {
-            **provenance("artalk encode-audio", options={"device": loaded.device, "precision": precision},
+            **provenance("artalk encode-audio", options={"device": loaded.device,
+                                                                 **precision_options(requested, precision)},
                          inputs={"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}),
             "audio_samples": str(n_samples),
             "frames": str(num_frames(n_samples)),
@@ -130,11 +135,8 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
 
     import torch
 
-    from artalk_core.model.artalk import precision_context
-
     # Decoded, encoded and written a few chunks at a time: nothing grows with the length but the
     # file (and, without an output, the returned features).
-    precision_context(precision, loaded.model._param.device)  # reject an unknown precision now
     estimate = _estimated_chunks(stream)
     dim = loaded.model.config.audio_dim
     parts: list[np.ndarray] = []
@@ -339,12 +341,14 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
     decoded, for its length and checks). With ``output`` the returned motion's ``data`` is a
     copy-on-write memory map of the frames written, not an in-memory copy.
     """
+    from artalk_core.model.precision import check_precision
     from artalk_core.postprocess import postprocess_metadata
     from artalk_core.styles import resolve_style
     from artalk_core.timing import num_frames
 
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+    check_precision(precision)  # before any work
     if raw and (clip_length is not None or fix_pose):
         raise InputError("--clip-length and --fix-pose apply at post-processing: drop --raw, "
                          "or pass them to `artalk smooth`")
@@ -393,9 +397,11 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
                 import torch
 
                 from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
+                from artalk_core.model.precision import precision_options, resolve_precision
 
                 loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
                 model = loaded.model
+                requested, precision = precision, resolve_precision(precision, loaded.device, model.config)
                 style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
                 if kind == "features":
                     from artalk_core.formats.features import FeaturesReader, check_features_match
@@ -435,7 +441,7 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
                         facts.update(audio_sha256=stream.sha256, audio_samples=str(stream.num_samples))
 
                     after.append(finish_stream)
-                options.update(device=loaded.device, precision=precision)
+                options.update(device=loaded.device, **precision_options(requested, precision))
                 meta["checkpoint_sha256"] = loaded.checkpoint_sha256
 
             with _MotionSink(output, raw=raw, clip_length=clip_n, fix_pose=fix_pose) as sink:

@@ -384,6 +384,7 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     import torch
 
     from artalk_core.formats.motion_stream import MotionStreamWriter
+    from artalk_core.model.precision import check_precision, precision_options, resolve_precision
     from artalk_core.pipeline import load_artalk, resolve_clip_length
     from artalk_core.postprocess import SMOOTH_DELAY, StreamingPostprocessor
     from artalk_core.styles import resolve_style
@@ -393,6 +394,7 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
                          "or pass them to `artalk smooth`")
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
+    check_precision(precision)
     t_start = time.perf_counter()
     f, name, to_close = open_input(input)
     try:
@@ -401,11 +403,13 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
         sty = resolve_style(style, assets=assets, style_start=style_start)
         loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
         model = loaded.model
+        requested, precision = precision, resolve_precision(precision, loaded.device, model.config)
         style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
         clip_n = None if raw else resolve_clip_length(clip_length)
         options: dict[str, Any] = {"engine": "artalk", "style": sty.label, "style_start": style_start, "raw": raw,
                                    "clip_length": clip_length, "fix_pose": fix_pose, "stream": True,
-                                   "stream_format": stream_format, "device": loaded.device, "precision": precision}
+                                   "stream_format": stream_format, "device": loaded.device,
+                                   **precision_options(requested, precision)}
         meta: dict[str, str] = {
             **provenance("artalk generate", options=options, inputs={"checkpoint": loaded.checkpoint_sha256}),
             "engine": "artalk", "style": sty.label, "style_sha256": sty.sha256,
