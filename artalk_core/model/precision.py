@@ -191,7 +191,8 @@ def measure(config: ModelConfig, device: torch.device, precisions: list[str],
     fp32 and every precision in ``precisions`` run interleaved, ``repeat`` timed rounds after one
     warm-up (first-call kernel selection), the fastest round kept per part. A precision over twice
     as slow as fp32 after the first round is not run again (it cannot win), nor one 3x as slow in
-    the warm-up (its figures are then the warm-up's, a lower bound).
+    the warm-up (its figures are then the warm-up's, a lower bound). A precision the device cannot
+    autocast to is left out.
     """
     import torch
 
@@ -206,8 +207,15 @@ def measure(config: ModelConfig, device: torch.device, precisions: list[str],
         for rnd in range(repeat + 1):
             for p in list(active):
                 for name, (fn, factor) in work.items():  # the cheap AR piece first
-                    with precision_context(p, device):
-                        dt = fn() * factor
+                    try:
+                        with precision_context(p, device):
+                            dt = fn() * factor
+                    except (RuntimeError, NotImplementedError):  # no autocast to it here: not a candidate
+                        if p == "fp32":
+                            raise
+                        active.remove(p)
+                        del best[p]
+                        break
                     if rnd == 0:  # warm-up: a precision 3x slower than fp32 already is dropped at once
                         warm[p + name] = dt
                         if p != "fp32" and dt > 3 * warm["fp32" + name]:
@@ -219,7 +227,7 @@ def measure(config: ModelConfig, device: torch.device, precisions: list[str],
             if rnd == 1:
                 ref = sum(best["fp32"].values())
                 active = [p for p in active if p == "fp32" or sum(best[p].values()) <= 2 * ref]
-    for p in order:
+    for p in best:
         best[p]["total"] = sum(best[p].values())
     return best
 

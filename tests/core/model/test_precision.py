@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,3 +179,19 @@ def test_bad_precision_fails_before_any_work(step: str, tmp_path: Path) -> None:
     fn = getattr(artalk_core.animate if step == "animate" else artalk_core.pipeline, step)
     with pytest.raises(InputError, match="unknown precision 'fp8'"):
         fn(FIXTURE / "speech_16k.wav", assets=tmp_path / "missing", precision="fp8")
+
+
+def test_a_precision_the_device_cannot_run_is_left_out(config: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import artalk_core.model.artalk as artalk_mod
+
+    real = artalk_mod.precision_context
+
+    def no_fp16(precision: str, device: torch.device) -> Any:
+        if precision == "fp16":
+            raise RuntimeError("fp16 autocast is not supported here")
+        return real(precision, device)
+
+    monkeypatch.setattr(artalk_mod, "precision_context", no_fp16)
+    got = prec.measure(config, CPU, ["bf16", "fp16"], repeat=1)
+    assert set(got) == {"fp32", "bf16"}
+    assert prec.choose(got, "cpu") in ("fp32", "bf16")
