@@ -29,6 +29,8 @@ sysdeps:
 
 test: venv
 	@bash scripts/sysdeps.sh --test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # The whole chain offline, no downloads: tts -> generate (energy engine) -> render (stand-in
@@ -46,6 +48,7 @@ demo: venv sysdeps
 
 bench: venv
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_batch.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

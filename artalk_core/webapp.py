@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, SAMPLE_RATE
+from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, FPS, IMAGE_SIZE, SAMPLE_RATE
 from artalk_core.errors import ArtalkError, InputError
 from artalk_core.fileio import PathLike
 
@@ -103,7 +103,7 @@ class AppConfig:
     tts_engine: str = "espeak"
     max_seconds: float = 60.0
     max_upload_bytes: int = 50 * 1024 * 1024
-    size: int = 512
+    size: int = IMAGE_SIZE
     clip_length: int | None = None
     keep_seconds: float = 3600.0  # finished jobs (and their files) are removed this long after finishing
     max_queue: int = 16
@@ -535,7 +535,7 @@ class App:
         os.replace(res.files["vertices"], job.dir / "vertices.h5")
         write_reference_motion(job.dir / "motion.pt", read_motion(job.dir / "motion.safetensors").data)
         job.frames, job.head_is_standin = res.frames, res.head_is_standin
-        job.seconds = res.frames / 25.0
+        job.seconds = res.frames / FPS
         progress("finishing", 1, 1)
 
     # ----- cleanup -----------------------------------------------------------------------------

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say, where
-from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
+from artalk_cli.options import (
+    Assets,
+    Checkpoint,
+    ClipLength,
+    Debug,
+    Device,
+    FixPose,
+    ModelConfig,
+    Precision,
+    Quiet,
+    Seed,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +33,7 @@ def register(app: typer.Typer) -> None:
         fix_pose: FixPose = False,
         style_start: Annotated[int, typer.Option("--style-start", min=0, help="First frame of the 50-frame style clip taken from a motion file.")] = 0,
         engine: Annotated[str, typer.Option("--engine", "-e", help="artalk (the model) or energy (weight-free preview from loudness).")] = "artalk",
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the energy engine's head sway.")] = 0,
+        seed: Seed = 0,
         checkpoint: Checkpoint = None,
         model_config: ModelConfig = None,
         assets: Assets = None,
@@ -57,6 +68,7 @@ def register(app: typer.Typer) -> None:
 def _stream(input: str, *, output: Path | None, engine: str, stream: bool, stream_format: str, quiet: bool,
             **options: object) -> None:
     """`generate --stream`: the motion stream goes to stdout unless -o names a file."""
+    from artalk_core.constants import FPS
     from artalk_core.errors import InputError
     from artalk_core.streaming import STREAM_FORMATS, stream_generate
 
@@ -71,5 +83,5 @@ def _stream(input: str, *, output: Path | None, engine: str, stream: bool, strea
     kind = "raw" if result.raw else "post-processed"
     first = "" if result.first_output_s is None else f", first frames after {result.first_output_s:.2f} s"
     stop = " (clip length reached: input not read further)" if result.stopped_early else ""
-    say(f"streamed {result.frames} frames ({result.frames / 25:.2f} s, {result.chunks} chunk(s)) to {where(out)}, "
+    say(f"streamed {result.frames} frames ({result.frames / FPS:.2f} s, {result.chunks} chunk(s)) to {where(out)}, "
         f"{kind}{first}{stop}", quiet=quiet)

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from artalk_core.constants import PRECISIONS
 from artalk_core.errors import InputError, warn
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from artalk_core.model.config import ModelConfig
 
-PRECISION_CHOICES: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
+PRECISION_CHOICES: tuple[str, ...] = PRECISIONS
 """Values of ``--precision``: ``auto`` resolves to one of the others (see :func:`resolve_precision`)."""
 
 AUTO_MIN_SPEEDUP: float = 1.1
@@ -48,7 +49,7 @@ MEASURE_AUDIO_SECONDS: float = 1.0
 
 CACHE_VERSION: int = 1
 
-_memo: dict[str, dict[str, Any]] = {}  # decisions already read or measured in this process
+_memo: dict[str, dict[str, Any]] = {}  # decisions already read or measured in this process, by cache file and key
 
 
 def check_precision(precision: str) -> str:
@@ -275,13 +276,14 @@ def measurement(config: ModelConfig, device: torch.device) -> dict[str, Any]:
     """The cached decision for ``device`` and these layer shapes, measured (and cached) on first use:
     {"seconds": {precision: {"encoder", "ar", "total"}}, "choice": precision, "measured": ISO time}."""
     key = device_key(device, config)
-    entry = _memo.get(key) or _read_cache().get(key)
+    memo_key = f"{cache_path()}|{key}"  # another cache file (tests, a changed $XDG_CACHE_HOME) is another memo
+    entry = _memo.get(memo_key) or _read_cache().get(key)
     if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), dict) or "fp32" not in entry["seconds"]:
         seconds = measure(config, device, candidates(device))
         entry = {"seconds": seconds, "choice": choose(seconds, device.type),
                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         _write_cache(key, entry)
-    _memo[key] = entry
+    _memo[memo_key] = entry
     return entry
 
 
