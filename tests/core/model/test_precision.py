@@ -195,3 +195,14 @@ def test_a_precision_the_device_cannot_run_is_left_out(config: ModelConfig, monk
     got = prec.measure(config, CPU, ["bf16", "fp16"], repeat=1)
     assert set(got) == {"fp32", "bf16"}
     assert prec.choose(got, "cpu") in ("fp32", "bf16")
+
+
+def test_api_takes_auto(measured: FakeMeasure, tiny_assets: Path, tmp_path: Path) -> None:
+    from artalk_core.api import Animator
+
+    with pytest.raises(InputError, match="fp8"):
+        Animator(assets=tmp_path / "missing", precision="fp8")  # refused before loading
+    measured.append(seconds(1.0, 0.4))
+    motion = Animator(assets=tiny_assets, device="cpu", precision="auto").generate(FIXTURE / "speech_16k.wav")
+    opts = json.loads(motion.meta["options"])
+    assert opts["precision"] == "bf16" and opts["precision_requested"] == "auto"
