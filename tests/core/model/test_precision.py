@@ -206,3 +206,14 @@ def test_api_takes_auto(measured: FakeMeasure, tiny_assets: Path, tmp_path: Path
     motion = Animator(assets=tiny_assets, device="cpu", precision="auto").generate(FIXTURE / "speech_16k.wav")
     opts = json.loads(motion.meta["options"])
     assert opts["precision"] == "bf16" and opts["precision_requested"] == "auto"
+
+
+def test_a_cache_that_cannot_be_written_is_only_not_saved(measured: FakeMeasure, config: ModelConfig,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    measured.append(seconds(1.0, 0.4))
+    assert prec.resolve_precision("auto", CPU, config) == "bf16"
+    assert prec.resolve_precision("auto", CPU, config) == "bf16"  # remembered in this process
+    assert measured.calls == 1
