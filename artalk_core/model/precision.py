@@ -191,8 +191,8 @@ def measure(config: ModelConfig, device: torch.device, precisions: list[str],
 
     fp32 and every precision in ``precisions`` run interleaved, ``repeat`` timed rounds after one
     warm-up (first-call kernel selection), the fastest round kept per part. A precision over twice
-    as slow as fp32 after the first round is not run again (it cannot win), nor one 3x as slow in
-    the warm-up (its figures are then the warm-up's, a lower bound). A precision the device cannot
+    as slow as fp32 after the first round is not run again (it cannot win), nor one twice as slow
+    in two warm-up runs of a piece (its figures are then the warm-up's, a lower bound). A precision the device cannot
     autocast to is left out.
     """
     import torch
@@ -217,9 +217,12 @@ def measure(config: ModelConfig, device: torch.device, precisions: list[str],
                         active.remove(p)
                         del best[p]
                         break
-                    if rnd == 0:  # warm-up: a precision 3x slower than fp32 already is dropped at once
+                    if rnd == 0:  # warm-up: a precision 2x slower than fp32 twice running is dropped at once
+                        if p != "fp32" and dt > 2 * warm["fp32" + name]:
+                            with precision_context(p, device):  # again: the first call may pay kernel set-up
+                                dt = min(dt, fn() * factor)
                         warm[p + name] = dt
-                        if p != "fp32" and dt > 3 * warm["fp32" + name]:
+                        if p != "fp32" and dt > 2 * warm["fp32" + name]:
                             active.remove(p)
                             best[p] = {n: warm.get(p + n, warm["fp32" + n]) for n in work}  # a lower bound
                             break
