@@ -160,6 +160,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     reused: list[str] = []
     files: dict[str, Path] = {}
     audio, text = o.audio, o.text
+    precision = o.precision  # the one run (``auto`` resolved below)
 
     # 1. speech
     if text is not None:
@@ -191,13 +192,17 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         loaded = load_artalk(checkpoint=o.checkpoint, model_config=o.model_config, assets=o.assets,
                              device=o.device)
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
+        if precision == "auto":  # kept files match the precision auto picks here (files record that)
+            from artalk_core.model.precision import resolve_precision
+
+            precision = resolve_precision("auto", loaded.device, loaded.model.config)
     if o.engine == "artalk" and o.keep is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, read_features_meta)
         if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
-                and _options(fmeta).get("precision", "fp32") == o.precision):
+                and _options(fmeta).get("precision", "fp32") == precision):
             reused.append("features")
         else:
             encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
@@ -206,7 +211,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         source = feats_path
     mmeta = _meta_of(motion_path, read_motion_meta)
     if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o.clip_length
-            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == o.precision)):
+            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == precision)):
         reused.append("motion")
     else:
         generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,

@@ -33,16 +33,19 @@ class Animator:
 
     ``engine="artalk"`` needs the released assets (``ARTalk_wav2vec.pt``, ``config.json``,
     ``style_motion/``) in ``assets`` (default ``$ARTALK_ASSETS``, else ``./assets``);
-    ``engine="energy"`` needs none.
+    ``engine="energy"`` needs none. ``precision``: fp32 (exact, default), bf16, fp16, or auto (the
+    fastest one here, measured once and cached; see README, Performance).
     """
 
     def __init__(self, assets: PathLike | None = None, *, device: str = "auto", engine: str = "artalk",
                  checkpoint: PathLike | None = None, model_config: PathLike | None = None,
-                 flame: PathLike | None = None) -> None:
+                 flame: PathLike | None = None, precision: str = "fp32") -> None:
         from artalk_core.engines import check_engine
-        from artalk_core.pipeline import load_artalk
+        from artalk_core.pipeline import check_precision, load_artalk
 
         check_engine(engine)
+        check_precision(precision)  # fp32 | bf16 | fp16 | auto (see README, Performance)
+        self.precision = precision
         self.assets = assets
         self.device = device
         self.engine = engine
@@ -79,7 +82,8 @@ class Animator:
 
         return generate(self._audio(audio), style=self._style, output=output, raw=raw, clip_length=clip_length,
                         fix_pose=fix_pose, engine=self.engine, checkpoint=self.checkpoint,
-                        model_config=self.model_config, assets=self.assets, device=self.device, progress=progress)
+                        model_config=self.model_config, assets=self.assets, device=self.device,
+                        precision=self.precision, progress=progress)
 
     def render(self, motion: Motion | np.ndarray | PathLike, *, path: PathLike, audio: AudioLike | None = None,
                shape: PathLike | None = None, size: int = IMAGE_SIZE, renderer: str = "gl",
