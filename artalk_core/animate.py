@@ -41,6 +41,7 @@ class AnimateResult:
     head_is_standin: bool
     files: dict[str, Path] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
+    glb: Path | None = None  # the glTF export (``glb``), when asked for
 
 
 def _slug(text: str) -> str:
@@ -113,6 +114,8 @@ class AnimateOptions:
     avatar_noise: str = "seeded"
     watermark: PathLike | None = None
     seed: int = 0
+    glb: PathLike | None = None
+    """Also export the motion as glTF (``.glb`` or ``.gltf``, see :mod:`artalk_core.export`)."""
 
     def replace(self, **changes: Any) -> AnimateOptions:
         """A copy with ``changes`` (TypeError for a name that is not an option)."""
@@ -130,6 +133,8 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else AnimateOptions(audio=audio, **options)
     if (opts.audio is None) == (opts.text is None):
         raise InputError("give either an audio file or --text (not both)")
+    if opts.glb is not None and Path(opts.glb).suffix.lower() not in (".glb", ".gltf"):
+        raise InputError(f"--glb {opts.glb}: name the glTF output *.glb or *.gltf")
     style_label = opts.style or "default"
     stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
     look = "mesh" if opts.avatar is None else _slug(Path(str(opts.avatar)).name)
@@ -137,11 +142,11 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     from artalk_core.pipeline import check_precision
     from artalk_core.video import video_container
 
-    video_container(out)  # a container we cannot write is refused before any work
-    check_precision(opts.precision)  # before the model is loaded
     check_not_input({"-o": out}, {"AUDIO": opts.audio, "--style": opts.style, "--shape": opts.shape,
                                   "--flame": opts.flame, "--checkpoint": opts.checkpoint,
                                   "--model-config": opts.model_config})
+    video_container(out)  # a container we cannot write is refused before any work
+    check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         if opts.audio is not None and is_stream_path(opts.audio):
             # a FIFO or /dev/stdin: read once, into a temp file
@@ -173,6 +178,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         # every avatar input checked now, not after minutes of generation
         resolve_source(o.avatar, tracked=o.tracked, avatar_checkpoint=o.avatar_checkpoint,
                        avatar_config=o.avatar_config, flame=o.flame, assets=o.assets)
+    precision = o.precision  # the one run (``auto`` resolved below)
 
     # 1. speech
     if text is not None:
@@ -204,13 +210,17 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         loaded = load_artalk(checkpoint=o.checkpoint, model_config=o.model_config, assets=o.assets,
                              device=o.device)
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
+        if precision == "auto":  # kept files match the precision auto picks here (files record that)
+            from artalk_core.model.precision import resolve_precision
+
+            precision = resolve_precision("auto", loaded.device, loaded.model.config)
     if o.engine == "artalk" and o.keep is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, read_features_meta)
         if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
-                and _options(fmeta).get("precision", "fp32") == o.precision):
+                and _options(fmeta).get("precision", "fp32") == precision):
             reused.append("features")
         else:
             encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
@@ -219,20 +229,22 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         source = feats_path
     mmeta = _meta_of(motion_path, read_motion_meta)
     if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o.clip_length
-            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == o.precision)):
+            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == precision)):
         reused.append("motion")
     else:
         generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,
                  engine=o.engine, checkpoint=o.checkpoint, model_config=o.model_config,
                  assets=o.assets, device=o.device, precision=o.precision, progress=progress)
     files["motion"] = motion_path
+    glb_path = _export_glb(motion_path, o, progress)
 
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
     if avatar_opts:
         res = render(motion_path, output=out, flame=o.flame, assets=o.assets, audio=audio, device=o.device,
                      progress=progress, **avatar_opts)
-        return AnimateResult(output=out, frames=res.frames, head_is_standin=False, files=files, reused=reused)
+        return AnimateResult(output=out, frames=res.frames, head_is_standin=False, files=files, reused=reused,
+                             glb=glb_path)
     from artalk_core.flame import resolve_flame
 
     head = resolve_flame(o.flame, o.assets)
@@ -240,7 +252,8 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
                 color=o.color, device=o.device, progress=progress)
     if o.keep is None:
         res = render(motion_path, output=out, flame=o.flame, shape=o.shape, assets=o.assets, **look)
-        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused)
+        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused,
+                             glb=glb_path)
 
     verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
     want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
@@ -255,7 +268,17 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     files["vertices"] = verts_path
     res = render(verts_path, output=out, **look)
     return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,
-                         reused=reused)
+                         reused=reused, glb=glb_path)
+
+
+def _export_glb(motion_path: Path, o: AnimateOptions, progress: OptionalProgress) -> Path | None:
+    """``glb``: the motion as glTF, same head and shape as the video."""
+    if o.glb is None:
+        return None
+    from artalk_core.export import export
+
+    export(motion_path, output=o.glb, flame=o.flame, shape=o.shape, assets=o.assets, progress=progress)
+    return Path(o.glb)
 
 
 __all__ = ["AnimateOptions", "AnimateResult", "animate"]

@@ -71,14 +71,14 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    check_not_input({"-o": output, "--verts": verts},
+                    {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
     from artalk_core.frames import is_frames_dir
 
     if not _is_h5(output) and not is_frames_dir(output):
         from artalk_core.video import video_container
 
         video_container(output)  # refuse x.avi before rendering anything
-    check_not_input({"-o": output, "--verts": verts},
-                    {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
     from artalk_core.fileio import input_file
     from artalk_core.formats.motion import Motion
 

@@ -55,7 +55,7 @@ def download_cmd(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Download the released files from the Hugging Face hub, verified; resumes interrupted downloads."""
+    """Download the released files from the Hugging Face hub, verified (sha256); files already in place are kept."""
     with cli_errors(debug):
         from artalk_core.assets import assets_dir
         from artalk_core.assets.download import download
