@@ -28,7 +28,8 @@ SUFFIXES: dict[str, str] = {"mp4": ".mp4", "motion": ".motion.safetensors", "ver
 
 # Row options handed to `animate` as they are.
 _ANIMATE_KEYS = ("audio", "text", "lang", "voice", "tts_engine", "style", "engine", "clip_length", "fix_pose",
-                 "shape", "flame", "size", "renderer", "background", "color", "precision", "seed")
+                 "shape", "flame", "size", "renderer", "background", "color", "precision", "seed", "tracked",
+                 "avatar_checkpoint", "avatar_config", "avatar_noise", "watermark")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def input_hashes(job: Job, cfg: WorkerConfig) -> dict[str, str]:
 
     o = job.options
     hashes: dict[str, str] = {}
-    for key in ("audio", "shape"):
+    for key in ("audio", "shape", "watermark", "avatar_config"):
         if o.get(key):
             hashes[key] = sha256_file_cached(o[key])
     hashes["style"] = resolve_style(o.get("style"), assets=cfg.assets).sha256
@@ -84,6 +85,14 @@ def input_hashes(job: Job, cfg: WorkerConfig) -> dict[str, str]:
 
         hashes["checkpoint"] = sha256_file_cached(checkpoint_path(cfg.checkpoint, cfg.assets))
     hashes["head"] = resolve_flame(o.get("flame"), cfg.assets).sha256
+    appearance = str(o.get("appearance") or "mesh")
+    if appearance != "mesh":  # the photoreal head: its network and the tracked person
+        from artalk_core.render.avatar.renderer import resolve_source
+
+        src = resolve_source(appearance, tracked=o.get("tracked"), avatar_checkpoint=o.get("avatar_checkpoint"),
+                             avatar_config=o.get("avatar_config"), flame=o.get("flame"), assets=cfg.assets)
+        hashes["avatar_checkpoint"] = sha256_file_cached(src.checkpoint)
+        hashes["avatar"] = src.entry.sha256
     return hashes
 
 

@@ -24,8 +24,8 @@ from artalk_core.fileio import PathLike
 
 # Per-row options: name -> parser. Paths are resolved against the jobs file's folder.
 _STR = ("text", "lang", "voice", "tts_engine", "style", "appearance", "engine", "renderer", "background",
-        "color", "precision", "name")
-_PATHS = ("audio", "shape", "flame")
+        "color", "precision", "name", "avatar_noise")
+_PATHS = ("audio", "shape", "flame", "tracked", "avatar_checkpoint", "avatar_config", "watermark")
 _INTS = ("clip_length", "size", "seed")
 _BOOLS = ("fix_pose",)
 FIELDS: tuple[str, ...] = (*_PATHS, *_STR, *_INTS, *_BOOLS, "outputs")

@@ -7,6 +7,7 @@ uint8 frames [S,S,3] for motion blocks, so memory does not depend on the clip's 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,15 @@ class AvatarRenderer:
         return np.stack(list(self.frames([motion])))
 
 
+@functools.lru_cache(maxsize=1)
+def _cached_net(checkpoint: str, mtime_ns: int, config: Any, device: str) -> Any:
+    """The network, loaded once per process (a batch worker, the app, the API render many clips
+    with it); keyed by the file's path and mtime, the sizes and the device."""
+    from artalk_core.render.avatar.model import load_avatar_net
+
+    return load_avatar_net(checkpoint, config=config, device=device)
+
+
 def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
                 avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
                 flame: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
@@ -215,8 +225,6 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
     from artalk_core.render.avatar.cache import cached_gaussians
     from artalk_core.render.avatar.config import AvatarConfig
     from artalk_core.render.avatar.driving import Driver, ForeheadSmoother
-    from artalk_core.render.avatar.model import load_avatar_net
-
     if avatar_noise not in NOISE_MODES:
         raise InputError(f"unknown --avatar-noise '{avatar_noise}': choose one of {', '.join(NOISE_MODES)}")
     src = source or resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
@@ -232,7 +240,7 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
                          f"avatar frames")
     dev = resolve_device(device)
     report(progress, "avatar setup", 0, 3)
-    net = load_avatar_net(src.checkpoint, config=config, device=dev)
+    net = _cached_net(str(Path(src.checkpoint).resolve()), Path(src.checkpoint).stat().st_mtime_ns, config, str(dev))
     report(progress, "avatar setup", 1, 3)
     ckpt_sha = sha256_file_cached(src.checkpoint)
     report(progress, "avatar setup", 2, 3)

@@ -240,3 +240,21 @@ def test_a_folder_given_relatively_and_an_audio_file_given_by_mistake(speech_dir
     assert jobs[0].options["audio"] == str((speech_dir / "a.wav").resolve())
     with pytest.raises(InputError, match="is an audio file"):
         load_jobs(Path(speech_dir.name) / "a.wav")
+
+
+def test_a_photoreal_row_and_its_resume(speech_dir: Path, tmp_path: Path) -> None:
+    gaga = Path(__file__).parents[2] / "fixtures" / "tiny_gaga"
+    row = {"audio": "a.wav", "appearance": "fix.jpg", "tracked": str(gaga / "tracked.pt"),
+           "avatar_checkpoint": str(gaga / "weights.safetensors"), "avatar_config": str(gaga / "model_config.json"),
+           "flame": str(gaga / "flame_synthetic_5023.pt"), "avatar_noise": "stored", "clip_length": 8}
+    jobs = load_jobs([row, {**row, "appearance": "nobody.jpg"}], base=speech_dir, defaults=DEFAULTS)
+    assert jobs[0].name == "a_default_fix"
+    summary = run(jobs, output_dir=tmp_path / "out", workers=1)
+    assert _statuses(summary) == ["done", "failed"]
+    assert "nobody.jpg" in (summary.results[1].error or "")
+    from artalk_core.video import probe_video
+
+    info = probe_video(summary.results[0].outputs["mp4"])
+    assert info["frames"] == 8 and info["width"] == 128  # the tiny avatar network renders 128 px
+    again = run(jobs[:1], output_dir=tmp_path / "out", workers=1)
+    assert _statuses(again) == ["skipped"]
