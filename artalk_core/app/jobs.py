@@ -1,0 +1,130 @@
+"""Per-job folders of the web app and their cleanup.
+
+Everything the app writes lives under one private root folder (``mkdtemp``, mode 0700): Gradio's
+upload/output cache (``GRADIO_TEMP_DIR`` points there) and ``jobs/<random id>/``, one folder per
+generation. A job's scratch files (``work/``) go as soon as it ends; its results stay while the page
+may still play or download them and are removed ``keep_seconds`` after the job finished (a janitor
+thread). :meth:`JobStore.close` removes the whole root: the server calls it on the way out, for
+Ctrl+C and SIGTERM alike.
+
+Cancelling: the page's Cancel button marks the running job of its browser session; the job's
+progress callback then raises :class:`Cancelled`, so the worker thread stops at its next progress
+report instead of finishing a generation nobody waits for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Cancelled(Exception):
+    """Raised inside a job (from its progress callback) once it was cancelled or the server stops."""
+
+
+@dataclass
+class Job:
+    """One generation: its folder, its browser session and its cancel flag."""
+
+    id: str
+    dir: Path
+    session: str
+    created: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def work(self) -> Path:
+        """Scratch folder (uploads copied in, decoded speech, intermediates): removed when the job ends."""
+        return self.dir / "work"
+
+
+class JobStore:
+    """The app's private root folder, its job folders, expiry and shutdown cleanup."""
+
+    def __init__(self, *, keep_seconds: float = 3600.0, sweep_seconds: float | None = None,
+                 parent: Path | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="artalk-app-", dir=parent))
+        self.cache = self.root / "cache"
+        """Gradio's file cache (uploads and served outputs)."""
+        self.cache.mkdir()
+        self.keep_seconds = float(keep_seconds)
+        self.closing = threading.Event()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        interval = sweep_seconds if sweep_seconds is not None else min(max(self.keep_seconds / 4, 0.5), 60.0)
+        self._janitor = threading.Thread(target=self._sweep, args=(interval,), name="artalk-app-janitor",
+                                         daemon=True)
+        self._janitor.start()
+
+    def new(self, session: str) -> Job:
+        """A fresh job folder for one generation of ``session`` (a browser tab or API client)."""
+        if self.closing.is_set():
+            raise Cancelled()
+        job_id = secrets.token_urlsafe(12)
+        job = Job(id=job_id, dir=self.root / "jobs" / job_id, session=session)
+        job.work.mkdir(parents=True)
+        with self._lock:
+            self._jobs[job_id] = job
+        return job
+
+    def check(self, job: Job) -> None:
+        """Raise :class:`Cancelled` when ``job`` was cancelled or the server is stopping."""
+        if job.cancel.is_set() or self.closing.is_set():
+            raise Cancelled()
+
+    def cancel_session(self, session: str) -> int:
+        """Mark every unfinished job of ``session`` as cancelled; returns how many."""
+        with self._lock:
+            running = [j for j in self._jobs.values() if j.session == session and j.finished is None]
+        for job in running:
+            job.cancel.set()
+        return len(running)
+
+    def finish(self, job: Job, *, keep_results: bool) -> None:
+        """End a job: drop its scratch files now, and its results too unless they are to be served."""
+        job.finished = time.monotonic()
+        shutil.rmtree(job.work, ignore_errors=True)
+        if not keep_results:
+            self._remove(job)
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def _remove(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        shutil.rmtree(job.dir, ignore_errors=True)
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Remove the folders of jobs that finished ``keep_seconds`` ago or more; returns their ids."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            old = [j for j in self._jobs.values()
+                   if j.finished is not None and now - j.finished >= self.keep_seconds]
+        for job in old:
+            self._remove(job)
+        return [j.id for j in old]
+
+    def _sweep(self, interval: float) -> None:
+        while not self.closing.wait(interval):
+            with contextlib.suppress(Exception):  # the janitor must outlive a failed removal
+                self.expire()
+
+    def close(self) -> None:
+        """Stop every job (at its next progress report) and remove the whole root folder."""
+        self.closing.set()
+        for job in self.jobs():
+            job.cancel.set()
+        self._janitor.join(5.0)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+__all__ = ["Cancelled", "Job", "JobStore"]

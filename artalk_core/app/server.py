@@ -1,0 +1,318 @@
+"""Serving the page: the Gradio app mounted on FastAPI behind a guard, run by uvicorn.
+
+We run uvicorn ourselves (rather than ``Blocks.launch``) to put :class:`Guard` in front of every
+route before the server starts, to choose the HTTP limits, and to clean up on SIGINT and SIGTERM
+alike. The guard closes what Gradio leaves open by default (measured with Gradio 6):
+
+- Gradio's CORS middleware only withholds CORS headers from a foreign ``Origin``; the request
+  still runs, so any web page could queue jobs on this machine. The guard answers 403 to a foreign
+  ``Origin`` (or ``Origin: null``), to a browser's cross-site POST without one (``Sec-Fetch-Site``),
+  and, bound to loopback, to a ``Host`` other than a loopback name (DNS rebinding).
+- ``max_file_size`` bounds each file, but one upload request may carry 1000 files: the guard bounds
+  the whole body (413 on a larger ``Content-Length`` before reading, and while streaming a chunked
+  body) and the number of multipart parts; a negative or malformed length is a 400.
+- With ``api_open`` (Gradio's default off Spaces) ``POST /gradio_api/run/...`` skips the queue and
+  its concurrency limit; the queue is made the only way in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from artalk_core.app.config import AppConfig, Catalog, build_catalog
+from artalk_core.app.handlers import Generator
+from artalk_core.app.jobs import JobStore
+from artalk_core.errors import DependencyError, OutputError
+
+log = logging.getLogger("artalk.app")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_PARTS = 8
+"""Multipart parts per request (the page uploads one file at a time)."""
+BODY_SLACK = 1 << 20
+"""Bytes a request body may exceed the largest upload by (multipart headers, JSON bodies)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _hostport(value: str, scheme: str = "http") -> tuple[str, int | None]:
+    """``host[:port]`` or an origin URL -> (lowercase host without brackets, port or None if absent)."""
+    parts = urlsplit(value if "//" in value else f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is None and "//" in value and scheme:
+        port = {"http": 80, "https": 443}.get(parts.scheme or scheme)
+    return (parts.hostname or "").lower(), port
+
+
+class Guard:
+    """ASGI middleware: Origin/Host checks and request-body bounds (see the module docstring)."""
+
+    def __init__(self, app: Any, *, max_body: int, loopback_only: bool, max_parts: int = MAX_PARTS) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.loopback_only = loopback_only
+        self.max_parts = max_parts
+
+    @staticmethod
+    async def refuse(send: Send, status: int, text: str) -> None:
+        body = text.encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def check_headers(self, scope: Scope) -> tuple[int, str] | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host_header = headers.get("host", "")
+        host, port = _hostport(host_header, "")
+        if self.loopback_only and host not in LOOPBACK_NAMES:
+            return 403, "unknown Host: this server answers only to its loopback address"
+        origin = headers.get("origin")
+        if origin is not None:
+            if origin == "null":
+                return 403, "requests from other origins are refused"
+            scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+            own = (host, port if port is not None else {"http": 80, "https": 443}[scheme])
+            if _hostport(origin, scheme) != own:
+                return 403, "requests from other origins are refused"
+        elif scope.get("method", "GET") not in SAFE_METHODS and headers.get("sec-fetch-site") in ("cross-site",
+                                                                                                  "same-site"):
+            return 403, "requests from other origins are refused"
+        if scope["type"] == "http" and scope.get("method") not in SAFE_METHODS:
+            length = headers.get("content-length")
+            if length is not None:
+                if not length.strip().isdigit():
+                    return 400, "bad Content-Length"
+                if int(length) > self.max_body:
+                    return 413, f"the request is too large (at most {self.max_body // 2**20} MB)"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        problem = self.check_headers(scope)
+        if problem is not None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await self.refuse(send, *problem)
+            return
+        if scope["type"] == "websocket" or scope.get("method") in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        await self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctype = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
+        boundary = b""
+        if ctype.lower().startswith(b"multipart/"):
+            for piece in ctype.split(b";")[1:]:
+                key, _, value = piece.strip().partition(b"=")
+                if key.lower() == b"boundary":
+                    boundary = b"--" + value.strip(b'"')
+        state: dict[str, Any] = {"seen": 0, "parts": 0, "tail": b"", "refused": None, "started": False}
+
+        async def bounded_receive() -> Message:
+            if state["refused"] is not None:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                state["seen"] += len(chunk)
+                if state["seen"] > self.max_body:
+                    state["refused"] = (413, f"the request is too large (at most {self.max_body // 2**20} MB)")
+                elif boundary:
+                    window = state["tail"] + chunk
+                    state["parts"] += window.count(boundary) - state["tail"].count(boundary)
+                    state["tail"] = window[-(len(boundary) - 1):]
+                    if state["parts"] > self.max_parts + 1:  # +1: the closing delimiter
+                        state["refused"] = (413, f"too many parts in one upload (at most {self.max_parts})")
+                if state["refused"] is not None:
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["refused"] is not None and not state["started"]:
+                return  # the app's answer to the cut-off body is replaced by ours
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:
+            if state["refused"] is None:
+                raise
+        if state["refused"] is not None and not state["started"]:
+            await self.refuse(send, *state["refused"])
+
+
+@dataclass
+class AppParts:
+    """A built app: the ASGI app to serve and what it needs cleaned up."""
+
+    asgi: Any
+    blocks: Any
+    catalog: Catalog
+    generator: Generator
+    jobs: JobStore
+
+
+def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
+    """The FastAPI app serving the page at ``/`` behind :class:`Guard`; nothing listens yet."""
+    catalog = build_catalog(config)
+    jobs = JobStore(keep_seconds=config.keep_seconds)
+    try:
+        # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
+        os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+        try:
+            import fastapi
+            import gradio as gr
+        except ImportError as e:
+            raise DependencyError("the web app needs Gradio: pip install 'artalk[app]'") from e
+        from artalk_core.app.layout import CSS, build_blocks
+
+        generator = Generator(config, catalog, jobs)
+        every = int(min(max(config.keep_seconds / 4, 1), 600))
+        blocks = build_blocks(catalog, generator, jobs, max_seconds=config.max_seconds)
+        blocks.delete_cache = (every, max(int(config.keep_seconds), 1))
+        blocks.queue(max_size=config.queue_size, default_concurrency_limit=4, api_open=False)
+        root = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        app = gr.mount_gradio_app(root, blocks, path="", server_name=host, server_port=port,
+                                  footer_links=["api"], run_history=False, allowed_paths=[str(jobs.root / "jobs")],
+                                  show_error=True, max_file_size=config.max_upload_bytes, ssr_mode=False,
+                                  mcp_server=False, css=CSS)
+        app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
+                           loopback_only=host in LOOPBACK_NAMES and not share)
+    except BaseException:
+        jobs.close()
+        raise
+    return AppParts(asgi=app, blocks=blocks, catalog=catalog, generator=generator, jobs=jobs)
+
+
+class AppServer:
+    """The app on uvicorn; ``url`` is where it listens (port 0 picks a free one).
+
+    ``start()`` serves from a background thread (tests); ``run()`` serves in the calling (main)
+    thread until SIGINT or SIGTERM. Either way :meth:`close` (called by ``run``) removes every file.
+    """
+
+    def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> None:
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as e:
+            self.sock.close()
+            raise OutputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        bound = self.sock.getsockname()[1]
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+        try:
+            self.parts = build_app(config, host=host, port=bound, share=share)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.share_url: str | None = None
+        self.share_error: str | None = None
+        self._share = share
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.parts.asgi, log_level="warning", http="h11", lifespan="on", server_header=False,
+            limit_concurrency=256, backlog=2048, timeout_keep_alive=5, timeout_graceful_shutdown=3,
+            h11_max_incomplete_event_size=64 * 1024))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.parts.jobs
+
+    def _open_share(self) -> None:
+        if not self._share:
+            return
+        import secrets
+
+        from gradio import networking
+
+        host, port = self.sock.getsockname()[:2]
+        try:
+            self.share_url = networking.setup_tunnel(host, port, secrets.token_urlsafe(32), None, None)
+        except Exception as e:
+            raise DependencyError(f"could not open a public share link (it needs internet access to "
+                                  f"Gradio's share server): {e}") from e
+
+    def start(self, timeout: float = 60.0) -> AppServer:
+        """Serve from a background thread; returns once the app answers."""
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                        name="artalk-app-server", daemon=True)
+        self._thread.start()
+        ready = threading.Event()
+        for _ in range(int(timeout / 0.05)):
+            if self.server.started or not self._thread.is_alive():
+                ready.set()
+                break
+            threading.Event().wait(0.05)
+        if not self.server.started:
+            self.close()
+            raise OutputError("the app server did not start")
+        self._open_share()
+        return self
+
+    def run(self, ready: Callable[[AppServer], None] | None = None) -> None:
+        """Serve in this (main) thread until Ctrl+C or SIGTERM, then remove every job's files."""
+
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # uvicorn re-raises the signal it caught after its clean shutdown
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            if ready is not None or self._share:
+                threading.Thread(target=self._announce, args=(ready,), daemon=True).start()
+            self.server.run(sockets=[self.sock])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
+    def _announce(self, ready: Callable[[AppServer], None] | None) -> None:
+        while not self.server.started and not self.server.should_exit:
+            threading.Event().wait(0.05)
+        if self.server.started:
+            try:
+                self._open_share()
+            except DependencyError as e:
+                self.share_error = str(e)
+            if ready is not None:
+                ready(self)
+
+    def close(self) -> None:
+        """Stop serving, stop a running job at its next progress report, remove every file."""
+        self.server.should_exit = True
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(15)
+        self.parts.jobs.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+__all__ = ["AppParts", "AppServer", "Guard", "build_app"]
