@@ -126,7 +126,8 @@ def plain_message(e: BaseException, hide: list[Path] | None = None) -> str:
     text = text.replace("<audio bytes>", "the audio").replace("<bytes>", "the file").replace("<stdin>", "the input")
     text = text.strip().rstrip(".")
     if text:
-        text = text[0].upper() + text[1:] + "."
+        first = text.split(" ", 1)[0]
+        text = (text[0].upper() + text[1:] if first.isalpha() else text) + "."
     if isinstance(e, AssetError):
         return "The server's model files are missing or damaged, so it cannot make videos right now."
     if isinstance(e, AudioError):
