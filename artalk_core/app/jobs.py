@@ -118,11 +118,15 @@ class JobStore:
             with contextlib.suppress(Exception):  # the janitor must outlive a failed removal
                 self.expire()
 
-    def close(self) -> None:
-        """Stop every job (at its next progress report) and remove the whole root folder."""
+    def stop(self) -> None:
+        """Refuse new jobs and make every running one stop at its next progress report."""
         self.closing.set()
         for job in self.jobs():
             job.cancel.set()
+
+    def close(self) -> None:
+        """:meth:`stop`, then remove the whole root folder."""
+        self.stop()
         self._janitor.join(5.0)
         shutil.rmtree(self.root, ignore_errors=True)
 

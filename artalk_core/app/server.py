@@ -308,8 +308,13 @@ class AppServer:
     def close(self) -> None:
         """Stop serving, stop a running job at its next progress report, remove every file."""
         self.server.should_exit = True
+        self.parts.jobs.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(15)
+        # a running generation unwinds at its next progress report; wait for it so that nothing
+        # is written into the folders after they are removed
+        if self.parts.generator.model_lock.acquire(timeout=30):
+            self.parts.generator.model_lock.release()
         self.parts.jobs.close()
         with contextlib.suppress(OSError):
             self.sock.close()

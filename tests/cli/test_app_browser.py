@@ -232,13 +232,13 @@ def test_queue_position_and_cancel(browser, server, short_wav):
         pg.wait_for_selector("#audio audio", state="attached")
         pages.append(pg)
     a, b = pages
-    gen._report = slow_report  # type: ignore[method-assign]
+    gen._report = slow_report
     try:
         a.click("#generate")
         a.wait_for_function("() => /Checking|Listening|Generating/.test(document.querySelector('#video').innerText)")
         b.click("#generate")
         b.wait_for_function("() => /queue/i.test(document.querySelector('#video').innerText)")
-        gen._report = real_report  # type: ignore[method-assign]
+        gen._report = real_report
         t = time.monotonic()
         a.click("#cancel")
         # uncancelled, A's ~150 slowed progress reports alone would take 45 s before B could start
@@ -247,7 +247,7 @@ def test_queue_position_and_cancel(browser, server, short_wav):
         assert video_src(a) == ""
         assert not [j for j in server.jobs.jobs() if j.finished is None]
     finally:
-        gen._report = real_report  # type: ignore[method-assign]
+        gen._report = real_report
         for pg in pages:
             pg.context.close()
 

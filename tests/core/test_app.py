@@ -349,5 +349,5 @@ def test_queue_bounded_and_one_generation_at_a_time(app, tmp_path):
             with pytest.raises(Exception, match="[Ss]topped by the test"):
                 job.result(timeout=60)
     finally:
-        gen.run = original  # type: ignore[method-assign]
+        gen.run = original
         release.set()
