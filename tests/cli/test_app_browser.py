@@ -2,7 +2,7 @@
 
 One app (the tiny random model of the parity fixture, 128 px video) and one browser serve the whole
 module. Needs the ``playwright`` package and Chromium (Debian's at /usr/bin/chromium, or
-$ARTALK_CHROMIUM); skipped otherwise. ``ARTALK_SCREENSHOT=1`` rewrites docs/app_screenshot.png.
+$ARTALK_CHROMIUM); skipped otherwise. scripts/app_screenshot.py remakes the README screenshot.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from tests.conftest import FIXTURE, REPO  # noqa: E402
+from tests.conftest import FIXTURE  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("ARTALK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -199,12 +199,6 @@ def test_example_click_fills_inputs_and_generates(page, server):
     assert page.locator("#style input").input_value() == examples["speech_sample.wav"].style == "happy_1"
     video = generate(page)
     assert video["duration"] == pytest.approx(8.76, abs=0.2)
-    if os.environ.get("ARTALK_SCREENSHOT"):
-        page.evaluate("() => { const v = document.querySelector('#video video'); v.pause(); v.currentTime = 2.0; }")
-        time.sleep(0.5)
-        shot = page.screenshot(full_page=True)
-        assert b"/tmp/" not in shot
-        (REPO / "docs" / "app_screenshot.png").write_bytes(shot)
 
 
 def test_queue_position_and_cancel(browser, server, short_wav):
