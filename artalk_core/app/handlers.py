@@ -13,6 +13,7 @@ memory. This runs in the queue's worker, never in a request thread.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import threading
@@ -295,7 +296,8 @@ def gradio_callback(generator: Generator) -> Callable[..., tuple[Any, ...]]:
         except Cancelled:
             raise gr.Error(MSG_CANCELLED, title="Cancelled", print_exception=False) from None
         except ArtalkError as e:
-            raise gr.Error(plain_message(e, generator.hide()), print_exception=False) from None
+            # Gradio renders the message as HTML: escape it (it may quote a visitor's text)
+            raise gr.Error(html.escape(plain_message(e, generator.hide())), print_exception=False) from None
         except Exception as e:
             log.exception("generation failed")
             raise gr.Error(MSG_BUG, print_exception=False) from e

@@ -65,7 +65,7 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
                 gr.Markdown("### Input audio & text")
                 mode = gr.Radio(["Audio", "Text"], value="Audio", label="Input", elem_id="mode")
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
-                                 elem_id="audio")
+                                 elem_id="audio", buttons=["download"])
                 text = gr.Textbox(label="Text", lines=4, visible=False, elem_id="text",
                                   placeholder="Type what the head should say")
                 language = gr.Dropdown(LANGUAGES, value="en", label="Language", visible=False, elem_id="language")
@@ -78,7 +78,7 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
                                      type="filepath", elem_id="style-file", height=120)
             with gr.Column():
                 gr.Markdown("### Generated video")
-                video = gr.Video(label="Video", autoplay=True, interactive=False, elem_id="video")
+                video = gr.Video(label="Video", autoplay=True, interactive=False, elem_id="video", buttons=["download"])
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
         with gr.Row():
             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")

@@ -351,3 +351,60 @@ def test_queue_bounded_and_one_generation_at_a_time(app, tmp_path):
     finally:
         gen.run = original
         release.set()
+
+
+# ----- hooks for what other branches add: photoreal avatars, glTF export ---------------------------
+
+
+def test_photoreal_avatars_listed_only_when_animate_can_render_them(tmp_path, monkeypatch):
+    import types
+
+    import artalk_core.animate as animate_module
+    from artalk_core.app.config import build_catalog, photoreal_avatars
+
+    assert photoreal_avatars(tmp_path) == []  # no <assets>/GAGAvatar/tracked.pt
+    (tmp_path / "GAGAvatar").mkdir()
+    (tmp_path / "GAGAvatar" / "tracked.pt").write_bytes(b"stand-in")
+
+    def animate_without_avatars(audio: Any = None, *, output: Any = None) -> None: ...
+
+    def animate_with_avatars(audio: Any = None, *, output: Any = None, avatar: str | None = None) -> None: ...
+
+    fake = types.ModuleType("artalk_core.render.avatar.tracked")
+    fake.load_tracked = lambda path: {"12.jpg": object(), "11.jpg": object()}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "artalk_core.render.avatar.tracked", fake)
+    monkeypatch.setattr(animate_module, "animate", animate_without_avatars)
+    assert photoreal_avatars(tmp_path) == []
+    monkeypatch.setattr(animate_module, "animate", animate_with_avatars)
+    assert photoreal_avatars(tmp_path) == ["11.jpg", "12.jpg"]
+    catalog = build_catalog(AppConfig(assets=tmp_path))
+    assert [a for _, a in catalog.appearances] == ["mesh", "11.jpg", "12.jpg"]
+
+
+def test_generator_offers_the_glb_once_animate_writes_one(tmp_path, monkeypatch):
+    import artalk_core.animate as animate_module
+    from artalk_core.app.config import build_catalog
+    from artalk_core.app.handlers import Generator
+    from artalk_core.audio import load_audio, write_wav
+
+    real = animate_module.animate
+
+    def animate_with_glb(audio: Any = None, *, glb: Path | None = None, **kw: Any) -> Any:
+        res = real(audio, **kw)
+        assert glb is not None
+        glb.write_bytes(b"glTF")
+        return res
+
+    monkeypatch.setattr(animate_module, "animate", animate_with_glb)
+    speech = tmp_path / "hi.wav"
+    write_wav(speech, load_audio(FIXTURE / "speech_16k.wav").samples[:16000])
+    config = AppConfig(assets=tmp_path / "no_assets", size=32)
+    jobs = JobStore(parent=tmp_path)
+    try:
+        out = Generator(config, build_catalog(config), jobs).run(audio=str(speech), text=None)
+        assert [p.name for p in out.files] == ["hi_default_mesh.motion.safetensors", "hi_default_mesh_motions.pt",
+                                               "hi_default_mesh.h5", "hi_default_mesh.glb"]
+        assert out.video.name == "hi_default_mesh.mp4" and out.frames == 25
+        assert not (out.video.parent / "work").exists()
+    finally:
+        jobs.close()
