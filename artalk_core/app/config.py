@@ -46,7 +46,7 @@ class AppConfig:
     size: int = 512
     clip_length: int | None = None
     keep_seconds: float = 3600.0
-    """Results (and Gradio's cached uploads) are removed this long after they were made."""
+    """Delivered results and uploads (Gradio's cache) are removed this long after they were made."""
     preload: bool = True
     """Load the model at start (fail then, not on the first visitor)."""
     examples: list[PathLike] | None = None

@@ -2,9 +2,10 @@
 
 Everything the app writes lives under one private root folder (``mkdtemp``, mode 0700): Gradio's
 upload/output cache (``GRADIO_TEMP_DIR`` points there) and ``jobs/<random id>/``, one folder per
-generation. A job's scratch files (``work/``) go as soon as it ends; its results stay while the page
-may still play or download them and are removed ``keep_seconds`` after the job finished (a janitor
-thread). :meth:`JobStore.close` removes the whole root: the server calls it on the way out, for
+generation. A job's scratch files (``work/``) go as soon as it ends; Gradio copies its results into
+its cache when it delivers them (those copies, which the page plays and downloads, expire with
+Gradio's ``delete_cache``), so the job folder itself is removed ``keep_seconds`` (a grace of a
+minute by default) after the job finished, by a janitor thread. :meth:`JobStore.close` removes the whole root: the server calls it on the way out, for
 Ctrl+C and SIGTERM alike.
 
 Cancelling: the page's Cancel button marks the running job of its browser session; the job's
@@ -22,6 +23,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+DELIVERY_GRACE_SECONDS = 60.0
+"""How long a finished job's folder outlives it: Gradio copies the results out right after the callback."""
 
 
 class Cancelled(Exception):
@@ -48,7 +53,7 @@ class Job:
 class JobStore:
     """The app's private root folder, its job folders, expiry and shutdown cleanup."""
 
-    def __init__(self, *, keep_seconds: float = 3600.0, sweep_seconds: float | None = None,
+    def __init__(self, *, keep_seconds: float = DELIVERY_GRACE_SECONDS, sweep_seconds: float | None = None,
                  parent: Path | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="artalk-app-", dir=parent))
         self.cache = self.root / "cache"
@@ -131,4 +136,4 @@ class JobStore:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-__all__ = ["Cancelled", "Job", "JobStore"]
+__all__ = ["Cancelled", "DELIVERY_GRACE_SECONDS", "Job", "JobStore"]

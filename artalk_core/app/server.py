@@ -178,7 +178,7 @@ class AppParts:
 def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
     """The FastAPI app serving the page at ``/`` behind :class:`Guard`; nothing listens yet."""
     catalog = build_catalog(config)
-    jobs = JobStore(keep_seconds=config.keep_seconds)
+    jobs = JobStore()  # job folders go a minute after delivery; Gradio's served copies after keep_seconds
     try:
         # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
         os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
