@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,8 @@ class Generator:
 
     def run(self, *, audio: str | None, text: str | None, language: str = "en", appearance: str = MESH,
             style: str = "default", style_file: str | None = None, session: str = "",
-            progress: Callable[[str, int, int], None] | None = None) -> Outputs:
+            progress: Callable[[str, int, int], None] | None = None,
+            cancel: threading.Event | None = None) -> Outputs:
         """Make the video and downloads; ArtalkError (or Cancelled) with a message otherwise."""
         from artalk_core.tts import normalize_lang
 
@@ -183,7 +184,7 @@ class Generator:
         if not style_file and style not in ("default", *self.catalog.styles):
             raise InputError(f"Unknown style '{style}': choose one of {', '.join(['default', *self.catalog.styles])}.")
         with self.model_lock:
-            job = self.jobs.new(session)
+            job = self.jobs.new(session, cancel)
             ok = False
             try:
                 out = self._run(job, audio, text, lang, appearance, style, style_file, progress)
@@ -278,21 +279,35 @@ class ProgressBridge:
             self.gr_progress(self.fraction, desc=label)
 
 
-def gradio_callback(generator: Generator) -> Callable[..., tuple[Any, ...]]:
+def gradio_callback(generator: Generator) -> Callable[..., Awaitable[tuple[Any, ...]]]:
     """The Gradio function behind the page and ``api_name='generate'``.
 
     Parameters (API keywords): ``audio`` (file), ``text``, ``language``, ``appearance``, ``style``,
     ``style_file`` (file); returns (video file, list of download files).
+
+    It is a coroutine running the generation in a worker thread: when Gradio cancels the event
+    (Cancel, ``Job.cancel()`` in gradio_client) the coroutine is cancelled, sets the job's cancel
+    flag, and the thread stops at its next progress report (a thread cannot be killed).
     """
+    import anyio
     import gradio as gr
 
-    def generate(audio: str | None = None, text: str | None = None, language: str = "en",
-                 appearance: str = MESH, style: str = "default", style_file: str | None = None,
-                 request: gr.Request | None = None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    async def generate(audio: str | None = None, text: str | None = None, language: str = "en",
+                       appearance: str = MESH, style: str = "default", style_file: str | None = None,
+                       request: gr.Request | None = None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         session = getattr(request, "session_hash", None) or ""
+        cancel = threading.Event()
+
+        def work() -> Outputs:
+            return generator.run(audio=audio, text=text, language=language, appearance=appearance, style=style,
+                                 style_file=style_file, session=session, progress=ProgressBridge(progress),
+                                 cancel=cancel)
+
         try:
-            out = generator.run(audio=audio, text=text, language=language, appearance=appearance, style=style,
-                                style_file=style_file, session=session, progress=ProgressBridge(progress))
+            out = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            cancel.set()
+            raise
         except Cancelled:
             raise gr.Error(MSG_CANCELLED, title="Cancelled", print_exception=False) from None
         except ArtalkError as e:

@@ -8,9 +8,10 @@ Gradio's ``delete_cache``), so the job folder itself is removed ``keep_seconds``
 minute by default) after the job finished, by a janitor thread. :meth:`JobStore.close` removes the whole root: the server calls it on the way out, for
 Ctrl+C and SIGTERM alike.
 
-Cancelling: the page's Cancel button marks the running job of its browser session; the job's
-progress callback then raises :class:`Cancelled`, so the worker thread stops at its next progress
-report instead of finishing a generation nobody waits for.
+Cancelling: when Gradio cancels an event (the page's Cancel button, ``Job.cancel()`` in
+gradio_client) the job's flag is set, and the page's Cancel also marks the running job of its
+browser session; the job's progress callback then raises :class:`Cancelled`, so the worker thread
+stops at its next progress report instead of finishing a generation nobody waits for.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 DELIVERY_GRACE_SECONDS = 60.0
 """How long a finished job's folder outlives it: Gradio copies the results out right after the callback."""
@@ -68,12 +68,18 @@ class JobStore:
                                          daemon=True)
         self._janitor.start()
 
-    def new(self, session: str) -> Job:
-        """A fresh job folder for one generation of ``session`` (a browser tab or API client)."""
-        if self.closing.is_set():
+    def new(self, session: str, cancel: threading.Event | None = None) -> Job:
+        """A fresh job folder for one generation of ``session`` (a browser tab or API client).
+
+        ``cancel``: the job's cancel flag, when the caller already holds one (set when Gradio cancels
+        the event, see :func:`artalk_core.app.handlers.gradio_callback`).
+        """
+        if self.closing.is_set() or (cancel is not None and cancel.is_set()):
             raise Cancelled()
         job_id = secrets.token_urlsafe(12)
         job = Job(id=job_id, dir=self.root / "jobs" / job_id, session=session)
+        if cancel is not None:
+            job.cancel = cancel
         job.work.mkdir(parents=True)
         with self._lock:
             self._jobs[job_id] = job

@@ -31,7 +31,7 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
 
     generate = gradio_callback(generator)
 
-    def ui_generate(mode: str, audio: str | None, text: str | None, language: str, appearance: str, style: str,
+    async def ui_generate(mode: str, audio: str | None, text: str | None, language: str, appearance: str, style: str,
                     style_file: str | None, request: gr.Request | None = None,
                     progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         """The page's button: only the input the Audio/Text switch shows counts."""
@@ -39,7 +39,8 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
             audio = None
         else:
             text = None
-        return generate(audio, text, language, appearance, style, style_file, request=request, progress=progress)
+        return await generate(audio, text, language, appearance, style, style_file, request=request,
+                              progress=progress)
 
     ui_generate.__annotations__["request"] = gr.Request
 

@@ -408,3 +408,39 @@ def test_generator_offers_the_glb_once_animate_writes_one(tmp_path, monkeypatch)
         assert not (out.video.parent / "work").exists()
     finally:
         jobs.close()
+
+
+def test_api_cancel_stops_the_running_generation(app, tmp_path):
+    """gradio_client's Job.cancel() reaches the worker thread: the next job does not wait for it."""
+    from gradio_client import Client
+
+    gen = app.parts.generator
+    real_report = gen._report
+    reports: list[str] = []
+
+    def slow_report(job: Any, progress: Any) -> Any:
+        inner = real_report(job, progress)
+
+        def report(stage: str, done: int, total: int) -> None:
+            reports.append(stage)
+            time.sleep(0.3)
+            inner(stage, done, total)
+
+        return report
+
+    gen._report = slow_report  # type: ignore[method-assign]
+    try:
+        client = Client(app.url, verbose=False, download_files=str(tmp_path))
+        job = client.submit(text="Hello there, this is a longer sentence to speak.", api_name="/generate")
+        deadline = time.monotonic() + 60
+        while len(reports) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reports, "the job did not start"
+        job.cancel()
+        t = time.monotonic()
+        while [j for j in app.jobs.jobs() if j.finished is None] and time.monotonic() - t < 10:
+            time.sleep(0.1)
+        assert not [j for j in app.jobs.jobs() if j.finished is None], "the cancelled job kept running"
+        assert len(reports) < 20  # uncancelled: ~100 slowed reports
+    finally:
+        gen._report = real_report  # type: ignore[method-assign]
