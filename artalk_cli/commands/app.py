@@ -10,6 +10,28 @@ from artalk_cli.console import cli_errors, say
 from artalk_cli.options import Assets, ClipLength, Debug, Device, Quiet
 
 
+def _log_to_console(*, quiet: bool, debug: bool) -> None:
+    """The app's job log (``artalk.app``) as status lines on stderr; tracebacks only with --debug."""
+    import logging
+
+    from rich.markup import escape
+
+    class Say(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                e = record.exc_info[1]
+                line += f": unexpected {type(e).__name__}: {e}"
+                if debug:
+                    line += "\n" + logging.Formatter().formatException(record.exc_info)
+            say(escape(line), quiet=quiet and record.levelno < logging.WARNING)
+
+    logger = logging.getLogger("artalk.app")
+    logger.setLevel(logging.INFO)
+    logger.handlers = [Say()]
+    logger.propagate = False
+
+
 def register(app: typer.Typer) -> None:
     @app.command("app")
     def app_cmd(
@@ -41,6 +63,7 @@ def register(app: typer.Typer) -> None:
             config = AppConfig(assets=assets, device=device, engine=engine, max_seconds=max_seconds,
                                max_upload_mb=max_upload_mb, queue_size=queue_size, clip_length=clip_length,
                                size=size, keep_seconds=keep_minutes * 60.0)
+            _log_to_console(quiet=quiet, debug=debug)
             say("starting (loading the model if present)...", quiet=quiet)
             server = AppServer(config, host=host, port=port, share=share)
 

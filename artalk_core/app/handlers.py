@@ -186,10 +186,17 @@ class Generator:
         with self.model_lock:
             job = self.jobs.new(session, cancel)
             ok = False
+            log.info("job %s: started (%s)", job.id[:8], "text" if text is not None else "speech")
             try:
                 out = self._run(job, audio, text, lang, appearance, style, style_file, progress)
                 ok = True
                 return out
+            except Cancelled:
+                log.info("job %s: cancelled", job.id[:8])
+                raise
+            except ArtalkError as e:
+                log.info("job %s: refused: %s", job.id[:8], plain_message(e, self.hide()))
+                raise
             finally:
                 self.jobs.finish(job, keep_results=ok)
 
@@ -251,7 +258,7 @@ class Generator:
         write_reference_motion(ref, read_motion(motion).data)
         files = [motion, ref, verts] + ([glb] if glb.is_file() else [])
         report("finishing", 1, 1)
-        log.info("job %s: %d frames from %.1f s of speech", job.id[:8], res.frames, seconds)
+        log.info("job %s: done, %d frames from %.1f s of speech", job.id[:8], res.frames, seconds)
         return Outputs(video=res.output, files=files, frames=res.frames, seconds=res.frames / FPS)
 
 
