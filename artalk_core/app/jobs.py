@@ -53,13 +53,14 @@ class Job:
 class JobStore:
     """The app's private root folder, its job folders, expiry and shutdown cleanup."""
 
-    def __init__(self, *, keep_seconds: float = DELIVERY_GRACE_SECONDS, sweep_seconds: float | None = None,
-                 parent: Path | None = None) -> None:
+    def __init__(self, *, keep_seconds: float = DELIVERY_GRACE_SECONDS, cache_seconds: float = 3600.0,
+                 sweep_seconds: float | None = None, parent: Path | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="artalk-app-", dir=parent))
         self.cache = self.root / "cache"
         """Gradio's file cache (uploads and served outputs)."""
         self.cache.mkdir()
         self.keep_seconds = float(keep_seconds)
+        self.cache_seconds = float(cache_seconds)
         self.closing = threading.Event()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
@@ -124,10 +125,30 @@ class JobStore:
             self._remove(job)
         return [j.id for j in old]
 
+    def sweep_cache(self, now: float | None = None) -> int:
+        """Remove cache files not touched for ``cache_seconds`` (and the folders this empties).
+
+        Gradio's ``delete_cache`` does this for the files it tracks; this also catches what it
+        does not track (an upload cut off mid-body leaves its temp file) and the emptied hash
+        folders. Returns the number of files removed.
+        """
+        now = time.time() if now is None else now
+        removed = 0
+        for path in sorted(self.cache.rglob("*"), key=lambda p: -len(p.parts)):  # children first
+            with contextlib.suppress(OSError):
+                if path.is_dir():
+                    if not any(path.iterdir()) and now - path.stat().st_mtime >= self.cache_seconds:
+                        path.rmdir()
+                elif now - path.lstat().st_mtime >= self.cache_seconds:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def _sweep(self, interval: float) -> None:
         while not self.closing.wait(interval):
             with contextlib.suppress(Exception):  # the janitor must outlive a failed removal
                 self.expire()
+                self.sweep_cache()
 
     def stop(self) -> None:
         """Refuse new jobs and make every running one stop at its next progress report."""

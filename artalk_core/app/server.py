@@ -155,8 +155,13 @@ class Guard:
                 state["started"] = True
             await send(message)
 
+        from starlette.requests import ClientDisconnect
+
         try:
             await self.app(scope, bounded_receive, guarded_send)
+        except ClientDisconnect:
+            if state["refused"] is None:
+                return  # the client went away mid-body: nobody to answer, nothing to report
         except Exception:
             if state["refused"] is None:
                 raise
@@ -178,7 +183,8 @@ class AppParts:
 def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
     """The FastAPI app serving the page at ``/`` behind :class:`Guard`; nothing listens yet."""
     catalog = build_catalog(config)
-    jobs = JobStore()  # job folders go a minute after delivery; Gradio's served copies after keep_seconds
+    # job folders go a minute after delivery; Gradio's served copies and uploads after keep_seconds
+    jobs = JobStore(cache_seconds=config.keep_seconds)
     try:
         # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
         os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)

@@ -444,3 +444,46 @@ def test_api_cancel_stops_the_running_generation(app, tmp_path):
         assert len(reports) < 20  # uncancelled: ~100 slowed reports
     finally:
         gen._report = real_report  # type: ignore[method-assign]
+
+
+def test_cache_sweep_removes_stale_untracked_files(tmp_path):
+    import os
+
+    store = JobStore(cache_seconds=100, sweep_seconds=3600, parent=tmp_path)
+    try:
+        old = store.cache / "abc" / "speech.wav"
+        old.parent.mkdir()
+        old.write_bytes(b"x")
+        partial = store.cache / "tmpcutoff"
+        partial.write_bytes(b"y")
+        fresh = store.cache / "def" / "video.mp4"
+        fresh.parent.mkdir()
+        fresh.write_bytes(b"z")
+        past = time.time() - 200
+        for p in (old, partial, old.parent):
+            os.utime(p, (past, past))
+        assert store.sweep_cache() == 2
+        assert not old.exists() and not partial.exists() and fresh.exists()
+        assert store.sweep_cache(now=time.time() + 1000) == 1
+        assert list(store.cache.iterdir()) == []
+    finally:
+        store.close()
+
+
+def test_truncated_upload_is_dropped_quietly(app):
+    import logging
+
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(catcher)
+    host, port = app.sock.getsockname()[:2]
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="cut.wav"\r\n\r\n'
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 100000\r\n"
+                  b"Content-Type: multipart/form-data; boundary=b\r\n\r\n" % port + head + b"x" * 5000)
+        time.sleep(0.5)
+    time.sleep(1.0)
+    logging.getLogger("uvicorn.error").removeHandler(catcher)
+    assert not [r for r in records if r.exc_info], "a cut-off upload printed a traceback"
+    assert not list(app.jobs.cache.rglob("cut.wav"))
