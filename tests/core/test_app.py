@@ -428,7 +428,7 @@ def test_api_cancel_stops_the_running_generation(app, tmp_path):
 
         return report
 
-    gen._report = slow_report  # type: ignore[method-assign]
+    gen._report = slow_report
     try:
         client = Client(app.url, verbose=False, download_files=str(tmp_path))
         job = client.submit(text="Hello there, this is a longer sentence to speak.", api_name="/generate")
@@ -443,7 +443,7 @@ def test_api_cancel_stops_the_running_generation(app, tmp_path):
         assert not [j for j in app.jobs.jobs() if j.finished is None], "the cancelled job kept running"
         assert len(reports) < 20  # uncancelled: ~100 slowed reports
     finally:
-        gen._report = real_report  # type: ignore[method-assign]
+        gen._report = real_report
 
 
 def test_cache_sweep_removes_stale_untracked_files(tmp_path):
@@ -474,8 +474,12 @@ def test_truncated_upload_is_dropped_quietly(app):
     import logging
 
     records: list[logging.LogRecord] = []
-    catcher = logging.Handler()
-    catcher.emit = records.append  # type: ignore[method-assign]
+
+    class Catcher(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    catcher = Catcher()
     logging.getLogger("uvicorn.error").addHandler(catcher)
     host, port = app.sock.getsockname()[:2]
     head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="cut.wav"\r\n\r\n'
