@@ -169,6 +169,60 @@ class Guard:
             await self.refuse(send, *state["refused"])
 
 
+HEADER_SECONDS = 10.0
+"""A connection must deliver a whole request head within this long (idle and slowloris clients)."""
+
+
+def deadline_protocol(header_seconds: float = HEADER_SECONDS) -> type:
+    """uvicorn's h11 protocol plus a deadline for each request's head.
+
+    uvicorn times out idle keep-alive connections only after a first response: a client that
+    connects and sends nothing, or trickles its headers, holds its connection forever (and with
+    ``limit_concurrency`` enough of them lock everyone out). This closes a connection whose
+    request line and headers are not complete ``header_seconds`` after it opened or after its
+    previous response.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DeadlineH11Protocol(H11Protocol):
+        _deadline: Any = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()  # the head arrived; the body is bounded by the guard
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+    return DeadlineH11Protocol
+
+
 @dataclass
 class AppParts:
     """A built app: the ASGI app to serve and what it needs cleaned up."""
@@ -221,7 +275,8 @@ class AppServer:
     thread until SIGINT or SIGTERM. Either way :meth:`close` (called by ``run``) removes every file.
     """
 
-    def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> None:
+    def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False,
+                 header_seconds: float = HEADER_SECONDS) -> None:
         import uvicorn
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -243,7 +298,8 @@ class AppServer:
         self.share_error: str | None = None
         self._share = share
         self.server = uvicorn.Server(uvicorn.Config(
-            self.parts.asgi, log_level="warning", http="h11", lifespan="on", server_header=False,
+            self.parts.asgi, log_level="warning", http=deadline_protocol(header_seconds), lifespan="on",
+            server_header=False,
             limit_concurrency=256, backlog=2048, timeout_keep_alive=5, timeout_graceful_shutdown=3,
             h11_max_incomplete_event_size=64 * 1024))
         self._thread: threading.Thread | None = None

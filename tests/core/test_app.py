@@ -187,7 +187,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from artalk_core.app.server import AppServer
 
     server = AppServer(AppConfig(assets=tmp_path_factory.mktemp("no_assets"), size=64, max_upload_mb=1,
-                                 queue_size=1, max_seconds=30), port=0).start()
+                                 queue_size=1, max_seconds=30), port=0, header_seconds=1.5).start()
     yield server
     server.close()
     assert not server.jobs.root.exists()
@@ -491,3 +491,18 @@ def test_truncated_upload_is_dropped_quietly(app):
     logging.getLogger("uvicorn.error").removeHandler(catcher)
     assert not [r for r in records if r.exc_info], "a cut-off upload printed a traceback"
     assert not list(app.jobs.cache.rglob("cut.wav"))
+
+
+def test_idle_and_slow_header_connections_are_closed(app):
+    host, port = app.sock.getsockname()[:2]
+    for opening in (b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"):  # silent; headers never finished
+        with socket.create_connection((host, port), timeout=20) as s:
+            s.sendall(opening)
+            t = time.monotonic()
+            assert s.recv(100) == b""  # closed by the server
+            assert time.monotonic() - t < 5
+    with socket.create_connection((host, port), timeout=20) as s:  # a slow but complete client is served
+        s.sendall(b"GET /config HTTP/1.1\r\n")
+        time.sleep(1.0)
+        s.sendall(b"Host: 127.0.0.1:%d\r\n\r\n" % port)
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
