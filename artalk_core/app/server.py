@@ -13,6 +13,10 @@ alike. The guard closes what Gradio leaves open by default (measured with Gradio
   body) and the number of multipart parts; a negative or malformed length is a 400.
 - With ``api_open`` (Gradio's default off Spaces) ``POST /gradio_api/run/...`` skips the queue and
   its concurrency limit; the queue is made the only way in.
+- uvicorn closes idle connections only after a first response: :func:`deadline_protocol` gives
+  every request head a deadline (clients that connect and say nothing, or trickle headers).
+
+A client that goes away mid-upload is dropped quietly (Gradio's upload route would raise).
 """
 
 from __future__ import annotations

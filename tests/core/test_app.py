@@ -506,3 +506,11 @@ def test_idle_and_slow_header_connections_are_closed(app):
         time.sleep(1.0)
         s.sendall(b"Host: 127.0.0.1:%d\r\n\r\n" % port)
         assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_fifty_simultaneous_page_loads_all_answered(app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(lambda _: request(app, "GET", "/")[0], range(50)))
+    assert statuses == [200] * 50
