@@ -14,6 +14,8 @@ MOTION_DIM: int = 106
 """Channels of one motion frame."""
 EXP_DIM: int = 100
 SHAPE_DIM: int = 300
+NUM_JOINTS: int = 5
+"""FLAME joints: 0 root (global rotation), 1 neck, 2 jaw, 3 left eye (+x), 4 right eye."""
 EXP_SLICE = slice(0, 100)
 """FLAME expression coefficients."""
 GLOBAL_ROT_SLICE = slice(100, 103)

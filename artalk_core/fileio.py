@@ -56,7 +56,7 @@ def read_input_bytes(path: PathLike) -> bytes:
 
 
 @contextlib.contextmanager
-def input_file(source: PathLike | bytes) -> Iterator[tuple[Path, str, str]]:
+def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tuple[Path, str, str]]:
     """Yield (path, sha256, name for messages) of an input, so it can be sniffed and read in blocks.
 
     A path is yielded as it is (sha256 "": not computed here). ``-`` (stdin) is copied to a temp

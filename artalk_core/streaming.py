@@ -2,7 +2,7 @@
 
 ``artalk generate --stream`` reads 16 kHz audio as it arrives, generates each 100-frame chunk as
 soon as its 64,000 samples are in (a chunk's audio features depend on its own samples only), and
-writes the motion stream (NDJSON, :class:`artalk_core.formats.motion.MotionStreamWriter`) flushed
+writes the motion stream (NDJSON, :class:`artalk_core.formats.motion_stream.MotionStreamWriter`) flushed
 after every chunk. Post-processing runs causally (:class:`artalk_core.postprocess.StreamingPostprocessor`,
 4 frames of delay), so the concatenated stream equals the offline ``artalk generate`` output
 bit for bit; ``raw`` streams the model output without post-processing.
@@ -383,7 +383,7 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     """
     import torch
 
-    from artalk_core.formats.motion import MotionStreamWriter
+    from artalk_core.formats.motion_stream import MotionStreamWriter
     from artalk_core.pipeline import load_artalk, resolve_clip_length
     from artalk_core.postprocess import SMOOTH_DELAY, StreamingPostprocessor
     from artalk_core.styles import resolve_style

@@ -12,13 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from artalk_core.render import create_renderer, synthetic_head
+from artalk_core.render import create_renderer
 from artalk_core.video import VideoWriter, probe_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests.meshes
+from tests.meshes import synthetic_head  # noqa: E402
 
 
 def deformed(base: np.ndarray, i: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 It serves ``HEAD/GET /{repo_id}/resolve/{revision}/{filename}`` like the hub does for huggingface_hub:
 git files answer 200 with ``ETag`` (the git blob sha1), ``X-Repo-Commit`` and ``Content-Length``; LFS files
-(``lfs=True``) answer 302 to ``/cdn/<sha256>`` with ``X-Linked-Size`` / ``X-Linked-Etag`` (the sha256), and the
+(``lfs=True``) answer 302 to ``/cdn/<sha256>`` on a second port (the CDN) with ``X-Linked-Size`` / ``X-Linked-Etag`` (the sha256), and the
 CDN honours ``Range``. Unknown files get 404 with ``X-Error-Code: EntryNotFound``, unknown repositories 401
 with ``RepoNotFound``. Faults for tests: ``corrupt`` (served bytes differ from the advertised hash),
 ``drop_once`` (the next GET of that file closes the connection after half the body), ``dead_gets`` (that
@@ -53,6 +53,7 @@ class FakeHub:
 
     def __post_init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
+        self._cdn: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
     def add(self, repo_id: str, filename: str, data: bytes, **kw: Any) -> HubFile:
@@ -67,6 +68,12 @@ class FakeHub:
     def gets(self, path_part: str) -> list[str | None]:
         """Range headers of the GETs whose path contains ``path_part``."""
         return [r for m, p, r in self.requests if m == "GET" and path_part in p]
+
+    @property
+    def cdn(self) -> str:
+        """Where LFS files are served from: another origin (port), as the hub's CDN is another host."""
+        assert self._cdn is not None
+        return f"http://127.0.0.1:{self._cdn.server_address[1]}"
 
     def __enter__(self) -> FakeHub:
         hub = self
@@ -84,14 +91,17 @@ class FakeHub:
                 hub._handle(self, head=False)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        for server in (self._server, self._cdn):
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        for server in (self._server, self._cdn):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
 
     # ------------------------------------------------------------------ request handling
 
@@ -119,7 +129,9 @@ class FakeHub:
             return self._status(h, 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT,
                                          "X-Error-Message": "Entry not found"})
         if f.lfs:
-            loc = f"/cdn/{f.sha256}"
+            # To another origin, as the hub's redirect to its CDN is (huggingface_hub follows redirects on its own
+            # origin itself while reading metadata, and must stop at this one to see the X-Linked-* headers).
+            loc = f"{self.cdn}/cdn/{f.sha256}"
             return self._status(h, 302, {"Location": loc, "X-Repo-Commit": COMMIT, "X-Linked-Size": str(len(f.data)),
                                          "X-Linked-Etag": f'"{f.sha256}"', "ETag": '"redirect-etag"'})
         return self._body(h, f, head=head, extra={"ETag": f'"{f.git_sha1}"', "X-Repo-Commit": COMMIT})
@@ -185,3 +197,18 @@ def isolate_hub_env(monkeypatch: Any, tmp_path: Path, *, chunk: int = 16_384) ->
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", chunk)
+
+
+def fill_disk(monkeypatch: Any) -> None:
+    """Make the next download hit a full disk: huggingface_hub's transfer writes part of the file, then
+    the disk is full (ENOSPC), as a real full disk would answer."""
+    import errno
+    import os
+
+    from huggingface_hub import file_download
+
+    def full_disk_get(url: str, temp_file: Any, **kwargs: Any) -> None:
+        temp_file.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(file_download, "http_get", full_disk_get)

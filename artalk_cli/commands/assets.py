@@ -40,7 +40,7 @@ def _human(n: int | None) -> str:
 
 
 def _flame(root: Path | None, quiet: bool) -> None:
-    from artalk_core.hub import flame_notice, flame_path
+    from artalk_core.assets import flame_notice, flame_path
 
     p = flame_path(root)
     if p.is_file():
@@ -66,7 +66,7 @@ def download_cmd(
     """Download the released files from the Hugging Face hub, verified; resumes interrupted downloads."""
     with cli_errors(debug):
         from artalk_core.assets import assets_dir
-        from artalk_core.hub import download
+        from artalk_core.assets.download import download
 
         with ProgressBars(quiet) as bar:
             results = download(root, include_optional=include_optional, manifest=manifest, endpoint=endpoint,
@@ -91,7 +91,7 @@ def verify_cmd(
 ) -> None:
     """Check every released file's size and sha256 (exit code 3 if a required one is missing or any is wrong)."""
     with cli_errors(debug):
-        from artalk_core.hub import raise_for_problems, verify
+        from artalk_core.assets import raise_for_problems, verify
 
         with ProgressBars(quiet) as bar:
             results = verify(root, manifest=manifest, progress=bar)
@@ -120,7 +120,7 @@ def list_cmd(
 ) -> None:
     """List the styles and heads available (with sizes), the checkpoint and the config."""
     with cli_errors(debug):
-        from artalk_core.hub import list_assets
+        from artalk_core.assets import list_assets
 
         info: dict[str, Any] = list_assets(root, manifest=manifest)
         if as_json:

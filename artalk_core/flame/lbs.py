@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from artalk_core.constants import EXP_DIM, EXP_SLICE, GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM
-from artalk_core.flame.model import NUM_JOINTS
+from artalk_core.constants import EXP_DIM, EXP_SLICE, GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM, NUM_JOINTS
 
 __all__ = ["NUM_JOINTS", "batch_rodrigues", "full_pose", "blend_betas", "rigid_transforms", "lbs",
            "motion_to_vertices"]

@@ -10,8 +10,6 @@ import numpy as np
 from artalk_core.constants import MOTION_DIM, SHAPE_DIM
 from artalk_core.errors import InputError
 
-NUM_JOINTS: int = 5
-"""FLAME joints: 0 root (global rotation), 1 neck, 2 jaw, 3 left eye (+x), 4 right eye."""
 DEFAULT_BATCH: int = 64
 """Frames skinned at once: per frame the skinning holds about V*16 floats of transforms."""
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import EXP_DIM, SHAPE_DIM
+from artalk_core.constants import EXP_DIM, NUM_JOINTS, SHAPE_DIM
+from artalk_core.errors import AssetError
 from artalk_core.fileio import PathLike, atomic_output
-from artalk_core.flame.model import NUM_JOINTS
+from artalk_core.flame.buffers import model_from_dict
 
 STANDIN_FILE: Path = Path(__file__).resolve().parent.parent / "data" / "standin_head.npz"
 STANDIN_SOURCE: str = "stand-in"
@@ -39,7 +40,7 @@ _EYE_RADIUS = 0.0125
 _EYE_RINGS, _EYE_SEGMENTS = 12, 16
 
 
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -276,7 +277,7 @@ def save_compact(path: PathLike) -> None:
     parts["standin_version"] = np.array(STANDIN_VERSION)
     with atomic_output(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **parts)
+            np.savez_compressed(fh, **parts)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
 
 
 def write_standin(path: PathLike) -> None:
@@ -295,9 +296,6 @@ def _read_compact(path: Path) -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def _standin_cpu() -> Any:
     import torch
-
-    from artalk_core.errors import AssetError
-    from artalk_core.flame.load import model_from_dict
 
     if not STANDIN_FILE.is_file():
         raise AssetError(f"the bundled stand-in head is missing ({STANDIN_FILE}); reinstall artalk or run "

@@ -1,7 +1,7 @@
 """File formats of artalk: motion, audio features, and recognising any input by its content.
 
 Each format is one module with a read/write pair (``motion``, ``features``) and a JSON Schema of
-its metadata in ``<repo>/schemas/<name>.schema.json``. This package module holds what they share:
+its metadata in ``artalk_core/schemas/<name>.schema.json`` (:func:`artalk_core.schemas.load`). This package module holds what they share:
 
 - :func:`sniff_kind` tells what a file is from its first bytes (magic numbers), so ``-`` (stdin,
   which has no name) is recognised as well as a path;
@@ -18,11 +18,12 @@ import json
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artalk_core.errors import AssetError, FormatError, InputError
+from artalk_core.constants import GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM
+from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import PathLike, is_stdio, read_input_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from artalk_core.formats.features import Features, check_features_match, read_features, write_features
     from artalk_core.formats.motion import Motion, read_motion, read_style, write_motion, write_reference_motion
 
-Source = Union[PathLike, bytes, bytearray, memoryview]
+Source = PathLike | bytes | bytearray | memoryview
 """Where a file comes from: a path, ``-`` for stdin, or its bytes."""
 
 KINDS: tuple[str, ...] = ("motion", "features", "motion-stream", "safetensors", "vertices", "reference-pt",
@@ -213,6 +214,35 @@ def first_nonfinite(arr: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argwhere(bad)[0])
 
 
+def channel_name(channel: int) -> str:
+    """Readable name of motion channel ``channel``: ``expression[7]``, ``global_rotation[1]``, ``jaw_rotation[0]``."""
+    if channel < GLOBAL_ROT_SLICE.start:
+        return f"expression[{channel}]"
+    if channel < JAW_SLICE.start:
+        return f"global_rotation[{channel - GLOBAL_ROT_SLICE.start}]"
+    return f"jaw_rotation[{channel - JAW_SLICE.start}]"
+
+
+def check_motion_array(arr: np.ndarray, name: str, *, err: type[InputError] = FormatError,
+                       what: str = "motion", first_frame: int = 0) -> np.ndarray:
+    """Validate a [T, 106] array: 2-D (a leading batch axis of 1 is dropped), 106 channels,
+    T >= 1, all finite. Returns the (possibly squeezed) float32 array; raises ``err``.
+    ``first_frame``: the frame number of ``arr[0]`` in messages (for a block of a longer motion)."""
+    while arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2 or arr.shape[1] != MOTION_DIM:
+        raise err(f"{name}: {what} has shape {list(arr.shape)}, expected [T, {MOTION_DIM}] "
+                  f"(frames x {MOTION_DIM} FLAME channels)")
+    if arr.shape[0] == 0:
+        raise err(f"{name}: {what} is empty (0 frames)")
+    bad = first_nonfinite(arr)
+    if bad is not None:
+        value = arr[bad]
+        raise err(f"{name}: {what} has a non-finite value ({value}) at frame {first_frame + bad[0]}, "
+                  f"channel {bad[1]} ({channel_name(bad[1])})")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
 def metadata_strings(meta: Mapping[str, Any] | None) -> dict[str, str]:
     """Metadata as safetensors stores it (str -> str): bools become ``true``/``false``, numbers
     their decimal text, None ``""``, dicts/lists compact JSON."""
@@ -235,34 +265,6 @@ def metadata_strings(meta: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def load_safetensors_bytes(data: bytes, name: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors (numpy) and string metadata of a whole safetensors file held in memory.
-
-    Raises FormatError when the bytes are cut short or corrupt.
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    header = safetensors_header(data)
-    if header is None:
-        raise FormatError(f"{name} is truncated or corrupt: its safetensors header cannot be read")
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise FormatError(f"{name} is corrupt: its safetensors metadata is not text")
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, TypeError) as e:
-        raise FormatError(f"{name} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else 'safetensors'})") from e
-    return tensors, dict(meta)
-
-
-def save_safetensors_bytes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> bytes:
-    """A safetensors file (bytes) of numpy tensors with string metadata."""
-    from safetensors.numpy import save
-
-    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=dict(meta))
-
-
 _KIND_PHRASES = {
     "motion": "an artalk motion file",
     "features": "an artalk audio-features file (made by `artalk encode-audio`)",
@@ -280,26 +282,11 @@ def describe_kind(kind: str) -> str:
     return _KIND_PHRASES.get(kind, kind)
 
 
-def schema_dir() -> Path:
-    """Folder of the JSON Schemas (``<repo>/schemas``, or a copy packaged as artalk_core/data/schemas)."""
-    here = Path(__file__).resolve()
-    for cand in (here.parents[2] / "schemas", here.parents[1] / "data" / "schemas"):
-        if cand.is_dir():
-            return cand
-    raise AssetError("the JSON Schemas of artalk's file formats are not installed (no schemas/ folder)")
-
-
-def schema_path(name: str) -> Path:
-    """Path of the JSON Schema of format ``name`` (``motion``, ``features``...)."""
-    p = schema_dir() / f"{name}.schema.json"
-    if not p.is_file():
-        raise AssetError(f"no JSON Schema for format {name!r} (looked for {p})")
-    return p
-
-
 def load_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of format ``name`` as a dict."""
-    return json.loads(schema_path(name).read_text(encoding="utf-8"))
+    """The JSON Schema of format ``name`` as a dict (see :func:`artalk_core.schemas.load`)."""
+    from artalk_core import schemas
+
+    return schemas.load(name)
 
 
 _LAZY = {
@@ -321,6 +308,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["KINDS", "AUDIO_LIKE_KINDS", "Source", "sniff_kind", "source_bytes", "source_name",
-           "safetensors_header", "load_safetensors_bytes", "save_safetensors_bytes", "metadata_strings",
-           "to_float32_array", "first_nonfinite", "schema_dir", "schema_path",
-           "load_schema", "describe_kind", *_LAZY]
+           "safetensors_header", "metadata_strings", "channel_name", "check_motion_array", "is_motion_stream",
+           "to_float32_array", "first_nonfinite",
+           "load_schema", "describe_kind",
+           # the lazily imported names of _LAZY, spelled out so linters see them
+           "Motion", "read_motion", "write_motion", "read_style", "write_reference_motion",
+           "Features", "read_features", "write_features", "check_features_match",
+           "describe_file", "format_description"]

@@ -239,8 +239,9 @@ def describe_file(source: Source) -> dict[str, Any]:
     """
     name = source_name(source)
     if isinstance(source, (bytes, bytearray, memoryview)) or is_stdio(source):
-        src: Source = source_bytes(source)
-        size = len(src)
+        data = source_bytes(source)
+        src: bytes | Path = data
+        size = len(data)
     else:
         p = Path(source)
         if not p.exists():

@@ -1,7 +1,7 @@
 """The audio-features format: wav2vec2 outputs per 64,000-sample chunk, cached between runs.
 
 safetensors with tensor ``features`` float32 [n_chunks, 199, C] (the audio encoder's output for
-each 4 s chunk of the zero-padded audio) and string metadata (``schemas/features.schema.json``):
+each 4 s chunk of the zero-padded audio) and string metadata (``artalk_core/schemas/features.schema.json``):
 which checkpoint made them, the source audio's hash and length in 16 kHz samples (so the motion
 length T = ceil(samples / 16000 * 25) is known without the audio), chunk count, feature size
 and the model config as JSON.
@@ -9,28 +9,29 @@ and the model config as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from artalk_core.constants import CHUNK_AUDIO_TOKENS
 from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import PathLike, atomic_output
+from artalk_core.fileio import PathLike, atomic_output, input_file
 from artalk_core.formats import (
     Source,
     describe_kind,
     first_nonfinite,
-    load_safetensors_bytes,
     metadata_strings,
     sniff_kind,
-    source_bytes,
     source_name,
     to_float32_array,
 )
+from artalk_core.formats.tensorfile import TensorFileReader, TensorFileWriter, tensor_file_bytes
 from artalk_core.timing import num_chunks, num_frames
 
 FORMAT_NAME = "artalk.features"
@@ -148,8 +149,6 @@ def _features_meta(meta: Mapping[str, Any], n_chunks: int, feature_dim: int) -> 
 
 def features_bytes(data: Any, meta: Mapping[str, Any]) -> bytes:
     """The bytes of an artalk features file (what :func:`write_features` writes)."""
-    from artalk_core.formats.tensorfile import tensor_file_bytes
-
     arr = to_float32_array(data, what="features")
     _check_array(arr, "features to write", InputError)
     return tensor_file_bytes(TENSOR_NAME, arr, _features_meta(meta, arr.shape[0], arr.shape[2]))
@@ -160,8 +159,6 @@ class FeaturesWriter:
     as :func:`write_features` of the whole. Use as a context manager; :meth:`finish` writes it."""
 
     def __init__(self, path: PathLike, feature_dim: int) -> None:
-        from artalk_core.formats.tensorfile import TensorFileWriter
-
         self._w = TensorFileWriter(path, TENSOR_NAME, (CHUNK_AUDIO_TOKENS, int(feature_dim)))
         self.feature_dim = int(feature_dim)
 
@@ -230,92 +227,68 @@ def _check_version(meta: Mapping[str, str], name: str) -> None:
                           f"reads version {FORMAT_VERSION} (upgrade artalk or rerun encode-audio)")
 
 
-def read_features(source: Source) -> Features:
-    """Read a features file from a path, ``-`` (stdin) or bytes; data is float32 numpy.
+class FeaturesReader(_FeaturesMeta):
+    """A features file opened for reading a group of chunks at a time (``chunks``, ``feature_dim``,
+    ``frames``, ``meta`` at once), read from disk group by group after a check of the header and
+    of every value on opening. ``source``: a path, ``-`` (stdin, spooled to a temp file) or bytes;
+    ``label`` names it in messages (default: its path, ``<stdin>`` or ``<bytes>``). Use as a
+    context manager (or :meth:`close`).
 
     Raises FormatError for other files (naming what they are), truncated files, a newer format
     version, bad shapes, NaN/Inf, or metadata inconsistent with the tensor.
     """
-    name = source_name(source)
-    data = source_bytes(source)
-    if not data:
-        raise FormatError(f"{name} is empty (0 bytes); expected an artalk features file")
-    _check_kind(sniff_kind(data), name)
-    tensors, meta = load_safetensors_bytes(data, name)
-    _check_version(meta, name)
-    if TENSOR_NAME not in tensors:
-        raise FormatError(f"{name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor")
-    arr = np.ascontiguousarray(tensors[TENSOR_NAME], dtype=np.float32)
-    _check_array(arr, name, FormatError)
-    _check_samples(meta.get("audio_samples"), arr.shape[0], name, FormatError)
-    return Features(arr, dict(meta))
-
-
-class FeaturesReader(_FeaturesMeta):
-    """A features file opened for reading a group of chunks at a time (``chunks``, ``feature_dim``,
-    ``frames``, ``meta`` at once). A path is read from disk group by group after a check of the
-    header and of every value on opening; any other source (stdin, bytes) is read whole by
-    :func:`read_features`. ``label`` names the source in messages (default: its path, ``<stdin>``
-    or ``<bytes>``). Use as a context manager (or :meth:`close`)."""
 
     def __init__(self, source: Source, *, block: int = 16, label: str | None = None) -> None:
-        self.name = label or source_name(source)
-        self._file: Any = None
-        self._data: np.ndarray | None = None
-        if isinstance(source, (bytes, bytearray, memoryview)) or str(source) == "-":
-            feats = read_features(source)
-            self._data, self.meta = feats.data, feats.meta
-            return
-        from pathlib import Path
-
-        from artalk_core.formats.tensorfile import TensorFileReader
-
-        kind = sniff_kind(source)
-        if kind == "unknown" and Path(source).stat().st_size == 0:
-            raise FormatError(f"{self.name} is empty (0 bytes); expected an artalk features file")
-        _check_kind(kind, self.name)
-        reader = TensorFileReader(source, TENSOR_NAME, label=self.name, missing=lambda names: FormatError(
-            f"{self.name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor"))
+        self._stack = contextlib.ExitStack()
         try:
-            meta = reader.meta
-            _check_version(meta, self.name)
-            shape = reader.shape
-            if len(shape) != 3 or shape[1] != CHUNK_AUDIO_TOKENS or shape[2] == 0:
-                raise FormatError(f"{self.name}: features have shape {list(shape)}, expected "
-                                  f"[chunks, {CHUNK_AUDIO_TOKENS}, C]")
-            if shape[0] == 0:
-                raise FormatError(f"{self.name}: features are empty (0 chunks)")
-            _check_samples(meta.get("audio_samples"), shape[0], self.name, FormatError)
-            for first, arr in zip(range(0, shape[0], block), reader.iter_blocks(block)):
-                bad = first_nonfinite(arr)
-                if bad is not None:
-                    raise FormatError(f"{self.name}: features have a non-finite value ({arr[bad]}) at chunk "
-                                      f"{first + bad[0]}, token {bad[1]}, channel {bad[2]}")
+            path, _, src_label = self._stack.enter_context(input_file(source))
+            self.name = label or src_label
+            self._file = self._open(path, max(1, int(block)))
         except BaseException:
-            reader.close()
+            self._stack.close()
             raise
-        self._file, self.meta = reader, dict(meta)
+
+    def _open(self, path: Path, block: int) -> TensorFileReader:
+        name = self.name
+        kind = sniff_kind(path)  # InputError for a missing file or a folder
+        if path.stat().st_size == 0:
+            raise FormatError(f"{name} is empty (0 bytes); expected an artalk features file")
+        _check_kind(kind, name)
+        reader = self._stack.enter_context(TensorFileReader(path, TENSOR_NAME, label=name, missing=lambda names: (
+            FormatError(f"{name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor"))))
+        self.meta = dict(reader.meta)
+        _check_version(self.meta, name)
+        shape = reader.shape
+        if len(shape) != 3 or shape[1] != CHUNK_AUDIO_TOKENS or shape[2] == 0:
+            raise FormatError(f"{name}: features have shape {list(shape)}, expected [chunks, {CHUNK_AUDIO_TOKENS}, C]")
+        if shape[0] == 0:
+            raise FormatError(f"{name}: features are empty (0 chunks)")
+        _check_samples(self.meta.get("audio_samples"), shape[0], name, FormatError)
+        for first, arr in zip(range(0, shape[0], block), reader.iter_blocks(block)):
+            bad = first_nonfinite(arr)
+            if bad is not None:
+                raise FormatError(f"{name}: features have a non-finite value ({arr[bad]}) at chunk "
+                                  f"{first + bad[0]}, token {bad[1]}, channel {bad[2]}")
+        return reader
 
     @property
     def chunks(self) -> int:
-        return self._file.rows if self._file is not None else int(self._data.shape[0])  # type: ignore[union-attr]
+        return self._file.rows
 
     @property
     def feature_dim(self) -> int:
-        return int(self._file.shape[2] if self._file is not None else self._data.shape[2])  # type: ignore[union-attr]
+        return int(self._file.shape[2])
+
+    def read(self) -> np.ndarray:
+        """All chunks, float32 [chunks,199,C]."""
+        return self._file.read()
 
     def iter_groups(self, group: int) -> Iterator[np.ndarray]:
         """The chunks in consecutive groups float32 [G,199,C] (the last may be smaller)."""
-        if self._file is not None:
-            yield from self._file.iter_blocks(group)
-            return
-        assert self._data is not None
-        for start in range(0, self._data.shape[0], max(1, int(group))):
-            yield self._data[start:start + group]
+        yield from self._file.iter_blocks(group)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._stack.close()
 
     def __enter__(self) -> FeaturesReader:
         return self
@@ -324,17 +297,19 @@ class FeaturesReader(_FeaturesMeta):
         self.close()
 
 
+def read_features(source: Source) -> Features:
+    """Read a features file from a path, ``-`` (stdin) or bytes: all of :class:`FeaturesReader`, in
+    memory; data is float32 numpy [chunks,199,C]. Raises what :class:`FeaturesReader` raises."""
+    with FeaturesReader(source) as r:
+        return Features(r.read(), dict(r.meta))
+
+
 def read_features_meta(source: PathLike) -> dict[str, str]:
     """The metadata of a features file on disk, from its header alone (FormatError if it is not one)."""
-    from artalk_core.formats import safetensors_header
-
     name = source_name(source)
     _check_kind(sniff_kind(source), name)
-    header = safetensors_header(source) or {}
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise FormatError(f"{name} is corrupt: its safetensors metadata is not text")
-    return dict(meta)
+    with TensorFileReader(source, TENSOR_NAME, label=name) as r:
+        return dict(r.meta)
 
 
 def check_features_match(features: Features, *, checkpoint_sha256: str, audio_dim: int) -> None:

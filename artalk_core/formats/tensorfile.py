@@ -8,18 +8,20 @@ pipeline stream them, so memory does not grow with the duration:
   known at the end, and safetensors puts it first, so rows go to an anonymous spool file beside
   the output and are copied after the header when the writer finishes; the output itself is
   written atomically (temp file + rename).
-- :class:`TensorFileReader` reads the header, then any range of rows, from a path.
+- :class:`TensorFileReader` reads the header, then any range of rows, from a path (through the
+  safetensors library's ``safe_open`` / ``get_slice``).
 
 :func:`header_bytes` is the one place that lays out a safetensors header; every artalk writer
 uses it, so the same tensor and metadata always give the same bytes (metadata keys sorted, the
-JSON padded with spaces to a multiple of 8 bytes, as the safetensors library pads it).
+JSON padded with spaces to a multiple of 8 bytes, as the safetensors library pads it). The writer
+is our own because the library's ``save_file`` needs the whole tensor in memory, while artalk's
+row count is only known once the last row is made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import struct
 import tempfile
@@ -35,7 +37,6 @@ from artalk_core.fileio import PathLike, atomic_output, is_stdio
 DTYPE = "F32"
 ITEMSIZE = 4
 _ALIGN = 8
-_MAX_HEADER = 100 * 1024 * 1024
 _COPY_BLOCK = 1 << 22
 
 
@@ -92,7 +93,7 @@ class TensorFileWriter:
             raise InputError(f"{self.name} rows have shape {list(arr.shape)}, expected [n, "
                              f"{', '.join(map(str, self.row_shape))}]")
         if arr.size:
-            self._spool.write(memoryview(arr.reshape(-1)).cast("B"))
+            self._spool.write(arr.reshape(-1).data.cast("B"))
             self.rows += arr.shape[0]
 
     def finish(self, meta: Mapping[str, str]) -> None:
@@ -145,75 +146,49 @@ def _abort_exc() -> tuple[type[BaseException], BaseException, None]:
 class TensorFileReader:
     """Reads a single float32 tensor ``name`` of a safetensors file at ``path``, a range of rows at a time.
 
-    The header is read and checked on opening (FormatError for a file that is not safetensors, has
-    no such tensor, another dtype, or is shorter than its header says; ``missing`` builds the error
-    for a file without the tensor from the names it holds, so a format can say what it expected).
-    ``meta``: the string metadata; ``shape``: the tensor's shape; :meth:`read` / :meth:`iter_blocks` read rows.
+    Built on ``safetensors.safe_open`` (the file is memory-mapped; :meth:`read` copies the rows it
+    is asked for through ``get_slice``). The header is checked on opening: FormatError for a file
+    that is not safetensors, is cut short, has no such tensor or another dtype (``missing`` builds
+    the error for a file without the tensor from the names it holds, so a format can say what it
+    expected). ``meta``: the string metadata; ``shape``: the tensor's shape; :meth:`read` /
+    :meth:`iter_blocks` read rows.
     """
 
     def __init__(self, path: PathLike, name: str, *, label: str | None = None,
                  missing: Callable[[list[str]], FormatError] | None = None) -> None:
+        from safetensors import SafetensorError, safe_open
+
         self.path = Path(path)
         self.name = name
         self.label = label or str(path)
-        self._missing = missing
+        if not self.path.exists():
+            raise InputError(f"input file not found: {self.path}")
+        if self.path.is_dir():
+            raise InputError(f"input is a folder, not a file: {self.path}")
+        self._stack = contextlib.ExitStack()
         try:
-            self._f: BinaryIO = open(self.path, "rb")
-        except FileNotFoundError:
-            raise InputError(f"input file not found: {self.path}") from None
-        except IsADirectoryError:
-            raise InputError(f"input is a folder, not a file: {self.path}") from None
-        except OSError as e:
-            raise InputError(f"cannot read {self.path}: {e.strerror}") from e
-        try:
-            self._open()
+            try:
+                f = self._stack.enter_context(safe_open(str(self.path), framework="numpy"))
+            except SafetensorError as e:
+                raise _corrupt(self.label, e) from None
+            except OSError as e:
+                raise InputError(f"cannot read {self.path}: {e.strerror or e}") from e
+            self.meta: dict[str, str] = dict(f.metadata() or {})
+            if name not in f.keys():
+                names = sorted(f.keys())
+                raise missing(names) if missing is not None else FormatError(f"{self.label} has no '{name}' tensor")
+            self._slice = f.get_slice(name)
+            if self._slice.get_dtype() != DTYPE:
+                raise FormatError(f"{self.label}: tensor '{name}' is {self._slice.get_dtype()}, expected float32 ({DTYPE})")
         except BaseException:
-            self._f.close()
+            self._stack.close()
             raise
-
-    def _open(self) -> None:
-        label = self.label
-        head = self._f.read(8)
-        if len(head) < 8:
-            raise FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read")
-        (n,) = struct.unpack("<Q", head)
-        if not 2 <= n <= _MAX_HEADER:
-            raise FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read")
-        raw = self._f.read(n)
-        try:
-            header = json.loads(raw.decode("utf-8")) if len(raw) == n else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            header = None
-        if not isinstance(header, dict):
-            raise FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read")
-        meta = header.get("__metadata__") or {}
-        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise FormatError(f"{label} is corrupt: its safetensors metadata is not text")
-        self.meta: dict[str, str] = dict(meta)
-        entry = header.get(self.name)
-        if not isinstance(entry, dict):
-            names = sorted(k for k in header if k != "__metadata__")
-            if self._missing is not None:
-                raise self._missing(names)
-            raise FormatError(f"{label} has no '{self.name}' tensor")
-        shape, offsets = entry.get("shape"), entry.get("data_offsets")
-        if (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)
-                or not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets)):
-            raise FormatError(f"{label} is corrupt: bad entry for tensor '{self.name}'")
-        if entry.get("dtype") != DTYPE:
-            raise FormatError(f"{label}: tensor '{self.name}' is {entry.get('dtype')}, expected float32 (F32)")
-        self.shape: tuple[int, ...] = tuple(shape)
-        begin, end = offsets
-        if end - begin != int(np.prod(self.shape, dtype=np.int64)) * ITEMSIZE or begin < 0:
-            raise FormatError(f"{label} is corrupt: tensor '{self.name}' has {end - begin} bytes for shape {shape}")
-        self._base = 8 + n + begin
-        size = os.fstat(self._f.fileno()).st_size
-        if size < 8 + n + end:
-            raise FormatError(f"{label} is truncated or corrupt: {size} bytes, its header says "
-                              f"{8 + n + end}")
-        self._row_shape = self.shape[1:]
-        self._row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * ITEMSIZE
+        self._stored: tuple[int, ...] = tuple(int(n) for n in self._slice.get_shape())
+        # Leading axes of 1 are indexed away, so rows of a [1, T, C] tensor are read T-wise, not whole.
+        self._lead = 0
+        while self._lead < len(self._stored) - 1 and self._stored[self._lead] == 1:
+            self._lead += 1
+        self.shape: tuple[int, ...] = self._stored
 
     @property
     def rows(self) -> int:
@@ -221,24 +196,27 @@ class TensorFileReader:
         return int(self.shape[0]) if self.shape else 0
 
     def reshape(self, shape: tuple[int, ...]) -> None:
-        """Read the same bytes as ``shape`` (same element count), e.g. [1,T,C] as [T,C]."""
+        """Read the same values as ``shape`` (same element count), e.g. [1,T,C] as [T,C]."""
         shape = tuple(int(n) for n in shape)
-        if int(np.prod(shape, dtype=np.int64)) != int(np.prod(self.shape, dtype=np.int64)):
+        if _count(shape) != _count(self._stored):
             raise InputError(f"cannot view a tensor of shape {list(self.shape)} as {list(shape)}")
         self.shape = shape
-        self._row_shape = shape[1:]
-        self._row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * ITEMSIZE
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``start .. stop`` (clamped to the tensor) as a new float32 array."""
         stop = self.rows if stop is None else min(int(stop), self.rows)
         start = max(0, min(int(start), stop))
-        out = np.empty((stop - start, *self._row_shape), dtype="<f4")
-        self._f.seek(self._base + start * self._row_bytes)
-        got = self._f.readinto(memoryview(out.reshape(-1)).cast("B")) if out.size else 0
-        if got != out.nbytes:
-            raise FormatError(f"{self.label} is truncated or corrupt (it changed while being read?)")
-        return out.astype(np.float32, copy=False)
+        row_shape = self.shape[1:]
+        if stop == start:
+            return np.zeros((0, *row_shape), np.float32)
+        # The rows asked for, as a range of elements of the tensor, read as whole stored rows.
+        per_row, stored_rows = _count(row_shape), self._stored[self._lead:]
+        per_stored = _count(stored_rows[1:]) if stored_rows else 1
+        first, last = start * per_row, stop * per_row
+        lo, hi = first // per_stored, -(-last // per_stored)
+        block = self._slice[(*([0] * self._lead), slice(lo, hi))] if stored_rows else self._slice[:]
+        flat = np.asarray(block, dtype=np.float32).reshape(-1)[first - lo * per_stored:last - lo * per_stored]
+        return np.array(flat.reshape(stop - start, *row_shape), dtype=np.float32)
 
     def iter_blocks(self, block: int, start: int = 0) -> Iterator[np.ndarray]:
         """Rows in consecutive blocks of ``block`` (the last may be shorter), each a new array."""
@@ -246,13 +224,25 @@ class TensorFileReader:
             yield self.read(first, first + block)
 
     def close(self) -> None:
-        self._f.close()
+        self._stack.close()
 
     def __enter__(self) -> TensorFileReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _corrupt(label: str, err: Exception) -> FormatError:
+    """One line for a file safetensors refuses (``err``: its SafetensorError)."""
+    detail = str(err).split(":", 1)[-1].strip() or "not safetensors"
+    if "not fully covered" in detail:
+        return FormatError(f"{label} is truncated or corrupt: its size does not match its safetensors header")
+    return FormatError(f"{label} is truncated or corrupt: its safetensors header cannot be read ({detail})")
 
 
 __all__ = ["TensorFileReader", "TensorFileWriter", "header_bytes", "tensor_file_bytes"]

@@ -1,6 +1,6 @@
 """Vertices files: per-frame FLAME meshes in HDF5, written and read frame by frame.
 
-Layout (readable by any HDF5 tool; attributes described by ``schemas/vertices.schema.json``):
+Layout (readable by any HDF5 tool; attributes described by ``artalk_core/schemas/vertices.schema.json``):
 
 - dataset ``vertices`` float32 [T,V,3], chunked one frame per chunk, gzip-compressed;
 - dataset ``faces`` int32 [F,3] (triangle vertex indices);
@@ -140,7 +140,7 @@ class VerticesWriter:
         attrs["artalk_version"] = self.meta.get("artalk_version", __version__)
         attrs["fps"] = np.int64(FPS)
         attrs["frames"] = np.int64(self.frames)
-        attrs["vertex_count"] = np.int64(self._num_vertices)
+        attrs["vertex_count"] = np.int64(self._num_vertices or 0)
         attrs["face_count"] = np.int64(self.faces.shape[0])
 
     def _close_file(self) -> None:
@@ -148,7 +148,7 @@ class VerticesWriter:
             self._file.close()
             self._file = None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         stack, self._stack = self._stack, None
         assert stack is not None, "VerticesWriter exited without being entered"
         try:
@@ -160,7 +160,7 @@ class VerticesWriter:
             raise
         self._close_file()
         # On success this renames the temporary file onto the target; on error it removes it.
-        return bool(stack.__exit__(exc_type, exc, tb))
+        stack.__exit__(exc_type, exc, tb)
 
 
 def write_vertices(path: PathLike, frames: Iterable[Any], faces: np.ndarray, meta: Mapping[str, Any], *,

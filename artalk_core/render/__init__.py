@@ -8,7 +8,7 @@ installed; the reference implementation itself).
 from __future__ import annotations
 
 import re
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -71,20 +71,20 @@ def parse_color(text: str) -> tuple[int, int, int]:
     if len(parts) == 3 and all(p.isdigit() for p in parts):
         rgb = tuple(int(p) for p in parts)
         if all(0 <= c <= 255 for c in rgb):
-            return rgb  # type: ignore[return-value]
+            return rgb[0], rgb[1], rgb[2]
     raise InputError(f"cannot read colour {text!r}: use '#rrggbb', a name such as 'white', or 'r,g,b' with 0-255 values")
 
 
-def _check_color(value: object, what: str) -> tuple[int, int, int]:
+def _check_color(value: Any, what: str) -> tuple[int, int, int]:
     if isinstance(value, str):
         return parse_color(value)
     try:
-        rgb = tuple(int(c) for c in value)  # type: ignore[union-attr]
+        rgb = tuple(int(c) for c in value)
     except (TypeError, ValueError) as e:
         raise InputError(f"{what} colour must be three 0-255 integers, got {value!r}") from e
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
         raise InputError(f"{what} colour must be three 0-255 integers, got {value!r}")
-    return rgb  # type: ignore[return-value]
+    return rgb[0], rgb[1], rgb[2]
 
 
 def _check_faces(faces: np.ndarray) -> np.ndarray:
@@ -123,38 +123,4 @@ def create_renderer(faces: np.ndarray, *, backend: str = "gl", size: int = IMAGE
     raise InputError(f"unknown render backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
-def synthetic_head(n_lat: int = 50, n_lon: int = 100, *, radii: tuple[float, float, float] = (0.09, 0.12, 0.1),
-                   nose: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
-    """A stand-in head for checks and benchmarks: an ellipsoid at the origin facing +z, with a nose.
-
-    A UV sphere with ``n_lat`` rings and ``n_lon`` segments scaled by ``radii`` (metres, FLAME-like
-    size) and a Gaussian bump of height ``nose`` at the front (+z). Returns vertices
-    [(n_lat-1)*n_lon+2, 3] float32 and outward-facing (counter-clockwise) faces [2*n_lon*(n_lat-1), 3] int64.
-    The defaults give 4,902 vertices and 9,800 faces, about a FLAME head's size.
-    """
-    if n_lat < 2 or n_lon < 3:
-        raise InputError("a synthetic head needs n_lat >= 2 and n_lon >= 3")
-    theta = np.pi * np.arange(1, n_lat) / n_lat  # polar angle from +y
-    phi = 2.0 * np.pi * np.arange(n_lon) / n_lon  # 0 at +z, growing towards +x
-    st, ct = np.sin(theta)[:, None], np.cos(theta)[:, None]
-    ring = np.stack([st * np.sin(phi), np.broadcast_to(ct, (n_lat - 1, n_lon)), st * np.cos(phi)], axis=-1)
-    unit = np.concatenate([[[0.0, 1.0, 0.0]], ring.reshape(-1, 3), [[0.0, -1.0, 0.0]]])
-    verts = unit * np.asarray(radii)
-    # nose: push the front outwards along +z around (x, y) = (0, 0)
-    bump = np.exp(-((verts[:, 0] / 0.02) ** 2 + (verts[:, 1] / 0.03) ** 2)) * (unit[:, 2] > 0)
-    verts[:, 2] += nose * bump
-    top, bottom = 0, len(unit) - 1
-    j = np.arange(n_lon)
-    jn = (j + 1) % n_lon
-    faces = [np.stack([np.full(n_lon, top), 1 + jn, 1 + j], axis=1)]
-    for i in range(n_lat - 2):
-        a, b = 1 + i * n_lon + j, 1 + i * n_lon + jn
-        c, d = a + n_lon, b + n_lon
-        faces += [np.stack([a, b, c], axis=1), np.stack([b, d, c], axis=1)]
-    last = 1 + (n_lat - 2) * n_lon
-    faces.append(np.stack([last + j, last + jn, np.full(n_lon, bottom)], axis=1))
-    # the rings above run clockwise seen from outside: reverse each triangle to face outwards
-    return verts.astype(np.float32), np.ascontiguousarray(np.concatenate(faces)[:, ::-1]).astype(np.int64)
-
-
-__all__ = ["BACKENDS", "MeshRenderer", "create_renderer", "parse_color", "synthetic_head"]
+__all__ = ["BACKENDS", "MeshRenderer", "create_renderer", "parse_color"]

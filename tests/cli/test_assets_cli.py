@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -15,8 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from artalk_cli.commands import assets as assets_cmd
-from artalk_core import hub
-from tests.hubserver import FakeHub, isolate_hub_env
+from artalk_core import assets
+from tests.hubserver import FakeHub, fill_disk, isolate_hub_env
 
 REPO = "xg-chu/ARTalk"
 CKPT = os.urandom(8 * 16_384)
@@ -66,7 +65,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture()
 def manifest(tmp_path: Path) -> str:
     p = tmp_path / "manifest.json"
-    p.write_text(json.dumps({"format": hub.MANIFEST_FORMAT, "files": [
+    p.write_text(json.dumps({"format": assets.MANIFEST_FORMAT, "files": [
         {"repo_id": REPO, "local_path": "ARTalk_wav2vec.pt", "size": len(CKPT), "sha256": sha(CKPT),
          "kind": "checkpoint"},
         {"repo_id": REPO, "local_path": "config.json", "size": len(CONFIG), "sha256": sha(CONFIG), "kind": "config"},
@@ -145,7 +144,7 @@ def test_corrupted_download_fails_cleanly(fake_hub: FakeHub, manifest: str, tmp_
 
 def test_404_and_unreachable(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = tmp_path / "m.json"
-    m.write_text(json.dumps({"format": hub.MANIFEST_FORMAT,
+    m.write_text(json.dumps({"format": assets.MANIFEST_FORMAT,
                              "files": [{"repo_id": REPO, "filename": "assets/x.pt", "local_path": "x.pt"}]}))
     r = run("assets", "download", "--root", str(tmp_path / "a"), "--manifest", str(m))
     assert r.exit_code == 3 and "not found on the hub" in r.stderr and "404" in r.stderr
@@ -156,10 +155,7 @@ def test_404_and_unreachable(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pyt
 
 
 def test_disk_full(fake_hub: FakeHub, manifest: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(f, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(hub, "_write_chunk", full)
+    fill_disk(monkeypatch)
     root = tmp_path / "assets"
     r = run("assets", "download", "--root", str(root), "--manifest", manifest)
     assert r.exit_code == 4 and "disk full while downloading ARTalk_wav2vec.pt" in r.stderr

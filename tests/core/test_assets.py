@@ -15,7 +15,7 @@ from tests.conftest import FIXTURE, REPO
 
 
 def test_bundled_config_is_the_released_file():
-    from artalk_core.hub import load_manifest
+    from artalk_core.assets import load_manifest
 
     released = {f.local_path: f for f in load_manifest()}["config.json"]
     path = REPO / "assets" / "config.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -12,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from artalk_core import hub
+from artalk_core import assets
+from artalk_core.assets import download as dl
 from artalk_core.errors import AssetError, DependencyError, FormatError, OutputError
-from tests.hubserver import FakeHub, isolate_hub_env
+from tests.hubserver import FakeHub, fill_disk, isolate_hub_env
 
 REPO = "xg-chu/ARTalk"
 OTHER = "xg-chu/GAGAvatar"
@@ -31,7 +31,7 @@ def sha(b: bytes) -> str:
 
 
 def write_manifest(path: Path, files: list[dict]) -> Path:
-    path.write_text(json.dumps({"format": hub.MANIFEST_FORMAT, "revision": "main", "files": files}))
+    path.write_text(json.dumps({"format": assets.MANIFEST_FORMAT, "revision": "main", "files": files}))
     return path
 
 
@@ -76,7 +76,7 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 # ----------------------------------------------------------------------------------------------- manifest
 
 def test_packaged_manifest_lists_the_release() -> None:
-    files = hub.load_manifest()
+    files = assets.load_manifest()
     by = {f.local_path: f for f in files}
     ck = by["ARTalk_wav2vec.pt"]
     assert (ck.repo_id, ck.filename, ck.size, ck.required) == (REPO, "ARTalk_wav2vec.pt", 1_959_150_898, True)
@@ -95,15 +95,15 @@ def test_packaged_manifest_lists_the_release() -> None:
 
 @pytest.mark.parametrize("bad, msg", [
     ({"format": "nope", "files": []}, "not an artalk asset manifest"),
-    ({"format": hub.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "../evil.pt"}]}, "unsafe local_path"),
-    ({"format": hub.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "sha256": "xyz"}]}, "sha256"),
-    ({"format": hub.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "size": -1}]}, "size"),
+    ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "../evil.pt"}]}, "unsafe local_path"),
+    ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "sha256": "xyz"}]}, "sha256"),
+    ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "size": -1}]}, "size"),
 ])
 def test_bad_manifest(tmp_path: Path, bad: dict, msg: str) -> None:
     p = tmp_path / "m.json"
     p.write_text(json.dumps(bad))
     with pytest.raises(FormatError, match=msg):
-        hub.load_manifest(p)
+        assets.load_manifest(p)
 
 
 # ----------------------------------------------------------------------------------------------- download
@@ -111,16 +111,16 @@ def test_bad_manifest(tmp_path: Path, bad: dict, msg: str) -> None:
 def test_download_verifies_records_and_skips(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
     root = tmp_path / "assets"
     seen: list[tuple[str, int, int]] = []
-    res = hub.download(root, manifest=manifest, progress=lambda s, d, t: seen.append((s, d, t)))
+    res = dl.download(root, manifest=manifest, progress=lambda s, d, t: seen.append((s, d, t)))
     assert [r.status for r in res] == ["downloaded"] * 4
     assert (root / "ARTalk_wav2vec.pt").read_bytes() == CKPT
     assert (root / "config.json").read_bytes() == CONFIG
     assert (root / "style_motion/a.pt").read_bytes() == STYLE_A
     assert not (root / "GAGAvatar").exists()  # optional: not without include_optional
-    assert not (root / hub.PARTIAL_DIR).exists()
+    assert not (root / assets.PARTIAL_DIR).exists()
     assert ("ARTalk_wav2vec.pt", len(CKPT), len(CKPT)) in seen
     # unknown figures recorded, with the sentence the CLI prints
-    lock = json.loads((root / hub.LOCK_NAME).read_text())["files"]
+    lock = json.loads((root / assets.LOCK_NAME).read_text())["files"]
     assert lock["style_motion/a.pt"]["sha256"] == sha(STYLE_A) and lock["style_motion/a.pt"]["size"] == len(STYLE_A)
     assert lock["style_motion/b.pt"]["sha256"] == sha(STYLE_B)
     by = {r.file.local_path: r for r in res}
@@ -129,15 +129,15 @@ def test_download_verifies_records_and_skips(fake_hub: FakeHub, manifest: Path, 
         "style_motion/a.pt"].notes()
 
     n_requests = len(fake_hub.requests)
-    again = hub.download(root, manifest=manifest)
+    again = dl.download(root, manifest=manifest)
     assert [r.status for r in again] == ["present"] * 4
     assert len(fake_hub.requests) == n_requests  # everything known and verified locally: no hub traffic
-    assert all(v.status == hub.OK for v in hub.verify(root, manifest=manifest, include_optional=False))
+    assert all(v.status == assets.OK for v in assets.verify(root, manifest=manifest, include_optional=False))
 
 
 def test_include_optional_uses_the_in_repo_path(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
     root = tmp_path / "assets"
-    hub.download(root, manifest=manifest, include_optional=True)
+    dl.download(root, manifest=manifest, include_optional=True)
     assert (root / "GAGAvatar/extra.pt").read_bytes() == EXTRA
     assert any("/xg-chu/GAGAvatar/resolve/main/assets/extra.pt" in p for _, p, _ in fake_hub.requests)
 
@@ -146,12 +146,12 @@ def test_corrupted_download_is_deleted(fake_hub: FakeHub, manifest: Path, tmp_pa
     fake_hub.files[(REPO, "ARTalk_wav2vec.pt")].corrupt = True
     root = tmp_path / "assets"
     with pytest.raises(AssetError) as ei:
-        hub.download(root, manifest=manifest)
+        dl.download(root, manifest=manifest)
     msg = str(ei.value)
     bad = hashlib.sha256(fake_hub.files[(REPO, "ARTalk_wav2vec.pt")].served()).hexdigest()
     assert "wrong hash" in msg and sha(CKPT) in msg and bad in msg
     assert not (root / "ARTalk_wav2vec.pt").exists()
-    assert not list((root / hub.PARTIAL_DIR).rglob("*.incomplete"))
+    assert not list((root / assets.PARTIAL_DIR).rglob("*.incomplete"))
 
 
 def test_corrupted_file_with_unknown_hash_is_caught_by_the_hub_etag(fake_hub: FakeHub, manifest: Path,
@@ -159,9 +159,9 @@ def test_corrupted_file_with_unknown_hash_is_caught_by_the_hub_etag(fake_hub: Fa
     fake_hub.files[(REPO, "style_motion/a.pt")].corrupt = True
     root = tmp_path / "assets"
     with pytest.raises(AssetError, match=f"expected sha256 {sha(STYLE_A)}"):
-        hub.download(root, manifest=manifest)
+        dl.download(root, manifest=manifest)
     assert not (root / "style_motion/a.pt").exists()
-    assert "style_motion/a.pt" not in json.loads((root / hub.LOCK_NAME).read_text())["files"]
+    assert "style_motion/a.pt" not in json.loads((root / assets.LOCK_NAME).read_text())["files"]
 
 
 def test_dropped_connection_is_resumed_within_the_call(fake_hub: FakeHub, manifest: Path, tmp_path: Path,
@@ -169,74 +169,74 @@ def test_dropped_connection_is_resumed_within_the_call(fake_hub: FakeHub, manife
     no_sleep(monkeypatch)
     fake_hub.files[(REPO, "ARTalk_wav2vec.pt")].drop_once = True
     root = tmp_path / "assets"
-    hub.download(root, manifest=manifest)
+    dl.download(root, manifest=manifest)
     assert (root / "ARTalk_wav2vec.pt").read_bytes() == CKPT
     ranges = fake_hub.gets(f"/cdn/{sha(CKPT)}")
     assert ranges[0] is None and ranges[1] == f"bytes={len(CKPT) // 2}-"
 
 
-def test_interrupted_download_resumes_on_rerun(fake_hub: FakeHub, manifest: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_lost_for_good_fails_cleanly_then_rerun_downloads(fake_hub: FakeHub, manifest: Path,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # huggingface_hub resumes a dropped transfer within the call (above) but keeps no partial file between
+    # runs: when the connection stays down, the error says so and a rerun fetches the file whole.
     no_sleep(monkeypatch)
     fake_hub.files[(REPO, "ARTalk_wav2vec.pt")].drop_once = True
     fake_hub.dead_gets = 50  # the connection stays down: huggingface_hub's own retries give up
     root = tmp_path / "assets"
-    with pytest.raises(AssetError, match="rerun to resume") as ei:
-        hub.download(root, manifest=manifest)
+    with pytest.raises(AssetError, match="rerun to download it again") as ei:
+        dl.download(root, manifest=manifest)
     assert "lost while downloading ARTalk_wav2vec.pt" in str(ei.value)
     assert not (root / "ARTalk_wav2vec.pt").exists()
-    partial = root / hub.PARTIAL_DIR / "ARTalk_wav2vec.pt.incomplete"
-    assert partial.stat().st_size == len(CKPT) // 2
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name != assets.LOCK_NAME]
 
     fake_hub.dead_gets = 0
-    res = hub.download(root, manifest=manifest)
-    assert res[0].status == "downloaded" and res[0].resumed_from == len(CKPT) // 2
+    res = dl.download(root, manifest=manifest)
+    assert res[0].status == "downloaded" and res[0].resumed_from == 0
     assert (root / "ARTalk_wav2vec.pt").read_bytes() == CKPT
-    assert fake_hub.gets(f"/cdn/{sha(CKPT)}")[-1] == f"bytes={len(CKPT) // 2}-"
-    assert not partial.exists()
+    assert fake_hub.gets(f"/cdn/{sha(CKPT)}")[-1] is None
+    assert not (root / assets.PARTIAL_DIR).exists()
 
 
-def test_partial_of_another_version_is_restarted(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
+def test_leftovers_of_an_older_download_do_not_matter(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
     root = tmp_path / "assets"
-    partial = root / hub.PARTIAL_DIR / "ARTalk_wav2vec.pt.incomplete"
+    partial = root / assets.PARTIAL_DIR / "ARTalk_wav2vec.pt.incomplete"  # what artalk's own downloader left
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"x" * 1000)
     partial.with_name(partial.name + ".json").write_text(json.dumps({"etag": "someotherversion"}))
-    res = hub.download(root, manifest=manifest)
-    assert res[0].resumed_from == 0 and (root / "ARTalk_wav2vec.pt").read_bytes() == CKPT
+    res = dl.download(root, manifest=manifest)
+    assert res[0].status == "downloaded" and (root / "ARTalk_wav2vec.pt").read_bytes() == CKPT
 
 
 def test_disk_full_leaves_no_final_file(fake_hub: FakeHub, manifest: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(f, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(hub, "_write_chunk", full)
+    fill_disk(monkeypatch)
     root = tmp_path / "assets"
     with pytest.raises(OutputError, match="disk full while downloading ARTalk_wav2vec.pt"):
-        hub.download(root, manifest=manifest)
+        dl.download(root, manifest=manifest)
     assert not (root / "ARTalk_wav2vec.pt").exists()
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name != assets.LOCK_NAME]
 
 
 def test_not_enough_space_is_said_before_downloading(fake_hub: FakeHub, manifest: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "_free_bytes", lambda folder: 1000)
+    monkeypatch.setattr(dl, "_free_bytes", lambda folder: 1000)
     with pytest.raises(OutputError, match=f"needs {len(CKPT)} more bytes, 1000 free"):
-        hub.download(tmp_path / "assets", manifest=manifest)
+        dl.download(tmp_path / "assets", manifest=manifest)
     assert not fake_hub.gets("/cdn/")
 
 
 def test_missing_file_on_the_hub(fake_hub: FakeHub, tmp_path: Path) -> None:
     m = write_manifest(tmp_path / "m.json", [{"repo_id": REPO, "filename": "assets/nope.pt", "local_path": "nope.pt"}])
     with pytest.raises(AssetError, match=r"assets/nope.pt in xg-chu/ARTalk@main not found on the hub .*404"):
-        hub.download(tmp_path / "assets", manifest=m)
+        dl.download(tmp_path / "assets", manifest=m)
     assert not (tmp_path / "assets" / "nope.pt").exists()
 
 
 def test_missing_repository(fake_hub: FakeHub, tmp_path: Path) -> None:
     m = write_manifest(tmp_path / "m.json", [{"repo_id": "someone/else", "local_path": "x.pt"}])
     with pytest.raises(AssetError, match="repository someone/else not found"):
-        hub.download(tmp_path / "assets", manifest=m)
+        dl.download(tmp_path / "assets", manifest=m)
 
 
 def test_unreachable_hub(manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,7 +246,7 @@ def test_unreachable_hub(manifest: Path, tmp_path: Path, monkeypatch: pytest.Mon
     s.close()  # nothing listens there now
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(AssetError) as ei:
-        hub.download(tmp_path / "assets", manifest=manifest)
+        dl.download(tmp_path / "assets", manifest=manifest)
     msg = str(ei.value)
     assert f"cannot reach the hub at http://127.0.0.1:{port}" in msg and "HF_ENDPOINT" in msg and "network" in msg
 
@@ -255,7 +255,7 @@ def test_hub_file_differs_from_the_manifest(fake_hub: FakeHub, tmp_path: Path) -
     m = write_manifest(tmp_path / "m.json", [{"repo_id": REPO, "local_path": "ARTalk_wav2vec.pt",
                                               "size": len(CKPT) + 1, "sha256": None}])
     with pytest.raises(AssetError, match="the hub file changed"):
-        hub.download(tmp_path / "assets", manifest=m)
+        dl.download(tmp_path / "assets", manifest=m)
     assert not fake_hub.gets("/cdn/")
 
 
@@ -263,7 +263,7 @@ def test_wrong_existing_file_is_replaced_and_kept(fake_hub: FakeHub, manifest: P
     root = tmp_path / "assets"
     root.mkdir()
     (root / "config.json").write_text('{"mine": 1}')
-    res = {r.file.local_path: r for r in hub.download(root, manifest=manifest)}
+    res = {r.file.local_path: r for r in dl.download(root, manifest=manifest)}
     assert (root / "config.json").read_bytes() == CONFIG
     assert (root / "config.json.old").read_text() == '{"mine": 1}'
     assert res["config.json"].replaced_old == root / "config.json.old"
@@ -274,7 +274,7 @@ def test_existing_file_with_unknown_hash_is_checked_against_the_hub(fake_hub: Fa
     root = tmp_path / "assets"
     (root / "style_motion").mkdir(parents=True)
     (root / "style_motion/a.pt").write_bytes(STYLE_A)
-    res = {r.file.local_path: r for r in hub.download(root, manifest=manifest)}
+    res = {r.file.local_path: r for r in dl.download(root, manifest=manifest)}
     assert res["style_motion/a.pt"].status == "present" and res["style_motion/a.pt"].recorded == ["size", "sha256"]
     assert not fake_hub.gets(f"/cdn/{sha(STYLE_A)}")
 
@@ -284,40 +284,40 @@ def test_missing_huggingface_hub(monkeypatch: pytest.MonkeyPatch, manifest: Path
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(DependencyError, match=r"pip install 'artalk\[hub\]'"):
-        hub.download(tmp_path / "assets", manifest=manifest)
+        dl.download(tmp_path / "assets", manifest=manifest)
 
 
 # ----------------------------------------------------------------------------------------------- verify / list
 
 def test_verify_statuses(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
     root = tmp_path / "assets"
-    before = {v.file.local_path: v for v in hub.verify(root, manifest=manifest)}
-    assert all(v.status == hub.MISSING for v in before.values())
+    before = {v.file.local_path: v for v in assets.verify(root, manifest=manifest)}
+    assert all(v.status == assets.MISSING for v in before.values())
     assert before["ARTalk_wav2vec.pt"].problem and not before["GAGAvatar/extra.pt"].problem
 
-    hub.download(root, manifest=manifest)
+    dl.download(root, manifest=manifest)
     (root / "ARTalk_wav2vec.pt").write_bytes(b"\0" + CKPT[1:])
     (root / "config.json").write_bytes(CONFIG + b" ")
     (root / "style_motion/b.pt").unlink()
-    (root / hub.LOCK_NAME).unlink()  # forget what was recorded: a.pt becomes unverifiable
+    (root / assets.LOCK_NAME).unlink()  # forget what was recorded: a.pt becomes unverifiable
     (root / "style_motion/b.pt").write_bytes(STYLE_B)
-    res = {v.file.local_path: v for v in hub.verify(root, manifest=manifest)}
-    assert res["ARTalk_wav2vec.pt"].status == hub.WRONG_HASH
+    res = {v.file.local_path: v for v in assets.verify(root, manifest=manifest)}
+    assert res["ARTalk_wav2vec.pt"].status == assets.WRONG_HASH
     assert res["ARTalk_wav2vec.pt"].expected_sha256 == sha(CKPT) and res["ARTalk_wav2vec.pt"].source == "manifest"
-    assert res["config.json"].status == hub.WRONG_SIZE
-    assert res["style_motion/a.pt"].status == hub.UNVERIFIED and not res["style_motion/a.pt"].problem
+    assert res["config.json"].status == assets.WRONG_SIZE
+    assert res["style_motion/a.pt"].status == assets.UNVERIFIED and not res["style_motion/a.pt"].problem
     with pytest.raises(AssetError, match=r"2 asset file\(s\) not usable: ARTalk_wav2vec.pt \(wrong hash\), "
                                          r"config.json \(wrong size\)"):
-        hub.raise_for_problems(list(res.values()))
+        assets.raise_for_problems(list(res.values()))
 
 
 def test_verify_uses_recorded_figures(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
     root = tmp_path / "assets"
-    hub.download(root, manifest=manifest)
+    dl.download(root, manifest=manifest)
     (root / "style_motion/a.pt").write_bytes(STYLE_A[:-1] + bytes([STYLE_A[-1] ^ 1]))
-    res = {v.file.local_path: v for v in hub.verify(root, manifest=manifest)}
-    assert res["style_motion/a.pt"].status == hub.WRONG_HASH and res["style_motion/a.pt"].source == "recorded"
-    assert res["style_motion/b.pt"].status == hub.OK
+    res = {v.file.local_path: v for v in assets.verify(root, manifest=manifest)}
+    assert res["style_motion/a.pt"].status == assets.WRONG_HASH and res["style_motion/a.pt"].source == "recorded"
+    assert res["style_motion/b.pt"].status == assets.OK
 
 
 def test_list_assets(tmp_path: Path, manifest: Path) -> None:
@@ -325,7 +325,7 @@ def test_list_assets(tmp_path: Path, manifest: Path) -> None:
     (root / "style_motion").mkdir(parents=True)
     (root / "style_motion/a.pt").write_bytes(b"12345")
     (root / "style_motion/mine.pt").write_bytes(b"123")
-    info = hub.list_assets(root, manifest=manifest)
+    info = assets.list_assets(root, manifest=manifest)
     assert info["styles"] == [
         {"name": "a", "path": str(root / "style_motion/a.pt"), "size": 5, "released": True},
         {"name": "mine", "path": str(root / "style_motion/mine.pt"), "size": 3, "released": False}]
@@ -334,7 +334,7 @@ def test_list_assets(tmp_path: Path, manifest: Path) -> None:
     heads = {h["name"]: h for h in info["heads"]}
     assert heads["stand-in"]["default"] and not heads["FLAME_with_eye.pt"]["present"]
     (root / "FLAME_with_eye.pt").write_bytes(b"f" * 7)
-    heads = {h["name"]: h for h in hub.list_assets(root, manifest=manifest)["heads"]}
+    heads = {h["name"]: h for h in assets.list_assets(root, manifest=manifest)["heads"]}
     assert heads["FLAME_with_eye.pt"]["default"] and heads["FLAME_with_eye.pt"]["size"] == 7
     json.dumps(info)  # JSON-ready
-    assert "https://flame.is.tue.mpg.de" in hub.flame_notice(root) and str(root) in hub.flame_notice(root)
+    assert "https://flame.is.tue.mpg.de" in assets.flame_notice(root) and str(root) in assets.flame_notice(root)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from artalk_core import schemas
 from artalk_core.constants import CHANNEL_LAYOUT, CHUNK_AUDIO_TOKENS, MOTION_DIM
+from artalk_core.errors import AssetError
 from artalk_core.fileio import provenance
-from artalk_core.formats import load_schema, safetensors_header, schema_path
+from artalk_core.formats import load_schema, safetensors_header
 from artalk_core.formats.features import write_features
 from artalk_core.formats.motion import write_motion
 from artalk_core.postprocess import postprocess_metadata
@@ -20,7 +23,7 @@ REPO = Path(__file__).parents[2]
 SHA = "0123456789abcdef" * 4
 
 
-def _validator(name: str) -> jsonschema.Draft202012Validator:
+def _validator(name: str) -> Any:
     schema = load_schema(name)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
@@ -32,10 +35,36 @@ def _meta_of(path: Path) -> dict[str, str]:
     return header["__metadata__"]
 
 
-def test_schema_files_live_in_repo() -> None:
-    assert schema_path("motion") == REPO / "schemas" / "motion.schema.json"
-    assert schema_path("features") == REPO / "schemas" / "features.schema.json"
+def test_schemas_are_package_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # They ship inside artalk_core (so a wheel has them), documented in the repository's schemas/README.md.
+    assert schemas.names() == ["features", "motion", "motion-stream", "vertices"]
     assert (REPO / "schemas" / "README.md").is_file()
+    assert not list((REPO / "schemas").glob("*.json"))
+    for name in schemas.names():
+        assert (REPO / "artalk_core" / "schemas" / f"{name}.schema.json").is_file()
+        assert load_schema(name) == schemas.load(name)
+    # The loader reads through importlib.resources, not from a folder next to the sources.
+    (tmp_path / "motion.schema.json").write_text('{"title": "from resources"}')
+    monkeypatch.setattr(schemas, "files", lambda package: tmp_path)
+    assert schemas.load("motion") == {"title": "from resources"}
+    assert schemas.names() == ["motion"]
+
+
+def test_unknown_schema_is_an_asset_error() -> None:
+    with pytest.raises(AssetError, match="no JSON Schema for format 'nope'"):
+        schemas.load("nope")
+
+
+def test_package_data_covers_the_schemas() -> None:
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert any(fnmatch.fnmatch("artalk_core", p) for p in config["packages"]["find"]["include"])
+    patterns = config["package-data"]["artalk_core"]
+    for name in schemas.names():
+        rel = f"schemas/{name}.schema.json"
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
 
 
 def test_tensor_annotations_match_constants() -> None:

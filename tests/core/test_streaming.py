@@ -15,7 +15,8 @@ import torch
 from artalk_core.audio import load_audio
 from artalk_core.constants import CHUNK_SAMPLES
 from artalk_core.errors import AudioError, FormatError, InputError
-from artalk_core.formats.motion import MotionStreamWriter, iter_motion_stream, read_motion
+from artalk_core.formats.motion import read_motion
+from artalk_core.formats.motion_stream import MotionStreamWriter, iter_motion_stream
 from artalk_core.postprocess import SMOOTH_DELAY, StreamingPostprocessor, postprocess
 from artalk_core.streaming import AudioStreamReader, stream_generate
 

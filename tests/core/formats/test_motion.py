@@ -456,3 +456,22 @@ def test_motion_reader_checks_the_whole_file_on_opening(tmp_path: Path, case: st
     with pytest.raises(FormatError, match=needle) as err:
         MotionReader(path, label="bad")
     assert str(err.value).startswith("bad")
+
+
+def test_bytes_are_read_through_a_spool_that_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from artalk_core.formats.motion import MotionReader
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    data = _motion(30)
+    with MotionReader(motion_bytes(data, {"engine": "energy"})) as r:
+        assert r.streamed and r.name == "<bytes>" and r.meta["engine"] == "energy"
+        assert np.array_equal(r.read(5, 9), data[5:9])
+        assert len(list(spool.iterdir())) == 1
+    assert not list(spool.iterdir())
+    with pytest.raises(FormatError, match="truncated"):
+        read_motion(motion_bytes(data)[:-5])
+    assert not list(spool.iterdir())

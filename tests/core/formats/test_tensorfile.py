@@ -87,6 +87,7 @@ def test_reader_ranges_blocks_and_reshape(tmp_path: Path) -> None:
         assert np.array_equal(np.concatenate(list(r.iter_blocks(7))), arr)
         r.reshape((250, 3))
         assert np.array_equal(r.read(), arr.reshape(250, 3))
+        assert np.array_equal(r.read(7, 13), arr.reshape(250, 3)[7:13])  # rows across stored rows
         with pytest.raises(InputError):
             r.reshape((7, 3))
 
@@ -108,3 +109,15 @@ def test_reader_rejects_bad_files(tmp_path: Path, blob: bytes, needle: str) -> N
 def test_reader_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         TensorFileReader(tmp_path / "nope.safetensors", "x")
+
+
+def test_reader_reads_rows_under_a_leading_axis_of_one(tmp_path: Path) -> None:
+    arr = _rows(40)[None]  # [1, 40, 5, 3]
+    p = tmp_path / "t.safetensors"
+    p.write_bytes(save({"x": arr}))
+    with TensorFileReader(p, "x") as r:
+        assert r.shape == (1, 40, 5, 3) and r.rows == 1
+        r.reshape((40, 5, 3))
+        assert np.array_equal(r.read(10, 12), arr[0, 10:12])
+        assert [b.shape[0] for b in r.iter_blocks(16)] == [16, 16, 8]
+        assert r.read(40, 50).shape == (0, 5, 3)

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from artalk_core import schemas
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import provenance
 from artalk_core.formats.vertices import VerticesWriter, read_vertices, vertices_meta, write_vertices
@@ -63,7 +64,7 @@ def test_plain_hdf5_layout_chunks_and_compression(tmp_path) -> None:
 
 def test_schema_describes_written_attributes(tmp_path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((REPO / "schemas" / "vertices.schema.json").read_text())
+    schema = schemas.load("vertices")
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
     p = tmp_path / "out.h5"

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from artalk_core.errors import RenderError
-from artalk_core.render import create_renderer, synthetic_head
+from artalk_core.render import create_renderer
+from tests.meshes import synthetic_head
 
 
 @pytest.fixture(scope="session")

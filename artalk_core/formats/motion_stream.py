@@ -1,0 +1,179 @@
+"""The motion stream: NDJSON motion written and read frame by frame (``artalk generate --stream``).
+
+One JSON object per line: a header line, one line per frame, then an end line (schema:
+``artalk_core/schemas/motion-stream.schema.json``). :class:`MotionStreamWriter` writes it,
+:func:`iter_motion_stream` reads it frame by frame as it arrives, and :func:`parse_motion_stream`
+reads a whole one (what :func:`artalk_core.formats.motion.read_motion` does with a stream).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from artalk_core.constants import CHANNEL_LAYOUT, FPS, MOTION_DIM
+from artalk_core.errors import FormatError
+from artalk_core.formats import check_motion_array, is_motion_stream, metadata_strings, to_float32_array
+
+STREAM_FORMAT = "artalk.motion-stream"
+STREAM_VERSION = 1
+
+
+def _frame_text(row: np.ndarray) -> str:
+    # str() of a numpy float32 is the shortest text that reads back to the same float32.
+    return ",".join(map(str, row))
+
+
+class MotionStreamWriter:
+    """Writes the motion stream to a binary file object, one line at a time.
+
+    Line 1, the header: ``{"format": "artalk.motion-stream", "version": 1, "fps": 25,
+    "channels": 106, "channel_layout": ..., "delay_frames": D, "meta": {...}}`` where ``meta`` is
+    the string metadata a motion file would carry (engine, style, postprocessed, smoothed,
+    clip_length, fix_pose, checkpoint_sha256, provenance) and ``delay_frames`` how many frames of
+    input the writer waited for beyond each frame (4 for post-processed motion, 0 for raw).
+    Then one line per frame, ``{"t": i, "motion": [106 numbers]}`` with t = 0, 1, 2, ... and each
+    number the shortest decimal that reads back to the same float32. Last, ``{"end": true,
+    "frames": T, ...}`` (extra string fields such as ``audio_samples``, ``audio_sha256``), or, if
+    the producer failed after the header, ``{"error": "message"}``. A stream without an end line
+    is incomplete. :meth:`write_frames` flushes after each call, so a reader sees every chunk as
+    soon as it is made.
+    """
+
+    def __init__(self, f: Any, meta: Mapping[str, Any] | None = None, *, delay_frames: int = 0) -> None:
+        self._f = f
+        self.frames = 0
+        self._closed = False
+        meta_s = metadata_strings(meta)
+        for key in ("format", "format_version", "frames"):
+            meta_s.pop(key, None)
+        header = {"format": STREAM_FORMAT, "version": STREAM_VERSION, "fps": FPS, "channels": MOTION_DIM,
+                  "channel_layout": CHANNEL_LAYOUT, "delay_frames": int(delay_frames), "meta": meta_s}
+        self._write(json.dumps(header) + "\n")
+
+    def _write(self, text: str) -> None:
+        self._f.write(text.encode("utf-8"))
+        self._f.flush()
+
+    def write_frames(self, frames: Any) -> None:
+        """Append frames float32 [n,106] (n may be 0) and flush."""
+        arr = to_float32_array(frames, what="motion")
+        if arr.size == 0:
+            return
+        arr = check_motion_array(arr, "motion to stream")
+        lines = []
+        for row in arr:
+            lines.append(f'{{"t": {self.frames}, "motion": [{_frame_text(row)}]}}\n')
+            self.frames += 1
+        self._write("".join(lines))
+
+    def end(self, **fields: Any) -> None:
+        """Write the end line: ``frames`` (the count written) plus ``fields`` (as strings)."""
+        if self._closed:
+            return
+        self._closed = True
+        extra = metadata_strings(fields)
+        extra.pop("end", None)
+        extra.pop("frames", None)
+        self._write(json.dumps({"end": True, "frames": self.frames, **extra}) + "\n")
+
+    def error(self, message: str) -> None:
+        """End the stream with an error line (a reader raises it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._write(json.dumps({"error": str(message)}) + "\n")
+
+
+def _stream_line(line: bytes | str, name: str, lineno: int) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FormatError(f"{name} is a corrupt motion stream: line {lineno} is not JSON (cut short?)") from None
+    if not isinstance(obj, dict):
+        raise FormatError(f"{name} is a corrupt motion stream: line {lineno} is not a JSON object")
+    return obj
+
+
+def _stream_header(line: bytes | str, name: str) -> dict[str, Any]:
+    head = _stream_line(line, name, 1)
+    if head.get("format") != STREAM_FORMAT:
+        raise FormatError(f"{name} is not a motion stream (its first line has no format {STREAM_FORMAT!r})")
+    if head.get("version") != STREAM_VERSION:
+        raise FormatError(f"{name} is motion stream version {head.get('version')!r}; this artalk reads "
+                          f"version {STREAM_VERSION} (upgrade artalk)")
+    if head.get("fps") != FPS or head.get("channels") != MOTION_DIM:
+        raise FormatError(f"{name} is a motion stream at {head.get('fps')} fps with {head.get('channels')} "
+                          f"channels; artalk motion is {FPS} fps, {MOTION_DIM} channels")
+    meta = head.get("meta", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FormatError(f"{name} is a corrupt motion stream: the header's meta must map names to strings")
+    return head
+
+
+def iter_motion_stream(lines: Iterable[bytes | str], name: str = "<stream>") -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """Read a motion stream progressively: yields (header, frame float32 [106]) per frame, as the
+    lines arrive (``lines``: a file object opened in binary or text mode, or any line iterable).
+
+    Raises FormatError for a corrupt line, frames out of order, an error line, or input that ends
+    without the end line (the producer stopped early); the end line's frame count is checked.
+    """
+    it = iter(lines)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise FormatError(f"{name} is empty; expected a motion stream") from None
+    header = _stream_header(first, name)
+    count = 0
+    for lineno, line in enumerate(it, start=2):
+        if not line.strip():
+            continue
+        obj = _stream_line(line, name, lineno)
+        if "motion" in obj:
+            if obj.get("t") != count:
+                raise FormatError(f"{name} is a corrupt motion stream: line {lineno} holds frame "
+                                  f"{obj.get('t')!r}, expected {count}")
+            row = obj["motion"]
+            if not isinstance(row, list) or len(row) != MOTION_DIM:
+                raise FormatError(f"{name} is a corrupt motion stream: frame {count} does not hold "
+                                  f"{MOTION_DIM} numbers")
+            try:
+                frame = np.asarray(row, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise FormatError(f"{name} is a corrupt motion stream: frame {count} holds non-numbers") from None
+            count += 1
+            yield header, frame
+        elif obj.get("end") is True:
+            if obj.get("frames") != count:
+                raise FormatError(f"{name} is a corrupt motion stream: its end line says {obj.get('frames')} "
+                                  f"frames but it holds {count}")
+            header["end"] = obj
+            return
+        elif "error" in obj:
+            raise FormatError(f"{name}: the motion stream stopped with an error: {obj['error']}")
+        else:
+            raise FormatError(f"{name} is a corrupt motion stream: line {lineno} is neither a frame nor the end")
+    raise FormatError(f"{name} is an incomplete motion stream ({count} frames, no end line): "
+                      "the producer stopped early")
+
+
+def parse_motion_stream(lines: Iterable[bytes | str], name: str) -> tuple[np.ndarray, dict[str, str]]:
+    """A whole motion stream -> (motion [T,106] float32, metadata strings)."""
+    header: dict[str, Any] = {}
+    frames: list[np.ndarray] = []
+    for head, frame in iter_motion_stream(lines, name):
+        header = head  # the same dict each time; it gains the end line at the end
+        frames.append(frame)
+    if not frames:  # header and end line only
+        raise FormatError(f"{name}: the motion stream holds no frames")
+    end = header.get("end", {})
+    meta = dict(header.get("meta", {}))
+    meta.update({k: v for k, v in end.items() if isinstance(v, str)})
+    return np.stack(frames), meta
+
+
+__all__ = ["STREAM_FORMAT", "STREAM_VERSION", "MotionStreamWriter", "is_motion_stream", "iter_motion_stream",
+           "parse_motion_stream"]
