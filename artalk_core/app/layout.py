@@ -25,8 +25,9 @@ STYLE_FILE_TYPES = [".pt", ".safetensors", ".ndjson", ".jsonl"]
 """Style clips: a reference ``style_motion/*.pt`` or any motion file of ours (read by content)."""
 
 
-def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_seconds: float) -> Any:
-    """The ``gr.Blocks`` page (not launched, queue not yet configured)."""
+def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_seconds: float,
+                 delete_cache: tuple[int, int] | None = None) -> Any:
+    """The ``gr.Blocks`` page (not launched, queue not yet configured); ``delete_cache`` as Gradio's."""
     import gradio as gr
 
     generate = gradio_callback(generator)
@@ -57,7 +58,7 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
         return None, None
 
     styles = ["default", *catalog.styles]
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=delete_cache) as demo:
         gr.Markdown(f"# {TITLE}\nSpeech-driven 3D head animation: speech or text in, a talking head out.")
         if catalog.notice:
             gr.Markdown(html.escape(catalog.notice), elem_id="notice")

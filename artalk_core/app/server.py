@@ -236,6 +236,21 @@ class AppParts:
     catalog: Catalog
     generator: Generator
     jobs: JobStore
+    previous_temp_dir: str | None = None
+    """``GRADIO_TEMP_DIR`` before this app pointed it at its own cache (restored on close)."""
+
+    def close(self) -> None:
+        """Remove every file and give ``GRADIO_TEMP_DIR`` back."""
+        _close_store(self.jobs, self.previous_temp_dir)
+
+
+def _close_store(jobs: JobStore, previous_temp_dir: str | None) -> None:
+    jobs.close()
+    if os.environ.get("GRADIO_TEMP_DIR") == str(jobs.cache):
+        if previous_temp_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_temp_dir
 
 
 def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
@@ -243,6 +258,7 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
     catalog = build_catalog(config)
     # job folders go a minute after delivery; Gradio's served copies and uploads after keep_seconds
     jobs = JobStore(cache_seconds=config.keep_seconds)
+    previous = os.environ.get("GRADIO_TEMP_DIR")
     try:
         # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
         os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
@@ -256,8 +272,8 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
 
         generator = Generator(config, catalog, jobs)
         every = int(min(max(config.keep_seconds / 4, 1), 600))
-        blocks = build_blocks(catalog, generator, jobs, max_seconds=config.max_seconds)
-        blocks.delete_cache = (every, max(int(config.keep_seconds), 1))
+        blocks = build_blocks(catalog, generator, jobs, max_seconds=config.max_seconds,
+                              delete_cache=(every, max(int(config.keep_seconds), 1)))
         blocks.queue(max_size=config.queue_size, default_concurrency_limit=4, api_open=False)
         root = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app = gr.mount_gradio_app(root, blocks, path="", server_name=host, server_port=port,
@@ -267,9 +283,10 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
                            loopback_only=host in LOOPBACK_NAMES and not share)
     except BaseException:
-        jobs.close()
+        _close_store(jobs, previous)
         raise
-    return AppParts(asgi=app, blocks=blocks, catalog=catalog, generator=generator, jobs=jobs)
+    return AppParts(asgi=app, blocks=blocks, catalog=catalog, generator=generator, jobs=jobs,
+                    previous_temp_dir=previous)
 
 
 class AppServer:
@@ -381,7 +398,7 @@ class AppServer:
         # is written into the folders after they are removed
         if self.parts.generator.model_lock.acquire(timeout=30):
             self.parts.generator.model_lock.release()
-        self.parts.jobs.close()
+        self.parts.close()
         with contextlib.suppress(OSError):
             self.sock.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -188,9 +189,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     server = AppServer(AppConfig(assets=tmp_path_factory.mktemp("no_assets"), size=64, max_upload_mb=1,
                                  queue_size=1, max_seconds=30), port=0, header_seconds=1.5).start()
+    before = os.environ.get("GRADIO_TEMP_DIR")
     yield server
     server.close()
     assert not server.jobs.root.exists()
+    assert os.environ.get("GRADIO_TEMP_DIR") != str(server.jobs.cache) and before == str(server.jobs.cache)
 
 
 def request(server: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
