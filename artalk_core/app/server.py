@@ -227,6 +227,17 @@ def deadline_protocol(header_seconds: float = HEADER_SECONDS) -> type:
     return DeadlineH11Protocol
 
 
+def require_gradio() -> None:
+    """DependencyError (one line, exit 6) unless the ``artalk[app]`` extra is installed."""
+    try:
+        import fastapi  # noqa: F401
+        import gradio  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise DependencyError(f"the web app needs Gradio ({e.name or e} is missing): "
+                              "pip install 'artalk[app]'") from e
+
+
 @dataclass
 class AppParts:
     """A built app: the ASGI app to serve and what it needs cleaned up."""
@@ -263,11 +274,10 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
         os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        try:
-            import fastapi
-            import gradio as gr
-        except ImportError as e:
-            raise DependencyError("the web app needs Gradio: pip install 'artalk[app]'") from e
+        require_gradio()
+        import fastapi
+        import gradio as gr
+
         from artalk_core.app.layout import CSS, build_blocks
 
         generator = Generator(config, catalog, jobs)
@@ -298,6 +308,7 @@ class AppServer:
 
     def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False,
                  header_seconds: float = HEADER_SECONDS) -> None:
+        require_gradio()
         import uvicorn
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -517,3 +517,12 @@ def test_fifty_simultaneous_page_loads_all_answered(app):
     with ThreadPoolExecutor(50) as pool:
         statuses = list(pool.map(lambda _: request(app, "GET", "/")[0], range(50)))
     assert statuses == [200] * 50
+
+
+def test_without_the_app_extra_one_clear_error(monkeypatch):
+    from artalk_core.app.server import AppServer
+    from artalk_core.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed
+    with pytest.raises(DependencyError, match=r"pip install 'artalk\[app\]'"):
+        AppServer(AppConfig(), port=0)
