@@ -52,16 +52,35 @@ BODY_SLACK = 1 << 20
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _hostport(value: str, scheme: str = "http") -> tuple[str, int | None]:
-    """``host[:port]`` or an origin URL -> (lowercase host without brackets, port or None if absent)."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _hostport(value: str) -> tuple[str, int | None]:
+    """``host[:port]`` or an origin URL -> (lowercase host without brackets, port; an origin without
+    one gets its scheme's default, a Host header without one None)."""
     parts = urlsplit(value if "//" in value else f"//{value}")
     try:
         port = parts.port
     except ValueError:
         port = -1
-    if port is None and "//" in value and scheme:
-        port = {"http": 80, "https": 443}.get(parts.scheme or scheme)
+    if port is None and parts.scheme:
+        port = DEFAULT_PORTS.get(parts.scheme, -1)
     return (parts.hostname or "").lower(), port
+
+
+def same_origin(origin: str, host_header: str) -> bool:
+    """Whether a browser's ``Origin`` names this server as the request's ``Host`` does.
+
+    A Host without a port matches either default port: behind a TLS-terminating proxy (the
+    ``--share`` tunnel) the page is https while the server sees plain http.
+    """
+    if origin == "null":
+        return False
+    o_host, o_port = _hostport(origin)
+    h_host, h_port = _hostport(host_header)
+    if not o_host or o_host != h_host:
+        return False
+    return o_port in DEFAULT_PORTS.values() if h_port is None else o_port == h_port
 
 
 class Guard:
@@ -84,16 +103,12 @@ class Guard:
     def check_headers(self, scope: Scope) -> tuple[int, str] | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host_header = headers.get("host", "")
-        host, port = _hostport(host_header, "")
+        host, _ = _hostport(host_header)
         if self.loopback_only and host not in LOOPBACK_NAMES:
             return 403, "unknown Host: this server answers only to its loopback address"
         origin = headers.get("origin")
         if origin is not None:
-            if origin == "null":
-                return 403, "requests from other origins are refused"
-            scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-            own = (host, port if port is not None else {"http": 80, "https": 443}[scheme])
-            if _hostport(origin, scheme) != own:
+            if not same_origin(origin, host_header):
                 return 403, "requests from other origins are refused"
         elif scope.get("method", "GET") not in SAFE_METHODS and headers.get("sec-fetch-site") in ("cross-site",
                                                                                                   "same-site"):

@@ -526,3 +526,17 @@ def test_without_the_app_extra_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed
     with pytest.raises(DependencyError, match=r"pip install 'artalk\[app\]'"):
         AppServer(AppConfig(), port=0)
+
+
+def test_same_origin_rules():
+    from artalk_core.app.server import same_origin
+
+    assert same_origin("http://127.0.0.1:8960", "127.0.0.1:8960")
+    assert same_origin("http://[::1]:8960", "[::1]:8960")
+    assert same_origin("http://LOCALHOST:8960", "localhost:8960")
+    assert same_origin("https://abc.gradio.live", "abc.gradio.live")  # the share tunnel ends TLS
+    assert not same_origin("http://127.0.0.1:8961", "127.0.0.1:8960")
+    assert not same_origin("http://localhost:8960", "127.0.0.1:8960")
+    assert not same_origin("null", "127.0.0.1:8960")
+    assert not same_origin("http://evil.example", "abc.gradio.live:8080")
+    assert not same_origin("http://127.0.0.1.evil.example:8960", "127.0.0.1:8960")
