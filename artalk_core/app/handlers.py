@@ -160,6 +160,36 @@ class Generator:
         """Folders never to name in a message."""
         return [self.jobs.root, self.catalog.assets.resolve(), self.catalog.assets]
 
+    def input_problems(self, *, audio: str | None, text: str | None, language: str = "en", appearance: str = MESH,
+                       style: str = "default", style_file: str | None = None) -> dict[str, str]:
+        """The cheap checks, before queueing: {input name: what is wrong with it} (empty if fine).
+
+        Nothing is decoded here; the speech length is checked by :func:`cap_speech` in the worker.
+        """
+        from artalk_core.tts import LANGUAGES, normalize_lang
+
+        text = (text or "").strip() or None
+        if not audio and text is None:
+            return {"audio": MSG_NO_INPUT}
+        if audio and text is not None:
+            return {"text": MSG_BOTH_INPUTS}
+        problems: dict[str, str] = {}
+        if text is not None and len(text) > self.config.max_seconds * CHARS_PER_SECOND:
+            problems["text"] = (f"The text is too long ({len(text)} characters): this server speaks at most "
+                                f"{_duration(self.config.max_seconds)}, about "
+                                f"{int(self.config.max_seconds * CHARS_PER_SECOND)} characters.")
+        try:
+            normalize_lang(language or "en")
+        except InputError:
+            problems["language"] = f"Unknown language: choose one of {', '.join(LANGUAGES)}."
+        appearances = [a for _, a in self.catalog.appearances]
+        if appearance not in appearances:
+            problems["appearance"] = f"Unknown appearance '{appearance}': choose one of {', '.join(appearances)}."
+        if not style_file and style not in ("default", *self.catalog.styles):
+            problems["style"] = (f"Unknown style '{style}': choose one of "
+                                 f"{', '.join(['default', *self.catalog.styles])}.")
+        return problems
+
     def run(self, *, audio: str | None, text: str | None, language: str = "en", appearance: str = MESH,
             style: str = "default", style_file: str | None = None, session: str = "",
             progress: Callable[[str, int, int], None] | None = None,
@@ -167,22 +197,13 @@ class Generator:
         """Make the video and downloads; ArtalkError (or Cancelled) with a message otherwise."""
         from artalk_core.tts import normalize_lang
 
+        problems = self.input_problems(audio=audio, text=text, language=language, appearance=appearance,
+                                       style=style, style_file=style_file)
+        if problems:
+            raise InputError(next(iter(problems.values())))
         text = (text or "").strip() or None
         audio = audio or None
-        if audio is None and text is None:
-            raise InputError(MSG_NO_INPUT)
-        if audio is not None and text is not None:
-            raise InputError(MSG_BOTH_INPUTS)
-        if text is not None and len(text) > self.config.max_seconds * CHARS_PER_SECOND:
-            raise InputError(f"The text is too long ({len(text)} characters): this server speaks at most "
-                             f"{_duration(self.config.max_seconds)}, about "
-                             f"{int(self.config.max_seconds * CHARS_PER_SECOND)} characters.")
         lang = normalize_lang(language or "en")
-        appearances = [a for _, a in self.catalog.appearances]
-        if appearance not in appearances:
-            raise InputError(f"Unknown appearance '{appearance}': choose one of {', '.join(appearances)}.")
-        if not style_file and style not in ("default", *self.catalog.styles):
-            raise InputError(f"Unknown style '{style}': choose one of {', '.join(['default', *self.catalog.styles])}.")
         with self.model_lock:
             job = self.jobs.new(session, cancel)
             ok = False

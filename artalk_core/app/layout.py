@@ -12,7 +12,7 @@ import html
 from typing import Any
 
 from artalk_core.app.config import LANGUAGES, MESH, Catalog
-from artalk_core.app.handlers import Generator, gradio_callback
+from artalk_core.app.handlers import MSG_NO_INPUT, Generator, gradio_callback
 from artalk_core.app.jobs import JobStore
 
 TITLE = "ARTalk"
@@ -21,6 +21,8 @@ CSS = """
           padding: 4px 12px; }
 #notice p { margin: 4px 0; }
 """
+MSG_NO_AUDIO = "Please upload or record speech."
+MSG_NO_TEXT = "Please type a text."
 STYLE_FILE_TYPES = [".pt", ".safetensors", ".ndjson", ".jsonl"]
 """Style clips: a reference ``style_motion/*.pt`` or any motion file of ours (read by content)."""
 
@@ -36,14 +38,22 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
                     style_file: str | None, request: gr.Request | None = None,
                     progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         """The page's button: only the input the Audio/Text switch shows counts."""
-        if mode == "Text":
-            audio = None
-        else:
-            text = None
+        audio, text = (None, text) if mode == "Text" else (audio, None)
         return await generate(audio, text, language, appearance, style, style_file, request=request,
                               progress=progress)
 
     ui_generate.__annotations__["request"] = gr.Request
+
+    def ui_validate(mode: str, audio: str | None, text: str | None, language: str, appearance: str, style: str,
+                    style_file: str | None) -> list[Any]:
+        """Before queueing (a request thread, nothing decoded): a message on each input that is wrong."""
+        audio, text = (None, text) if mode == "Text" else (audio, None)
+        problems = generator.input_problems(audio=audio, text=text, language=language, appearance=appearance,
+                                            style=style, style_file=style_file)
+        if problems.get("audio") == MSG_NO_INPUT:
+            problems = {"text": MSG_NO_TEXT} if mode == "Text" else {"audio": MSG_NO_AUDIO}
+        names = ["mode", "audio", "text", "language", "appearance", "style", "style_file"]
+        return [gr.validate(name not in problems, problems.get(name, "")) for name in names]
 
     def cancel(request: gr.Request) -> None:
         jobs.cancel_session(getattr(request, "session_hash", None) or "")
@@ -96,7 +106,8 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
         inputs = [audio, text, language, appearance, style, style_file]
         busy: dict[str, Any] = dict(concurrency_limit=1, concurrency_id="model", show_progress="full")
         job = (run_btn.click(clear, None, [video, files], queue=False, api_visibility="private")
-               .then(ui_generate, [mode, *inputs], [video, files], api_visibility="private", **busy))
+               .then(ui_generate, [mode, *inputs], [video, files], api_visibility="private", validator=ui_validate,
+                     **busy))
         api_job = api_btn.click(generate, inputs, [video, files], api_name="generate",
                                 api_description="Speech file or text -> (video file, [motion, reference "
                                                 "motion .pt, vertices])", **busy)
@@ -104,4 +115,4 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
     return demo
 
 
-__all__ = ["CSS", "STYLE_FILE_TYPES", "TITLE", "build_blocks"]
+__all__ = ["CSS", "MSG_NO_AUDIO", "MSG_NO_TEXT", "STYLE_FILE_TYPES", "TITLE", "build_blocks"]

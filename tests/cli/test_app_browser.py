@@ -152,14 +152,21 @@ def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
     assert video_src(page) == "" and page.locator("#downloads a[download]").count() == 0
 
 
-def test_validation_messages(page):
+def test_validation_messages_on_the_inputs_before_queueing(page, server):
+    jobs_before = len(server.jobs.jobs())
     page.click("#generate")
-    assert "Please upload or record speech" in toast(page)
+    page.wait_for_function("() => document.querySelector('#audio').innerText.includes('Please upload or record "
+                           "speech.')")
     page.click("#mode label:has-text('Text')")
     page.wait_for_selector("#text textarea", state="visible")
+    page.click("#generate")
+    page.wait_for_function("() => document.querySelector('#text').innerText.includes('Please type a text.')")
     page.fill("#text textarea", "x" * 600)  # 20 s limit: about 500 characters
     page.click("#generate")
-    assert "The text is too long (600 characters)" in toast(page)
+    page.wait_for_function("() => document.querySelector('#text').innerText.includes('The text is too long (600 "
+                           "characters)')")
+    assert page.locator(".toast-body").count() == 0
+    assert len(server.jobs.jobs()) == jobs_before  # refused before the queue: no job was made
 
 
 def test_text_in_three_languages(page):
