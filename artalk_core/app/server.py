@@ -21,6 +21,7 @@ A client that goes away mid-upload is dropped quietly (Gradio's upload route wou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -86,11 +87,14 @@ def same_origin(origin: str, host_header: str) -> bool:
 class Guard:
     """ASGI middleware: Origin/Host checks and request-body bounds (see the module docstring)."""
 
-    def __init__(self, app: Any, *, max_body: int, loopback_only: bool, max_parts: int = MAX_PARTS) -> None:
+    def __init__(self, app: Any, *, max_body: int, loopback_only: bool, max_parts: int = MAX_PARTS,
+                 stopping: threading.Event | None = None) -> None:
         self.app = app
         self.max_body = max_body
         self.loopback_only = loopback_only
         self.max_parts = max_parts
+        self.stopping = stopping
+        """Set when the server shuts down: a stream it then cancels is not an error to report."""
 
     @staticmethod
     async def refuse(send: Send, status: int, text: str) -> None:
@@ -126,6 +130,27 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        state = {"started": False, "done": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["done"] = True
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if self.stopping is None or not self.stopping.is_set():
+                raise
+            # Shutting down: uvicorn cancels what still streams (a job's progress) after its grace;
+            # end that response properly rather than have it reported as a broken one.
+            if scope["type"] == "http" and state["started"] and not state["done"]:
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = self.check_headers(scope)
         if problem is not None:
             if scope["type"] == "websocket":
@@ -243,14 +268,20 @@ def deadline_protocol(header_seconds: float = HEADER_SECONDS) -> type:
 
 
 def require_gradio() -> None:
-    """DependencyError (one line, exit 6) unless the ``artalk[app]`` extra is installed."""
-    try:
-        import fastapi  # noqa: F401
-        import gradio  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise DependencyError(f"the web app needs Gradio ({e.name or e} is missing): "
-                              "pip install 'artalk[app]'") from e
+    """DependencyError (one line, exit 6) unless the ``artalk[app]`` extra is installed.
+
+    Looked up without importing: Gradio must first be imported after ``GRADIO_TEMP_DIR`` points
+    into our folder (some of its modules create folders under it at import).
+    """
+    from importlib.util import find_spec
+
+    for name in ("gradio", "fastapi", "uvicorn"):
+        try:
+            found = find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: a module without a spec (None in sys.modules)
+            found = False
+        if not found:
+            raise DependencyError(f"the web app needs Gradio ({name} is missing): pip install 'artalk[app]'")
 
 
 @dataclass
@@ -306,7 +337,7 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
                                   show_error=True, max_file_size=config.max_upload_bytes, ssr_mode=False,
                                   mcp_server=False, css=CSS)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
-                           loopback_only=host in LOOPBACK_NAMES and not share)
+                           loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
     except BaseException:
         _close_store(jobs, previous)
         raise
@@ -344,10 +375,17 @@ class AppServer:
         self.share_url: str | None = None
         self.share_error: str | None = None
         self._share = share
-        self.server = uvicorn.Server(uvicorn.Config(
+        jobs = self.parts.jobs
+
+        class Server(uvicorn.Server):
+            async def shutdown(self, sockets: Any = None) -> None:
+                jobs.stop()  # a running job stops at its next step, so its stream can end in the grace
+                await super().shutdown(sockets)
+
+        self.server = Server(uvicorn.Config(
             self.parts.asgi, log_level="warning", http=deadline_protocol(header_seconds), lifespan="on",
             server_header=False,
-            limit_concurrency=256, backlog=2048, timeout_keep_alive=5, timeout_graceful_shutdown=3,
+            limit_concurrency=256, backlog=2048, timeout_keep_alive=5, timeout_graceful_shutdown=10,
             h11_max_incomplete_event_size=64 * 1024))
         self._thread: threading.Thread | None = None
 

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("gradio")
@@ -50,6 +51,7 @@ def start_app(tmp: Path, assets: Path) -> tuple[subprocess.Popen, str, queue.Que
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
+    """SIGTERM after a delivered job; Ctrl+C (SIGINT) while a job is running."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     assets = tmp_path / "assets"
@@ -67,6 +69,21 @@ def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
             assert sorted(Path(f).name for f in files) == ["text_default_mesh.h5", "text_default_mesh.motion.safetensors",
                                                            "text_default_mesh_motions.pt"]
             assert list((roots[0] / "jobs").iterdir()), "the job's results are kept while they may be fetched"
+        else:
+            from gradio_client import Client, handle_file
+
+            from artalk_core.audio import load_audio, write_wav
+            from tests.conftest import FIXTURE
+
+            speech = tmp_path / "long.wav"
+            samples = load_audio(FIXTURE / "speech_16k.wav").samples
+            write_wav(speech, np.tile(samples, int(19 * 16000 / len(samples)) + 1)[:19 * 16000])
+            client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+            client.submit(audio=handle_file(str(speech)), api_name="/generate")
+            deadline = time.monotonic() + 60
+            while not list(roots[0].glob("jobs/*/work/speech.wav")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list(roots[0].glob("jobs/*/work/speech.wav")), "the job did not start"
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
     finally:
