@@ -34,9 +34,9 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
 
     generate = gradio_callback(generator)
 
-    async def ui_generate(mode: str, audio: str | None, text: str | None, language: str, appearance: str, style: str,
-                    style_file: str | None, request: gr.Request | None = None,
-                    progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    async def ui_generate(mode: str, audio: str | None, text: str | None, language: str, appearance: str,
+                          style: str, style_file: str | None, request: gr.Request | None = None,
+                          progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         """The page's button: only the input the Audio/Text switch shows counts."""
         audio, text = (None, text) if mode == "Text" else (audio, None)
         return await generate(audio, text, language, appearance, style, style_file, request=request,

@@ -16,7 +16,9 @@ alike. The guard closes what Gradio leaves open by default (measured with Gradio
 - uvicorn closes idle connections only after a first response: :func:`deadline_protocol` gives
   every request head a deadline (clients that connect and say nothing, or trickle headers).
 
-A client that goes away mid-upload is dropped quietly (Gradio's upload route would raise).
+A client that goes away mid-upload is dropped quietly (Gradio's upload route would raise). On
+shutdown the running job is told to stop first, so its progress stream can end within uvicorn's
+grace; what still streams after it is ended cleanly, not reported as an error.
 """
 
 from __future__ import annotations
