@@ -79,6 +79,9 @@ def animate(audio: PathLike | None = None, *, text: str | None = None, output: P
     style_label = style or "default"
     stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
     out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    from artalk_core.video import video_container
+
+    video_container(out)  # a container we cannot write is refused before any work
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
         return _run(Path(keep), audio, text, out, stem, locals())

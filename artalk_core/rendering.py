@@ -54,6 +54,10 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    if not _is_h5(output):
+        from artalk_core.video import video_container
+
+        video_container(output)  # refuse x.avi before rendering anything
     from artalk_core.fileio import input_file
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
@@ -200,10 +204,11 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
     from artalk_core.audio import iter_audio
     from artalk_core.fileio import sha256_file
     from artalk_core.video import mux as mux_video
-    from artalk_core.video import probe_video
+    from artalk_core.video import probe_video, video_container
 
     if is_stdio(output):
         raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    video_container(output)
     stream = iter_audio(audio)
     meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": stream.sha256})
     mux_video(video, stream, output, meta=meta)

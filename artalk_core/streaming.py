@@ -9,7 +9,7 @@ bit for bit; ``raw`` streams the model output without post-processing.
 
 Input formats (``stream_format``):
 
-- ``wav``: a RIFF/WAVE stream whose header is parsed here: integer PCM (8/16/24/32-bit) or IEEE
+- ``wav``: a RIFF/WAVE stream (header parsed by :mod:`artalk_core.audio.wav`): integer PCM (8/16/24/32-bit) or IEEE
   float (32/64-bit), any channel count (averaged to mono as the offline decoder does), at 16 kHz.
   Other rates are refused: resampling is a whole-signal filter offline, so a progressive one would
   not give the same numbers. A data size of 0 or 0xFFFFFFFF (what writers to a pipe put there)
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import queue
-import struct
 import sys
 import threading
 import time
@@ -48,7 +47,6 @@ PREFETCH_CHUNKS: int = 4
 """Audio chunks (16 s) read ahead while the model works, so a live producer is not blocked by a
 slow chunk; also the most audio held at once."""
 
-_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 1, 3, 0xFFFE
 _CONVERT_HINT = "convert it on the way in: ffmpeg -i INPUT -ar 16000 -ac 1 -f wav - | artalk generate - --stream"
 
 
@@ -63,7 +61,9 @@ class PcmLayout:
 
     @property
     def sample_bytes(self) -> int:
-        return {"u8": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 4, "f64": 8}[self.sample_format]
+        from artalk_core.audio.wav import SAMPLE_BYTES
+
+        return SAMPLE_BYTES[self.sample_format]
 
     @property
     def frame_bytes(self) -> int:
@@ -71,28 +71,10 @@ class PcmLayout:
 
 
 def _to_float(raw: bytes, layout: PcmLayout) -> np.ndarray:
-    """Interleaved PCM bytes -> float32 mono [n], with the offline decoder's arithmetic
-    (:func:`artalk_core.audio._frame_to_float` then :func:`artalk_core.audio._to_mono`)."""
-    from artalk_core.audio import _to_mono
+    """Interleaved PCM bytes -> float32 mono [n], with the offline decoder's arithmetic."""
+    from artalk_core.audio.wav import pcm_to_float
 
-    fmt, ch = layout.sample_format, layout.channels
-    if fmt == "u8":
-        x = np.frombuffer(raw, dtype=np.uint8)
-        f = ((x.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
-    elif fmt == "s16":
-        f = (np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0).astype(np.float32)
-    elif fmt == "s24":
-        # FFmpeg decodes 24-bit PCM to s32 (shifted left by 8), then it is divided by 2**31.
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        x = (b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)
-        f = (x.astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif fmt == "s32":
-        f = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif fmt == "f32":
-        f = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-    else:
-        f = np.frombuffer(raw, dtype="<f8").astype(np.float32)
-    return _to_mono(f.reshape(-1, ch).T) if ch > 1 else f.astype(np.float32, copy=True)
+    return pcm_to_float(raw, layout.sample_format, layout.channels)
 
 
 class AudioStreamReader:
@@ -157,43 +139,19 @@ class AudioStreamReader:
         if self.format == "raw":
             self.layout = PcmLayout("s16", 1, SAMPLE_RATE, None)
             return self.layout
-        head = self._read_exact(12, "RIFF header")
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            what = "RF64 (a WAV over 4 GB)" if head[:4] == b"RF64" else f"data starting {head[:4]!r}"
-            raise AudioError(f"{self.name} is not a WAV stream ({what}); --stream reads a 16 kHz WAV, or "
-                             "headerless 16-bit mono PCM with --stream-format raw")
-        fmt: tuple[int, int, int, int] | None = None
-        while True:
-            cid, size = struct.unpack("<4sI", self._read_exact(8, "chunk header"))
-            if cid == b"data":
-                break
-            if cid == b"fmt ":
-                if size < 16:
-                    raise AudioError(f"{self.name}: corrupt WAV header (fmt chunk of {size} bytes)")
-                body = self._read_exact(size + size % 2, "fmt chunk")
-                tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-                if tag == _WAVE_EXTENSIBLE and size >= 26:
-                    tag = struct.unpack("<H", body[24:26])[0]
-                fmt = (tag, channels, rate, bits)
-            else:
-                if size > 1 << 24:
-                    raise AudioError(f"{self.name}: corrupt WAV header (a {cid!r} chunk of {size} bytes "
-                                     "before the audio data)")
-                self._read_exact(size + size % 2, f"{cid.decode('latin-1')!r} chunk")
-        if fmt is None:
-            raise AudioError(f"{self.name}: corrupt WAV header (the data chunk comes before the fmt chunk)")
-        tag, channels, rate, bits = fmt
-        kinds = {(_WAVE_PCM, 8): "u8", (_WAVE_PCM, 16): "s16", (_WAVE_PCM, 24): "s24", (_WAVE_PCM, 32): "s32",
-                 (_WAVE_FLOAT, 32): "f32", (_WAVE_FLOAT, 64): "f64"}
-        sample_format = kinds.get((tag, bits))
+        from artalk_core.audio.wav import read_wav_header
+
+        wav = read_wav_header(self._read_exact, self.name, expected="--stream reads a 16 kHz WAV, or "
+                              "headerless 16-bit mono PCM with --stream-format raw")
+        tag, channels, rate, bits = wav.format_tag, wav.channels, wav.rate, wav.bits
+        sample_format = wav.sample_format
         if sample_format is None or channels < 1:
             raise AudioError(f"{self.name}: WAV sample format {tag} with {bits} bits and {channels} channel(s) "
                              "cannot be streamed (PCM 8/16/24/32-bit or float 32/64-bit only); " + _CONVERT_HINT)
         if rate != SAMPLE_RATE:
             raise AudioError(f"{self.name} is {rate} Hz audio; --stream needs {SAMPLE_RATE} Hz (resampling is not "
                              f"done progressively): {_CONVERT_HINT}")
-        data_bytes = None if size == 0 or size >= 0xFFFFFF00 else size
-        self.layout = PcmLayout(sample_format, channels, rate, data_bytes)
+        self.layout = PcmLayout(sample_format, channels, rate, wav.data_bytes)
         return self.layout
 
     # ---- samples

@@ -183,13 +183,11 @@ LONG_MEMORY_STEPS: tuple[tuple[str, str], ...] = (
 
 def write_long_wav(path: Path, minutes: float) -> int:
     """A 16 kHz PCM16 WAV of synthetic speech, written a minute at a time; returns its samples."""
-    import struct
+    from artalk_core.audio.wav import pcm16_header
 
     total = int(minutes * 60 * SAMPLE_RATE)
     with open(path, "wb") as f:
-        f.write(b"RIFF" + struct.pack("<I", 36 + 2 * total) + b"WAVEfmt " + struct.pack("<I", 16)
-                + struct.pack("<HHIIHH", 1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16)
-                + b"data" + struct.pack("<I", 2 * total))
+        f.write(pcm16_header(total, SAMPLE_RATE))
         done, i = 0, 0
         while done < total:
             n = min(60 * SAMPLE_RATE, total - done)

@@ -1,8 +1,10 @@
 """The stand-in head: a procedural FLAME-compatible mesh used when the licensed FLAME file is absent.
 
 It has FLAME's joints (root, neck, jaw, two eyes) and metric scale (head at the origin, facing
-+z, metres), a skull, brow, eye sockets with eyeballs, nose, lips with a mouth slit, chin, ears
-and a neck; the jaw joint opens the mouth. It has NO shape or expression blend shapes (zeros), so
++z, metres), and is sculpted to read as a human head at 512 px: a rounded cranium, brow,
+forehead, closed eyelids over eyeballs (the lid line, the fold above it), nose with nostril
+wings, philtrum, lips around a mouth slit, cheekbones, jaw and chin, ear shells (helix rim,
+concha, tragus, lobe) and a neck that widens towards the shoulders; the jaw joint opens the mouth. It has NO shape or expression blend shapes (zeros), so
 expression channels 0:100 do not move it: only the jaw and the global rotation do.
 
 ``make_standin()`` builds it from scratch (deterministic numpy); ``scripts/make_standin_head.py``
@@ -29,12 +31,12 @@ STANDIN_SOURCE: str = "stand-in"
 STANDIN_VERSION: int = 1
 
 # Grid of the head surface: latitude rows between two poles, longitude columns.
-_ROWS = 60
-_COLS = 64
+_ROWS = 72
+_COLS = 76
 _CENTER = np.array([0.0, 0.0, -0.005])
 _NECK_AXIS_Z = -0.02
 _NECK_RADIUS = 0.048
-_NECK_BOTTOM = -0.165
+_NECK_BOTTOM = -0.195
 _MOUTH_HALF_ANGLE = 0.27  # radians of longitude either side of the front
 _EYE_RADIUS = 0.0125
 _EYE_RINGS, _EYE_SEGMENTS = 12, 16
@@ -49,64 +51,145 @@ def _gauss(lon: np.ndarray, lat: np.ndarray, lon0: float, lat0: float, s_lon: fl
     return np.exp(-0.5 * (((lon - lon0) / s_lon) ** 2 + ((lat - lat0) / s_lat) ** 2))
 
 
+def _neck_radii(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half-width (x) and half-depth (z) of the neck at height y: it widens towards the bottom,
+    where the trapezius leads to the shoulders (below the picture's bottom edge)."""
+    # Gentle: seen from the head's centre (the grid's origin) a steeper flare would hide its own wall.
+    flare = _smoothstep(-0.11, -0.2, y)
+    return _NECK_RADIUS + 0.011 * flare, np.full_like(y, _NECK_RADIUS - 0.002)
+
+
 def _base_radius(d: np.ndarray) -> np.ndarray:
     """Distance from the head centre to the skull+neck surface along unit directions d [N,3]."""
     dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
     # An egg: longer at the back than the face, taller above the centre, narrower at the jaw.
     ax = 0.079 + (0.063 - 0.079) * _smoothstep(0.0, -0.75, dy)
-    ay = np.where(dy > 0, 0.104, 0.118)
+    ay = np.where(dy > 0, 0.1, 0.118)
     az = np.where(dz > 0, 0.088, 0.101)
-    skull = 1.0 / np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2 + (dz / az) ** 2)
-    # Neck: a vertical cylinder, capped at the bottom, joined with a smooth max.
+    p = 2.0 + 0.4 * _smoothstep(0.0, 0.4, dy)  # a fuller, rounder-shouldered cranium than an ellipsoid's
+    skull = (np.abs(dx / ax) ** p + np.abs(dy / ay) ** p + np.abs(dz / az) ** p) ** (-1.0 / p)
+    # Neck: an elliptic column that widens at the bottom where the shoulders begin, capped below;
+    # joined to the skull with a smooth max. Its radius depends on the height, so the distance
+    # along d is found by a few fixed-point steps from the widest column.
     off = _CENTER[2] - _NECK_AXIS_Z  # centre's z offset from the neck axis
-    a = dx ** 2 + dz ** 2
-    b = 2.0 * dz * off
-    c = off ** 2 - _NECK_RADIUS ** 2
-    side = (-b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / np.maximum(2 * a, 1e-12)
+
+    def outside(t: np.ndarray) -> np.ndarray:
+        rx, rz = _neck_radii(_CENTER[1] + t * dy)
+        return (t * dx / rx) ** 2 + ((off + t * dz) / rz) ** 2 > 1.0
+
+    lo, hi = np.zeros_like(dx), np.full_like(dx, 0.4)
+    for _ in range(40):  # bisection: the column's radius depends on the height
+        mid = 0.5 * (lo + hi)
+        out = outside(mid)
+        hi, lo = np.where(out, mid, hi), np.where(out, lo, mid)
+    t = 0.5 * (lo + hi)
     cap = np.where(dy < -1e-6, (_CENTER[1] - _NECK_BOTTOM) / np.maximum(-dy, 1e-6), np.inf)
-    neck = np.where(dy < 0, np.minimum(side, cap), 0.0)
+    # a rounded (smooth-min) edge where the column meets its base, not a cut
+    neck = np.where(dy < 0, (t ** -12.0 + cap ** -12.0) ** (-1.0 / 12.0), 0.0)
     k = 14.0
     return (skull ** k + neck ** k) ** (1.0 / k)
+
+
+def _ellipse(lon: np.ndarray, lat: np.ndarray, lon0: float, lat0: float, a: float, b: float) -> np.ndarray:
+    """Elliptic 'radius' around (lon0, lat0): 1 on the ellipse with half-axes a (longitude), b (latitude)."""
+    return np.sqrt(((lon - lon0) / a) ** 2 + ((lat - lat0) / b) ** 2)
+
+
+def _ear(lon: np.ndarray, lat: np.ndarray, side: float) -> np.ndarray:
+    """An ear shell: a flap standing off the head, thickest at its rim (helix, a C open to the
+    front), with a hollow (concha) in front of the canal, the tragus before it and a lobe below."""
+    lon0, lat0 = side * 1.56, -0.03
+    back = np.clip(side * (lon - lon0) / 0.2, -1.0, 1.0)  # -1 front edge .. +1 back edge
+    e = _ellipse(lon, lat, lon0, lat0, 0.2, 0.42)
+    shell = _smoothstep(1.25, 0.7, e)
+    r = shell * (0.004 + 0.008 * (0.5 + 0.5 * back))  # the flap stands off more at the back
+    rim = np.exp(-0.5 * ((e - 0.82) / 0.12) ** 2) * _smoothstep(-0.7, 0.1, back + 0.6 * (lat > lat0 + 0.2))
+    r += 0.0045 * rim
+    r -= 0.009 * np.exp(-0.5 * _ellipse(lon, lat, lon0 - side * 0.02, lat0 - 0.05, 0.085, 0.17) ** 2)  # concha
+    r -= 0.0035 * np.exp(-0.5 * _ellipse(lon, lat, lon0 + side * 0.03, lat0 + 0.2, 0.07, 0.08) ** 2)  # fossa
+    r += 0.004 * np.exp(-0.5 * _ellipse(lon, lat, lon0 + side * 0.01, lat0 - 0.38, 0.09, 0.08) ** 2)  # lobe
+    r += 0.004 * np.exp(-0.5 * _ellipse(lon, lat, lon0 - side * 0.17, lat0 - 0.06, 0.045, 0.07) ** 2)  # tragus
+    return r
+
+
+def _eye(lon: np.ndarray, lat: np.ndarray, side: float) -> np.ndarray:
+    """A closed eye: the socket, the eyelids bulging over the eyeball, the line where the lids
+    meet (curving down at the corners) and the fold of the upper lid above it."""
+    lon0, lat0 = side * 0.33, 0.165
+    r = -0.013 * _gauss(lon, lat, lon0, lat0 + 0.005, 0.13, 0.08)  # socket
+    almond = _gauss(lon, lat, lon0, lat0, 0.11, 0.05)
+    r += 0.009 * almond  # lids over the eyeball
+    du = (lon - lon0) / 0.12
+    meet = lat0 - 0.01 - 0.012 * du ** 2  # the lid line curves down towards the corners
+    width = _smoothstep(1.2, 0.6, np.abs(du))
+    r -= 0.0035 * width * np.exp(-0.5 * ((lat - meet) / 0.022) ** 2)
+    r -= 0.002 * width * np.exp(-0.5 * ((lat - (lat0 + 0.055 - 0.02 * du ** 2)) / 0.022) ** 2)  # lid fold
+    r += 0.0035 * _gauss(lon, lat, side * 0.3, 0.295, 0.2, 0.045)  # brow
+    return r
 
 
 def _features(lon: np.ndarray, lat: np.ndarray, lat_mouth: float) -> np.ndarray:
     """Radial relief (metres) of the face and ears at longitude/latitude (0,0 = straight ahead)."""
     front = _smoothstep(1.3, 0.6, np.abs(lon))
     r = np.zeros_like(lon)
-    # Nose: a ridge from the bridge to the tip that grows outwards, then ends under the tip.
-    tip = -0.23
-    height = 0.005 + 0.018 * np.clip((0.22 - lat) / (0.22 - tip), 0.0, 1.0)
-    height *= np.where(lat < tip, np.exp(-(((lat - tip) / 0.045) ** 2)), 1.0)
-    height *= _smoothstep(0.34, 0.2, lat)
-    width = 0.055 + 0.05 * np.clip((0.22 - lat) / (0.22 - tip), 0.0, 1.0)
+    # Nose: a ridge from the bridge to a rounded tip, wider towards the nostrils.
+    tip = -0.22
+    ramp = np.clip((0.22 - lat) / (0.22 - tip), 0.0, 1.0)
+    height = (0.004 + 0.015 * ramp) * np.where(lat < tip, np.exp(-(((lat - tip) / 0.06) ** 2)), 1.0)
+    height *= _smoothstep(0.32, 0.18, lat)
+    width = 0.05 + 0.06 * ramp
     r += height * np.exp(-0.5 * (lon / width) ** 2)
+    r += 0.004 * _gauss(lon, lat, 0.0, tip - 0.005, 0.06, 0.045)  # tip
+    r += 0.005 * _gauss(lon, lat, 0.0, 0.52, 0.55, 0.2)  # forehead
     for side in (-1.0, 1.0):
-        r += 0.007 * _gauss(lon, lat, side * 0.13, tip + 0.02, 0.05, 0.05)  # nostril wings
-        r -= 0.013 * _gauss(lon, lat, side * 0.34, 0.17, 0.12, 0.075)  # eye sockets
-        r += 0.006 * _gauss(lon, lat, side * 0.32, 0.31, 0.2, 0.05)  # brow ridge
-        r += 0.006 * _gauss(lon, lat, side * 0.58, -0.02, 0.15, 0.12)  # cheekbones
-        r += 0.019 * _gauss(lon, lat, side * 1.66, 0.0, 0.085, 0.2)  # ears
-        r -= 0.004 * _gauss(lon, lat, side * 0.3, lat_mouth - 0.02, 0.07, 0.06)  # mouth corners
-    # Lips either side of the slit, a crease along it, and a chin.
-    lips_w = _smoothstep(0.36, 0.2, np.abs(lon))
-    r += 0.007 * lips_w * np.exp(-0.5 * ((lat - lat_mouth - 0.05) / 0.035) ** 2)
-    r += 0.008 * lips_w * np.exp(-0.5 * ((lat - lat_mouth + 0.06) / 0.04) ** 2)
-    r -= 0.003 * lips_w * np.exp(-0.5 * ((lat - lat_mouth) / 0.015) ** 2)
-    r -= 0.004 * _gauss(lon, lat, 0.0, lat_mouth - 0.16, 0.2, 0.05)  # under the lower lip
-    r += 0.011 * _gauss(lon, lat, 0.0, -0.9, 0.22, 0.12)  # chin
-    return r * np.where(np.abs(lon) > 1.4, 1.0, front)
+        r += 0.007 * _gauss(lon, lat, side * 0.13, tip + 0.01, 0.05, 0.045)  # nostril wings
+        r -= 0.003 * _gauss(lon, lat, side * 0.24, tip + 0.02, 0.05, 0.08)  # nose-cheek groove
+        r += _eye(lon, lat, side)
+        r += 0.005 * _gauss(lon, lat, side * 0.55, -0.08, 0.16, 0.12)  # cheekbones
+        r -= 0.003 * _gauss(lon, lat, side * 0.85, 0.33, 0.12, 0.12)  # temples
+        r += 0.004 * _gauss(lon, lat, side * 0.95, -0.6, 0.15, 0.1)  # angle of the jaw
+        r -= 0.0045 * _gauss(lon, lat, side * 0.3, lat_mouth - 0.01, 0.05, 0.05)  # mouth corners
+        r += 0.0012 * _gauss(lon, lat, side * 0.045, lat_mouth + 0.12, 0.015, 0.05)  # philtrum ridges
+    r -= 0.0018 * _gauss(lon, lat, 0.0, lat_mouth + 0.12, 0.025, 0.05)  # philtrum groove
+    # Lips: an upper lip (dipping at the middle) over the slit and a fuller lower lip under it,
+    # each with a crisp edge; below them the groove above the chin, then the chin.
+    lips_w = _smoothstep(0.36, 0.12, np.abs(lon))
+    upper_c = lat_mouth + 0.035 - 0.008 * np.exp(-0.5 * (lon / 0.05) ** 2)
+    thick = 0.45 + 0.55 * lips_w  # lips thin out towards the corners
+    r += 0.006 * lips_w * np.exp(-0.5 * ((lat - lat_mouth - (upper_c - lat_mouth) * thick) / (0.03 * thick)) ** 2)
+    r += 0.007 * lips_w * np.exp(-0.5 * ((lat - lat_mouth + 0.045 * thick) / (0.035 * thick)) ** 2)
+    r -= 0.002 * lips_w * np.exp(-0.5 * ((lat - lat_mouth) / 0.012) ** 2)
+    r -= 0.0045 * _gauss(lon, lat, 0.0, lat_mouth - 0.13, 0.2, 0.04)  # under the lower lip
+    r += 0.011 * _gauss(lon, lat, 0.0, -0.88, 0.22, 0.11)  # chin
+    r *= np.where(np.abs(lon) > 1.4, 1.0, front)
+    for side in (-1.0, 1.0):
+        r += _ear(lon, lat, side)
+    return r
 
 
 def _theta_rows() -> np.ndarray:
-    """Polar angles (0 = top) of the grid rows: dense over the face, coarse at the crown and neck."""
-    t = np.arange(1, _ROWS + 1) / (_ROWS + 1)
-    return np.interp(t, [0.0, 0.12, 0.74, 1.0], [0.0, 0.75, 2.45, np.pi])
+    """Polar angles (0 = top) of the grid rows, evenly spaced along the surface (the longest of the
+    front, side and back profiles) and twice as dense over the face. Even in angle they would leave the neck,
+    which rays from the head's centre meet at a glancing angle, with a handful of long rows."""
+    fine = np.linspace(1e-3, np.pi - 1e-3, 3000)
+    step = np.zeros(len(fine) - 1)
+    for lon in (0.0, 0.4, np.pi / 2, np.pi):
+        p = _surface(_directions(fine, np.full_like(fine, lon)), -0.45)
+        seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
+        seg[p[1:, 1] < _NECK_BOTTOM + 1e-4] *= 0.5  # the flat base is never seen: fewer rows there
+        step = np.maximum(step, seg)
+    mid = 0.5 * (fine[1:] + fine[:-1])
+    step *= 1.0 + _smoothstep(0.8, 1.1, mid) * _smoothstep(2.5, 2.2, mid)  # the face: twice as dense
+    along = np.concatenate([[0.0], np.cumsum(step)])
+    return np.interp(np.linspace(0.0, along[-1], _ROWS + 2)[1:-1], along, fine)
 
 
 def _phi_cols() -> np.ndarray:
-    """Longitudes (0 = front, +x side positive) of the grid columns: about 4x denser at the front."""
+    """Longitudes (0 = front, +x side positive) of the grid columns: about 3x denser at the front and
+    2.5x at the ears than at the back of the head."""
     s = -1.0 + 2.0 * np.arange(_COLS) / _COLS
-    return np.pi * s - 0.6 * np.sin(np.pi * s)
+    # dense over the face, still fine enough at the ears (|lon| ~ 1.6), coarse at the back
+    return np.pi * s - 0.55 * np.sin(np.pi * s) + 0.1 * np.sin(2 * np.pi * s)
 
 
 def _directions(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -211,7 +294,7 @@ def _build() -> dict[str, np.ndarray]:
     for side, joint in ((1.0, 3), (-1.0, 4)):
         aim = np.array([side * 0.032, 0.026, 0.085]) - _CENTER
         surf = _surface((aim / np.linalg.norm(aim))[None], lat_mouth)[0]
-        center = np.array([surf[0], surf[1], surf[2] - _EYE_RADIUS + 0.004])
+        center = np.array([surf[0], surf[1], surf[2] - _EYE_RADIUS - 0.006])  # under the closed lids
         start = sum(len(v) for v in verts)
         ev, ef = _sphere(center, _EYE_RADIUS, start)
         verts.append(ev)

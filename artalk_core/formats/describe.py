@@ -199,7 +199,9 @@ def _describe_media(source: Source, name: str) -> dict[str, Any]:
             elif s.type == "video":
                 rate = s.average_rate or s.guessed_rate
                 fps = float(rate) if rate else None
-                frames = int(s.frames) if s.frames else (round(dur * fps) if dur and fps else None)
+                from artalk_core.video import count_video_frames  # what decodes, not the header's count
+
+                frames = count_video_frames(container, s)
                 entry.update(width=cc.width, height=cc.height, fps=_r(fps) if fps else None,
                              frames=frames, pix_fmt=cc.pix_fmt,
                              cover_art=bool(int(s.disposition) & attached))

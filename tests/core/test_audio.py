@@ -435,7 +435,12 @@ def test_write_wav_other_rate_and_stdout(tmp_path: Path, capsysbinary: pytest.Ca
 
 
 def test_resampler_pass_band_and_alias_rejection() -> None:
-    """44.1 kHz -> 16 kHz: 7 kHz passes untouched, 9 kHz (would alias to 7 kHz) is removed."""
+    """44.1 kHz -> 16 kHz with the reference's filter (torchaudio's Hann-windowed sinc, 6 zero
+    crossings, roll-off 0.99: issue 11 asks for its numbers, see test_resample_parity.py).
+
+    Before issue 11 this test held a sharper filter of our own (7 kHz within 0.2 dB, 9 kHz below
+    -80 dB); the reference's filter is gentler, and parity with it is what gives the reference's
+    motion: 1 kHz flat, 7 kHz -1.8 dB, 9 kHz (would alias to 7 kHz) -17 dB, 10 kHz -45 dB."""
     rate = 44100
     t = np.arange(2 * rate) / rate
 
@@ -444,8 +449,9 @@ def test_resampler_pass_band_and_alias_rejection() -> None:
         return 20 * np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2)) * np.sqrt(2) + 1e-12)
 
     assert abs(level_db(1000)) < 0.05
-    assert abs(level_db(7000)) < 0.2
-    assert level_db(9000) < -80
+    assert abs(level_db(7000) + 1.78) < 0.1
+    assert abs(level_db(9000) + 16.8) < 0.5
+    assert level_db(10000) < -40
 
 
 def test_damaged_mp3_middle_still_decodes(tmp_path: Path) -> None:

@@ -202,3 +202,75 @@ def test_memory_does_not_grow_with_duration(tmp_path):
     # keeping the 400 frames would cost 400 * 196 KB = 78 MB
     assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 400 frames"
     assert probe_video(tmp_path / "long.mp4")["frames"] == 500
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11: a half-written file's frames; containers we cannot write are refused
+
+
+def test_half_written_mp4_reports_the_frames_that_decode(tmp_path: Path) -> None:
+    from artalk_core.formats.describe import describe_file
+
+    full = tmp_path / "full.mp4"
+    write_video(full, (frame(i, 64) for i in range(50)), audio=sine(32000))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    with av.open(str(cut)) as c:
+        v = c.streams.video[0]
+        header = v.frames
+        decoded = 0
+        for packet in c.demux(v):  # every frame that decodes, skipping a packet that fails
+            try:
+                decoded += len(v.decode(packet))
+            except av.FFmpegError:
+                pass
+    assert header == 50  # faststart: the index at the front still announces every frame
+    frames = probe_video(cut)["frames"]
+    assert frames == decoded < 50
+    assert describe_file(cut)["frames"] == frames
+    assert probe_video(full)["frames"] == describe_file(full)["frames"] == 50
+
+
+@pytest.mark.parametrize("name", ["x.avi", "x.webm", "x.gif", "x.MP3"])
+def test_unwritable_container_is_refused(tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    for call in (lambda: VideoWriter(out, size=64), lambda: write_video(out, [frame(0, 64)])):
+        with pytest.raises(InputError, match=r"\.mp4.*\.mkv"):
+            call()
+    src = tmp_path / "v.mp4"
+    write_video(src, [frame(0, 64)] * 3)
+    with pytest.raises(InputError, match="mp4"):
+        mux(src, sine(1000), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+@pytest.mark.parametrize("name,container", [("x.mkv", "matroska"), ("x.MOV", "mov"), ("x.m4v", "mp4"),
+                                            ("noext", "mp4")])
+def test_extension_picks_the_container(tmp_path: Path, name: str, container: str) -> None:
+    out = tmp_path / name
+    write_video(out, (frame(i, 64) for i in range(10)), audio=sine(6400), meta={"created_by": "test"})
+    with av.open(str(out)) as c:
+        assert container in c.format.name.split(",")
+    info = probe_video(out)
+    assert info["frames"] == 10 and info["codec"] == "h264" and info["audio_codec"] == "aac"
+    assert info["metadata"].get("created_by") == "test"
+    muxed = tmp_path / f"m{Path(name).suffix}"
+    mux(out, sine(16000), muxed)
+    assert probe_video(muxed)["frames"] == 10
+
+
+def test_render_animate_mux_refuse_the_container_before_any_work(tmp_path: Path) -> None:
+    """The extension is checked first: the inputs here do not even exist (exit 2 in the CLI)."""
+    from artalk_core.animate import animate
+    from artalk_core.rendering import mux as mux_cmd
+    from artalk_core.rendering import render
+
+    missing = tmp_path / "missing"
+    with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):
+        render(missing, output=tmp_path / "x.avi")
+    with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):
+        animate(missing, output=tmp_path / "x.avi")
+    with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):
+        mux_cmd(missing, missing, output=tmp_path / "x.avi")
+    assert list(tmp_path.iterdir()) == []

@@ -1,9 +1,11 @@
-"""H.264 MP4 writing (frame by frame, atomic), audio muxing and probing, with PyAV.
+"""H.264 video writing with PyAV: frame by frame, atomically, the audio track fed alongside.
 
 The video is what the reference writes: libx264, yuv420p, CRF 18, 25 fps; audio AAC mono at the
 speech's 16 kHz, cut to ``int(n_frames / 25 * 16000)`` samples so both tracks end together.
-Files are written with ``movflags=+faststart`` (plays in browsers while downloading) and carry
-provenance as MP4 metadata tags: each key as its own tag, and all of them as JSON in ``comment``.
+The container follows the output's extension (:data:`VIDEO_CONTAINERS`: MP4 by default, also
+MOV and Matroska; any other extension is refused rather than given an MP4 under a false name).
+MP4/MOV files are written with ``movflags=+faststart`` (plays in browsers while downloading); all
+carry provenance as metadata tags: each key as its own tag, and all of them as JSON in ``comment``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from artalk_core.constants import FPS, IMAGE_SIZE, SAMPLE_RATE, VIDEO_CRF
-from artalk_core.errors import AudioError, DependencyError, FormatError, InputError, OutputError
+from artalk_core.errors import AudioError, InputError, OutputError
 from artalk_core.fileio import PathLike, atomic_output
 from artalk_core.progress import OptionalProgress, report
 from artalk_core.timing import samples_for_frames
+from artalk_core.video.probe import _av
 
 AAC_FRAME: int = 1024
 """Samples per AAC frame."""
@@ -33,14 +36,20 @@ DEFAULT_PRESET: str = "veryfast"
 """x264 speed preset. CRF 18 fixes the quality; ``veryfast`` encodes ~3x faster than ``medium``
 (the reference's default) at a similar size for these flat-shaded frames."""
 _MOVFLAGS = "+faststart+use_metadata_tags"
+VIDEO_CONTAINERS: dict[str, str] = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+"""Output extension -> the FFmpeg container written (H.264 + AAC in each). No extension: MP4."""
 
 
-def _av():
-    try:
-        import av
-    except ImportError as e:  # pragma: no cover - av is a hard dependency
-        raise DependencyError(f"video writing needs PyAV (pip install av): {e}") from e
-    return av
+def video_container(path: PathLike) -> tuple[str, str]:
+    """(FFmpeg container, extension) for a video written to ``path``; :class:`InputError` for an
+    extension whose container we do not write (``x.avi`` must not silently get an MP4)."""
+    ext = Path(str(path)).suffix.lower()
+    if not ext:
+        return "mp4", ".mp4"
+    if ext not in VIDEO_CONTAINERS:
+        raise InputError(f"cannot write a video as {Path(str(path)).name}: artalk writes H.264 video in "
+                         f"{', '.join(VIDEO_CONTAINERS)} files; give -o with one of those extensions")
+    return VIDEO_CONTAINERS[ext], ext
 
 
 def _check_size(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -81,8 +90,9 @@ def _metadata(meta: Mapping[str, str] | None) -> dict[str, str]:
     return tags
 
 
-def _open_output(av: Any, tmp: Path, meta: Mapping[str, str] | None):
-    container = av.open(str(tmp), mode="w", format="mp4", options={"movflags": _MOVFLAGS})
+def _open_output(av: Any, tmp: Path, meta: Mapping[str, str] | None, container_format: str = "mp4") -> Any:
+    options = {"movflags": _MOVFLAGS} if container_format in ("mp4", "mov") else {}
+    container = av.open(str(tmp), mode="w", format=container_format, options=options)
     container.metadata.update(_metadata(meta))
     return container
 
@@ -189,7 +199,8 @@ def _audio_input(audio: Any, sample_rate: int) -> np.ndarray | _BlockAudio | Non
 
 
 class VideoWriter:
-    """Streams RGB frames into an H.264 MP4, written atomically (temp file renamed on success).
+    """Streams RGB frames into an H.264 video (MP4, or the container of ``path``'s extension, see
+    :func:`video_container`), written atomically (temp file renamed on success).
 
     Use as a context manager; on an exception inside the block nothing is written (an existing
     file at ``path`` is kept). ``size`` is the square side or (width, height), both even.
@@ -208,6 +219,7 @@ class VideoWriter:
                  crf: int = VIDEO_CRF, meta: Mapping[str, str] | None = None, threads: int = 0,
                  audio: np.ndarray | Iterator[np.ndarray] | None = None, sample_rate: int = SAMPLE_RATE,
                  preset: str = DEFAULT_PRESET, background: bool = True) -> None:
+        container_format, ext = video_container(path)
         av = _av()
         self._av = av
         self.width, self.height = _check_size(size)
@@ -231,9 +243,9 @@ class VideoWriter:
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._recycle = True
         self._worker: threading.Thread | None = None
-        tmp = self._stack.enter_context(atomic_output(path, suffix=".mp4"))
+        tmp = self._stack.enter_context(atomic_output(path, suffix=ext))
         try:
-            self._container = _open_output(av, tmp, meta)
+            self._container = _open_output(av, tmp, meta, container_format)
             stream = self._container.add_stream("libx264", rate=self.fps)
             stream.width, stream.height = self.width, self.height
             stream.pix_fmt = "yuv420p"
@@ -392,63 +404,6 @@ class VideoWriter:
                 self._abort(None)
 
 
-def _video_frame_count(container: Any, stream: Any) -> int:
-    if stream.frames:
-        return int(stream.frames)
-    count = sum(1 for p in container.demux(stream) if p.size)
-    container.seek(0)
-    return count
-
-
-def mux(video_path: PathLike, audio: np.ndarray | Iterator[np.ndarray], out_path: PathLike, *,
-        sample_rate: int = SAMPLE_RATE, meta: Mapping[str, str] | None = None) -> None:
-    """Copy the H.264 track of ``video_path`` (no re-encode) and add ``audio`` as AAC mono.
-
-    ``audio`` [S] float32 at ``sample_rate`` is cut to the video's length, int(T / fps * rate)
-    samples (the reference's cut), or padded with silence when shorter; it may also be an
-    iterator of float32 blocks (an :class:`artalk_core.audio.AudioStream`), decoded as the
-    packets are copied. ``out_path`` is written atomically and may be ``video_path`` itself.
-    ``meta`` adds to the video's own tags.
-    """
-    av = _av()
-    a = _audio_input(audio, sample_rate)
-    assert a is not None
-    src = Path(video_path)
-    inp = _open_video(av, src)
-    with contextlib.closing(inp):
-        if not inp.streams.video:
-            raise FormatError(f"{src} has no video track")
-        vin = inp.streams.video[0]
-        fps = vin.average_rate or vin.guessed_rate
-        if not fps:
-            raise FormatError(f"cannot tell the frame rate of {src}")
-        n_frames = _video_frame_count(inp, vin)
-        total = (samples_for_frames(n_frames) if fps == FPS and sample_rate == SAMPLE_RATE
-                 else int(n_frames / float(fps) * sample_rate))
-        tags = {k: v for k, v in inp.metadata.items()
-                if k not in ("major_brand", "minor_version", "compatible_brands", "encoder")}
-        tags.update({str(k): str(v) for k, v in (meta or {}).items()})
-        if meta and "comment" not in meta:
-            tags.pop("comment", None)
-        with atomic_output(out_path, suffix=".mp4") as tmp:
-            try:
-                out = _open_output(av, tmp, tags)
-                with contextlib.closing(out):
-                    vout = out.add_stream_from_template(vin)
-                    track = _AacTrack(av, out, a, sample_rate)
-                    seen = 0
-                    for packet in inp.demux(vin):
-                        if packet.dts is None:
-                            continue
-                        packet.stream = vout
-                        out.mux(packet)
-                        seen += 1
-                        track.feed_until(int(seen / float(fps) * sample_rate))
-                    track.finish(total)
-            except av.FFmpegError as e:
-                raise OutputError(f"cannot mux audio into {out_path}: {e}") from e
-
-
 def write_video(path: PathLike, frames: Iterable[np.ndarray], *, audio: np.ndarray | Iterator[np.ndarray] | None = None,
                 fps: int = FPS, crf: int = VIDEO_CRF, meta: Mapping[str, str] | None = None,
                 sample_rate: int = SAMPLE_RATE, progress: OptionalProgress = None,
@@ -475,71 +430,5 @@ def write_video(path: PathLike, frames: Iterable[np.ndarray], *, audio: np.ndarr
     return writer.frames
 
 
-def _open_video(av: Any, path: Path) -> Any:
-    """An input container for ``path``, or the typed error saying why not."""
-    if not path.is_file():
-        raise InputError(f"video file not found: {path}")
-    try:
-        return av.open(str(path))
-    except av.FFmpegError as e:
-        raise FormatError(f"cannot read video {path}: {e}") from e
-
-
-def probe_video(path: PathLike) -> dict[str, Any]:
-    """Facts of a video file: frames, fps, width, height, codec, pix_fmt, duration (s), metadata,
-    and audio_codec / audio_rate / audio_channels / audio_duration (s; None without audio)."""
-    av = _av()
-    container = _open_video(av, Path(path))
-    with contextlib.closing(container):
-        info: dict[str, Any] = {"metadata": dict(container.metadata), "frames": 0, "fps": None, "width": None,
-                                "height": None, "codec": None, "pix_fmt": None, "duration": None,
-                                "audio_codec": None, "audio_rate": None, "audio_channels": None,
-                                "audio_duration": None}
-        if container.streams.video:
-            v = container.streams.video[0]
-            rate = v.average_rate or v.guessed_rate
-            info.update(frames=_video_frame_count(container, v), fps=float(rate) if rate else None,
-                        width=v.codec_context.width, height=v.codec_context.height,
-                        codec=v.codec_context.name, pix_fmt=v.codec_context.pix_fmt,
-                        duration=float(v.duration * v.time_base) if v.duration is not None else None)
-        if container.streams.audio:
-            a = container.streams.audio[0]
-            info.update(audio_codec=a.codec_context.name, audio_rate=a.codec_context.sample_rate,
-                        audio_channels=a.codec_context.channels,
-                        audio_duration=float(a.duration * a.time_base) if a.duration is not None else None)
-    return info
-
-
-__all__ = ["AAC_FRAME", "VideoWriter", "mux", "probe_video", "write_video"]
-
-
-def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> tuple[int, int]:
-    """Save frame ``index`` of a video as a PNG (for READMEs, thumbnails, checks); returns (width, height)."""
-    from artalk_core.errors import FormatError, InputError
-
-    av = _av()
-    if index < 0:
-        raise InputError(f"frame index must be >= 0, got {index}")
-    container = _open_video(av, Path(video_path))
-    with container:
-        if not container.streams.video:
-            raise FormatError(f"{video_path} has no video stream")
-        count = 0
-        for frame in container.decode(video=0):
-            if count == index:
-                rgb = frame.to_ndarray(format="rgb24")
-                break
-            count += 1
-        else:
-            raise InputError(f"{video_path} has only {count} frames, no frame {index}")
-    h, w = rgb.shape[:2]
-    with atomic_output(output) as tmp:
-        out = av.open(str(tmp), "w", format="image2")
-        with out:
-            st = out.add_stream("png")
-            st.width, st.height, st.pix_fmt = w, h, "rgb24"
-            for pkt in st.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(pkt)
-            for pkt in st.encode(None):
-                out.mux(pkt)
-    return w, h
+__all__ = ["AAC_FRAME", "DEFAULT_PRESET", "VIDEO_CONTAINERS", "X264_PRESETS", "VideoWriter", "video_container",
+           "write_video"]
