@@ -50,6 +50,7 @@ app: venv sysdeps
 
 bench: venv
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_batch.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -8,6 +8,7 @@ changing only the style reruns only generation and rendering.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -65,32 +66,67 @@ def _options(meta: dict[str, str] | None) -> dict[str, Any]:
         return {}
 
 
-def animate(audio: PathLike | None = None, *, text: str | None = None, output: PathLike | None = None,
-            style: str | None = None, lang: str = "en", tts_engine: str = "espeak", voice: str | None = None,
-            engine: str = "artalk", clip_length: int | None = None, fix_pose: bool = False,
-            shape: PathLike | None = None, flame: PathLike | None = None, size: int = IMAGE_SIZE,
-            renderer: str = "gl", background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR,
-            keep: PathLike | None = None, checkpoint: PathLike | None = None,
-            model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
-            precision: str = "fp32", progress: OptionalProgress = None) -> AnimateResult:
-    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``."""
-    if (audio is None) == (text is None):
+@dataclass(frozen=True)
+class AnimateOptions:
+    """The options of `artalk animate`, named like its CLI flags (``--tts-engine`` -> ``tts_engine``).
+
+    One field per option: adding an option is one line here, and :func:`animate` accepts it as a
+    keyword at once. ``audio`` (a speech file) or ``text`` (spoken by ``tts_engine``) is the input.
+    """
+
+    audio: PathLike | None = None
+    text: str | None = None
+    output: PathLike | None = None
+    style: str | None = None
+    lang: str = "en"
+    tts_engine: str = "espeak"
+    voice: str | None = None
+    engine: str = "artalk"
+    clip_length: int | None = None
+    fix_pose: bool = False
+    shape: PathLike | None = None
+    flame: PathLike | None = None
+    size: int = IMAGE_SIZE
+    renderer: str = "gl"
+    background: Any = BACKGROUND_COLOR
+    color: Any = MESH_COLOR
+    keep: PathLike | None = None
+    checkpoint: PathLike | None = None
+    model_config: PathLike | None = None
+    assets: PathLike | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+
+    def replace(self, **changes: Any) -> AnimateOptions:
+        """A copy with ``changes`` (TypeError for a name that is not an option)."""
+        return dataclasses.replace(self, **changes)
+
+
+def animate(audio: PathLike | AnimateOptions | None = None, *, progress: OptionalProgress = None,
+            **options: Any) -> AnimateResult:
+    """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``.
+
+    ``animate("speech.wav", style="natural_0", size=256)``: the keywords are the fields of
+    :class:`AnimateOptions` (TypeError for an unknown one); or ``animate(AnimateOptions(...))``,
+    with keywords overriding its fields.
+    """
+    opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else AnimateOptions(audio=audio, **options)
+    if (opts.audio is None) == (opts.text is None):
         raise InputError("give either an audio file or --text (not both)")
-    style_label = style or "default"
-    stem = _slug(Path(str(audio)).stem if audio is not None else "tts")
-    out = Path(output) if output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    style_label = opts.style or "default"
+    stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
+    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
     from artalk_core.video import video_container
 
     video_container(out)  # a container we cannot write is refused before any work
-    if keep is not None:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        return _run(Path(keep), audio, text, out, stem, locals())
+    if opts.keep is not None:
+        Path(opts.keep).mkdir(parents=True, exist_ok=True)
+        return _run(Path(opts.keep), opts, out, stem, progress)
     with tempfile.TemporaryDirectory(prefix="artalk-") as tmp:
-        return _run(Path(tmp), audio, text, out, stem, locals())
+        return _run(Path(tmp), opts, out, stem, progress)
 
 
-def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: str,
-         o: dict[str, Any]) -> AnimateResult:
+def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: OptionalProgress) -> AnimateResult:
     from artalk_core.audio import read_wav_metadata
     from artalk_core.formats.features import read_features_meta
     from artalk_core.formats.motion import read_motion_meta
@@ -100,6 +136,7 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
 
     reused: list[str] = []
     files: dict[str, Path] = {}
+    audio, text = o.audio, o.text
 
     # 1. speech
     if text is not None:
@@ -107,12 +144,12 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
 
         speech = work / f"{stem}.wav"
         want = {"text_sha256": sha256_bytes(text.encode())}
-        opts = {"lang": normalize_lang(o["lang"]), "engine": o["tts_engine"], "voice": o["voice"]}
+        opts = {"lang": normalize_lang(o.lang), "engine": o.tts_engine, "voice": o.voice}
         meta = _meta_of(speech, read_wav_metadata)
         if _matches(meta, **want) and all(_options(meta).get(k) == v for k, v in opts.items()):
             reused.append("speech")
         else:
-            tts(text, output=speech, lang=o["lang"], engine=o["tts_engine"], voice=o["voice"])
+            tts(text, output=speech, lang=o.lang, engine=o.tts_engine, voice=o.voice)
         files["speech"] = speech
         audio = speech
     assert audio is not None
@@ -122,60 +159,63 @@ def _run(work: Path, audio: PathLike | None, text: str | None, out: Path, stem: 
     audio_sha = sha256_file(audio)
 
     # 2. motion (via cached features for the model engine)
-    sty = resolve_style(o["style"], assets=o["assets"])
+    sty = resolve_style(o.style, assets=o.assets)
     motion_path = work / f"{stem}_{_slug(sty.label)}.motion.safetensors"
-    want_motion = {"audio_sha256": audio_sha, "style_sha256": sty.sha256, "engine": o["engine"],
-                   "fix_pose": str(bool(o["fix_pose"])).lower()}
+    want_motion = {"audio_sha256": audio_sha, "style_sha256": sty.sha256, "engine": o.engine,
+                   "fix_pose": str(bool(o.fix_pose)).lower()}
     source: Any = audio
-    if o["engine"] == "artalk":
-        loaded = load_artalk(checkpoint=o["checkpoint"], model_config=o["model_config"], assets=o["assets"],
-                             device=o["device"])
+    if o.engine == "artalk":
+        loaded = load_artalk(checkpoint=o.checkpoint, model_config=o.model_config, assets=o.assets,
+                             device=o.device)
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
-    if o["engine"] == "artalk" and o["keep"] is not None:
+    if o.engine == "artalk" and o.keep is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, read_features_meta)
         if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
-                and _options(fmeta).get("precision", "fp32") == o["precision"]):
+                and _options(fmeta).get("precision", "fp32") == o.precision):
             reused.append("features")
         else:
-            encode_audio(audio, output=feats_path, checkpoint=o["checkpoint"], model_config=o["model_config"],
-                         assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
+            encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
+                         assets=o.assets, device=o.device, precision=o.precision, progress=progress)
         files["features"] = feats_path
         source = feats_path
     mmeta = _meta_of(motion_path, read_motion_meta)
-    if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o["clip_length"]
-            and (o["engine"] != "artalk" or _options(mmeta).get("precision", "fp32") == o["precision"])):
+    if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o.clip_length
+            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == o.precision)):
         reused.append("motion")
     else:
-        generate(source, style=sty, output=motion_path, clip_length=o["clip_length"], fix_pose=o["fix_pose"],
-                 engine=o["engine"], checkpoint=o["checkpoint"], model_config=o["model_config"],
-                 assets=o["assets"], device=o["device"], precision=o["precision"], progress=o["progress"])
+        generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,
+                 engine=o.engine, checkpoint=o.checkpoint, model_config=o.model_config,
+                 assets=o.assets, device=o.device, precision=o.precision, progress=progress)
     files["motion"] = motion_path
 
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
     from artalk_core.flame import resolve_flame
 
-    head = resolve_flame(o["flame"], o["assets"])
-    look = dict(audio=audio, size=o["size"], renderer=o["renderer"], background=o["background"],
-                color=o["color"], device=o["device"], progress=o["progress"])
-    if o["keep"] is None:
-        res = render(motion_path, output=out, flame=o["flame"], shape=o["shape"], assets=o["assets"], **look)
+    head = resolve_flame(o.flame, o.assets)
+    look = dict(audio=audio, size=o.size, renderer=o.renderer, background=o.background,
+                color=o.color, device=o.device, progress=progress)
+    if o.keep is None:
+        res = render(motion_path, output=out, flame=o.flame, shape=o.shape, assets=o.assets, **look)
         return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused)
 
     verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
     want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
-    if o["shape"] is not None:
-        want_verts["shape_sha256"] = sha256_file(o["shape"])
+    if o.shape is not None:
+        want_verts["shape_sha256"] = sha256_file(o.shape)
     vmeta = _meta_of(verts_path, _vertices_meta)
-    if _matches(vmeta, **want_verts) and (o["shape"] is not None or "shape_sha256" not in (vmeta or {})):
+    if _matches(vmeta, **want_verts) and (o.shape is not None or "shape_sha256" not in (vmeta or {})):
         reused.append("vertices")
     else:
-        render(motion_path, output=verts_path, flame=o["flame"], shape=o["shape"], assets=o["assets"],
-               progress=o["progress"])
+        render(motion_path, output=verts_path, flame=o.flame, shape=o.shape, assets=o.assets,
+               progress=progress)
     files["vertices"] = verts_path
     res = render(verts_path, output=out, **look)
     return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,
                          reused=reused)
+
+
+__all__ = ["AnimateOptions", "AnimateResult", "animate"]

@@ -9,8 +9,8 @@ style, generate motion from speech, render it.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+import os
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from artalk_core.rendering import RenderResult
     from artalk_core.styles import Style
 
-AudioLike = Union[PathLike, bytes, np.ndarray, "Audio"]
+AudioLike = Union[PathLike, bytes, np.ndarray, "Audio"]  # noqa: UP007 (a forward reference: no | at runtime)
 
 
 class Animator:
@@ -38,12 +38,10 @@ class Animator:
     def __init__(self, assets: PathLike | None = None, *, device: str = "auto", engine: str = "artalk",
                  checkpoint: PathLike | None = None, model_config: PathLike | None = None,
                  flame: PathLike | None = None) -> None:
-        from artalk_core.pipeline import ENGINES, load_artalk
+        from artalk_core.engines import check_engine
+        from artalk_core.pipeline import load_artalk
 
-        if engine not in ENGINES:
-            from artalk_core.errors import InputError
-
-            raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+        check_engine(engine)
         self.assets = assets
         self.device = device
         self.engine = engine
@@ -59,9 +57,9 @@ class Animator:
         style or motion file, or a [50,106] array."""
         from artalk_core.styles import resolve_style
 
-        if isinstance(style, Path):
-            style = str(style)
-        self._style = resolve_style(style, assets=self.assets, style_start=style_start)
+        if isinstance(style, os.PathLike):
+            style = str(os.fspath(style))
+        self._style = resolve_style(cast(Any, style), assets=self.assets, style_start=style_start)
 
     def _audio(self, audio: AudioLike) -> Audio | PathLike | bytes:
         """Arrays become :class:`Audio`; files and bytes pass through (decoded progressively later)."""
@@ -82,16 +80,16 @@ class Animator:
                         fix_pose=fix_pose, engine=self.engine, checkpoint=self.checkpoint,
                         model_config=self.model_config, assets=self.assets, device=self.device, progress=progress)
 
-    def render(self, motion: Motion | PathLike, *, path: PathLike, audio: AudioLike | None = None,
+    def render(self, motion: Motion | np.ndarray | PathLike, *, path: PathLike, audio: AudioLike | None = None,
                shape: PathLike | None = None, size: int = IMAGE_SIZE, renderer: str = "gl",
                background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR, verts: PathLike | None = None,
                progress: OptionalProgress = None) -> RenderResult:
-        """Render ``motion`` to an MP4 at ``path`` (the speech muxed in when ``audio`` is given)."""
-        from artalk_core.formats.motion import Motion, motion_bytes
+        """Render ``motion`` (a :class:`Motion`, an array float32 [T,106] or a motion file) to an MP4
+        at ``path`` (the speech muxed in when ``audio`` is given). Data is rendered as it is, with no
+        file in between."""
         from artalk_core.rendering import render
 
-        source: bytes | PathLike = motion_bytes(motion.data, motion.meta) if isinstance(motion, Motion) else motion
-        return render(source, output=path, flame=self.flame, shape=shape,
+        return render(motion, output=path, flame=self.flame, shape=shape,
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,
                       renderer=renderer, background=background, color=color, assets=self.assets,
                       device=self.device, progress=progress)

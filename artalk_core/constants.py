@@ -64,3 +64,14 @@ CONFIG_NAME: str = "config.json"
 STYLE_DIR: str = "style_motion"
 FLAME_NAME: str = "FLAME_with_eye.pt"
 ASSETS_ENV: str = "ARTALK_ASSETS"
+
+# Batch runs (`artalk batch`)
+BATCH_OUTPUT_KINDS: tuple[str, ...] = ("mp4", "motion", "vertices", "glb")
+"""Files a batch row can ask for, in the order they are made."""
+BATCH_AUDIO_SUFFIXES: frozenset[str] = frozenset(
+    {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aiff", ".aif", ".webm", ".mp4", ".mov", ".mkv"})
+"""Files a batch over a folder takes as speech."""
+BATCH_STATE_DIR: str = ".artalk-batch"
+"""Folder inside a batch's output folder holding each clip's record and cached intermediates."""
+BATCH_RESULTS_NAME: str = "results.jsonl"
+

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,8 +19,12 @@ from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike, is_stdio, provenance
 from artalk_core.progress import OptionalProgress, report
 
+if TYPE_CHECKING:
+    from artalk_core.audio import Audio
+    from artalk_core.formats.motion import Motion, MotionReader
+
 RENDERERS = ("gl", "pytorch3d")
-Color = Union[str, tuple[int, int, int]]
+Color = str | tuple[int, int, int]
 
 
 @dataclass
@@ -40,15 +44,17 @@ def _is_h5(path: PathLike) -> bool:
     return str(path).lower().endswith((".h5", ".hdf5"))
 
 
-def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None = None,
-           shape: PathLike | None = None, audio: PathLike | None = None, verts: PathLike | None = None,
+def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, flame: PathLike | None = None,
+           shape: PathLike | None = None, audio: PathLike | bytes | Audio | None = None, verts: PathLike | None = None,
            size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
            color: Color = MESH_COLOR, assets: PathLike | None = None, device: str = "auto",
            allow_standin: bool = True, progress: OptionalProgress = None) -> RenderResult:
-    """Render a motion file (ours or a reference ``.pt``) or a vertices file (``.h5``) to an MP4.
+    """Render a motion file (ours or a reference ``.pt``), a vertices file (``.h5``), or motion
+    data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4.
 
-    ``output`` ending in ``.h5`` writes the vertices only. ``audio`` muxes the speech in (AAC,
-    cut to the video's length as the reference does); ``verts`` also writes the vertices.
+    ``output`` ending in ``.h5`` writes the vertices only. ``audio`` (a file or decoded
+    :class:`~artalk_core.audio.Audio`) muxes the speech in (AAC, cut to the video's length as the
+    reference does); ``verts`` also writes the vertices.
     """
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
@@ -59,6 +65,18 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
 
         video_container(output)  # refuse x.avi before rendering anything
     from artalk_core.fileio import input_file
+    from artalk_core.formats.motion import Motion
+
+    if isinstance(input, (Motion, np.ndarray)):  # data: rendered as is, no file in between
+        from artalk_core.fileio import sha256_bytes
+        from artalk_core.formats.motion import motion_bytes
+
+        motion = input if isinstance(input, Motion) else Motion(data=input)
+        # Checks the frames (shape, finite) and records the hash the same motion has as a file.
+        sha = sha256_bytes(motion_bytes(motion.data, motion.meta))
+        return _render(None, sha, name="<motion>", data=motion.data, output=output, flame=flame, shape=shape,
+                       audio=audio, verts=verts, size=size, renderer=renderer, background=background, color=color,
+                       assets=assets, device=device, allow_standin=allow_standin, progress=progress)
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
@@ -68,15 +86,16 @@ def render(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
 
 
-def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
-            shape: PathLike | None, audio: PathLike | None, verts: PathLike | None, size: int,
+def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
+            shape: PathLike | None, audio: PathLike | bytes | Audio | None, verts: PathLike | None, size: int,
             renderer: str, background: Color, color: Color, assets: PathLike | None, device: str,
-            allow_standin: bool, progress: OptionalProgress) -> RenderResult:
-    """:func:`render` of a file on disk (``input_sha``: its hash when already known, else "")."""
+            allow_standin: bool, progress: OptionalProgress, data: np.ndarray | None = None) -> RenderResult:
+    """:func:`render` of a file on disk (``input_sha``: its hash when already known, else ""), or
+    of motion ``data`` [T,106] (``path`` None, ``input_sha`` its hash)."""
     from artalk_core.fileio import sha256_file
     from artalk_core.formats import sniff_kind
 
-    kind = sniff_kind(path)  # InputError for a missing file or a folder
+    kind = "motion" if path is None else sniff_kind(path)  # InputError for a missing file or a folder
     options: dict[str, Any] = {"size": size, "renderer": renderer, "background": str(background),
                                "color": str(color), "shape": str(shape) if shape else None}
     frames_iter: Iterator[np.ndarray]
@@ -86,6 +105,7 @@ def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
             raise InputError("--shape and --flame apply to motion input; a vertices file already holds the mesh")
         from artalk_core.formats.vertices import read_vertices
 
+        assert path is not None
         input_sha = input_sha or sha256_file(path)
         vf = read_vertices(path)
         n_frames, faces = vf.frames, np.asarray(vf.faces)
@@ -99,10 +119,10 @@ def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
         from artalk_core.flame import load_shape, resolve_flame
         from artalk_core.formats.motion import MotionReader
 
-        motion = MotionReader(path, label=name)
+        motion: MotionReader | _MotionData = _MotionData(data) if path is None else MotionReader(path, label=name)
         closer = motion
         try:
-            input_sha = input_sha or sha256_file(path)
+            input_sha = input_sha or sha256_file(path or "")
             head = resolve_flame(flame, assets, allow_standin=allow_standin)
             beta = load_shape(shape) if shape is not None else None
             n_frames, faces = motion.frames, np.asarray(head.faces)
@@ -134,6 +154,21 @@ def _render(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
         closer.close()
 
 
+class _MotionData:
+    """Motion frames in memory [T,106] read like a :class:`MotionReader` (frames, blocks, close)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.frames = int(data.shape[0])
+
+    def iter_blocks(self, block: int = 1024) -> Iterator[np.ndarray]:
+        for start in range(0, self.frames, block):
+            yield np.asarray(self.data[start:start + block], dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
 def _skinned(head: Any, motion: Any, beta: Any) -> Iterator[np.ndarray]:
     """Vertices [V,3] per frame of a :class:`MotionReader`, skinned as the frames are read."""
     for block in motion.iter_blocks(1024):
@@ -151,7 +186,7 @@ def _write_vertices(path: PathLike, frames: Iterator[np.ndarray], faces: np.ndar
 
 
 def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: int, output: PathLike,
-                  verts: PathLike | None, audio: PathLike | None, size: int, renderer: str,
+                  verts: PathLike | None, audio: PathLike | bytes | Audio | None, size: int, renderer: str,
                   background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
                   progress: OptionalProgress) -> RenderResult:
@@ -211,5 +246,5 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
     video_container(output)
     stream = iter_audio(audio)
     meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": stream.sha256})
-    mux_video(video, stream, output, meta=meta)
+    mux_video(video, iter(stream), output, meta=meta)  # the decoded blocks, read as the video is copied
     return probe_video(output)

@@ -22,25 +22,28 @@ features, the bits and the motion are those of ``artalk generate`` on the same f
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import os
 import queue
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, SAMPLE_RATE, SAMPLES_PER_FRAME
+from artalk_core.engines.speech import SILENCE_WARNING, ChunkedSpeech
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
-from artalk_core.progress import OptionalProgress, report
+from artalk_core.fileio import PathLike, is_stdio
+from artalk_core.progress import OptionalProgress
 from artalk_core.timing import num_frames
+
+if TYPE_CHECKING:
+    from artalk_core.engines.base import MotionEngine
 
 STREAM_FORMATS: tuple[str, ...] = ("wav", "raw")
 PREFETCH_CHUNKS: int = 4
@@ -262,53 +265,46 @@ class StreamResult:
     meta: dict[str, str] = field(default_factory=dict)
 
 
-class _LazyStreamOutput:
-    """The motion stream's destination: stdout, a pipe/device written directly, or a regular file
-    written atomically (renamed into place at the end). The header is written with the first frames,
-    so an error before any output leaves stdout empty."""
+class LiveSpeech(ChunkedSpeech):
+    """The speech of an :class:`AudioStreamReader` as engines read it: model chunks as they arrive,
+    read :data:`PREFETCH_CHUNKS` ahead in a thread so a live producer is not blocked by a slow chunk."""
 
-    def __init__(self, output: PathLike | BinaryIO) -> None:
-        self._target = output
-        self._stack = contextlib.ExitStack()
-        self._file: BinaryIO | None = None
+    def __init__(self, reader: AudioStreamReader) -> None:
+        self.reader = reader
+        self._prefetch: _Prefetch | None = None
 
-    def open(self) -> BinaryIO:
-        if self._file is not None:
-            return self._file
-        out = self._target
-        if hasattr(out, "write"):
-            self._file = out  # type: ignore[assignment]
-        elif is_stdio(out):  # type: ignore[arg-type]
-            self._file = sys.stdout.buffer
-        else:
-            path = Path(out)  # type: ignore[arg-type]
-            if path.exists() and not path.is_file() and not path.is_dir():
-                # A FIFO or device: stream into it (atomic_output would only copy at the end).
-                try:
-                    self._file = self._stack.enter_context(open(path, "wb"))
-                except OSError as e:
-                    from artalk_core.errors import OutputError
+    def audio_blocks(self) -> Iterator[np.ndarray]:
+        self._prefetch = _Prefetch(self.reader.chunks(), PREFETCH_CHUNKS)
+        return iter(self._prefetch)
 
-                    raise OutputError(f"cannot write {path}: {e.strerror}") from e
-            else:
-                tmp = self._stack.enter_context(atomic_output(path))
-                self._file = self._stack.enter_context(open(tmp, "wb"))
-        return self._file
+    def frames(self) -> int:
+        return num_frames(self.reader.samples)
 
-    def close(self, ok: bool) -> None:
-        if ok:
-            self._stack.close()
-        else:
-            self._stack.__exit__(RuntimeError, RuntimeError("stream failed"), None)
+    def facts(self) -> dict[str, str]:
+        """Known only when the input was read to its end (not after a stop at the clip length)."""
+        done = self.reader.complete
+        return {"audio_sha256": self.reader.sha256 if done else "",
+                "audio_samples": str(self.reader.samples) if done else ""}
+
+    def finish(self, *, stopped_early: bool = False) -> None:
+        for note in self.reader.notes:
+            warn(note)
+        total = self.reader.samples
+        if not stopped_early and total and self.reader.sum_squares / total < 1e-6:  # -60 dBFS, as offline
+            warn(SILENCE_WARNING)
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
 
 
 def open_input(input: PathLike | BinaryIO) -> tuple[BinaryIO, str, BinaryIO | None]:
     """(binary file object, name for messages, the object to close or None) for a path, ``-`` or a file."""
-    if hasattr(input, "read"):
-        return input, getattr(input, "name", "<stream>"), None  # type: ignore[return-value]
-    if is_stdio(input):  # type: ignore[arg-type]
+    if not isinstance(input, (str, os.PathLike)):  # a binary file object
+        return input, getattr(input, "name", "<stream>"), None
+    if is_stdio(input):
         return sys.stdin.buffer, "<stdin>", None
-    p = Path(input)  # type: ignore[arg-type]
+    p = Path(input)
     if not p.exists():
         raise AudioError(f"audio file not found: {p}")
     if p.is_dir():
@@ -323,9 +319,9 @@ def open_input(input: PathLike | BinaryIO) -> tuple[BinaryIO, str, BinaryIO | No
 def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-", *,
                     stream_format: str = "wav", style: None | str | np.ndarray = None, style_start: int = 0,
                     raw: bool = False, clip_length: int | None = None, fix_pose: bool = False,
-                    checkpoint: PathLike | None = None, model_config: PathLike | None = None,
-                    assets: PathLike | None = None, device: str = "auto", precision: str = "fp32",
-                    progress: OptionalProgress = None) -> StreamResult:
+                    engine: str | MotionEngine = "artalk", checkpoint: PathLike | None = None,
+                    model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
+                    precision: str = "fp32", seed: int = 0, progress: OptionalProgress = None) -> StreamResult:
     """Read speech progressively from ``input`` and write the motion stream to ``output`` chunk by chunk.
 
     ``input``: ``-`` (stdin), a path (a FIFO works) or a binary file object, in ``stream_format``
@@ -339,109 +335,55 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     Memory is bounded whatever the length: at most :data:`PREFETCH_CHUNKS` chunks of audio read
     ahead, one chunk's features, and 9 frames of post-processing state.
     """
-    import torch
-
-    from artalk_core.formats.motion_stream import MotionStreamWriter
-    from artalk_core.pipeline import load_artalk, resolve_clip_length
-    from artalk_core.postprocess import SMOOTH_DELAY, StreamingPostprocessor
+    from artalk_core.engines import EngineSettings, check_engine, create_engine
+    from artalk_core.generation import (
+        MotionSink,
+        MotionStreamOutput,
+        check_raw_options,
+        generation_options,
+        motion_metadata,
+        resolve_clip_length,
+        run_engine,
+    )
+    from artalk_core.postprocess import SMOOTH_DELAY
     from artalk_core.styles import resolve_style
 
-    if raw and (clip_length is not None or fix_pose):
-        raise InputError("--clip-length and --fix-pose apply at post-processing: drop --raw, "
-                         "or pass them to `artalk smooth`")
+    if isinstance(engine, str):
+        check_engine(engine)
+    check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
     t_start = time.perf_counter()
     f, name, to_close = open_input(input)
+    speech: LiveSpeech | None = None
     try:
         reader = AudioStreamReader(f, stream_format=stream_format, name=name)
         reader.read_header()  # a wrong input fails before the model is loaded
         sty = resolve_style(style, assets=assets, style_start=style_start)
-        loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
-        model = loaded.model
-        style_t = None if sty.motion is None else torch.from_numpy(sty.motion).to(loaded.device)
+        eng = create_engine(engine, EngineSettings(checkpoint=checkpoint, model_config=model_config, assets=assets,
+                                                   device=device, precision=precision, seed=seed))
         clip_n = None if raw else resolve_clip_length(clip_length)
-        options: dict[str, Any] = {"engine": "artalk", "style": sty.label, "style_start": style_start, "raw": raw,
-                                   "clip_length": clip_length, "fix_pose": fix_pose, "stream": True,
-                                   "stream_format": stream_format, "device": loaded.device, "precision": precision}
-        meta: dict[str, str] = {
-            **provenance("artalk generate", options=options, inputs={"checkpoint": loaded.checkpoint_sha256}),
-            "engine": "artalk", "style": sty.label, "style_sha256": sty.sha256,
-            "checkpoint_sha256": loaded.checkpoint_sha256,
-        }
-        if raw:
-            meta.update(postprocessed="false", smoothed="false", clip_length="", fix_pose="false")
-        else:
-            meta.update(postprocessed="true", smoothed="true", clip_length="" if clip_n is None else str(clip_n),
-                        fix_pose=str(bool(fix_pose)).lower())
-
-        sink = _LazyStreamOutput(output)
-        writer: MotionStreamWriter | None = None
-
-        def emit(frames: np.ndarray) -> None:
-            nonlocal writer, first_output
-            if frames.shape[0] == 0:
-                return
-            if writer is None:
-                writer = MotionStreamWriter(sink.open(), meta, delay_frames=0 if raw else SMOOTH_DELAY)
-                first_output = time.perf_counter() - t_start
-            writer.write_frames(frames)
-
-        first_output: float | None = None
-        post = None if raw else StreamingPostprocessor(clip_length=clip_n, fix_pose=fix_pose)
-        lengths: deque[int] = deque()  # samples in each chunk handed to the model, not yet generated
-        prefetch = _Prefetch(reader.chunks(), PREFETCH_CHUNKS)
-
-        def audio_chunks() -> Iterator[Any]:
-            for block in prefetch:
-                lengths.append(block.shape[0])
-                yield torch.from_numpy(block)
-
-        chunks_done, stopped_early, ok = 0, False, False
-        motions = model.iter_generate_from_audio(audio_chunks(), style_t, precision=precision)
-        try:
-            for motion in motions:
-                n_in = lengths.popleft()
-                valid = CHUNK_FRAMES if n_in == CHUNK_SAMPLES else num_frames(reader.samples) - chunks_done * CHUNK_FRAMES
-                frames = motion.numpy()[:valid]
-                chunks_done += 1
-                report(progress, "stream", chunks_done, chunks_done)
-                if post is None:
-                    emit(frames)
-                    continue
-                emit(post.push(frames))
-                if post.full:
-                    stopped_early = True
-                    break
-            if post is not None and not stopped_early:
-                emit(post.flush())
-            for note in reader.notes:
-                warn(note)
-            total = reader.samples
-            if not stopped_early and total and reader.sum_squares / total < 1e-6:  # -60 dBFS, as offline
-                warn("the audio is silent: the head will barely move")
-            if writer is None:  # nothing could be emitted (cannot happen for valid input)
-                raise AudioError(f"{name}: no motion frames were produced")
-            writer.end(audio_samples=reader.samples if reader.complete else "",
-                       audio_sha256=reader.sha256 if reader.complete else "",
-                       stopped_early=stopped_early, chunks=chunks_done)
-            ok = True
-        except Exception as e:
-            if writer is not None:  # tell the reader of a half-written stream why it stops
-                with contextlib.suppress(Exception):
-                    writer.error(str(e))
-            raise
-        finally:
-            motions.close()
-            prefetch.close()
-            sink.close(ok)
-        return StreamResult(frames=writer.frames, audio_samples=reader.samples, audio_sha256=reader.sha256 if reader.complete else "",
-                            chunks=chunks_done, raw=raw, stopped_early=stopped_early, first_output_s=first_output,
-                            seconds=time.perf_counter() - t_start, meta=meta)
+        options = generation_options(eng, sty, style_start=style_start, raw=raw, clip_length=clip_length,
+                                     fix_pose=fix_pose, stream=True, stream_format=stream_format)
+        meta = motion_metadata(eng, sty, options=options, raw=raw, clip_length=clip_n, fix_pose=fix_pose, audio=None)
+        target = MotionStreamOutput(output, meta, delay_frames=0 if raw else SMOOTH_DELAY, name=name, t_start=t_start)
+        speech = LiveSpeech(reader)
+        with MotionSink(target, raw=raw, clip_length=clip_n, fix_pose=fix_pose) as sink:
+            stopped_early = run_engine(eng, speech, sty, sink, progress)
+            chunks = -(-sink.pushed // CHUNK_FRAMES)  # raw frames in 4-s chunks, the last one partial
+            facts = speech.facts()
+            frames = sink.finish({**meta, "audio_samples": facts["audio_samples"],
+                                  "audio_sha256": facts["audio_sha256"], "stopped_early": stopped_early,
+                                  "chunks": chunks})
+        return StreamResult(frames=frames, audio_samples=reader.samples, audio_sha256=facts["audio_sha256"],
+                            chunks=chunks, raw=raw, stopped_early=stopped_early,
+                            first_output_s=target.first_output_s, seconds=time.perf_counter() - t_start, meta=meta)
     finally:
+        if speech is not None:
+            speech.close()
         if to_close is not None:
             to_close.close()
 
 
-__all__ = ["AudioStreamReader", "PREFETCH_CHUNKS", "PcmLayout", "STREAM_FORMATS", "StreamResult",
-           "open_input", "stream_generate"]
+__all__ = ["AudioStreamReader", "LiveSpeech", "PREFETCH_CHUNKS", "PcmLayout",
+           "STREAM_FORMATS", "StreamResult", "open_input", "stream_generate"]

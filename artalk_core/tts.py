@@ -8,7 +8,7 @@ import subprocess
 from artalk_core.errors import DependencyError, InputError
 from artalk_core.fileio import PathLike, is_stdio, provenance, read_input_bytes, sha256_bytes
 
-ENGINES = ("espeak", "gtts")
+TTS_ENGINES = ("espeak", "gtts")
 # The reference app's six languages -> (espeak-ng voice, gTTS language code).
 LANGUAGES: dict[str, tuple[str, str]] = {
     "en": ("en-us", "en"),
@@ -86,8 +86,8 @@ def synthesize(text: str, *, lang: str = "en", engine: str = "espeak", voice: st
     """Speak ``text``; returns 16 kHz mono audio (``Audio.samples`` float32 [S])."""
     from artalk_core.audio import load_audio
 
-    if engine not in ENGINES:
-        raise InputError(f"unknown TTS engine '{engine}': choose one of {', '.join(ENGINES)}")
+    if engine not in TTS_ENGINES:
+        raise InputError(f"unknown TTS engine '{engine}': choose one of {', '.join(TTS_ENGINES)}")
     text = text.strip()
     if not text:
         raise InputError("the text is empty: nothing to speak")

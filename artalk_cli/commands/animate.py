@@ -9,6 +9,9 @@ import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say
 from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
+from artalk_core.constants import FPS, IMAGE_SIZE, MESH_COLOR
+
+MESH_COLOR_ARG = ",".join(map(str, MESH_COLOR))
 
 
 def register(app: typer.Typer) -> None:
@@ -27,10 +30,10 @@ def register(app: typer.Typer) -> None:
         fix_pose: FixPose = False,
         shape: Annotated[Path | None, typer.Option("--shape", help="FLAME shape vector file ([300]).", show_default=False)] = None,
         flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head file (default: <assets>/FLAME_with_eye.pt, else the stand-in).", show_default=False)] = None,
-        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Image size in pixels.")] = 512,
+        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Image size in pixels.")] = IMAGE_SIZE,
         renderer: Annotated[str, typer.Option("--renderer", help="gl or pytorch3d.")] = "gl",
         background: Annotated[str, typer.Option("--background", help="Background colour.")] = "white",
-        color: Annotated[str, typer.Option("--color", help="Mesh colour.")] = "142,179,247",
+        color: Annotated[str, typer.Option("--color", help="Mesh colour.")] = MESH_COLOR_ARG,
         checkpoint: Checkpoint = None,
         model_config: ModelConfig = None,
         assets: Assets = None,
@@ -55,4 +58,4 @@ def register(app: typer.Typer) -> None:
                 say(f"reused from {keep}: {', '.join(res.reused)}", quiet=quiet)
             if res.head_is_standin:
                 say("[yellow]note:[/] no FLAME_with_eye.pt found: rendered the stand-in head", quiet=quiet)
-            say(f"wrote {res.output}: {res.frames} frames ({res.frames / 25:.2f} s) with audio", quiet=quiet)
+            say(f"wrote {res.output}: {res.frames} frames ({res.frames / FPS:.2f} s) with audio", quiet=quiet)

@@ -8,6 +8,7 @@ import typer
 
 from artalk_cli.console import cli_errors, say
 from artalk_cli.options import Assets, ClipLength, Debug, Device, Quiet
+from artalk_core.constants import IMAGE_SIZE
 
 
 def _log_to_console(*, quiet: bool, debug: bool) -> None:
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload accepted (MB); larger requests get HTTP 413.")] = 50.0,
         queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="Generations that may wait for the model; more are refused (queue full).")] = 16,
         clip_length: ClipLength = None,
-        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Video size in pixels.")] = 512,
+        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Video size in pixels.")] = IMAGE_SIZE,
         keep_minutes: Annotated[float, typer.Option("--keep-minutes", min=0.0, help="Remove a job's files (and cached uploads) this long after they were made.")] = 60.0,
         quiet: Quiet = False,
         debug: Debug = False,

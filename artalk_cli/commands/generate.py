@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
 def _stream(input: str, *, output: Path | None, engine: str, stream: bool, stream_format: str, quiet: bool,
             **options: object) -> None:
     """`generate --stream`: the motion stream goes to stdout unless -o names a file."""
+    from artalk_core.constants import FPS
     from artalk_core.errors import InputError
     from artalk_core.streaming import STREAM_FORMATS, stream_generate
 
@@ -71,5 +72,5 @@ def _stream(input: str, *, output: Path | None, engine: str, stream: bool, strea
     kind = "raw" if result.raw else "post-processed"
     first = "" if result.first_output_s is None else f", first frames after {result.first_output_s:.2f} s"
     stop = " (clip length reached: input not read further)" if result.stopped_early else ""
-    say(f"streamed {result.frames} frames ({result.frames / 25:.2f} s, {result.chunks} chunk(s)) to {where(out)}, "
+    say(f"streamed {result.frames} frames ({result.frames / FPS:.2f} s, {result.chunks} chunk(s)) to {where(out)}, "
         f"{kind}{first}{stop}", quiet=quiet)

@@ -9,6 +9,7 @@ import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say
 from artalk_cli.options import Assets, Debug, Device, Quiet
+from artalk_core.constants import IMAGE_SIZE, MESH_COLOR
 
 
 def register(app: typer.Typer) -> None:
@@ -20,10 +21,10 @@ def register(app: typer.Typer) -> None:
         shape: Annotated[Path | None, typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
         audio: Annotated[Path | None, typer.Option("--audio", "-a", help="Speech to mux in (any audio file).", show_default=False)] = None,
         verts: Annotated[Path | None, typer.Option("--verts", help="Also write the vertices to this .h5 file.", show_default=False)] = None,
-        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Square image size in pixels (even).")] = 512,
+        size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Square image size in pixels (even).")] = IMAGE_SIZE,
         renderer: Annotated[str, typer.Option("--renderer", help="gl (moderngl, default) or pytorch3d (if installed).")] = "gl",
         background: Annotated[str, typer.Option("--background", help="Background colour: white, #rrggbb or r,g,b.")] = "white",
-        color: Annotated[str, typer.Option("--color", help="Mesh colour (#rrggbb or r,g,b).")] = "142,179,247",
+        color: Annotated[str, typer.Option("--color", help="Mesh colour (#rrggbb or r,g,b).")] = ",".join(map(str, MESH_COLOR)),
         no_standin: Annotated[bool, typer.Option("--no-standin", help="Fail instead of using the stand-in head when no FLAME file is found.")] = False,
         assets: Assets = None,
         device: Device = "auto",

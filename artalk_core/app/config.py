@@ -5,12 +5,13 @@ Nothing here imports Gradio; :mod:`artalk_core.app.layout` turns a :class:`Catal
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME
+from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, IMAGE_SIZE
 from artalk_core.errors import ArtalkError, InputError
 from artalk_core.fileio import PathLike
 
@@ -43,7 +44,7 @@ class AppConfig:
     """Largest file accepted, and the bound of a whole request body."""
     queue_size: int = 16
     """Generations that may wait; a request beyond that is refused (queue full)."""
-    size: int = 512
+    size: int = IMAGE_SIZE
     clip_length: int | None = None
     keep_seconds: float = 3600.0
     """Delivered results and uploads (Gradio's cache) are removed this long after they were made."""
@@ -94,16 +95,27 @@ class Catalog:
     """A banner for visitors (engine or head stand-ins), in words; never a server path."""
 
 
+def animate_accepts(option: str) -> bool:
+    """Whether this version's core ``animate`` takes the keyword ``option`` (a capability check for
+    what other parts add: ``avatar=``, ``glb=``)."""
+    import artalk_core.animate as module
+
+    params = inspect.signature(module.animate).parameters
+    if option in params:
+        return True
+    options = getattr(module, "AnimateOptions", None)  # animate(**options) takes its fields
+    return (any(p.kind is p.VAR_KEYWORD for p in params.values()) and options is not None
+            and dataclasses.is_dataclass(options) and option in {f.name for f in dataclasses.fields(options)})
+
+
 def photoreal_avatars(assets: Path) -> list[str]:
     """Names of the photoreal (GAGAvatar) identities in ``<assets>/GAGAvatar/tracked.pt``.
 
     Empty unless that file exists AND this version's ``animate`` renders avatars (it takes
     ``avatar=``): the page lists what a generation can actually use.
     """
-    from artalk_core.animate import animate
-
     tracked = assets / GAGAVATAR_TRACKED
-    if not tracked.is_file() or "avatar" not in inspect.signature(animate).parameters:
+    if not tracked.is_file() or not animate_accepts("avatar"):
         return []
     try:
         from artalk_core.render.avatar.tracked import load_tracked  # type: ignore[import-not-found,unused-ignore]
@@ -173,5 +185,5 @@ def build_catalog(config: AppConfig) -> Catalog:
                    appearances=appearances, examples=examples, notice=notice)
 
 
-__all__ = ["AppConfig", "Catalog", "Example", "LANGUAGES", "MESH", "build_catalog", "find_examples",
-           "photoreal_avatars"]
+__all__ = ["AppConfig", "Catalog", "Example", "LANGUAGES", "MESH", "animate_accepts", "build_catalog",
+           "find_examples", "photoreal_avatars"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artalk_core.app.config import CHARS_PER_SECOND, MESH, AppConfig, Catalog
+from artalk_core.app.config import CHARS_PER_SECOND, MESH, AppConfig, Catalog, animate_accepts
 from artalk_core.app.jobs import Cancelled, Job, JobStore
 from artalk_core.constants import FPS, SAMPLE_RATE
 from artalk_core.errors import (
@@ -231,8 +231,6 @@ class Generator:
 
     def _run(self, job: Job, audio: str | None, text: str | None, lang: str, appearance: str, style: str,
              style_file: str | None, progress: Callable[[str, int, int], None] | None) -> Outputs:
-        import inspect
-
         from artalk_core.animate import animate
         from artalk_core.formats.motion import read_motion, write_reference_motion
         from artalk_core.styles import resolve_style
@@ -260,14 +258,13 @@ class Generator:
             sty = resolve_style(style, assets=self.catalog.assets)
         name = f"{stem}_{_stem(sty.label)}_{_stem(appearance)}"
         extra: dict[str, Any] = {}
-        params = inspect.signature(animate).parameters
         if appearance != MESH:
             extra["avatar"] = appearance  # listed only when animate takes avatar= (config.photoreal_avatars)
         glb = job.dir / f"{name}.glb"
-        if "glb" in params:
+        if animate_accepts("glb"):
             # HOOK (glTF export): once animate(glb=...) lands, the .glb joins the downloads as is.
             extra["glb"] = glb
-        res = animate(speech, output=job.dir / f"{name}.mp4", style=sty, engine=self.catalog.engine,  # type: ignore[arg-type]
+        res = animate(speech, output=job.dir / f"{name}.mp4", style=sty, engine=self.catalog.engine,
                       clip_length=self.config.clip_length, size=self.config.size, keep=job.work / "steps",
                       assets=self.catalog.assets, device=self.config.device, progress=report, **extra)
         report("finishing", 0, 1)

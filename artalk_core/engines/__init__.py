@@ -1,3 +1,37 @@
-"""Motion engines. ``energy`` needs no weights (loudness-driven); the ARTalk model lives in ``artalk_core.model``."""
+"""Motion engines: speech -> raw FLAME motion blocks (the interface is :mod:`artalk_core.engines.base`).
+
+``artalk`` (:mod:`.artalk`) is the ARTalk model; ``energy`` (:mod:`.energy`) needs no weights
+(loudness-driven). Each module is imported only when its engine is made, so listing the engines
+stays instant. Add one with :func:`register_engine`.
+"""
 
 from __future__ import annotations
+
+from artalk_core.engines.base import (
+    EngineFactory,
+    EngineSettings,
+    MotionEngine,
+    check_engine,
+    create_engine,
+    motion_engines,
+    register_engine,
+)
+
+
+def _artalk(settings: EngineSettings) -> MotionEngine:
+    from artalk_core.engines.artalk import ArtalkEngine
+
+    return ArtalkEngine(settings)
+
+
+def _energy(settings: EngineSettings) -> MotionEngine:
+    from artalk_core.engines.energy import EnergyEngine
+
+    return EnergyEngine(settings)
+
+
+register_engine("artalk", _artalk)
+register_engine("energy", _energy)
+
+__all__ = ["EngineFactory", "EngineSettings", "MotionEngine", "check_engine", "create_engine", "motion_engines",
+           "register_engine"]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,8 +47,14 @@ from artalk_core.constants import (
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
 )
+from artalk_core.engines.base import EngineSettings
 from artalk_core.errors import InputError
+from artalk_core.progress import OptionalProgress, report
 from artalk_core.timing import num_frames
+
+if TYPE_CHECKING:
+    from artalk_core.engines.speech import Speech
+    from artalk_core.styles import Style
 
 ENGINE_NAME = "energy"
 
@@ -246,3 +252,24 @@ def _motion_from_levels(db: np.ndarray, bright: np.ndarray, seed: int) -> np.nda
     """Motion float32 [T,106] from per-frame levels (dBFS) and brightness, each [T] (steps 1 to 8)."""
     plan = _MotionPlan(db, bright, seed)
     return plan.rows(0, plan.frames)
+
+
+class EnergyEngine:
+    """The energy engine as a :class:`~artalk_core.engines.base.MotionEngine`: audio in any form
+    (not a features file), no weights, no style; ``seed`` from the settings."""
+
+    name = ENGINE_NAME
+    inputs = frozenset({"audio"})
+    checkpoint_sha256 = ""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.seed = settings.seed
+        self.options: dict[str, Any] = {"seed": settings.seed}
+
+    def motion(self, speech: Speech, style: Style, progress: OptionalProgress = None) -> Iterator[np.ndarray]:
+        """:func:`iter_energy_motion` of the speech's audio blocks (read to the end before the first block)."""
+        report(progress, "energy engine", 0, 1)
+        try:
+            yield from iter_energy_motion(speech.audio_blocks(), seed=self.seed)
+        finally:  # also when the caller stops at the clip length: the whole audio was read already
+            report(progress, "energy engine", 1, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import DependencyError, InputError, RenderError
 from artalk_core.render.camera import (
     REFERENCE_CAMERA,
@@ -96,8 +97,8 @@ class GLMeshRenderer:
     ``faces`` [F,3] int; colours are 0-255 RGB. ``render`` takes world-space vertices [V,3].
     """
 
-    def __init__(self, faces: np.ndarray, *, size: int = 512, background: tuple[int, int, int] = (255, 255, 255),
-                 color: tuple[int, int, int] = (142, 179, 247), device: str = "auto",
+    def __init__(self, faces: np.ndarray, *, size: int = IMAGE_SIZE, background: tuple[int, int, int] = BACKGROUND_COLOR,
+                 color: tuple[int, int, int] = MESH_COLOR, device: str = "auto",
                  camera: Camera = REFERENCE_CAMERA, lighting: Lighting = REFERENCE_LIGHTING) -> None:
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.size = int(size)

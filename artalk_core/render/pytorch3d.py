@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import DependencyError, InputError, RenderError
 from artalk_core.render.camera import REFERENCE_CAMERA, REFERENCE_LIGHTING, Camera, Lighting
 
@@ -28,8 +29,8 @@ def _import_pytorch3d():
 class Pytorch3DMeshRenderer:
     """pytorch3d Phong renderer with the reference camera, light and material (one face per pixel)."""
 
-    def __init__(self, faces: np.ndarray, *, size: int = 512, background: tuple[int, int, int] = (255, 255, 255),
-                 color: tuple[int, int, int] = (142, 179, 247), device: str = "auto",
+    def __init__(self, faces: np.ndarray, *, size: int = IMAGE_SIZE, background: tuple[int, int, int] = BACKGROUND_COLOR,
+                 color: tuple[int, int, int] = MESH_COLOR, device: str = "auto",
                  camera: Camera = REFERENCE_CAMERA, lighting: Lighting = REFERENCE_LIGHTING) -> None:
         torch, p3r, meshes_cls = _import_pytorch3d()
         self._torch = torch

@@ -540,3 +540,13 @@ def test_same_origin_rules():
     assert not same_origin("null", "127.0.0.1:8960")
     assert not same_origin("http://evil.example", "abc.gradio.live:8080")
     assert not same_origin("http://127.0.0.1.evil.example:8960", "127.0.0.1:8960")
+
+
+def test_animate_capability_check_reads_the_options():
+    from artalk_core.animate import AnimateOptions
+    from artalk_core.app.config import animate_accepts
+
+    fields = {f.name for f in __import__("dataclasses").fields(AnimateOptions)}
+    assert animate_accepts("size") and animate_accepts("keep")
+    assert not animate_accepts("no_such_option")
+    assert animate_accepts("avatar") == ("avatar" in fields)

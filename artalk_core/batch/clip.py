@@ -1,0 +1,191 @@
+"""One clip of a batch, as a worker runs it: skip it if its outputs are current, else make them.
+
+A clip's outputs sit in the batch's output folder under the clip's name (``NAME.mp4``,
+``NAME.motion.safetensors``, ``NAME.h5``, ``NAME.glb``). Beside them, ``.artalk-batch/NAME.json``
+records what made them (the row's key, the sha256 of every input, the sha256 of every output);
+``.artalk-batch/work/NAME/`` keeps the intermediates ``animate --keep`` reuses, so a rerun with a
+changed style does not re-encode the audio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artalk_core import __version__
+from artalk_core.batch.jobs import Job
+from artalk_core.constants import BATCH_STATE_DIR
+from artalk_core.errors import ArtalkError, DependencyError
+from artalk_core.fileio import atomic_output, sha256_file, sha256_file_cached
+
+SUFFIXES: dict[str, str] = {"mp4": ".mp4", "motion": ".motion.safetensors", "vertices": ".h5", "glb": ".glb"}
+"""File name ending of each output kind."""
+
+# Row options handed to `animate` as they are.
+_ANIMATE_KEYS = ("audio", "text", "lang", "voice", "tts_engine", "style", "engine", "clip_length", "fix_pose",
+                 "shape", "flame", "size", "renderer", "background", "color", "precision", "seed")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every clip of a batch shares: where outputs go, and the model's files and device."""
+
+    output_dir: str
+    assets: str | None = None
+    checkpoint: str | None = None
+    model_config: str | None = None
+    device: str = "auto"
+    force: bool = False
+
+
+@dataclass
+class ClipResult:
+    """How one clip ended: ``status`` is done, skipped (its outputs were current), failed or interrupted."""
+
+    row: int
+    name: str
+    status: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def targets(job: Job, output_dir: Path) -> dict[str, Path]:
+    """Output kind -> path, for the kinds the job asks for."""
+    return {kind: output_dir / f"{job.name}{SUFFIXES[kind]}" for kind in job.outputs}
+
+
+def record_path(job: Job, output_dir: Path) -> Path:
+    return output_dir / BATCH_STATE_DIR / f"{job.name}.json"
+
+
+def input_hashes(job: Job, cfg: WorkerConfig) -> dict[str, str]:
+    """sha256 of everything the clip is made from (files the row names, the style, model and head)."""
+    from artalk_core.flame import resolve_flame
+    from artalk_core.styles import resolve_style
+
+    o = job.options
+    hashes: dict[str, str] = {}
+    for key in ("audio", "shape"):
+        if o.get(key):
+            hashes[key] = sha256_file_cached(o[key])
+    hashes["style"] = resolve_style(o.get("style"), assets=cfg.assets).sha256
+    if o.get("engine", "artalk") == "artalk":
+        from artalk_core.assets import checkpoint_path
+
+        hashes["checkpoint"] = sha256_file_cached(checkpoint_path(cfg.checkpoint, cfg.assets))
+    hashes["head"] = resolve_flame(o.get("flame"), cfg.assets).sha256
+    return hashes
+
+
+def is_current(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> bool:
+    """True when the clip's record matches the row and its inputs, and every output is as recorded."""
+    out = Path(cfg.output_dir)
+    try:
+        rec = json.loads(record_path(job, out).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(rec, dict) or rec.get("key") != job.key or rec.get("inputs") != inputs:
+        return False
+    recorded = rec.get("outputs") or {}
+    for kind, path in targets(job, out).items():
+        entry = recorded.get(kind) or {}
+        if not path.is_file() or entry.get("sha256") != sha256_file(path):
+            return False
+    return True
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Put an intermediate at its output name atomically (a hard link where possible, else a copy)."""
+    import shutil
+
+    with atomic_output(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def _animate_kwargs(job: Job, cfg: WorkerConfig) -> dict[str, Any]:
+    from artalk_core.animate import animate
+
+    accepted = inspect.signature(animate).parameters
+    kwargs = {k: job.options[k] for k in _ANIMATE_KEYS if k in job.options}
+    appearance = str(job.options.get("appearance") or "mesh")
+    if appearance != "mesh":
+        if "avatar" not in accepted:
+            raise DependencyError(f"appearance '{appearance}': photoreal avatars are not available in this build")
+        kwargs["avatar"] = appearance
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        raise DependencyError(f"option {', '.join(unknown)} is not supported by this build's animate")
+    kwargs.update(assets=cfg.assets, checkpoint=cfg.checkpoint, model_config=cfg.model_config, device=cfg.device)
+    return kwargs
+
+
+def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, Path]:
+    """Run the chain for one clip; return the outputs written (kind -> path)."""
+    from artalk_core.animate import animate
+
+    out = Path(cfg.output_dir)
+    want = targets(job, out)
+    work = out / BATCH_STATE_DIR / "work" / job.name
+    work.mkdir(parents=True, exist_ok=True)
+    video = want.get("mp4", work / "video.mp4")
+    res = animate(output=video, keep=work, **_animate_kwargs(job, cfg))
+    if "mp4" not in want:
+        video.unlink(missing_ok=True)
+    for kind, role in (("motion", "motion"), ("vertices", "vertices")):
+        if kind in want:
+            _publish(res.files[role], want[kind])
+    if "glb" in want:
+        try:
+            from artalk_core.export import export
+        except ImportError:
+            raise DependencyError("glb output needs the glTF exporter (`artalk export`)") from None
+        export(res.files["motion"], output=want["glb"], flame=job.options.get("flame"),
+               shape=job.options.get("shape"), assets=cfg.assets)
+    record = {"artalk_version": __version__, "key": job.key, "row": job.as_dict(), "inputs": inputs,
+              "outputs": {k: {"file": p.name, "sha256": sha256_file(p)} for k, p in want.items()}}
+    rec = record_path(job, out)
+    with atomic_output(rec) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return want
+
+
+def run_clip(job: Job, cfg: WorkerConfig) -> ClipResult:
+    """Make (or skip) one clip. Errors of the clip are returned as a failed result, never raised;
+    an interrupt (KeyboardInterrupt, SystemExit from a signal) propagates."""
+    start = time.perf_counter()
+    result = ClipResult(row=job.row, name=job.name, status="failed", options=dict(job.options))
+    if job.error is not None:
+        result.error = job.error
+        return result
+    try:
+        inputs = input_hashes(job, cfg)
+        if not cfg.force and is_current(job, cfg, inputs):
+            result.status = "skipped"
+            result.outputs = {k: str(p) for k, p in targets(job, Path(cfg.output_dir)).items()}
+        else:
+            with contextlib.suppress(FileNotFoundError):  # a stale record must not survive a failed remake
+                record_path(job, Path(cfg.output_dir)).unlink()
+            made = make_clip(job, cfg, inputs)
+            result.status = "done"
+            result.outputs = {k: str(p) for k, p in made.items()}
+    except ArtalkError as e:
+        result.error = str(e)
+    except Exception as e:  # a bug shows as this clip's failure; the batch goes on
+        result.error = f"unexpected {type(e).__name__}: {e}"
+    result.seconds = round(time.perf_counter() - start, 3)
+    return result

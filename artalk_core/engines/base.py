@@ -1,0 +1,95 @@
+"""The engine interface: every motion engine turns :class:`Speech` into raw motion blocks.
+
+An engine is made by a factory from :class:`EngineSettings` (each engine takes the settings it
+needs: the model engine its checkpoint and device, the energy engine its seed), then
+:meth:`MotionEngine.motion` yields raw motion float32 [n,106] at 25 fps, block by block, whose
+concatenation is the whole clip's raw motion. The generation sink
+(:mod:`artalk_core.generation`) post-processes and writes those blocks, the same way for the
+offline (``artalk generate``) and the streaming (``generate --stream``) paths, and records the
+engine's facts (``name``, ``checkpoint_sha256``, ``options``) in what it writes.
+
+A new engine is one class with the four attributes below and one :func:`register_engine` call;
+nothing in the pipeline or the streaming path changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from artalk_core.fileio import PathLike
+from artalk_core.progress import OptionalProgress
+
+if TYPE_CHECKING:
+    from artalk_core.engines.speech import Speech
+    from artalk_core.styles import Style
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a caller may give any engine (named like the CLI flags); each engine uses its own."""
+
+    checkpoint: PathLike | None = None
+    model_config: PathLike | None = None
+    assets: PathLike | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    seed: int = 0
+
+
+@runtime_checkable
+class MotionEngine(Protocol):
+    """Speech -> raw FLAME motion blocks, plus the facts recorded in the output's metadata."""
+
+    name: str
+    """Recorded as the ``engine`` metadata and option."""
+    checkpoint_sha256: str
+    """sha256 of the weights used; "" for an engine without weights (then no checkpoint input)."""
+    options: dict[str, Any]
+    """Engine options recorded in the provenance (e.g. ``{"seed": 0}``, ``{"device": ..., "precision": ...}``)."""
+    inputs: frozenset[str]
+    """The :attr:`Speech.kind` values it reads: ``audio`` and/or ``features``."""
+
+    def motion(self, speech: Speech, style: Style, progress: OptionalProgress = None) -> Iterator[np.ndarray]:
+        """Raw motion float32 [n,106] blocks whose concatenation has ``speech.frames()`` frames.
+
+        The caller may stop early (and closes the iterator); it then calls ``speech.finish``.
+        """
+        ...
+
+
+EngineFactory = Callable[[EngineSettings], MotionEngine]
+_FACTORIES: dict[str, EngineFactory] = {}
+
+
+def register_engine(name: str, factory: EngineFactory) -> None:
+    """Make ``name`` usable as ``--engine`` (``generate``, ``stream_generate``, ``animate``, the API)."""
+    _FACTORIES[name] = factory
+
+
+def motion_engines() -> tuple[str, ...]:
+    """Names of the registered motion engines, in registration order."""
+    return tuple(_FACTORIES)
+
+
+def check_engine(name: str) -> None:
+    """Raise InputError unless ``name`` is a registered motion engine."""
+    from artalk_core.errors import InputError
+
+    if name not in _FACTORIES:
+        raise InputError(f"unknown engine '{name}': choose one of {', '.join(_FACTORIES)}")
+
+
+def create_engine(engine: str | MotionEngine, settings: EngineSettings | None = None) -> MotionEngine:
+    """The engine named ``engine`` made from ``settings`` (an engine object is returned as is)."""
+    if not isinstance(engine, str):
+        return engine
+    check_engine(engine)
+    return _FACTORIES[engine](settings or EngineSettings())
+
+
+__all__ = ["EngineFactory", "EngineSettings", "MotionEngine", "check_engine", "create_engine", "motion_engines",
+           "register_engine"]
