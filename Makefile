@@ -30,6 +30,8 @@ sysdeps:
 
 test: venv
 	@bash scripts/sysdeps.sh --test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # The whole chain offline, no downloads: tts -> generate (energy engine) -> render (stand-in

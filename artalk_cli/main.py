@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 
 from artalk_core import __version__
@@ -40,7 +42,23 @@ _register()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        from artalk_cli.console import stopped_by
+
+        if stopped_by:
+            # Stopped by a signal, cleanup done: leave now. A reader thread may still be blocked
+            # on stdin (a stream input), and the interpreter's shutdown would then abort on
+            # stdin's lock instead of exiting with our status.
+            import os
+            import sys
+
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(e.code if isinstance(e.code, int) else 1)
+        raise
 
 
 if __name__ == "__main__":

@@ -1,11 +1,48 @@
-"""Option types reused by every command, so flags are spelled the same everywhere."""
+"""Option types reused by every command, so flags are spelled the same everywhere.
+
+Options with a core check validate at parse time (before any model is loaded), through the same
+core function that guards the Python API, and fail with the usual one ``error:`` line.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+
+T = TypeVar("T")
+
+
+def checked(check: Callable[[T], None]) -> Callable[[T], T]:
+    """An option callback running a core ``check`` (which raises an ArtalkError) when parsing."""
+
+    def callback(value: T) -> T:
+        from artalk_cli.console import fail
+        from artalk_core.errors import ArtalkError
+
+        if value is not None:
+            try:
+                check(value)
+            except ArtalkError as e:
+                raise fail(e, e.exit_code) from None
+        return value
+
+    return callback
+
+
+def _precision(value: str) -> None:
+    from artalk_core.pipeline import check_precision
+
+    check_precision(value)
+
+
+def _seed(value: int) -> None:
+    from artalk_core.pipeline import check_seed
+
+    check_seed(value)
+
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status output.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on error.")]
@@ -24,5 +61,6 @@ ClipLength = Annotated[int | None, typer.Option(
     show_default=False)]
 FixPose = Annotated[bool, typer.Option("--fix-pose", help="Zero the global head rotation (channels 100:103).")]
 Precision = Annotated[str, typer.Option(
-    "--precision", help="fp32 (exact, default), bf16 or fp16: faster, but the motion drifts from fp32 "
-                        "(see README, Performance).")]
+    "--precision", callback=checked(_precision),
+    help="fp32 (exact, default), bf16 or fp16: faster, but the motion drifts from fp32 (see README, Performance).")]
+Seed = Annotated[int, typer.Option("--seed", callback=checked(_seed), help="Seed of the energy engine's head sway.")]

@@ -8,6 +8,7 @@ changing only the style reruns only generation and rendering.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -19,7 +20,15 @@ from typing import Any
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import ArtalkError, AudioError, InputError
-from artalk_core.fileio import PathLike, sha256_bytes, sha256_file
+from artalk_core.fileio import (
+    PathLike,
+    check_not_input,
+    input_file,
+    is_stream_path,
+    make_folder,
+    sha256_bytes,
+    sha256_file,
+)
 from artalk_core.progress import OptionalProgress
 
 
@@ -116,13 +125,22 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     style_label = opts.style or "default"
     stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
     out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
+    from artalk_core.pipeline import check_precision
     from artalk_core.video import video_container
 
+    check_not_input({"-o": out}, {"AUDIO": opts.audio, "--style": opts.style, "--shape": opts.shape,
+                                  "--flame": opts.flame, "--checkpoint": opts.checkpoint,
+                                  "--model-config": opts.model_config})
     video_container(out)  # a container we cannot write is refused before any work
-    if opts.keep is not None:
-        Path(opts.keep).mkdir(parents=True, exist_ok=True)
-        return _run(Path(opts.keep), opts, out, stem, progress)
-    with tempfile.TemporaryDirectory(prefix="artalk-") as tmp:
+    check_precision(opts.precision)  # before the model is loaded
+    with contextlib.ExitStack() as stack:
+        if opts.audio is not None and is_stream_path(opts.audio):
+            # a FIFO or /dev/stdin: read once, into a temp file
+            opts = opts.replace(audio=stack.enter_context(input_file(opts.audio))[0])
+        if opts.keep is not None:
+            make_folder(opts.keep)
+            return _run(Path(opts.keep), opts, out, stem, progress)
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="artalk-"))
         return _run(Path(tmp), opts, out, stem, progress)
 
 

@@ -59,6 +59,15 @@ class DependencyError(ArtalkError):
     exit_code = 6
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: the step unwinds like Ctrl-C (temp files removed, no
+    output replaced). ``signo`` is the signal; the CLI exits with 130 (SIGINT) or 128 + signo."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(signo)
+        self.signo = signo
+
+
 class ArtalkWarning(UserWarning):
     """Something the user should know that does not stop the step (damaged audio, silence, clipping).
 

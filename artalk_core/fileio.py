@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
+import io
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 from artalk_core import __version__
-from artalk_core.errors import InputError, OutputError
+from artalk_core.errors import ArtalkError, FormatError, InputError, Interrupted, OutputError
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 STDIO = "-"
 
 
@@ -52,42 +55,192 @@ def read_input_bytes(path: PathLike) -> bytes:
         raise InputError(f"input file not found: {p}")
     if p.is_dir():
         raise InputError(f"input is a folder, not a file: {p}")
-    return p.read_bytes()
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {p}: {e.strerror}") from e
+
+
+def is_stream_path(path: PathLike) -> bool:
+    """True for a path that can be read only once, front to back: a FIFO, ``/dev/stdin`` on a
+    pipe, a bash ``<(...)`` (pipes), a socket. Such inputs are spooled like ``-``. Devices are not:
+    ``/dev/zero`` would never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, TypeError, ValueError):  # not a path (decoded audio, a file object)
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 @contextlib.contextmanager
 def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tuple[Path, str, str]]:
     """Yield (path, sha256, name for messages) of an input, so it can be sniffed and read in blocks.
 
-    A path is yielded as it is (sha256 "": not computed here). ``-`` (stdin) is copied to a temp
-    file and hashed on the way; bytes are written to a temp file. Either is named ``<stdin>`` /
-    ``<bytes>`` and removed when the block ends, so a piped hour of audio or motion is read from
-    disk in blocks rather than held. An empty stdin raises InputError.
+    A regular file is yielded as it is (sha256 "": not computed here). ``-`` (stdin) and any path
+    that reads as a stream (a FIFO, ``/dev/stdin``, ``<(...)``: see :func:`is_stream_path`) are
+    copied to a temp file and hashed on the way; bytes are written to a temp file. Stdin is named
+    ``<stdin>``, bytes ``<bytes>``, a stream path keeps its name; the copy is removed when the
+    block ends, so a piped hour of audio or motion is read from disk in blocks rather than held
+    (and a FIFO is read once, never opened twice). Empty streams raise InputError.
     """
-    if not isinstance(source, (bytes, bytearray, memoryview)) and not is_stdio(source):
-        yield Path(source), "", str(source)
+    data: bytes | None = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
+    path_in: PathLike | None = None if isinstance(source, (bytes, bytearray, memoryview)) else source
+    if path_in is not None and not is_stdio(path_in) and not is_stream_path(path_in):
+        yield Path(path_in), "", str(path_in)
         return
     fd, name = tempfile.mkstemp(prefix="artalk-input-")
     path = Path(name)
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as f:
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                f.write(source)
-                h.update(source)
+            if data is not None:
+                f.write(data)
+                h.update(data)
                 label = "<bytes>"
             else:
-                src = sys.stdin.buffer
-                while block := src.read(1 << 22):
-                    h.update(block)
-                    f.write(block)
-                label = "<stdin>"
-        if label == "<stdin>" and path.stat().st_size == 0:
-            raise InputError("<stdin> is empty (0 bytes): pipe a file into it")
+                label = "<stdin>" if is_stdio(path_in) else str(path_in)
+                with contextlib.ExitStack() as stack:
+                    src: BinaryIO = sys.stdin.buffer if is_stdio(path_in) or path_in is None else \
+                        stack.enter_context(open(path_in, "rb"))
+                    try:
+                        while block := src.read(1 << 22):
+                            h.update(block)
+                            f.write(block)
+                    except OSError as e:
+                        if e.errno in _WRITE_ERRNOS:
+                            raise OutputError(f"cannot spool {label} to the temp folder: {e.strerror}") from e
+                        raise InputError(f"cannot read {label}: {e.strerror}") from e
+        if label != "<bytes>" and path.stat().st_size == 0:
+            what = "pipe a file into it" if label == "<stdin>" else "nothing was written into it"
+            raise InputError(f"{label} is empty (0 bytes): {what}")
         yield path, h.hexdigest(), label
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+# ---- outputs ------------------------------------------------------------------------------
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
+"""Errors of a write that only the output explains (disk full, file too large, read-only disk)."""
+
+
+def output_error(target: PathLike, e: OSError) -> OutputError:
+    """The OutputError for an OS error while writing ``target``."""
+    return OutputError(f"cannot write {target}: {e.strerror or e}")
+
+
+@contextlib.contextmanager
+def writing(target: PathLike) -> Iterator[None]:
+    """Around writes to an output's temp file by a writer that aborts its :func:`atomic_output`
+    on its own: disk full, file too large and read-only disk become an OutputError naming ``target``."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS and not isinstance(e, ArtalkError):
+            raise output_error("stdout" if is_stdio(target) else target, e) from e
+        raise
+
+
+def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+    """Refuse (InputError, before any work) an output that is one of the inputs.
+
+    ``outputs`` and ``inputs`` map an option name (``-o``, ``--verts``, ``INPUT``...) to a path;
+    None, ``-``, bytes and other non-path values are skipped. Paths are compared as files (same
+    device and inode), so a symlink, a hard link or another spelling of the input is caught; an
+    output that does not exist yet cannot be an input. An input ``-`` is stdin: when the shell
+    redirected a file into it (``< speech.wav``), that file counts. Outputs are also checked
+    against each other.
+    """
+    def ident(value: Any, *, is_input: bool = False) -> tuple[int, int] | None:
+        if value is None or not isinstance(value, (str, os.PathLike)) or (is_stdio(value) and not is_input):
+            return None
+        try:
+            st = os.fstat(sys.stdin.fileno()) if is_stdio(value) else os.stat(value)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            return None
+        if not stat.S_ISREG(st.st_mode):  # devices, pipes (/dev/null, /dev/stdout) are not files to lose
+            return None
+        return st.st_dev, st.st_ino
+
+    seen: dict[tuple[int, int], str] = {}
+    for role, value in inputs.items():
+        key = ident(value, is_input=True)
+        if key is not None:
+            seen.setdefault(key, f"the input {role} ({value})")
+    for role, value in outputs.items():
+        key = ident(value)
+        if key is None:
+            continue
+        if key in seen:
+            raise InputError(f"{role} {value} is {seen[key]}: writing it would destroy that file; "
+                             f"choose another output name")
+        seen[key] = f"the output {role}"
+
+
+def make_folder(path: PathLike) -> Path:
+    """Create an output folder (and its parents) if missing; OutputError when the OS refuses."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise OutputError(f"cannot use {p} as a folder: a file of that name exists") from e
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {p}: {e.strerror}") from e
+    if not os.access(p, os.W_OK):
+        raise OutputError(f"cannot write in the folder {p}: it is not writable")
+    return p
+
+
+def load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *, error: type[ArtalkError] = FormatError,
+               mmap: bool = False) -> Any:
+    """What a ``torch.save`` file holds, loaded with ``weights_only=True`` (no code runs).
+
+    Any failure is one ``error`` naming the file: refused pickled objects ("not a plain tensor
+    file") or a truncated/corrupt file (zip or legacy format alike: torch raises anything from
+    EOFError to IndexError there). PyTorch's own message is not passed on: it suggests retrying
+    with ``weights_only=False``, which would run code from the file.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return torch.load(io.BytesIO(bytes(source)), map_location="cpu", weights_only=True)
+        if mmap:
+            with contextlib.suppress(RuntimeError):  # mmap needs the zip format
+                return torch.load(str(source), map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(str(source), map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            raise error(f"{name} is not a plain tensor file: it holds Python objects that artalk will not "
+                        f"unpickle (only tensors, numbers, lists and dicts are loaded)") from None
+        raise error(f"{name} is truncated or corrupt (torch file cannot be unpickled)") from None
+    except Exception:  # noqa: BLE001 - torch's reader fails in many ways on a damaged file
+        raise error(f"{name} is truncated or corrupt (torch file cannot be read)") from None
+
+
+_interrupts: list[int] = []
+
+
+def note_interrupt(signo: int) -> None:
+    """Remember that a stop signal arrived (the CLI's signal handler calls this)."""
+    _interrupts.append(signo)
+
+
+def clear_interrupt() -> None:
+    _interrupts.clear()
+
+
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` if a stop signal arrived and its exception was swallowed (by a
+    finaliser: Python cannot raise out of ``__del__`` or a weakref callback). Called at safe
+    points, above all before an output replaces an existing file."""
+    if _interrupts:
+        raise Interrupted(_interrupts[0])
 
 
 def _check_writable_dir(folder: Path, target: Path) -> None:
@@ -126,20 +279,32 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            # Disk full, file too large (ulimit -f), read-only disk while writing the temp file.
+            if e.errno in _WRITE_ERRNOS and not isinstance(e, ArtalkError):
+                raise output_error("stdout" if to_stdout else target, e) from e
+            raise
+        check_interrupted()  # an interrupt swallowed on the way never lets a file replace a good one
         if to_stdout:
-            with open(tmp, "rb") as f:
-                out = sys.stdout.buffer
-                while block := f.read(1 << 20):
-                    out.write(block)
-                out.flush()
+            try:
+                with open(tmp, "rb") as f:
+                    out = sys.stdout.buffer
+                    while block := f.read(1 << 20):
+                        out.write(block)
+                    out.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise output_error("stdout", e) from e
             tmp.unlink()
         else:
             try:
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, target)
             except OSError as e:
-                raise OutputError(f"cannot write {target}: {e.strerror}") from e
+                raise output_error(target, e) from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -155,9 +320,13 @@ def _special_output(target: Path, suffix: str) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb") as src, open(target, "wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
+        check_interrupted()
+        try:
+            with open(tmp, "rb") as src, open(target, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+        except OSError as e:  # /dev/full: ENOSPC
+            raise output_error(target, e) from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

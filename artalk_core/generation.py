@@ -36,6 +36,20 @@ if TYPE_CHECKING:
 R = TypeVar("R", covariant=True)
 
 
+def check_precision(precision: str) -> None:
+    """An unknown ``precision`` is refused before any work (not after loading the model)."""
+    from artalk_core.constants import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+
+
+def check_seed(seed: int) -> None:
+    """The energy engine's seed must be a valid numpy seed: 0 <= seed < 2**32 (checked before any work)."""
+    if not 0 <= seed < 2**32:
+        raise InputError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
+
+
 def resolve_clip_length(clip_length: int | None) -> int | None:
     """None -> the reference default (750 frames); 0 -> no limit."""
     if clip_length is None:

@@ -17,12 +17,14 @@ import numpy as np
 from artalk_core.constants import FPS
 from artalk_core.engines.artalk import LoadedModel, audio_tensor, chunk_groups, load_artalk
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, provenance
+from artalk_core.fileio import PathLike, check_not_input, provenance
 from artalk_core.generation import (
     MotionOutput,
     MotionSink,
     check_input_kind,
+    check_precision,
     check_raw_options,
+    check_seed,
     generation_options,
     motion_metadata,
     resolve_clip_length,
@@ -51,6 +53,8 @@ def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, check
     """
     from artalk_core.audio import Audio
 
+    check_precision(precision)
+    check_not_input({"-o": output}, {"AUDIO": audio, "--checkpoint": checkpoint, "--model-config": model_config})
     with _input_file(audio) as (source, label):  # stdin: spooled to a temp file, read in blocks
         decoded = source if isinstance(source, Audio) else _open_stream(source, label)
         return _encode_audio(decoded, output=output, checkpoint=checkpoint,
@@ -186,6 +190,10 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
     decoded, for its length and checks). With ``output`` the returned motion's ``data`` is a
     copy-on-write memory map of the frames written, not an in-memory copy.
     """
+    check_seed(seed)
+    check_precision(precision)
+    check_not_input({"-o": output}, {"INPUT": input, "--style": style, "--checkpoint": checkpoint,
+                                     "--model-config": model_config})
     from artalk_core.audio import Audio
     from artalk_core.engines import EngineSettings, check_engine, create_engine
     from artalk_core.styles import resolve_style
@@ -224,6 +232,7 @@ def smooth(input: Source, *, output: PathLike | None = None, clip_length: int | 
     from artalk_core.formats.motion import MotionReader
     from artalk_core.postprocess import postprocess_metadata
 
+    check_not_input({"-o": output}, {"MOTION": input})
     with _input_file(input) as (source, label):  # stdin: spooled to a temp file, read in blocks
         clip_n = resolve_clip_length(clip_length)
         with MotionReader(source, label=label) as motion:  # a path keeps its name in error messages
@@ -261,5 +270,5 @@ def default_output(input: Source, suffix: str) -> Path:
     return Path(f"{name}{suffix}")
 
 
-__all__ = ["FPS", "LoadedModel", "default_output", "encode_audio", "generate", "load_artalk",
-           "resolve_clip_length", "save_motion", "smooth"]
+__all__ = ["FPS", "LoadedModel", "check_precision", "check_seed", "default_output", "encode_audio", "generate",
+           "load_artalk", "resolve_clip_length", "save_motion", "smooth"]

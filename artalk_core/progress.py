@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as work advances; ``total`` may stay constant per stage."""
 
-OptionalProgress = Optional[ProgressFn]
+OptionalProgress = ProgressFn | None
 
 
 def report(progress: OptionalProgress, stage: str, done: int, total: int) -> None:

@@ -7,6 +7,7 @@ writer), so memory does not grow with the duration.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, is_stdio, provenance
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, is_stream_path, provenance
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    check_not_input({"-o": output, "--verts": verts},
+                    {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
     if not _is_h5(output):
         from artalk_core.video import video_container
 
@@ -80,7 +83,10 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
-    with input_file(input) as (path, input_sha, name):
+    with contextlib.ExitStack() as stack:
+        path, input_sha, name = stack.enter_context(input_file(input))
+        if isinstance(audio, (str, os.PathLike)) and is_stream_path(audio):
+            audio = stack.enter_context(input_file(audio))[0]  # a FIFO: read once, into a temp file
         return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
                        verts=verts, size=size, renderer=renderer, background=background, color=color,
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
@@ -236,6 +242,7 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
 
     The audio is decoded as the video's packets are copied, so its length does not matter.
     """
+    check_not_input({"-o": output}, {"VIDEO": video, "AUDIO": audio})
     from artalk_core.audio import iter_audio
     from artalk_core.fileio import sha256_file
     from artalk_core.video import mux as mux_video
@@ -244,7 +251,11 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
     if is_stdio(output):
         raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
     video_container(output)
-    stream = iter_audio(audio)
-    meta = provenance("artalk mux", inputs={"video": sha256_file(video), "audio": stream.sha256})
-    mux_video(video, iter(stream), output, meta=meta)  # the decoded blocks, read as the video is copied
+    from artalk_core.fileio import input_file
+
+    # A FIFO or /dev/stdin is read once into a temp file (a regular file is used as it is).
+    with input_file(video) as (video_path, _, _), input_file(audio) as (audio_path, _, audio_name):
+        stream = iter_audio(audio_path, label=audio_name)
+        meta = provenance("artalk mux", inputs={"video": sha256_file(video_path), "audio": stream.sha256})
+        mux_video(video_path, iter(stream), output, meta=meta)  # the decoded blocks, read as the video is copied
     return probe_video(output)

@@ -38,7 +38,7 @@ import numpy as np
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, SAMPLE_RATE, SAMPLES_PER_FRAME
 from artalk_core.engines.speech import SILENCE_WARNING, ChunkedSpeech
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, is_stdio
+from artalk_core.fileio import PathLike, check_not_input, is_stdio
 from artalk_core.progress import OptionalProgress
 from artalk_core.timing import num_frames
 
@@ -353,6 +353,11 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
+    from artalk_core.generation import check_precision
+
+    check_precision(precision)
+    check_not_input({"-o": output}, {"INPUT": input, "--style": style, "--checkpoint": checkpoint,
+                                     "--model-config": model_config})
     t_start = time.perf_counter()
     f, name, to_close = open_input(input)
     speech: LiveSpeech | None = None

@@ -58,9 +58,12 @@ def _espeak(text: str, voice: str, speed: int | None) -> bytes:
     if speed is not None:
         cmd += ["-s", str(speed)]
     proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, timeout=600)
+    problem = proc.stderr.decode(errors="replace").strip()
+    if "voice does not exist" in problem.lower():  # bad input, not a broken installation
+        raise InputError(f"unknown espeak-ng voice '{voice}': `espeak-ng --voices` lists them")
     if proc.returncode != 0 or len(proc.stdout) <= 44:
         raise DependencyError(f"espeak-ng failed for voice '{voice}': "
-                              f"{proc.stderr.decode(errors='replace').strip() or 'no audio produced'}")
+                              f"{problem or 'no audio produced'}")
     return proc.stdout
 
 

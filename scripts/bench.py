@@ -308,14 +308,14 @@ def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repe
     for _ in range(repeat):  # interleaved, so background load hits every path alike; keep the min
         for p in enc_precisions:
             with PeakMemory(device) as mem:
-                dt, feats[p] = timed(lambda: model.encode_audio(audio, precision=p), device)
+                dt, feats[p] = timed(lambda p=p: model.encode_audio(audio, precision=p), device)  # type: ignore[misc]
             enc_time[p] = min(enc_time[p], dt)
             enc_mem[p] = max(enc_mem.get(p) or 0.0, mem.mb or 0.0) or None
         for name, p, fast in runs:
             enc_p, gen_p = split_precision(p)
             with PeakMemory(device) as mem:
-                dt, gen = timed(lambda: model.generate_detailed(feats[enc_p], n_frames, fast=fast,
-                                                                precision=gen_p), device)
+                dt, gen = timed(lambda e=enc_p, f=fast, g=gen_p: model.generate_detailed(  # type: ignore[misc]
+                    feats[e], n_frames, fast=f, precision=g), device)
             if (name, p) not in best or dt < best[(name, p)][0]:
                 best[(name, p)] = (dt, gen, mem.mb)
 

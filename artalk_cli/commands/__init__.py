@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from artalk_cli.commands import animate, app, assets, batch, encode_audio, frame, generate, info, mux, render, smooth, tts
+from artalk_cli.commands import (
+    animate,
+    app,
+    assets,
+    batch,
+    encode_audio,
+    frame,
+    generate,
+    info,
+    mux,
+    render,
+    smooth,
+    tts,
+)
 
 ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, mux, info, frame, assets, app, batch]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from artalk_cli.console import ProgressBars, cli_errors, say
+from artalk_cli.console import ProgressBars, cli_errors, note, say
 from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
 from artalk_core.constants import FPS, IMAGE_SIZE, MESH_COLOR
 
@@ -45,7 +45,11 @@ def register(app: typer.Typer) -> None:
         """tts -> generate -> render -> mux: the reference `inference.py -a speech.wav -s style`."""
         with cli_errors(debug):
             from artalk_core.animate import animate
+            from artalk_core.fileio import check_not_input
             from artalk_core.tts import read_text
+
+            if text is not None and text.startswith("@"):
+                check_not_input({"-o": output}, {"--text": text[1:]})
 
             with ProgressBars(quiet) as bar:
                 res = animate(audio, text=None if text is None else read_text(text), output=output, style=style,
@@ -57,5 +61,5 @@ def register(app: typer.Typer) -> None:
             if res.reused:
                 say(f"reused from {keep}: {', '.join(res.reused)}", quiet=quiet)
             if res.head_is_standin:
-                say("[yellow]note:[/] no FLAME_with_eye.pt found: rendered the stand-in head", quiet=quiet)
+                note("no FLAME_with_eye.pt found: rendered the stand-in head", quiet=quiet)
             say(f"wrote {res.output}: {res.frames} frames ({res.frames / FPS:.2f} s) with audio", quiet=quiet)

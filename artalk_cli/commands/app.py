@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from artalk_cli.console import cli_errors, say
+from artalk_cli.console import cli_errors, note, say, warning
 from artalk_cli.options import Assets, ClipLength, Debug, Device, Quiet
 from artalk_core.constants import IMAGE_SIZE
 
@@ -14,8 +14,6 @@ from artalk_core.constants import IMAGE_SIZE
 def _log_to_console(*, quiet: bool, debug: bool) -> None:
     """The app's job log (``artalk.app``) as status lines on stderr; tracebacks only with --debug."""
     import logging
-
-    from rich.markup import escape
 
     class Say(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -25,7 +23,10 @@ def _log_to_console(*, quiet: bool, debug: bool) -> None:
                 line += f": unexpected {type(e).__name__}: {e}"
                 if debug:
                     line += "\n" + logging.Formatter().formatException(record.exc_info)
-            say(escape(line), quiet=quiet and record.levelno < logging.WARNING)
+            if record.levelno >= logging.WARNING:
+                warning(line)
+            else:
+                say(line, quiet=quiet)
 
     logger = logging.getLogger("artalk.app")
     logger.setLevel(logging.INFO)
@@ -56,8 +57,6 @@ def register(app: typer.Typer) -> None:
         Its generate function is also an HTTP API for gradio_client (api_name "generate"; see the README).
         """
         with cli_errors(debug):
-            from rich.markup import escape
-
             from artalk_core.app import AppConfig
             from artalk_core.app.server import AppServer
 
@@ -70,14 +69,13 @@ def register(app: typer.Typer) -> None:
 
             def ready(s: AppServer) -> None:
                 if s.parts.catalog.notice:
-                    say(f"note: {escape(s.parts.catalog.notice)}", quiet=quiet)
+                    note(s.parts.catalog.notice, quiet=quiet)
                 say(f"artalk app: serving on {s.url} (engine {s.parts.catalog.engine}; Ctrl+C to stop)", quiet=quiet)
                 if s.share_url:
                     say(f"public link: {s.share_url} (anyone with it can use this app)", quiet=quiet)
                 if s.share_error:
-                    say(f"[yellow]warning:[/] {escape(s.share_error)}", quiet=quiet)
+                    warning(s.share_error)
                 if host not in ("127.0.0.1", "localhost", "::1"):
-                    say("[yellow]note:[/] listening beyond this machine: anyone who can reach it can use it",
-                        quiet=quiet)
+                    note("listening beyond this machine: anyone who can reach it can use it", quiet=quiet)
 
             server.run(ready=ready)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from artalk_cli.console import ProgressBars, cli_errors, err
+from artalk_cli.console import ProgressBars, cli_errors, note, say
 from artalk_cli.options import Debug, Quiet
 
 assets_app = typer.Typer(
@@ -20,12 +20,6 @@ Root = Annotated[Path | None, typer.Option(
     show_default=False)]
 Manifest = Annotated[Path | None, typer.Option(
     "--manifest", help="Release manifest JSON (default: the one shipped with artalk).", show_default=False)]
-
-
-def say(message: str, *, quiet: bool = False) -> None:
-    """A status line on stderr, never wrapped (tests and users grep these sentences)."""
-    if not quiet:
-        err.print(message, soft_wrap=True)
 
 
 def _human(n: int | None) -> str:
@@ -46,9 +40,7 @@ def _flame(root: Path | None, quiet: bool) -> None:
     if p.is_file():
         say(f"{p.name}: present ({_human(p.stat().st_size)}; licensed FLAME head, not verified)", quiet=quiet)
     else:
-        from rich.markup import escape
-
-        say(f"[yellow]note:[/] {escape(flame_notice(root))}", quiet=quiet)
+        note(flame_notice(root), quiet=quiet)
 
 
 @assets_app.command("download")
@@ -63,7 +55,7 @@ def download_cmd(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Download the released files from the Hugging Face hub, verified; resumes interrupted downloads."""
+    """Download the released files from the Hugging Face hub, verified (sha256); files already in place are kept."""
     with cli_errors(debug):
         from artalk_core.assets import assets_dir
         from artalk_core.assets.download import download

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from artalk_cli.console import ProgressBars, cli_errors, say, where
-from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
+from artalk_cli.options import (
+    Assets,
+    Checkpoint,
+    ClipLength,
+    Debug,
+    Device,
+    FixPose,
+    ModelConfig,
+    Precision,
+    Quiet,
+    Seed,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +33,7 @@ def register(app: typer.Typer) -> None:
         fix_pose: FixPose = False,
         style_start: Annotated[int, typer.Option("--style-start", min=0, help="First frame of the 50-frame style clip taken from a motion file.")] = 0,
         engine: Annotated[str, typer.Option("--engine", "-e", help="artalk (the model) or energy (weight-free preview from loudness).")] = "artalk",
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the energy engine's head sway.")] = 0,
+        seed: Seed = 0,
         checkpoint: Checkpoint = None,
         model_config: ModelConfig = None,
         assets: Assets = None,

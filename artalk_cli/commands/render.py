@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from artalk_cli.console import ProgressBars, cli_errors, say
+from artalk_cli.console import ProgressBars, cli_errors, note, say
 from artalk_cli.options import Assets, Debug, Device, Quiet
 from artalk_core.constants import IMAGE_SIZE, MESH_COLOR
 
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                              device=device, allow_standin=not no_standin, progress=bar)
             extra = " with audio" if res.with_audio else ""
             if res.head_is_standin:
-                say("[yellow]note:[/] no FLAME_with_eye.pt found: rendered the stand-in head "
-                    "(see README: FLAME needs its licence)", quiet=quiet)
+                note("no FLAME_with_eye.pt found: rendered the stand-in head (see README: FLAME needs its licence)",
+                     quiet=quiet)
             say(f"wrote {res.output}: {res.frames} frames{extra}, head {res.head}"
                 + (f"; vertices in {res.vertices}" if res.vertices else ""), quiet=quiet)

@@ -25,7 +25,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn text into speech for `generate` (the reference app's six languages work offline)."""
         with cli_errors(debug):
+            from artalk_core.fileio import check_not_input
             from artalk_core.tts import read_text, tts
 
+            if text.startswith("@"):
+                check_not_input({"-o": output}, {"TEXT": text[1:]})
             audio = tts(read_text(text), output=output, lang=lang, engine=engine, voice=voice, speed=speed)
             say(f"wrote {where(output)}: {audio.duration:.2f} s of speech", quiet=quiet)

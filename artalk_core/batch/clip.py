@@ -10,7 +10,6 @@ changed style does not re-encode the audio.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import time
@@ -117,10 +116,13 @@ def _publish(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def _animate_kwargs(job: Job, cfg: WorkerConfig) -> dict[str, Any]:
-    from artalk_core.animate import animate
+def _animate_options(job: Job, cfg: WorkerConfig) -> Any:
+    """The clip's :class:`AnimateOptions` (the row's options the build's animate has, model from ``cfg``)."""
+    import dataclasses
 
-    accepted = inspect.signature(animate).parameters
+    from artalk_core.animate import AnimateOptions
+
+    accepted = {f.name for f in dataclasses.fields(AnimateOptions)}
     kwargs = {k: job.options[k] for k in _ANIMATE_KEYS if k in job.options}
     appearance = str(job.options.get("appearance") or "mesh")
     if appearance != "mesh":
@@ -131,7 +133,7 @@ def _animate_kwargs(job: Job, cfg: WorkerConfig) -> dict[str, Any]:
     if unknown:
         raise DependencyError(f"option {', '.join(unknown)} is not supported by this build's animate")
     kwargs.update(assets=cfg.assets, checkpoint=cfg.checkpoint, model_config=cfg.model_config, device=cfg.device)
-    return kwargs
+    return AnimateOptions(**kwargs)
 
 
 def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, Path]:
@@ -143,7 +145,7 @@ def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, 
     work = out / BATCH_STATE_DIR / "work" / job.name
     work.mkdir(parents=True, exist_ok=True)
     video = want.get("mp4", work / "video.mp4")
-    res = animate(output=video, keep=work, **_animate_kwargs(job, cfg))
+    res = animate(_animate_options(job, cfg), output=video, keep=work)
     if "mp4" not in want:
         video.unlink(missing_ok=True)
     for kind, role in (("motion", "motion"), ("vertices", "vertices")):

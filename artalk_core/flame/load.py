@@ -74,9 +74,9 @@ def _read_pickle(path: Path) -> Any:
 
 
 def _read_torch(path: Path) -> Any:
-    import torch
+    from artalk_core.fileio import load_torch
 
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    return load_torch(path, str(path))
 
 
 def _read_head_file(path: Path) -> Mapping[str, Any]:
@@ -177,7 +177,9 @@ def load_shape(path: PathLike) -> Any:
             text = p.read_text(encoding="utf-8").replace(",", " ")
             arr = np.asarray([float(t) for t in text.split()], dtype=np.float64)
         else:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+            from artalk_core.fileio import load_torch
+
+            obj = load_torch(p, f"shape file {p}", error=InputError)
             if isinstance(obj, Mapping):
                 obj = _single(obj, p)
             arr = to_array(obj)

@@ -24,7 +24,7 @@ from artalk_core.constants import (
     STYLE_FRAMES,
 )
 from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import is_stdio
+from artalk_core.fileio import is_stdio, is_stream_path
 from artalk_core.formats import Source, safetensors_header, sniff_kind, source_bytes, source_name
 
 CHANNEL_GROUPS: dict[str, slice] = {
@@ -67,9 +67,10 @@ def _plain(value: Any) -> Any:
 
 
 def _describe_motion(data: bytes, name: str) -> dict[str, Any]:
-    from artalk_core.formats.motion import read_motion
+    from artalk_core.formats.motion import Motion, MotionReader
 
-    m = read_motion(data)
+    with MotionReader(data, label=name) as r:  # errors name the file, not "<bytes>"
+        m = Motion(r.read(), dict(r.meta), r.origin)
     out: dict[str, Any] = {"format": "artalk.motion", **motion_summary(m.data),
                            "postprocessed": m.is_postprocessed, "metadata": dict(m.meta)}
     return out
@@ -78,7 +79,7 @@ def _describe_motion(data: bytes, name: str) -> dict[str, Any]:
 def _describe_features(source: Source, name: str) -> dict[str, Any]:
     from artalk_core.formats.features import FeaturesReader
 
-    with FeaturesReader(source) as f:  # a file is checked block by block, not loaded (0.7 GB per hour)
+    with FeaturesReader(source, label=name) as f:  # a file is checked block by block, not loaded (0.7 GB per hour)
         pass
     return {"format": "artalk.features", "chunks": f.chunks, "tokens_per_chunk": CHUNK_AUDIO_TOKENS,
             "feature_dim": f.feature_dim, "shape": [f.chunks, CHUNK_AUDIO_TOKENS, f.feature_dim], "dtype": "float32",
@@ -99,23 +100,12 @@ def _describe_safetensors(source: Source, name: str) -> dict[str, Any]:
 
 
 def _describe_torch(source: Source, name: str) -> dict[str, Any]:
-    import pickle
-
     import torch
 
-    try:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            obj = torch.load(io.BytesIO(bytes(source)), map_location="cpu", weights_only=True)
-        else:
-            # mmap: a 2 GB checkpoint is described without reading it all.
-            try:
-                obj = torch.load(str(source), map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:
-                obj = torch.load(str(source), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise FormatError(f"{name} is a torch file artalk cannot load safely or is corrupt") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise FormatError(f"{name} is a truncated or corrupt torch file") from e
+    from artalk_core.fileio import load_torch
+
+    # mmap: a 2 GB checkpoint is described without reading it all.
+    obj = load_torch(source if isinstance(source, (bytes, bytearray, memoryview)) else str(source), name, mmap=True)
     out: dict[str, Any] = {"format": "torch.save"}
     if isinstance(obj, torch.Tensor):
         shape = [int(s) for s in obj.shape]
@@ -240,8 +230,8 @@ def describe_file(source: Source) -> dict[str, Any]:
     Raises FormatError for files of unknown type and corrupt files.
     """
     name = source_name(source)
-    if isinstance(source, (bytes, bytearray, memoryview)) or is_stdio(source):
-        data = source_bytes(source)
+    if isinstance(source, (bytes, bytearray, memoryview)) or is_stdio(source) or is_stream_path(source):
+        data = source_bytes(source)  # a FIFO or /dev/stdin is read once, like stdin
         src: bytes | Path = data
         size = len(data)
     else:

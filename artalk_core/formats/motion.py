@@ -137,20 +137,11 @@ def load_torch_tensor(data: bytes, name: str) -> np.ndarray:
 
     Raises FormatError when the file is corrupt, holds Python objects, or holds no single tensor.
     """
-    import pickle
-    import zipfile
-
     import torch
 
-    try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
-            raise FormatError(f"{name} holds Python objects that artalk will not unpickle; "
-                              "expected a torch.save'd tensor") from e
-        raise FormatError(f"{name} is truncated or corrupt (torch file cannot be unpickled)") from e
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
-        raise FormatError(f"{name} is truncated or corrupt (torch file cannot be read)") from e
+    from artalk_core.fileio import load_torch
+
+    obj = load_torch(data, name)
     if not isinstance(obj, torch.Tensor):
         raise FormatError(f"{name} holds a {type(obj).__name__}, not a [T, {MOTION_DIM}] motion tensor")
     try:

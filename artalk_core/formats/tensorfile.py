@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, writing
 
 DTYPE = "F32"
 ITEMSIZE = 4
@@ -93,7 +93,8 @@ class TensorFileWriter:
             raise InputError(f"{self.name} rows have shape {list(arr.shape)}, expected [n, "
                              f"{', '.join(map(str, self.row_shape))}]")
         if arr.size:
-            self._spool.write(arr.reshape(-1).data.cast("B"))
+            with writing(self.path):
+                self._spool.write(arr.reshape(-1).data.cast("B"))
             self.rows += arr.shape[0]
 
     def finish(self, meta: Mapping[str, str]) -> None:
@@ -103,7 +104,7 @@ class TensorFileWriter:
         head = header_bytes(self.name, (self.rows, *self.row_shape), meta)
         self._spool.flush()
         self._spool.seek(0)
-        with open(self._tmp, "wb") as out:
+        with writing(self.path), open(self._tmp, "wb") as out:
             out.write(head)
             shutil.copyfileobj(self._spool, out, _COPY_BLOCK)
         self._done = True

@@ -172,6 +172,11 @@ def write_vertices(path: PathLike, frames: Iterable[Any], faces: np.ndarray, met
         return w.frames
 
 
+MAX_VERTEX_ABS = 1e4
+"""Largest coordinate accepted in a vertices file. A FLAME head is about 0.3 units across; values
+far beyond it are damage, and at ~1e19 the renderer's float32 products overflow (a blank video)."""
+
+
 class VerticesFile:
     """An open vertices file. ``frames``, ``fps``, ``faces`` [F,3] int32, ``meta`` (root attributes),
     ``num_vertices``; ``f[i]`` -> [V,3] float32; iterating yields frames lazily. Close it (or use
@@ -234,11 +239,16 @@ class VerticesFile:
         return self.frames
 
     def _checked(self, block: np.ndarray, first: int) -> np.ndarray:
-        block = np.asarray(block, dtype=np.float32)
-        if not np.isfinite(block).all():
-            bad = first + int(np.argwhere(~np.isfinite(block))[0][0]) if block.ndim == 3 else first
-            raise FormatError(f"{self.path}: frame {bad} contains NaN or infinite values")
-        return block
+        raw = np.asarray(block)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked here, not warned about
+            ok = np.isfinite(raw) & (np.abs(raw) <= MAX_VERTEX_ABS)
+        if not ok.all():
+            bad = first + int(np.argwhere(~ok)[0][0]) if raw.ndim == 3 else first
+            value = raw[np.unravel_index(int(np.argmin(ok)), ok.shape)]
+            what = "NaN or infinite values" if not np.isfinite(value) else \
+                f"a coordinate of {float(value):g} (more than {MAX_VERTEX_ABS:g} from the origin: not a head mesh)"
+            raise FormatError(f"{self.path}: frame {bad} contains {what}")
+        return raw.astype(np.float32, copy=False)
 
     def __getitem__(self, i: int) -> np.ndarray:
         idx = int(i)

@@ -43,11 +43,11 @@ def load_state_dict(path: PathLike) -> dict[str, Tensor]:
         except Exception as exc:  # safetensors raises several private error types
             raise CheckpointError(f"cannot read safetensors checkpoint '{p}': {exc}") from exc
     else:
-        try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle / zip errors of any kind mean "not a torch checkpoint"
-            raise CheckpointError(f"cannot read checkpoint '{p}' (not a torch .pt or .safetensors file?): "
-                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        from artalk_core.fileio import load_torch
+
+        # pickle / zip errors of any kind mean "not a torch checkpoint" (torch's advice to load
+        # with weights_only=False is never passed on)
+        obj = load_torch(p, f"checkpoint '{p}' (a torch .pt or .safetensors file)", error=CheckpointError)
         if isinstance(obj, dict) and not _is_state_dict(obj):
             for key in _WRAPPER_KEYS:
                 if _is_state_dict(obj.get(key)):

@@ -188,7 +188,7 @@ def _check_wav2vec2(w2v: dict[str, Any]) -> None:
     if w2v["hidden_size"] % w2v["num_conv_pos_embedding_groups"]:
         raise ConfigError("model config: WAV2VEC2_CONFIG.hidden_size must be divisible by "
                           "num_conv_pos_embedding_groups")
-    conv = [w2v.get(k) for k in ("conv_dim", "conv_kernel", "conv_stride")]
+    conv: list[Any] = [w2v.get(k) for k in ("conv_dim", "conv_kernel", "conv_stride")]
     if (not all(isinstance(c, list) and c for c in conv) or len({len(c) for c in conv}) != 1
             or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for c in conv for v in c)):
         raise ConfigError("model config: WAV2VEC2_CONFIG.conv_dim / conv_kernel / conv_stride must be "

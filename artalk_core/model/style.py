@@ -15,6 +15,8 @@ PE_ROWS: int = 600
 class _PositionalEncoding(nn.Module):
     """Holds the ``pe`` buffer [1,600,128] (sinusoidal; the checkpoint's copy is loaded over it)."""
 
+    pe: Tensor
+
     def __init__(self, dim: int = STYLE_DIM, rows: int = PE_ROWS) -> None:
         super().__init__()
         pos = torch.arange(rows, dtype=torch.float32)[:, None]
@@ -43,6 +45,9 @@ class StyleEncoder(nn.Module):
         self.register_buffer("motion_std", torch.ones(motion_dim))
         self.PE = _PositionalEncoding()
         self.encoder = _MotionTransformer(motion_dim)
+
+    motion_mean: Tensor
+    motion_std: Tensor
 
     def forward(self, motion: Tensor) -> Tensor:
         """motion [B,L,106] -> style [B,128]."""

@@ -90,6 +90,10 @@ class _Decoder(nn.Module):
 class BitwiseMotionVAE(nn.Module):
     """``basic_vae.*``: motion chunk <-> multi-scale bits."""
 
+    motion_mean: Tensor
+    motion_std: Tensor
+    attn_mask: Tensor
+
     def __init__(self, motion_dim: int, code_dim: int, hidden: int, depth: int, heads: int,
                  patch_nums: tuple[int, ...]) -> None:
         super().__init__()

@@ -22,7 +22,7 @@ from artalk_core.render.camera import (
 )
 
 EGL_HINT = ("install the system OpenGL/EGL libraries (Debian/Ubuntu: apt-get install libegl1 "
-            "libgl1-mesa-dri libgbm1), or use --backend pytorch3d if pytorch3d is installed")
+            "libgl1-mesa-dri libgbm1), or use --renderer pytorch3d if pytorch3d is installed")
 
 _VERTEX_SHADER = """
 #version 330

@@ -22,7 +22,7 @@ def _import_pytorch3d():
         raise DependencyError(
             "the pytorch3d render backend needs pytorch3d, which is not installed "
             "(see https://github.com/facebookresearch/pytorch3d/blob/main/INSTALL.md), "
-            f"or use --backend gl: {e}") from e
+            f"or use --renderer gl: {e}") from e
     return torch, p3r, Meshes
 
 

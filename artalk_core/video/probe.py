@@ -70,6 +70,9 @@ def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> 
     av = _av()
     if index < 0:
         raise InputError(f"frame index must be >= 0, got {index}")
+    from artalk_core.fileio import check_not_input
+
+    check_not_input({"-o": output}, {"VIDEO": video_path})
     container = _open_video(av, Path(video_path))
     with container:
         if not container.streams.video:

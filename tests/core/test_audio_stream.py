@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from artalk_core.audio import Audio, iter_audio, load_audio, write_wav
-from artalk_core.errors import AudioError
+from artalk_core.errors import AudioError, InputError
 from tests.core.test_audio import CASES, encode, tone_signal
 
 av = pytest.importorskip("av")
@@ -252,5 +252,5 @@ def test_audio_object_still_accepted(tiny_assets: Path) -> None:
 def test_stream_read_once() -> None:
     s = iter_audio(FIXTURE / "speech_16k.wav")
     list(s)
-    with pytest.raises(Exception):
+    with pytest.raises(InputError):
         iter(s)
