@@ -126,20 +126,21 @@ class JobStore:
         return [j.id for j in old]
 
     def sweep_cache(self, now: float | None = None) -> int:
-        """Remove cache files not touched for ``cache_seconds`` (and the folders this empties).
-
-        Gradio's ``delete_cache`` does this for the files it tracks; this also catches what it
-        does not track (an upload cut off mid-body leaves its temp file) and the emptied hash
-        folders. Returns the number of files removed.
+        """Remove what Gradio's ``delete_cache`` does not track: stray files at the top of the cache
+        (an upload cut off mid-body leaves its temp file there) and emptied hash folders, once
+        ``cache_seconds`` old (by ctime, as Gradio ages its files). Gradio's own files live in hash
+        folders and are left to it (it spares the examples, which must outlive any age).
+        Returns the number of files removed.
         """
         now = time.time() if now is None else now
         removed = 0
-        for path in sorted(self.cache.rglob("*"), key=lambda p: -len(p.parts)):  # children first
+        for path in list(self.cache.iterdir()):
             with contextlib.suppress(OSError):
-                if path.is_dir():
-                    if not any(path.iterdir()) and now - path.stat().st_mtime >= self.cache_seconds:
+                old = now - path.lstat().st_ctime >= self.cache_seconds
+                if path.is_dir() and not path.is_symlink():
+                    if old and not any(path.iterdir()):
                         path.rmdir()
-                elif now - path.lstat().st_mtime >= self.cache_seconds:
+                elif old:
                     path.unlink()
                     removed += 1
         return removed

@@ -449,26 +449,19 @@ def test_api_cancel_stops_the_running_generation(app, tmp_path):
         gen._report = real_report
 
 
-def test_cache_sweep_removes_stale_untracked_files(tmp_path):
-    import os
-
+def test_cache_sweep_removes_stale_untracked_files_only(tmp_path):
     store = JobStore(cache_seconds=100, sweep_seconds=3600, parent=tmp_path)
     try:
-        old = store.cache / "abc" / "speech.wav"
-        old.parent.mkdir()
-        old.write_bytes(b"x")
-        partial = store.cache / "tmpcutoff"
+        example = store.cache / "abc" / "speech_sample.wav"  # Gradio's: an example it keeps forever
+        example.parent.mkdir()
+        example.write_bytes(b"x")
+        empty = store.cache / "def"
+        empty.mkdir()
+        partial = store.cache / "tmpcutoff"  # a cut-off upload's temp file
         partial.write_bytes(b"y")
-        fresh = store.cache / "def" / "video.mp4"
-        fresh.parent.mkdir()
-        fresh.write_bytes(b"z")
-        past = time.time() - 200
-        for p in (old, partial, old.parent):
-            os.utime(p, (past, past))
-        assert store.sweep_cache() == 2
-        assert not old.exists() and not partial.exists() and fresh.exists()
+        assert store.sweep_cache() == 0  # all new
         assert store.sweep_cache(now=time.time() + 1000) == 1
-        assert list(store.cache.iterdir()) == []
+        assert example.exists() and not partial.exists() and not empty.exists()
     finally:
         store.close()
 
