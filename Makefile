@@ -8,7 +8,7 @@ ARTALK := $(VENV)/bin/artalk
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= demo_out
 
-.PHONY: help venv sysdeps test demo app bench clean
+.PHONY: help venv sysdeps test test-tools demo app bench clean
 
 help:
 	@echo "make demo   - run the whole chain offline on the bundled speech sample (-> $(OUT)/)"
@@ -28,11 +28,19 @@ venv: $(VENV)/.installed
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-test: venv
+test: venv test-tools
 	@bash scripts/sysdeps.sh --test
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# Node tools the tests use when present (the Khronos glTF validator and three.js, tests/tools/package.json),
+# installed before the tests so they never touch the network; without npm those tests skip.
+test-tools:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -d tests/tools/node_modules/gltf-validator ] && [ -d tests/tools/node_modules/three ] || npm install --prefix tests/tools --no-audit --no-fund --silent \
+	  || echo "artalk: could not install the glTF test tools (npm); their tests will skip" >&2; \
+	else echo "artalk: npm not found: the glTF validator and three.js tests will skip" >&2; fi
 
 # The whole chain offline, no downloads: tts -> generate (energy engine) -> render (stand-in
 # head unless assets/FLAME_with_eye.pt exists) -> mux. Ends in $(OUT)/demo.mp4.

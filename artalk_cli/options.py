@@ -62,5 +62,6 @@ ClipLength = Annotated[int | None, typer.Option(
 FixPose = Annotated[bool, typer.Option("--fix-pose", help="Zero the global head rotation (channels 100:103).")]
 Precision = Annotated[str, typer.Option(
     "--precision", callback=checked(_precision),
-    help="fp32 (exact, default), bf16 or fp16: faster, but the motion drifts from fp32 (see README, Performance).")]
+    help="fp32 (exact, default), bf16 or fp16: faster where the hardware has fast kernels for them, but the "
+         "motion drifts from fp32; auto: the fastest one here, measured once and cached (see README, Performance).")]
 Seed = Annotated[int, typer.Option("--seed", callback=checked(_seed), help="Seed of the energy engine's head sway.")]

@@ -41,6 +41,7 @@ class AnimateResult:
     head_is_standin: bool
     files: dict[str, Path] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
+    glb: Path | None = None  # the glTF export (``glb``), when asked for
 
 
 def _slug(text: str) -> str:
@@ -105,6 +106,8 @@ class AnimateOptions:
     assets: PathLike | None = None
     device: str = "auto"
     precision: str = "fp32"
+    glb: PathLike | None = None
+    """Also export the motion as glTF (``.glb`` or ``.gltf``, see :mod:`artalk_core.export`)."""
 
     def replace(self, **changes: Any) -> AnimateOptions:
         """A copy with ``changes`` (TypeError for a name that is not an option)."""
@@ -122,6 +125,8 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else AnimateOptions(audio=audio, **options)
     if (opts.audio is None) == (opts.text is None):
         raise InputError("give either an audio file or --text (not both)")
+    if opts.glb is not None and Path(opts.glb).suffix.lower() not in (".glb", ".gltf"):
+        raise InputError(f"--glb {opts.glb}: name the glTF output *.glb or *.gltf")
     style_label = opts.style or "default"
     stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
     out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(style_label)}_mesh.mp4")
@@ -155,6 +160,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     reused: list[str] = []
     files: dict[str, Path] = {}
     audio, text = o.audio, o.text
+    precision = o.precision  # the one run (``auto`` resolved below)
 
     # 1. speech
     if text is not None:
@@ -186,13 +192,17 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         loaded = load_artalk(checkpoint=o.checkpoint, model_config=o.model_config, assets=o.assets,
                              device=o.device)
         want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
+        if precision == "auto":  # kept files match the precision auto picks here (files record that)
+            from artalk_core.model.precision import resolve_precision
+
+            precision = resolve_precision("auto", loaded.device, loaded.model.config)
     if o.engine == "artalk" and o.keep is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         fmeta = _meta_of(feats_path, read_features_meta)
         if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
-                and _options(fmeta).get("precision", "fp32") == o.precision):
+                and _options(fmeta).get("precision", "fp32") == precision):
             reused.append("features")
         else:
             encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
@@ -201,13 +211,14 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         source = feats_path
     mmeta = _meta_of(motion_path, read_motion_meta)
     if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o.clip_length
-            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == o.precision)):
+            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == precision)):
         reused.append("motion")
     else:
         generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,
                  engine=o.engine, checkpoint=o.checkpoint, model_config=o.model_config,
                  assets=o.assets, device=o.device, precision=o.precision, progress=progress)
     files["motion"] = motion_path
+    glb_path = _export_glb(motion_path, o, progress)
 
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
@@ -218,7 +229,8 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
                 color=o.color, device=o.device, progress=progress)
     if o.keep is None:
         res = render(motion_path, output=out, flame=o.flame, shape=o.shape, assets=o.assets, **look)
-        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused)
+        return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused,
+                             glb=glb_path)
 
     verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
     want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
@@ -233,7 +245,17 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     files["vertices"] = verts_path
     res = render(verts_path, output=out, **look)
     return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,
-                         reused=reused)
+                         reused=reused, glb=glb_path)
+
+
+def _export_glb(motion_path: Path, o: AnimateOptions, progress: OptionalProgress) -> Path | None:
+    """``glb``: the motion as glTF, same head and shape as the video."""
+    if o.glb is None:
+        return None
+    from artalk_core.export import export
+
+    export(motion_path, output=o.glb, flame=o.flame, shape=o.shape, assets=o.assets, progress=progress)
+    return Path(o.glb)
 
 
 __all__ = ["AnimateOptions", "AnimateResult", "animate"]

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
-from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR, SAMPLE_RATE
+from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR, SAMPLE_RATE
 from artalk_core.fileio import PathLike
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
     from artalk_core.audio import Audio
+    from artalk_core.export import ExportResult
     from artalk_core.formats.motion import Motion
     from artalk_core.rendering import RenderResult
     from artalk_core.styles import Style
@@ -32,16 +33,19 @@ class Animator:
 
     ``engine="artalk"`` needs the released assets (``ARTalk_wav2vec.pt``, ``config.json``,
     ``style_motion/``) in ``assets`` (default ``$ARTALK_ASSETS``, else ``./assets``);
-    ``engine="energy"`` needs none.
+    ``engine="energy"`` needs none. ``precision``: fp32 (exact, default), bf16, fp16, or auto (the
+    fastest one here, measured once and cached; see README, Performance).
     """
 
     def __init__(self, assets: PathLike | None = None, *, device: str = "auto", engine: str = "artalk",
                  checkpoint: PathLike | None = None, model_config: PathLike | None = None,
-                 flame: PathLike | None = None) -> None:
+                 flame: PathLike | None = None, precision: str = "fp32") -> None:
         from artalk_core.engines import check_engine
-        from artalk_core.pipeline import load_artalk
+        from artalk_core.pipeline import check_precision, load_artalk
 
         check_engine(engine)
+        check_precision(precision)  # fp32 | bf16 | fp16 | auto (see README, Performance)
+        self.precision = precision
         self.assets = assets
         self.device = device
         self.engine = engine
@@ -78,7 +82,8 @@ class Animator:
 
         return generate(self._audio(audio), style=self._style, output=output, raw=raw, clip_length=clip_length,
                         fix_pose=fix_pose, engine=self.engine, checkpoint=self.checkpoint,
-                        model_config=self.model_config, assets=self.assets, device=self.device, progress=progress)
+                        model_config=self.model_config, assets=self.assets, device=self.device,
+                        precision=self.precision, progress=progress)
 
     def render(self, motion: Motion | np.ndarray | PathLike, *, path: PathLike, audio: AudioLike | None = None,
                shape: PathLike | None = None, size: int = IMAGE_SIZE, renderer: str = "gl",
@@ -93,6 +98,18 @@ class Animator:
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,
                       renderer=renderer, background=background, color=color, assets=self.assets,
                       device=self.device, progress=progress)
+
+    def export(self, motion: Motion | PathLike, path: PathLike, *, shape: PathLike | None = None,
+               fps: float = FPS, embed_audio: PathLike | None = None,
+               progress: OptionalProgress = None) -> ExportResult:
+        """Export ``motion`` as glTF 2.0 (``path`` ``.glb`` or ``.gltf``): skinned FLAME mesh, morph
+        targets and the animation, for Blender, game engines and three.js (see ``artalk export``)."""
+        from artalk_core.export import export
+        from artalk_core.formats.motion import Motion, motion_bytes
+
+        source: bytes | PathLike = motion_bytes(motion.data, motion.meta) if isinstance(motion, Motion) else motion
+        return export(source, output=path, flame=self.flame, shape=shape, fps=fps, embed_audio=embed_audio,
+                      assets=self.assets, progress=progress)
 
     def animate(self, audio: AudioLike, *, path: PathLike, **render_options: Any) -> RenderResult:
         """generate + render with the speech muxed in: the reference ``inference.py -a ...``."""

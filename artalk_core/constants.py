@@ -44,8 +44,9 @@ SAVGOL_POSE_ORDER: int = 3
 DEFAULT_CLIP_LENGTH: int = 750
 """Reference default maximum number of frames (30 s)."""
 
-# Compute precision of encode/generate (the keys of artalk_core.model.artalk.PRECISIONS)
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+# Compute precision of encode/generate: the keys of artalk_core.model.artalk.PRECISIONS, and "auto"
+# (the fastest of them here, measured once: artalk_core.model.precision)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 
 # Rendering (the reference mesh video)
 IMAGE_SIZE: int = 512

@@ -38,10 +38,9 @@ R = TypeVar("R", covariant=True)
 
 def check_precision(precision: str) -> None:
     """An unknown ``precision`` is refused before any work (not after loading the model)."""
-    from artalk_core.constants import PRECISIONS
+    from artalk_core.model.precision import check_precision as check
 
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    check(precision)
 
 
 def check_seed(seed: int) -> None:

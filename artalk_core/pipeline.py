@@ -68,13 +68,16 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
     """:func:`encode_audio` of decoded audio or an open stream."""
     from artalk_core.audio import Audio
     from artalk_core.formats.features import Features, FeaturesWriter, write_features
+    from artalk_core.model.precision import precision_options, resolve_precision
     from artalk_core.timing import num_frames
 
     loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
+    requested, precision = precision, resolve_precision(precision, loaded.device, loaded.model.config)
 
     def metadata(audio_sha: str, n_samples: int, n_chunks: int, dim: int) -> dict[str, str]:
         return {
-            **provenance("artalk encode-audio", options={"device": loaded.device, "precision": precision},
+            **provenance("artalk encode-audio", options={"device": loaded.device,
+                                                                 **precision_options(requested, precision)},
                          inputs={"audio": audio_sha, "checkpoint": loaded.checkpoint_sha256}),
             "audio_samples": str(n_samples),
             "frames": str(num_frames(n_samples)),
@@ -95,11 +98,9 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
     import torch
 
     from artalk_core.engines.speech import StreamSpeech
-    from artalk_core.model.artalk import precision_context
 
     # Decoded, encoded and written a few chunks at a time: nothing grows with the length but the
     # file (and, without an output, the returned features).
-    precision_context(precision, loaded.model._param.device)  # reject an unknown precision now
     stream = audio
     speech = StreamSpeech(stream)
     estimate = speech.estimated_chunks()

@@ -12,8 +12,10 @@ plus peak memory and (if scripts/bench_render.py works here) the render + encode
     python scripts/bench.py --device cuda --precision fp32 fp16 --json bench.json
     python scripts/bench.py --long-memory         # peak RSS of generate/render at 10 vs 60 min of audio
 
-A precision is one of fp32 | bf16 | fp16 for the whole chain, or ENC/GEN (e.g. bf16/fp32: the audio
-encoder in bf16, the autoregressive levels and the VAE in fp32).
+A precision is one of fp32 | bf16 | fp16 | auto for the whole chain, or ENC/GEN (e.g. bf16/fp32: the
+audio encoder in bf16, the autoregressive levels and the VAE in fp32). ``auto`` is what
+``--precision auto`` picks here (artalk_core/model/precision.py: measured once, cached); the header
+shows that measurement.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +40,10 @@ import numpy as np
 import torch
 
 from artalk_core.constants import SAMPLE_RATE
-from artalk_core.model.artalk import PRECISIONS, ARTalkModel, Generation
+from artalk_core.model.artalk import ARTalkModel, Generation
 from artalk_core.model.checkpoint import build_model
 from artalk_core.model.config import ModelConfig
+from artalk_core.model.precision import PRECISION_CHOICES, measurement, resolve_precision
 from artalk_core.timing import num_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,8 +292,8 @@ def split_precision(spec: str) -> tuple[str, str]:
     enc, _, gen = spec.partition("/")
     gen = gen or enc
     for p in (enc, gen):
-        if p not in PRECISIONS:
-            raise argparse.ArgumentTypeError(f"unknown precision '{p}' in '{spec}': use {', '.join(PRECISIONS)}")
+        if p not in PRECISION_CHOICES:
+            raise argparse.ArgumentTypeError(f"unknown precision '{p}' in '{spec}': use {', '.join(PRECISION_CHOICES)}")
     return enc, gen
 
 
@@ -308,14 +312,14 @@ def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repe
     for _ in range(repeat):  # interleaved, so background load hits every path alike; keep the min
         for p in enc_precisions:
             with PeakMemory(device) as mem:
-                dt, feats[p] = timed(lambda p=p: model.encode_audio(audio, precision=p), device)  # type: ignore[misc]
+                dt, feats[p] = timed(partial(model.encode_audio, audio, precision=p), device)
             enc_time[p] = min(enc_time[p], dt)
             enc_mem[p] = max(enc_mem.get(p) or 0.0, mem.mb or 0.0) or None
         for name, p, fast in runs:
             enc_p, gen_p = split_precision(p)
             with PeakMemory(device) as mem:
-                dt, gen = timed(lambda e=enc_p, f=fast, g=gen_p: model.generate_detailed(  # type: ignore[misc]
-                    feats[e], n_frames, fast=f, precision=g), device)
+                dt, gen = timed(partial(model.generate_detailed, feats[enc_p], n_frames, fast=fast,
+                                        precision=gen_p), device)
             if (name, p) not in best or dt < best[(name, p)][0]:
                 best[(name, p)] = (dt, gen, mem.mb)
 
@@ -325,7 +329,7 @@ def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repe
     motion_scale = ref_gen.motion.std().item()
     rows = []
     for name, p, _fast in runs:
-        dt, gen, mem = best[(name, p)]
+        dt, gen, gen_mem = best[(name, p)]
         enc_p = split_precision(p)[0]
         total = enc_time[enc_p] + dt
         diff = (gen.motion - ref_gen.motion).abs().max().item()
@@ -341,7 +345,7 @@ def bench_length(model: ARTalkModel, seconds: float, precisions: list[str], repe
             "max_abs_motion_diff": diff,
             "max_motion_diff_rel_std": diff / motion_scale if motion_scale > 0 else float("nan"),
             "bit_agreement": (gen.bits == ref_gen.bits).float().mean().item(),
-            "peak_mem_mb": max(mem or 0.0, enc_mem[enc_p] or 0.0) or None,
+            "peak_mem_mb": max(gen_mem or 0.0, enc_mem[enc_p] or 0.0) or None,
         })
     return rows
 
@@ -375,6 +379,20 @@ def animate_end_to_end(model: ARTalkModel, config: ModelConfig, seconds: float, 
     return out
 
 
+def auto_summary(decision: dict[str, Any]) -> str:
+    """The --precision auto measurement in words: estimated seconds per 4-s chunk per precision."""
+    secs = decision["seconds"]
+    ref = secs["fp32"]["total"]
+    parts = [f"{p} {s['total']:.2f} s ({ref / s['total']:.2f}x; encoder {s['encoder']:.2f}, AR {s['ar']:.2f})"
+             for p, s in secs.items()]
+    return f"measured {decision.get('measured', '?')}, estimated per 4-s chunk: " + ", ".join(parts)
+
+
+def precision_label(spec: str, auto: str | None) -> str:
+    """'auto' -> 'auto (= bf16)' once resolved."""
+    return f"{spec} (= {spec.replace('auto', auto)})" if auto and "auto" in spec else spec
+
+
 def markdown(rows: list[dict[str, Any]], mem_label: str) -> str:
     head = ("| audio | path | precision | encoder s/s | AR levels s/s | VAE s/s | total s/s | speed-up "
             "(AR only) | max abs motion diff (rel. to motion std) | bit agreement | peak " + mem_label + " |")
@@ -382,7 +400,8 @@ def markdown(rows: list[dict[str, Any]], mem_label: str) -> str:
     for r in rows:
         mem = "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f} MB"
         lines.append(
-            f"| {r['audio_s']:g} s | {r['path']} | {r['precision']} | {r['encoder_s_per_s']:.3f} | "
+            f"| {r['audio_s']:g} s | {r['path']} | {precision_label(r['precision'], r.get('auto'))} | "
+            f"{r['encoder_s_per_s']:.3f} | "
             f"{r['ar_s_per_s']:.3f} | {r['vae_s_per_s']:.3f} | {r['total_s_per_s']:.3f} | "
             f"{r['speedup']:.2f}x ({r['ar_speedup']:.2f}x) | {r['max_abs_motion_diff']:.2e} "
             f"({r['max_motion_diff_rel_std']:.1e}) | {100 * r['bit_agreement']:.2f}% | {mem} |")
@@ -395,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, nargs="+", default=[10.0], help="audio lengths (default 10)")
     ap.add_argument("--long", action="store_true", help="also benchmark 60 s of audio")
     ap.add_argument("--precision", nargs="+", default=None,
-                    help="fast-path precisions: fp32 | bf16 | fp16, or ENC/GEN such as bf16/fp32 "
-                         "(default: fp32 bf16/fp32 bf16 on CPU, fp32 bf16 fp16 on CUDA)")
+                    help="fast-path precisions: fp32 | bf16 | fp16 | auto, or ENC/GEN such as bf16/fp32 "
+                         "(default: fp32 bf16/fp32 bf16 auto on CPU, fp32 bf16 fp16 auto on CUDA)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per path, the fastest kept (default 3; audio of 30 s or more runs once)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -414,14 +433,14 @@ def main(argv: list[str] | None = None) -> int:
 
         minutes = args.long_memory or [10.0, 60.0]
         with tempfile.TemporaryDirectory(prefix="artalk-longmem-") as tmp:
-            rows = long_memory(minutes, Path(tmp))
+            mem_rows = long_memory(minutes, Path(tmp))
         print(f"Peak resident memory (RSS, each step a fresh process) vs audio length; {cpu_name()}, "
               f"{os.cpu_count()} CPUs. The artalk engine runs the tiny test config (tests/fixtures/tiny_en, "
               "random weights): the memory that grows with the duration does not depend on the model size.")
         print()
-        print(long_memory_table(rows))
+        print(long_memory_table(mem_rows))
         if args.json is not None:
-            args.json.write_text(json.dumps({"long_memory": rows}, indent=2))
+            args.json.write_text(json.dumps({"long_memory": mem_rows}, indent=2))
         return 0
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -430,8 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    precisions = args.precision or (["fp32", "bf16/fp32", "bf16"] if device.type == "cpu"
-                                     else ["fp32", "bf16", "fp16"])
+    precisions = args.precision or (["fp32", "bf16/fp32", "bf16", "auto"] if device.type == "cpu"
+                                     else ["fp32", "bf16", "fp16", "auto"])
     try:
         for p in precisions:
             split_precision(p)
@@ -449,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     build_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in model.parameters())
     resident_mb = PeakMemory.current_rss_mb()
+    t0 = time.perf_counter()
+    auto = resolve_precision("auto", device, config)  # measured now unless cached for this machine
+    auto_s = time.perf_counter() - t0
+    decision = measurement(config, device)
     # Warm-up (first-call allocations, kernel selection) on one chunk for every path and precision.
     warm = speech_like(1.0).to(device)
     for p in precisions:
@@ -457,9 +480,11 @@ def main(argv: list[str] | None = None) -> int:
         model.generate_detailed(f, 25, fast=True, precision=gen_p)
     model.generate_detailed(model.encode_audio(warm), 25, fast=False)
 
-    rows: list[dict[str, Any]] = []
+    rows = []
     for sec in seconds:
         rows.extend(bench_length(model, sec, precisions, repeat if sec < 30 else 1, device))
+    for r in rows:
+        r["auto"] = auto
     render = render_fps(render_frames) if render_frames > 0 else None
     import tempfile
 
@@ -474,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
               f"torch {torch.__version__}; fastest of {repeat} run(s) per path (one for 30 s or more); "
               f"load average {load:.1f} at the end (other processes skew CPU timings).\n"
               "s/s = seconds of compute per second of audio. Speed-up and differences are against the "
-              "fp32 reference path (same run); bits = every chunk's codes.")
+              "fp32 reference path (same run); bits = every chunk's codes.\n"
+              f"auto = {auto}: {auto_summary(decision)} (deciding took {auto_s:.1f} s in this run; "
+              "0 when cached).")
     mem_label = "CUDA memory" if device.type == "cuda" else "RSS"
     print(header)
     print()
@@ -499,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {"header": header, "device": args.device, "gpu": gpu, "cpu": cpu_name(),
                   "threads": torch.get_num_threads(), "torch": torch.__version__, "load_average": load, "quick": args.quick,
                   "parameters": n_params, "repeat": repeat, "rows": rows, "render": render,
-                  "resident_after_build_mb": resident_mb, "peak_mem_mb": overall, "animate": e2e}
+                  "resident_after_build_mb": resident_mb, "peak_mem_mb": overall, "animate": e2e,
+                  "auto": {"precision": auto, **decision}}
         args.json.write_text(json.dumps(result, indent=2))
     return 0
 

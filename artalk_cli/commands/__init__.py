@@ -10,6 +10,7 @@ from artalk_cli.commands import (
     assets,
     batch,
     encode_audio,
+    export,
     frame,
     generate,
     info,
@@ -19,4 +20,5 @@ from artalk_cli.commands import (
     tts,
 )
 
-ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, mux, info, frame, assets, app, batch]
+ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, export, mux, info, frame, assets, app,
+                         batch]

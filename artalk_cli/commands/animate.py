@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         tts_engine: Annotated[str, typer.Option("--tts-engine", help="espeak (offline) or gtts (online).")] = "espeak",
         voice: Annotated[str | None, typer.Option("--voice", help="espeak-ng voice for --text.", show_default=False)] = None,
         engine: Annotated[str, typer.Option("--engine", "-e", help="artalk (the model) or energy (weight-free preview).")] = "artalk",
+        glb: Annotated[Path | None, typer.Option("--glb", help="Also export the animation as glTF (talk.glb, or talk.gltf + .bin; see `artalk export`).", show_default=False)] = None,
         keep: Annotated[Path | None, typer.Option("--keep", help="Keep intermediates (WAV, features, motion, vertices) here and reuse those still valid.", show_default=False)] = None,
         clip_length: ClipLength = None,
         fix_pose: FixPose = False,
@@ -57,9 +58,11 @@ def register(app: typer.Typer) -> None:
                               clip_length=clip_length, fix_pose=fix_pose, shape=shape, flame=flame, size=size,
                               renderer=renderer, background=background, color=color, keep=keep,
                               checkpoint=checkpoint, model_config=model_config, assets=assets, device=device,
-                              precision=precision, progress=bar)
+                              precision=precision, glb=glb, progress=bar)
             if res.reused:
                 say(f"reused from {keep}: {', '.join(res.reused)}", quiet=quiet)
             if res.head_is_standin:
                 note("no FLAME_with_eye.pt found: rendered the stand-in head", quiet=quiet)
             say(f"wrote {res.output}: {res.frames} frames ({res.frames / FPS:.2f} s) with audio", quiet=quiet)
+            if res.glb is not None:
+                say(f"wrote {res.glb}: the animation as glTF", quiet=quiet)

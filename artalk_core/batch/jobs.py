@@ -183,6 +183,8 @@ def _name_jobs(entries: list[tuple[int, dict[str, Any], tuple[str, ...], str | N
 
 def _raw_rows(source: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
     """(row number, raw mapping or None, parse error) for a CSV or JSONL file."""
+    if source.suffix.lower() in AUDIO_SUFFIXES:
+        raise InputError(f"{source} is an audio file: give a jobs file (CSV or JSONL) or a folder of audio files")
     try:
         text = source.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -240,7 +242,7 @@ def load_jobs(source: PathLike | list[Mapping[str, Any]], *, defaults: Mapping[s
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not files:
                 raise InputError(f"no audio files in {path} ({', '.join(sorted(AUDIO_SUFFIXES))})")
-            raw = [(i, {"audio": str(p)}, None) for i, p in enumerate(files, start=1)]
+            raw = [(i, {"audio": str(p.resolve())}, None) for i, p in enumerate(files, start=1)]
         elif path.is_file():
             folder = path.resolve().parent
             raw = _raw_rows(path)

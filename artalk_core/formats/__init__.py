@@ -35,14 +35,15 @@ Source = PathLike | bytes | bytearray | memoryview
 """Where a file comes from: a path, ``-`` for stdin, or its bytes."""
 
 KINDS: tuple[str, ...] = ("motion", "features", "motion-stream", "safetensors", "vertices", "reference-pt",
-                          "audio", "video", "unknown")
+                          "gltf", "audio", "video", "unknown")
 """Values :func:`sniff_kind` returns.
 
 ``motion`` / ``features``: artalk safetensors files; ``motion-stream``: the NDJSON stream of
 ``generate --stream``; ``safetensors``: any other safetensors file
 (weights, test vectors); ``vertices``: an HDF5 file; ``reference-pt``: a ``torch.save`` file (the
 reference tool's motion / style / checkpoint format); ``audio``: a container that normally holds
-only audio (WAV, FLAC, MP3, Ogg, AIFF, M4A, ADTS AAC...); ``video``: a container that usually holds
+only audio (WAV, FLAC, MP3, Ogg, AIFF, M4A, ADTS AAC...); ``gltf``: a glTF 2.0 file (``.glb`` or
+``.gltf`` JSON, what ``artalk export`` writes); ``video``: a container that usually holds
 video (MP4/MOV, Matroska/WebM, AVI, FLV, MPEG-TS) -- its audio track can still be decoded;
 ``unknown``: none of these (PyAV may still be able to decode it).
 """
@@ -184,6 +185,10 @@ def sniff_kind(source: Source) -> str:
         return "reference-pt"
     if is_motion_stream(head):
         return "motion-stream"
+    from artalk_core.formats.gltf import is_glb, is_gltf_json
+
+    if is_glb(head) or is_gltf_json(head):
+        return "gltf"
     media = _media_kind(head)
     return media if media is not None else "unknown"
 
@@ -271,6 +276,7 @@ _KIND_PHRASES = {
     "safetensors": "a safetensors file that is not an artalk file",
     "vertices": "an HDF5 (vertices) file",
     "reference-pt": "a torch .pt file",
+    "gltf": "a glTF 2.0 file (made by `artalk export`)",
     "audio": "an audio file",
     "video": "a video file",
     "unknown": "not a file type artalk knows",

@@ -226,6 +226,7 @@ def describe_file(source: Source) -> dict[str, Any]:
     and ``size_bytes``; then per kind: motion -> frames, duration_s, fps, shape, channel_ranges,
     metadata; features -> chunks, feature_dim, frames, metadata; reference-pt -> shape/dtype
     (+ motion fields and a note for [T, 106] tensors); vertices -> HDF5 datasets, groups, attrs;
+    gltf -> meshes, vertices, joints, morph_targets, keyframes, duration_s, artalk's asset extras;
     audio/video -> container, duration, streams, codec, sample rate / size, fps, frames.
     Raises FormatError for files of unknown type and corrupt files.
     """
@@ -258,6 +259,10 @@ def describe_file(source: Source) -> dict[str, Any]:
         body = _describe_torch(src, name)
     elif kind == "vertices":
         body = _describe_hdf5(src, name)
+    elif kind == "gltf":
+        from artalk_core.formats.gltf import gltf_summary, read_gltf_json
+
+        body = gltf_summary(read_gltf_json(src))
     else:
         body = _describe_media(src, name)
         head["kind"] = body.pop("kind")

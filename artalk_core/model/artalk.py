@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager as ContextManager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, MOTION_DIM, STYLE_FRAMES
 from artalk_core.errors import AudioError, InputError, StyleError
 from artalk_core.model.config import ModelConfig
+from artalk_core.model.precision import check_precision, resolve_precision
 from artalk_core.model.style import STYLE_DIM, StyleEncoder
 from artalk_core.model.transformer import AdaLNHead, AdaLNSelfAttnBlock
 from artalk_core.model.vae import BitwiseMotionVAE, area_resample
@@ -34,10 +35,11 @@ DEFAULT_COND_BATCH: int = 4
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Compute precision of encode/generate: fp32 runs in the model's own dtype; bf16/fp16 autocast
-(matrix products in the lower precision, norms and softmax statistics as autocast keeps them)."""
+(matrix products in the lower precision, norms and softmax statistics as autocast keeps them).
+The public methods also take ``auto``: the fastest one here, measured once (model/precision.py)."""
 
 
-def precision_context(precision: str, device: torch.device) -> ContextManager[None]:
+def precision_context(precision: str, device: torch.device) -> AbstractContextManager[None]:
     """The autocast context for ``precision`` (fp32 | bf16 | fp16) on ``device`` (no-op for fp32)."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
@@ -105,6 +107,9 @@ def attention_bias(patch_nums: tuple[int, ...], prev_ratio: int) -> Tensor:
 class ARTalkModel(nn.Module):
     """ARTalk with the released checkpoint's state-dict names."""
 
+    lvl_idx: Tensor
+    attn_bias_for_masking: Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -132,6 +137,11 @@ class ARTalkModel(nn.Module):
         self._level_ends = tuple(accumulate(pn))
 
     # ---- helpers -----------------------------------------------------------------------------
+    @property
+    def _blocks(self) -> list[AdaLNSelfAttnBlock]:
+        """The AR blocks, typed."""
+        return list(self.attn_blocks)  # type: ignore[arg-type]
+
     @property
     def _param(self) -> Tensor:
         return self.null_style_cond
@@ -164,7 +174,7 @@ class ARTalkModel(nn.Module):
             h = x_in + tok_pos[:, :n]
             c = cond[:, :n]
             bias = self.attn_bias_for_masking[:, :, :n, : m + n]
-            for block in self.attn_blocks:
+            for block in self._blocks:
                 h = block(h, ctx, c, bias)
             logits = self.logits_head(self.cond_logits_head(h, c))
             bits = logits.view(1, n, self.config.code_dim, 2).argmax(dim=-1).bool()
@@ -175,7 +185,7 @@ class ARTalkModel(nn.Module):
     def _condition_mods(self, cond: Tensor) -> tuple[list[Tensor], Tensor]:
         """Audio AdaLN modulations of every token, for the fast path: cond [G,N,C] ->
         (per block ada_lin(cond) [G,N,6E], cond_logits_head.ada_lin(cond) [G,N,2E])."""
-        return [block.ada_lin(cond) for block in self.attn_blocks], self.cond_logits_head.ada_lin(cond)
+        return [block.ada_lin(cond) for block in self._blocks], self.cond_logits_head.ada_lin(cond)
 
     def _generate_chunk_fast(self, s: Tensor, ctx: Tensor, mods: list[Tensor], head_mod: Tensor,
                              tok_pos: Tensor) -> Tensor:
@@ -190,7 +200,7 @@ class ARTalkModel(nn.Module):
         """
         n_tok = head_mod.shape[1]
         d = self.config.code_dim
-        blocks = self.attn_blocks
+        blocks = self._blocks
         caches = [block.attn.new_cache(ctx, n_tok) for block in blocks]
         last = len(self._level_ends) - 1
         x_new, acc, start = s, None, 0
@@ -209,6 +219,12 @@ class ARTalkModel(nn.Module):
         return torch.cat(parts, dim=1)
 
     # ---- public API --------------------------------------------------------------------------
+    def _precision(self, precision: str) -> str:
+        """``precision`` checked; ``auto`` resolved to what runs fastest here (artalk_core.model.precision)."""
+        if check_precision(precision) == "auto":
+            return resolve_precision(precision, self._param.device, self.config)
+        return precision
+
     def _check_audio(self, audio: Tensor) -> None:
         if audio.dim() != 1:
             raise AudioError(f"audio must be mono samples [S], got shape {tuple(audio.shape)}")
@@ -234,7 +250,7 @@ class ARTalkModel(nn.Module):
             chunks = padded
         if chunks.dim() != 2 or chunks.shape[1] != CHUNK_SAMPLES or chunks.shape[0] < 1:
             raise AudioError(f"audio chunks must be [G, {CHUNK_SAMPLES}], got shape {tuple(chunks.shape)}")
-        with precision_context(precision, ref.device):
+        with precision_context(self._precision(precision), ref.device):
             feats = run_wav2vec2(self.audio_encoder, chunks.to(device=ref.device, dtype=ref.dtype))
         return feats.to(ref.dtype)
 
@@ -247,8 +263,7 @@ class ARTalkModel(nn.Module):
         Only the last chunk is zero-padded (no padded copy of the whole audio is made).
         """
         self._check_audio(audio)
-        precision_context(precision, self._param.device)  # reject an unknown precision now
-        return self._iter_encode(audio, progress, max(1, chunk_batch), precision)
+        return self._iter_encode(audio, progress, max(1, chunk_batch), self._precision(precision))
 
     def _iter_encode(self, audio: Tensor, progress: OptionalProgress, batch: int, precision: str) -> Iterator[Tensor]:
         ref = self._param
@@ -362,7 +377,7 @@ class ARTalkModel(nn.Module):
         """
         cfg = self.config
         ref = self._param
-        precision_context(precision, ref.device)  # validates the name
+        precision = self._precision(precision)
         autocast_dtype = PRECISIONS[precision]
         cond_batch = max(1, cond_batch)
         n = cfg.num_tokens
@@ -464,7 +479,7 @@ class ARTalkModel(nn.Module):
                                                               precision=precision)
             total = padded_samples(audio.shape[0]) // CHUNK_SAMPLES
         else:
-            precision_context(precision, self._param.device)
+            precision = self._precision(precision)
             groups = (self.encode_chunks(chunk, precision=precision) for chunk in audio)
             total = 0
         return self.iter_generate(groups, style_motion, progress, fast=fast, precision=precision, total=total)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from artalk_cli.main import app
 
-COMMANDS = ["tts", "encode-audio", "generate", "smooth", "render", "mux", "animate", "info", "frame", "app",
+COMMANDS = ["tts", "encode-audio", "generate", "smooth", "render", "export", "mux", "animate", "info", "frame", "app",
             "assets download", "assets verify", "assets list"]
 
 

@@ -230,3 +230,13 @@ def test_run_rejects_bad_options(speech_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--backend ray"):
         run(speech_dir, output_dir=tmp_path, ray_address="ray://x:1")
     assert isinstance(load_jobs(speech_dir)[0], Job)
+
+
+def test_a_folder_given_relatively_and_an_audio_file_given_by_mistake(speech_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(speech_dir.parent)
+    jobs = load_jobs(Path(speech_dir.name))
+    assert [j.error for j in jobs] == [None, None]
+    assert jobs[0].options["audio"] == str((speech_dir / "a.wav").resolve())
+    with pytest.raises(InputError, match="is an audio file"):
+        load_jobs(Path(speech_dir.name) / "a.wav")

@@ -1,0 +1,352 @@
+"""The glTF 2.0 format: a document built with pygltflib, its one binary buffer written in blocks.
+
+What artalk writes (``artalk export``, :mod:`artalk_core.export`): one skinned mesh with morph
+targets and one animation; our metadata lives in ``asset.extras`` (schema:
+``artalk_core/schemas/gltf-extras.schema.json``) and the morph target names in ``mesh.extras.targetNames``.
+
+Two containers: ``.glb`` (binary, one file: 12-byte header, a JSON chunk, a BIN chunk) and
+``.gltf`` (the JSON text, its buffer in a ``.bin`` file beside it, named after the ``.gltf``).
+
+Why the GLB container is written here and not by pygltflib: pygltflib builds the whole binary
+blob in memory before saving (``save_to_bytes``), and the animation of an hour of motion is
+90,000 frames x 136 weights. So pygltflib builds and serialises the JSON document, and
+:func:`write_gltf` writes the 28 bytes of GLB framing around it and fills the BIN chunk block by
+block at offsets laid out in advance (:class:`BufferLayout`), so memory holds one block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from artalk_core.errors import FormatError, InputError, OutputError
+from artalk_core.fileio import PathLike, atomic_output, is_stdio
+
+FORMAT_NAME: str = "artalk.gltf"
+FORMAT_VERSION: str = "1"
+SCHEMA_NAME: str = "gltf-extras"
+GLB_MAGIC: bytes = b"glTF"
+GLB_VERSION: int = 2
+CHUNK_JSON: int = 0x4E4F534A  # "JSON" little-endian
+CHUNK_BIN: int = 0x004E4942  # "BIN\0"
+ALIGN: int = 4  # glTF: every accessor offset a multiple of its component size (<= 4 here)
+
+# glTF accessor component types and element sizes.
+FLOAT: int = 5126
+UNSIGNED_BYTE: int = 5121
+UNSIGNED_SHORT: int = 5123
+UNSIGNED_INT: int = 5125
+ARRAY_BUFFER: int = 34962
+ELEMENT_ARRAY_BUFFER: int = 34963
+_COMPONENTS: dict[int, np.dtype[Any]] = {FLOAT: np.dtype("<f4"), UNSIGNED_BYTE: np.dtype("u1"), UNSIGNED_SHORT: np.dtype("<u2"),
+               UNSIGNED_INT: np.dtype("<u4")}
+_TYPE_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+
+
+def is_glb(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts a binary glTF (``glTF`` magic, version 2)."""
+    return len(head) >= 8 and head[:4] == GLB_MAGIC and struct.unpack("<I", head[4:8])[0] == GLB_VERSION
+
+
+def is_gltf_json(head: bytes) -> bool:
+    """True when ``head`` looks like the start of a glTF JSON document (an object with ``asset``)."""
+    text = bytes(head).lstrip()
+    return text.startswith(b"{") and b'"asset"' in text and b'"version"' in text
+
+
+def _pad(n: int) -> int:
+    return -n % ALIGN
+
+
+@dataclass
+class Segment:
+    """A byte range of the buffer: ``data`` known now (static) or None (filled later, streamed)."""
+
+    offset: int
+    length: int
+    data: bytes | None = None
+
+
+@dataclass
+class BufferLayout:
+    """The single binary buffer laid out in advance: static arrays and reserved (streamed) ranges,
+    each starting on a 4-byte boundary. ``size`` is the padded byte length."""
+
+    segments: list[Segment] = field(default_factory=list)
+    size: int = 0
+
+    def _add(self, length: int, data: bytes | None) -> Segment:
+        seg = Segment(self.size, length, data)
+        self.segments.append(seg)
+        self.size += length + _pad(length)
+        return seg
+
+    def add(self, data: bytes | np.ndarray) -> Segment:
+        """Append static bytes (an array is stored little-endian, C order)."""
+        raw = np.ascontiguousarray(data).tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        return self._add(len(raw), raw)
+
+    def reserve(self, length: int) -> Segment:
+        """Append ``length`` bytes to be written later through :class:`BinSink`."""
+        return self._add(int(length), None)
+
+
+class GltfBuilder:
+    """A pygltflib document plus the layout of its one buffer.
+
+    ``static_accessor`` stores an array now; ``stream_accessor`` reserves room for ``count``
+    elements written later (``BinSink.write(segment.offset + k, array)``).
+    """
+
+    def __init__(self) -> None:
+        import pygltflib
+
+        self.doc = pygltflib.GLTF2()
+        self.layout = BufferLayout()
+
+    def view(self, seg: Segment) -> int:
+        """A bufferView over ``seg`` with no target (data that is not vertex or index data)."""
+        return self._view(seg, None)
+
+    def _view(self, seg: Segment, target: int | None) -> int:
+        import pygltflib
+
+        self.doc.bufferViews.append(pygltflib.BufferView(buffer=0, byteOffset=seg.offset,
+                                                         byteLength=seg.length, target=target))
+        return len(self.doc.bufferViews) - 1
+
+    def _accessor(self, view: int, count: int, kind: str, component: int, *, minmax: tuple[list[float],
+                  list[float]] | None = None, name: str | None = None) -> int:
+        import pygltflib
+
+        acc = pygltflib.Accessor(bufferView=view, byteOffset=0, componentType=component, count=int(count),
+                                 type=kind, name=name)
+        if minmax is not None:
+            acc.min, acc.max = minmax
+        self.doc.accessors.append(acc)
+        return len(self.doc.accessors) - 1
+
+    def static_accessor(self, arr: np.ndarray, kind: str, component: int, *, target: int | None = None,
+                        with_minmax: bool = False, name: str | None = None) -> int:
+        """An accessor over ``arr`` [count, n] (n = components of ``kind``), stored in the buffer now."""
+        n = _TYPE_SIZES[kind]
+        a = np.ascontiguousarray(arr, dtype=_COMPONENTS[component]).reshape(-1, n)
+        minmax = None
+        if with_minmax:
+            minmax = ([_num(x) for x in a.min(axis=0)], [_num(x) for x in a.max(axis=0)])
+        seg = self.layout.add(a)
+        return self._accessor(self._view(seg, target), a.shape[0], kind, component, minmax=minmax, name=name)
+
+    def stream_accessor(self, count: int, kind: str, component: int = FLOAT, *,
+                        minmax: tuple[list[float], list[float]] | None = None,
+                        name: str | None = None) -> tuple[int, Segment]:
+        """An accessor of ``count`` elements whose bytes are written later; returns (index, segment)."""
+        length = int(count) * _TYPE_SIZES[kind] * _COMPONENTS[component].itemsize
+        seg = self.layout.reserve(length)
+        return self._accessor(self._view(seg, None), count, kind, component, minmax=minmax, name=name), seg
+
+    def json_bytes(self, *, uri: str | None = None) -> bytes:
+        """The document as compact UTF-8 JSON, its one buffer ``uri`` (None: the GLB BIN chunk)."""
+        import pygltflib
+
+        self.doc.buffers = [pygltflib.Buffer(byteLength=self.layout.size, uri=uri)]
+        text = self.doc.gltf_to_json(separators=(",", ":"), indent=None)
+        return _drop_empty(json.loads(text)).encode("utf-8")
+
+
+def _num(x: Any) -> float | int:
+    v = x.item()
+    return int(v) if isinstance(v, (int, np.integer)) else float(v)
+
+
+def _drop_empty(obj: Any) -> str:
+    """JSON text without the empty ``extras``/``extensions`` objects and lists pygltflib emits
+    (the validator reports empty arrays such as ``targets: []`` as errors)."""
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items() if not (isinstance(v, (dict, list)) and not v)
+                    and v is not None}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+
+    return json.dumps(clean(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class BinSink:
+    """Writes into the buffer (inside the output file) at buffer offsets, block by block."""
+
+    def __init__(self, f: BinaryIO, base: int) -> None:
+        self._f = f
+        self._base = base
+
+    def write(self, offset: int, arr: np.ndarray, dtype: str = "<f4") -> None:
+        """Write ``arr`` (cast to ``dtype``, C order) at byte ``offset`` of the buffer."""
+        self.write_bytes(offset, np.ascontiguousarray(arr, dtype=dtype).tobytes())
+
+    def write_bytes(self, offset: int, data: bytes) -> None:
+        """Write raw ``data`` at byte ``offset`` of the buffer (OutputError when the disk refuses)."""
+        _write_at(self._f, self._base + int(offset), data)
+
+
+def _write_at(f: BinaryIO, offset: int, data: bytes) -> None:
+    try:
+        f.seek(offset)
+        f.write(data)
+    except OSError as e:  # disk full, quota
+        raise OutputError(f"cannot write the glTF file: {e.strerror or e}") from e
+
+
+Filler = Callable[[BinSink], None]
+
+
+def bin_name(path: PathLike) -> str:
+    """The ``.bin`` file name of a ``.gltf`` output: ``talk.gltf`` -> ``talk.bin``."""
+    return Path(path).stem + ".bin"
+
+
+def write_gltf(path: PathLike, builder: GltfBuilder, fill: Filler) -> Path | None:
+    """Write ``builder``'s document to ``path`` atomically: ``.glb`` (binary) or ``.gltf`` (JSON +
+    ``<stem>.bin`` beside it). ``fill(sink)`` writes the reserved (streamed) ranges of the buffer.
+
+    Returns the ``.bin`` path for ``.gltf`` (else None). On any error nothing is left behind and an
+    existing file at ``path`` is kept.
+    """
+    if is_stdio(path):
+        raise InputError("export needs a file name (-o talk.glb): a glTF file is not written to stdout")
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".glb", ".gltf"):
+        raise InputError(f"cannot tell the glTF container from {path}: name the output *.glb or *.gltf")
+    layout = builder.layout
+    if suffix == ".glb":
+        body = builder.json_bytes()
+        body += b" " * _pad(len(body))
+        total = 12 + 8 + len(body) + 8 + layout.size
+        if total >= 1 << 32:  # the GLB header holds a 32-bit length
+            raise OutputError(f"cannot write {path}: {total} bytes is more than a .glb can hold (4 GiB); "
+                              "write .gltf instead")
+        with atomic_output(path) as tmp, _opened(tmp) as f:
+            _write_at(f, 0, GLB_MAGIC + struct.pack("<II", GLB_VERSION, total)
+                      + struct.pack("<II", len(body), CHUNK_JSON) + body + struct.pack("<II", layout.size, CHUNK_BIN))
+            _fill_buffer(f, 12 + 8 + len(body) + 8, layout, fill)
+        return None
+    bin_path = Path(path).with_name(bin_name(path))
+    from urllib.parse import quote
+
+    body = builder.json_bytes(uri=quote(bin_name(path)))  # a URI: "my talk.bin" -> "my%20talk.bin"
+    # Outer: the .gltf (renamed last), inner: the .bin, so a .gltf never names a missing buffer.
+    with atomic_output(path) as tmp_json:
+        with atomic_output(bin_path) as tmp_bin, _opened(tmp_bin) as f:
+            _fill_buffer(f, 0, layout, fill)
+        tmp_json.write_bytes(body)
+    return bin_path
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    try:
+        f = open(path, "r+b")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}") from e
+    with f:
+        yield f
+
+
+def _fill_buffer(f: BinaryIO, base: int, layout: BufferLayout, fill: Filler) -> None:
+    try:
+        f.truncate(base + layout.size)  # zero-filled: padding and any range left unwritten
+    except OSError as e:
+        raise OutputError(f"cannot write the glTF file: {e.strerror or e}") from e
+    for seg in layout.segments:
+        if seg.data is not None:
+            _write_at(f, base + seg.offset, seg.data)
+    fill(BinSink(f, base))
+
+
+def read_gltf_json(source: PathLike | bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The JSON document of a ``.glb`` (its JSON chunk only: the buffer is not read) or ``.gltf``;
+    ``source`` is a path or the file's bytes.
+
+    FormatError for anything that is not glTF 2.0 or is cut short.
+    """
+    import io
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, opened = "<bytes>", contextlib.nullcontext(io.BytesIO(bytes(source)))
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise InputError(f"glTF file not found: {p}")
+        name, opened = str(p), open(p, "rb")  # type: ignore[assignment]
+    with opened as f:
+        head = f.read(20)
+        if head[:4] == GLB_MAGIC:
+            if len(head) < 20 or not is_glb(head):
+                raise FormatError(f"{name} is not a glTF 2.0 binary (bad header)")
+            length, kind = struct.unpack("<II", head[12:20])
+            if kind != CHUNK_JSON:
+                raise FormatError(f"{name} is corrupt: the first GLB chunk is not JSON")
+            raw = f.read(length)
+            if len(raw) < length:
+                raise FormatError(f"{name} is truncated (its JSON chunk is cut short)")
+        else:
+            raw = head + f.read()
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{name} is not a glTF file (its JSON cannot be parsed: {e})") from e
+    if not isinstance(doc, dict) or str((doc.get("asset") or {}).get("version", "")) != "2.0":
+        raise FormatError(f"{name} is not a glTF 2.0 document (asset.version is not 2.0)")
+    return doc
+
+
+def read_gltf(path: PathLike) -> Any:
+    """The whole document with its buffer, as a ``pygltflib.GLTF2`` (``.glb`` or ``.gltf`` + ``.bin``).
+
+    For inspection and tests: the buffer is held in memory (use :func:`read_gltf_json` for the
+    description alone).
+    """
+    import pygltflib
+
+    read_gltf_json(path)  # typed errors for files that are not glTF 2.0
+    try:
+        return pygltflib.GLTF2.load(str(path))
+    except Exception as e:  # pygltflib raises many types on damaged input
+        raise FormatError(f"{path} cannot be read as glTF: {type(e).__name__}: {e}") from e
+
+
+def gltf_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What ``artalk info`` shows of a glTF document: counts, the animation length, our extras."""
+    accessors = doc.get("accessors") or []
+    meshes = doc.get("meshes") or []
+    out: dict[str, Any] = {"format": "glTF 2.0", "generator": (doc.get("asset") or {}).get("generator")}
+    prims = [p for m in meshes for p in m.get("primitives") or []]
+    verts = sum(int(accessors[p["attributes"]["POSITION"]]["count"]) for p in prims
+                if "POSITION" in (p.get("attributes") or {}) and p["attributes"]["POSITION"] < len(accessors))
+    out.update(meshes=len(meshes), vertices=verts, nodes=len(doc.get("nodes") or []),
+               joints=sum(len(s.get("joints") or []) for s in doc.get("skins") or []),
+               morph_targets=max((len(p.get("targets") or []) for p in prims), default=0))
+    anims = doc.get("animations") or []
+    if anims:
+        inputs = {int(s["input"]) for a in anims for s in a.get("samplers") or []}
+        ends = [float((accessors[i].get("max") or [0.0])[0]) for i in inputs if i < len(accessors)]
+        keys = [int(accessors[i]["count"]) for i in inputs if i < len(accessors)]
+        out.update(animations=len(anims), keyframes=max(keys, default=0),
+                   duration_s=round(max(ends, default=0.0), 6))
+    extras = (doc.get("asset") or {}).get("extras") or {}
+    if isinstance(extras, dict) and extras.get("format") == FORMAT_NAME:
+        out["metadata"] = dict(extras)
+    return out
+
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SCHEMA_NAME", "GltfBuilder", "BufferLayout", "BinSink",
+           "write_gltf", "read_gltf", "read_gltf_json", "gltf_summary", "is_glb",
+           "is_gltf_json", "bin_name"]
