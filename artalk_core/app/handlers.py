@@ -61,7 +61,7 @@ _ABS_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\](?:[^\s/\\:;,'\"()<>]+[/\\])+([^\s/\
 
 @dataclass
 class Outputs:
-    """A finished generation: the video and the downloads (motion, reference .pt, vertices[, .glb])."""
+    """A finished generation: the video and the downloads (motion, reference .pt, vertices, .glb)."""
 
     video: Path
     files: list[Path]
@@ -262,7 +262,7 @@ class Generator:
             extra["avatar"] = appearance  # listed only when animate takes avatar= (config.photoreal_avatars)
         glb = job.dir / f"{name}.glb"
         if animate_accepts("glb"):
-            # HOOK (glTF export): once animate(glb=...) lands, the .glb joins the downloads as is.
+            # the glTF export (animate(glb=...)), offered when this version has it
             extra["glb"] = glb
         res = animate(speech, output=job.dir / f"{name}.mp4", style=sty, engine=self.catalog.engine,
                       clip_length=self.config.clip_length, size=self.config.size, keep=job.work / "steps",

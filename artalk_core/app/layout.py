@@ -110,7 +110,7 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
                      **busy))
         api_job = api_btn.click(generate, inputs, [video, files], api_name="generate",
                                 api_description="Speech file or text -> (video file, [motion, reference "
-                                                "motion .pt, vertices])", **busy)
+                                                "motion .pt, vertices, glTF .glb])", **busy)
         cancel_btn.click(cancel, None, None, cancels=[job, api_job], queue=False, api_visibility="private")
     return demo
 
