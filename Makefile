@@ -8,18 +8,19 @@ ARTALK := $(VENV)/bin/artalk
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= demo_out
 
-.PHONY: help venv sysdeps test test-tools demo bench clean
+.PHONY: help venv sysdeps test test-tools demo app bench clean
 
 help:
 	@echo "make demo   - run the whole chain offline on the bundled speech sample (-> $(OUT)/)"
 	@echo "make test   - run the test suite"
+	@echo "make app    - serve the web page on http://127.0.0.1:8960 (Gradio; Ctrl+C to stop)"
 	@echo "make bench  - speed benchmark"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)" || $(PY) -m pip install -q torch
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,app]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -53,6 +54,9 @@ demo: venv sysdeps
 	$(ARTALK) frame $(OUT)/demo.mp4 --index 30 -o $(OUT)/demo_frame.png
 	$(ARTALK) info $(OUT)/demo.mp4
 	@echo "demo: $(OUT)/demo.mp4 (frame: $(OUT)/demo_frame.png)"
+
+app: venv sysdeps
+	$(ARTALK) app
 
 bench: venv
 	$(PY) scripts/bench.py

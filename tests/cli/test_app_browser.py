@@ -1,30 +1,38 @@
-"""`artalk app` in a real browser: headless Chromium driven by Playwright against the app on 127.0.0.1.
+"""`artalk app` in a real browser: headless Chromium driven by Playwright against the Gradio app.
 
-Needs the Python ``playwright`` package and a Chromium binary (Debian's ``chromium`` package at
-/usr/bin/chromium, or $ARTALK_CHROMIUM); skipped otherwise. ``ARTALK_SCREENSHOT=1`` saves the
-README screenshot to docs/app_screenshot.png.
+One app (the tiny random model of the parity fixture, 128 px video) and one browser serve the whole
+module. Needs the ``playwright`` package and Chromium (Debian's at /usr/bin/chromium, or
+$ARTALK_CHROMIUM); skipped otherwise. scripts/app_screenshot.py remakes the README screenshot.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import os
-import shutil
-import urllib.request
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURE, REPO
+pytest.importorskip("gradio")
+
+from tests.conftest import FIXTURE  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("ARTALK_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run",
                  # a fake microphone (a beep) that needs no permission prompt, for the recording test
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 TIMEOUT_MS = 90_000
+STAGE_WORDS = ("Checking the speech", "Listening to the speech", "Generating the motion", "Moving the head",
+               "Drawing the video", "Speaking the text")
+# Collects every text the progress trackers show, so a test can check the stage names seen.
+WATCH_PROGRESS = """() => { window.__seen = new Set();
+  new MutationObserver(() => document.querySelectorAll('[data-testid=status-tracker]').forEach(
+      e => { if (e.innerText.trim()) window.__seen.add(e.innerText.trim()); }))
+    .observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
 
 
 @pytest.fixture(scope="module")
@@ -53,153 +61,197 @@ def short_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _server(assets: Path) -> Any:
-    from artalk_core.webapp import AppConfig, AppServer
-
-    return AppServer(AppConfig(assets=assets, size=256), host="127.0.0.1", port=0).start()
-
-
 @pytest.fixture(scope="module")
-def model_app(tiny_assets: Path) -> Iterator[Any]:
-    server = _server(tiny_assets)
-    yield server
-    server.close()
+def server(tiny_assets: Path) -> Iterator[Any]:
+    from artalk_core.app import AppConfig
+    from artalk_core.app.server import AppServer
 
-
-@pytest.fixture(scope="module")
-def energy_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    server = _server(tmp_path_factory.mktemp("no_model"))
-    yield server
-    server.close()
+    srv = AppServer(AppConfig(assets=tiny_assets, size=128, max_seconds=20), port=0).start()
+    yield srv
+    srv.close()
 
 
 @pytest.fixture()
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+def page(browser: Any, server: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = ctx.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
+    pg.goto(server.url)
+    pg.wait_for_selector("#generate")
+    pg.evaluate(WATCH_PROGRESS)
     yield pg
     ctx.close()
 
 
-def wait_for_video(page: Any) -> dict[str, Any]:
-    """Wait until the player holds a loaded video; returns its readyState, duration and size."""
-    page.wait_for_function(
-        "() => { const v = document.getElementById('video');"
-        " return v.readyState >= 2 && v.duration > 0 && v.videoWidth > 0; }", timeout=TIMEOUT_MS)
-    return page.evaluate("() => { const v = document.getElementById('video');"
-                         " return {ready: v.readyState, duration: v.duration, width: v.videoWidth}; }")
+def choose(page: Any, elem_id: str, label: str) -> None:
+    """Pick ``label`` in a Gradio dropdown."""
+    page.click(f"#{elem_id} input")
+    page.locator("ul[role=listbox] li", has_text=label).first.click()
 
 
-def fetch(server: Any, href: str) -> tuple[str, bytes]:
-    url = href if href.startswith("http") else server.url + href
-    with urllib.request.urlopen(url, timeout=60) as r:
-        return r.headers["Content-Type"], r.read()
+def video_src(page: Any) -> str:
+    return page.evaluate("() => document.querySelector('#video video')?.src || ''")
 
 
-def test_upload_style_generate_plays_video_and_offers_downloads(model_app, page, short_wav, tmp_path):
-    import av
+def generate(page: Any, *, before: str = "") -> dict[str, Any]:
+    """Click Generate, wait for a new video that plays; returns its facts."""
+    page.click("#generate")
+    page.wait_for_function("(old) => { const v = document.querySelector('#video video');"
+                           " return v && v.src && v.src !== old && v.readyState >= 2 && v.duration > 0; }",
+                           arg=before, timeout=TIMEOUT_MS)
+    facts = page.evaluate("() => { const v = document.querySelector('#video video');"
+                          " return {src: v.src, duration: v.duration, width: v.videoWidth, autoplay: v.autoplay,"
+                          " time: v.currentTime}; }")
+    page.wait_for_function("(t) => document.querySelector('#video video').currentTime > t", arg=facts["time"])
+    return facts
+
+
+def downloads(page: Any) -> dict[str, str]:
+    page.wait_for_selector("#downloads a[download]")
+    return {a.get_attribute("download"): a.get_attribute("href") for a in page.locator("#downloads a[download]").all()}
+
+
+def toast(page: Any) -> str:
+    page.wait_for_selector(".toast-body")
+    text = page.locator(".toast-body").last.inner_text()
+    page.locator(".toast-body .toast-close").last.click()
+    return text
+
+
+def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
     import torch
 
-    page.goto(model_app.url)
-    page.wait_for_selector("#style option[value='tiny_0']", state="attached")
-    assert page.locator("#notice").inner_text().startswith("FLAME_with_eye.pt not found")
-    assert page.locator("#lang option").all_inner_texts() == ["English", "中文", "日本語", "Deutsch", "Français",
-                                                             "Español"]
-    page.set_input_files("#audio-file", str(short_wav))
-    page.select_option("#style", "tiny_0")
-    page.click("#generate")
-    info = wait_for_video(page)
-    assert info["duration"] == pytest.approx(2.0, abs=0.15) and info["width"] == 256
-    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Done')")
-    assert page.locator("#progress").evaluate("p => p.value") == 1
+    from artalk_core.formats.motion import read_motion
 
-    links = {a.get_attribute("data-file"): (a.get_attribute("href"), a.get_attribute("download"))
-             for a in page.locator("#downloads a").all()}
-    assert set(links) == {"video.mp4", "motion.safetensors", "motion.pt", "vertices.h5"}
-    assert links["motion.pt"][1] == "hello_tiny_0_mesh_motions.pt"
-    ctype, data = fetch(model_app, links["motion.pt"][0])
-    (tmp_path / "m.pt").write_bytes(data)
-    assert tuple(torch.load(tmp_path / "m.pt", weights_only=True).shape) == (50, 106)
-    ctype, data = fetch(model_app, page.locator("#video").get_attribute("src"))
-    assert ctype == "video/mp4"
-    (tmp_path / "v.mp4").write_bytes(data)
-    with av.open(str(tmp_path / "v.mp4")) as c:
-        assert sum(1 for _ in c.decode(video=0)) == 50
-
-    shot = tmp_path / "app_screenshot.png"
-    page.evaluate("() => new Promise((done) => { const v = document.getElementById('video');"
-                  " v.addEventListener('seeked', done, {once: true}); v.currentTime = 1.0; })")
-    # headless Chromium paints a loading spinner over a paused frame: show the bare frame instead
-    page.evaluate("() => document.getElementById('video').removeAttribute('controls')")
-    page.wait_for_timeout(200)
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("ARTALK_SCREENSHOT") == "1":
-        (REPO / "docs").mkdir(exist_ok=True)
-        shutil.copy(shot, REPO / "docs" / "app_screenshot.png")
-
-
-def test_validation_messages_on_the_page(model_app, page, tmp_path):
-    page.goto(model_app.url)
-    page.wait_for_selector("#style option[value='tiny_0']", state="attached")
-    page.click("#generate")
-    page.wait_for_selector("#message:not([hidden])")
-    assert page.locator("#message").inner_text() == "Please upload an audio file"
-
-    page.check("#mode-text")
-    assert page.locator("#text").is_visible() and not page.locator("#audio-file").is_visible()
-    page.click("#generate")
-    page.wait_for_function("() => document.getElementById('message').textContent === 'Please input text content'")
-
-    page.check("#mode-audio")
-    bad = tmp_path / "notes.wav"
-    bad.write_bytes(b"definitely not audio " * 50)
-    page.set_input_files("#audio-file", str(bad))
-    page.click("#generate")
-    page.wait_for_function("() => document.getElementById('message').textContent.startsWith('unsupported file')")
-    assert page.locator("#generate").is_enabled()
-
-
-def test_no_model_text_and_example_with_energy_engine(energy_app, page):
-    page.goto(energy_app.url)
-    page.wait_for_selector("#notice:not([hidden])")
     notice = page.locator("#notice").inner_text()
-    assert "released model not found in" in notice
-    assert "using the weight-free energy engine and the stand-in head" in notice
-    assert page.locator("#style option").all_inner_texts() == ["default"]
+    assert "stand-in mesh" in notice and "/" not in notice
+    page.set_input_files("#audio input[type=file]", str(short_wav))
+    page.wait_for_selector("#audio audio", state="attached")
+    choose(page, "style", "tiny_0")
+    video = generate(page)
+    assert video["duration"] == pytest.approx(2.0, abs=0.15) and video["width"] == 128 and video["autoplay"]
+    seen = " ".join(page.evaluate("() => [...window.__seen]"))
+    assert any(word in seen for word in STAGE_WORDS), seen
+    files = downloads(page)
+    from artalk_core.app.config import animate_accepts
 
-    # text -> espeak-ng -> video
-    page.check("#mode-text")
-    page.fill("#text", "Hello from the web page.")
-    page.select_option("#lang", "English")
+    expected = {"hello_tiny_0_mesh.motion.safetensors", "hello_tiny_0_mesh_motions.pt", "hello_tiny_0_mesh.h5"}
+    assert set(files) == expected | ({"hello_tiny_0_mesh.glb"} if animate_accepts("glb") else set())
+    pt = page.request.get(files["hello_tiny_0_mesh_motions.pt"])
+    assert pt.ok and torch.load(io.BytesIO(pt.body()), weights_only=True).shape == (50, 106)
+    st = page.request.get(files["hello_tiny_0_mesh.motion.safetensors"])
+    (tmp_path / "m.safetensors").write_bytes(st.body())
+    assert read_motion(tmp_path / "m.safetensors").data.shape == (50, 106)
+    assert "/tmp" not in page.locator("body").inner_text()
+
+    # a failed run clears the previous result and says why in words, without server paths
+    bad = tmp_path / "notes.wav"
+    bad.write_text("these are notes, not speech")
+    page.click("#audio button[aria-label='Clear']")
+    page.set_input_files("#audio input[type=file]", str(bad))
     page.click("#generate")
-    first = wait_for_video(page)
-    assert first["duration"] > 0.5
-    src_text = page.locator("#video").get_attribute("src")
+    message = toast(page)
+    assert "The speech could not be used" in message and "/" not in message and "bytes>" not in message
+    assert video_src(page) == "" and page.locator("#downloads a[download]").count() == 0
 
-    # a bundled example (the project's assets/*.wav) -> a new video
-    examples = page.locator("#examples button")
-    if examples.count() == 0:
-        pytest.skip("no bundled example WAVs in the project's assets/")
-    examples.first.click()
-    assert page.locator("#mode-audio").is_checked() and page.locator("#audio-preview").is_visible()
+
+def test_validation_messages_on_the_inputs_before_queueing(page, server):
+    jobs_before = len(server.jobs.jobs())
     page.click("#generate")
-    page.wait_for_function(f"() => document.getElementById('video').getAttribute('src') !== {json.dumps(src_text)}")
-    assert wait_for_video(page)["duration"] > 1.0
-
-
-def test_record_in_the_browser_then_generate(energy_app, page):
-    page.goto(energy_app.url)
-    page.wait_for_selector("#notice:not([hidden])")
-    if not page.evaluate("() => !!(navigator.mediaDevices && window.MediaRecorder)"):
-        pytest.skip("this Chromium has no MediaRecorder / mediaDevices")
-    page.click("#record")
-    page.wait_for_function("() => document.getElementById('record').classList.contains('recording')")
-    page.wait_for_timeout(1500)
-    page.click("#record")
-    page.wait_for_function("() => document.getElementById('audio-name').textContent.includes('recording.')")
+    page.wait_for_function("() => document.querySelector('#audio').innerText.includes('Please upload or record "
+                           "speech.')")
+    page.click("#mode label:has-text('Text')")
+    page.wait_for_selector("#text textarea", state="visible")
     page.click("#generate")
-    info = wait_for_video(page)
-    assert info["duration"] > 0.5
-    assert page.locator("#message").is_hidden()
+    page.wait_for_function("() => document.querySelector('#text').innerText.includes('Please type a text.')")
+    page.fill("#text textarea", "x" * 600)  # 20 s limit: about 500 characters
+    page.click("#generate")
+    page.wait_for_function("() => document.querySelector('#text').innerText.includes('The text is too long (600 "
+                           "characters)')")
+    assert page.locator(".toast-body").count() == 0
+    assert len(server.jobs.jobs()) == jobs_before  # refused before the queue: no job was made
+
+
+def test_text_in_three_languages(page):
+    page.click("#mode label:has-text('Text')")
+    page.wait_for_selector("#text textarea", state="visible")
+    page.wait_for_selector("#audio", state="hidden")
+    src = ""
+    for label, text in (("English", "Hello there."), ("Deutsch", "Guten Tag, wie geht es?"), ("日本語", "こんにちは。")):
+        page.fill("#text textarea", text)
+        choose(page, "language", label)
+        video = generate(page, before=src)
+        src = video["src"]
+        assert video["duration"] > 0.3 and "text_default_mesh" in src
+
+
+def test_record_with_fake_microphone_and_uploaded_style(page):
+    page.click("#audio button[aria-label='Record audio']")
+    page.locator("#audio button", has_text="Record").first.click()
+    time.sleep(1.5)
+    page.locator("#audio button", has_text="Stop").first.click()
+    page.wait_for_selector("#audio audio", state="attached")
+    page.set_input_files("#style-file input[type=file]", str(FIXTURE / "style_motion.pt"))
+    page.wait_for_selector("#style-file a[download]")
+    video = generate(page)
+    assert video["duration"] > 0.5
+    assert any(name.endswith("_style_motion_mesh_motions.pt") for name in downloads(page))
+
+
+def test_example_click_fills_inputs_and_generates(page, server):
+    examples = {e.label: e for e in server.parts.catalog.examples}
+    assert "speech_sample.wav" in examples and "hello.txt" in examples
+    page.locator("#examples button", has_text="hello.txt").click()
+    page.wait_for_function("() => document.querySelector('#text textarea')?.value.startsWith('Hello from')")
+    assert page.locator("#text").is_visible()
+    page.locator("#examples button", has_text="speech_sample.wav").click()
+    page.wait_for_selector("#audio audio", state="attached")
+    assert page.locator("#style input").input_value() == examples["speech_sample.wav"].style == "happy_1"
+    video = generate(page)
+    assert video["duration"] == pytest.approx(8.76, abs=0.2)
+
+
+def test_queue_position_and_cancel(browser, server, short_wav):
+    """A slowed job runs in page A; page B waits in the queue; Cancel stops A and B runs."""
+    gen = server.parts.generator
+    real_report = gen._report
+
+    def slow_report(job: Any, progress: Any) -> Any:
+        inner = real_report(job, progress)
+
+        def report(stage: str, done: int, total: int) -> None:
+            time.sleep(0.3)  # checks the cancel flag after the pause
+            inner(stage, done, total)
+
+        return report
+
+    pages = []
+    for _ in range(2):
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = ctx.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(server.url)
+        pg.wait_for_selector("#generate")
+        pg.set_input_files("#audio input[type=file]", str(short_wav))
+        pg.wait_for_selector("#audio audio", state="attached")
+        pages.append(pg)
+    a, b = pages
+    gen._report = slow_report
+    try:
+        a.click("#generate")
+        a.wait_for_function("() => /Checking|Listening|Generating/.test(document.querySelector('#video').innerText)")
+        b.click("#generate")
+        b.wait_for_function("() => /queue/i.test(document.querySelector('#video').innerText)")
+        gen._report = real_report
+        t = time.monotonic()
+        a.click("#cancel")
+        # uncancelled, A's ~150 slowed progress reports alone would take 45 s before B could start
+        b.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }")
+        assert time.monotonic() - t < 20
+        assert video_src(a) == ""
+        assert not [j for j in server.jobs.jobs() if j.finished is None]
+    finally:
+        gen._report = real_report
+        for pg in pages:
+            pg.context.close()
+

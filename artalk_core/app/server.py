@@ -1,0 +1,472 @@
+"""Serving the page: the Gradio app mounted on FastAPI behind a guard, run by uvicorn.
+
+We run uvicorn ourselves (rather than ``Blocks.launch``) to put :class:`Guard` in front of every
+route before the server starts, to choose the HTTP limits, and to clean up on SIGINT and SIGTERM
+alike. The guard closes what Gradio leaves open by default (measured with Gradio 6):
+
+- Gradio's CORS middleware only withholds CORS headers from a foreign ``Origin``; the request
+  still runs, so any web page could queue jobs on this machine. The guard answers 403 to a foreign
+  ``Origin`` (or ``Origin: null``), to a browser's cross-site POST without one (``Sec-Fetch-Site``),
+  and, bound to loopback, to a ``Host`` other than a loopback name (DNS rebinding).
+- ``max_file_size`` bounds each file, but one upload request may carry 1000 files: the guard bounds
+  the whole body (413 on a larger ``Content-Length`` before reading, and while streaming a chunked
+  body) and the number of multipart parts; a negative or malformed length is a 400.
+- With ``api_open`` (Gradio's default off Spaces) ``POST /gradio_api/run/...`` skips the queue and
+  its concurrency limit; the queue is made the only way in.
+- uvicorn closes idle connections only after a first response: :func:`deadline_protocol` gives
+  every request head a deadline (clients that connect and say nothing, or trickle headers).
+
+A client that goes away mid-upload is dropped quietly (Gradio's upload route would raise). On
+shutdown the running job is told to stop first, so its progress stream can end within uvicorn's
+grace; what still streams after it is ended cleanly, not reported as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from artalk_core.app.config import AppConfig, Catalog, build_catalog
+from artalk_core.app.handlers import Generator
+from artalk_core.app.jobs import JobStore
+from artalk_core.errors import DependencyError, OutputError
+
+log = logging.getLogger("artalk.app")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_PARTS = 8
+"""Multipart parts per request (the page uploads one file at a time)."""
+BODY_SLACK = 1 << 20
+"""Bytes a request body may exceed the largest upload by (multipart headers, JSON bodies)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _hostport(value: str) -> tuple[str, int | None]:
+    """``host[:port]`` or an origin URL -> (lowercase host without brackets, port; an origin without
+    one gets its scheme's default, a Host header without one None)."""
+    parts = urlsplit(value if "//" in value else f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is None and parts.scheme:
+        port = DEFAULT_PORTS.get(parts.scheme, -1)
+    return (parts.hostname or "").lower(), port
+
+
+def same_origin(origin: str, host_header: str) -> bool:
+    """Whether a browser's ``Origin`` names this server as the request's ``Host`` does.
+
+    A Host without a port matches either default port: behind a TLS-terminating proxy (the
+    ``--share`` tunnel) the page is https while the server sees plain http.
+    """
+    if origin == "null":
+        return False
+    o_host, o_port = _hostport(origin)
+    h_host, h_port = _hostport(host_header)
+    if not o_host or o_host != h_host:
+        return False
+    return o_port in DEFAULT_PORTS.values() if h_port is None else o_port == h_port
+
+
+class Guard:
+    """ASGI middleware: Origin/Host checks and request-body bounds (see the module docstring)."""
+
+    def __init__(self, app: Any, *, max_body: int, loopback_only: bool, max_parts: int = MAX_PARTS,
+                 stopping: threading.Event | None = None) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.loopback_only = loopback_only
+        self.max_parts = max_parts
+        self.stopping = stopping
+        """Set when the server shuts down: a stream it then cancels is not an error to report."""
+
+    @staticmethod
+    async def refuse(send: Send, status: int, text: str) -> None:
+        body = text.encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def check_headers(self, scope: Scope) -> tuple[int, str] | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host_header = headers.get("host", "")
+        host, _ = _hostport(host_header)
+        if self.loopback_only and host not in LOOPBACK_NAMES:
+            return 403, "unknown Host: this server answers only to its loopback address"
+        origin = headers.get("origin")
+        if origin is not None:
+            if not same_origin(origin, host_header):
+                return 403, "requests from other origins are refused"
+        elif scope.get("method", "GET") not in SAFE_METHODS and headers.get("sec-fetch-site") in ("cross-site",
+                                                                                                  "same-site"):
+            return 403, "requests from other origins are refused"
+        if scope["type"] == "http" and scope.get("method") not in SAFE_METHODS:
+            length = headers.get("content-length")
+            if length is not None:
+                if not length.strip().isdigit():
+                    return 400, "bad Content-Length"
+                if int(length) > self.max_body:
+                    return 413, f"the request is too large (at most {self.max_body // 2**20} MB)"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        state = {"started": False, "done": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["done"] = True
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if self.stopping is None or not self.stopping.is_set():
+                raise
+            # Shutting down: uvicorn cancels what still streams (a job's progress) after its grace;
+            # end that response properly rather than have it reported as a broken one.
+            if scope["type"] == "http" and state["started"] and not state["done"]:
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = self.check_headers(scope)
+        if problem is not None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await self.refuse(send, *problem)
+            return
+        if scope["type"] == "websocket" or scope.get("method") in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        await self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctype = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
+        boundary = b""
+        if ctype.lower().startswith(b"multipart/"):
+            for piece in ctype.split(b";")[1:]:
+                key, _, value = piece.strip().partition(b"=")
+                if key.lower() == b"boundary":
+                    boundary = b"--" + value.strip(b'"')
+        state: dict[str, Any] = {"seen": 0, "parts": 0, "tail": b"", "refused": None, "started": False}
+
+        async def bounded_receive() -> Message:
+            if state["refused"] is not None:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                state["seen"] += len(chunk)
+                if state["seen"] > self.max_body:
+                    state["refused"] = (413, f"the request is too large (at most {self.max_body // 2**20} MB)")
+                elif boundary:
+                    window = state["tail"] + chunk
+                    state["parts"] += window.count(boundary) - state["tail"].count(boundary)
+                    state["tail"] = window[-(len(boundary) - 1):]
+                    if state["parts"] > self.max_parts + 1:  # +1: the closing delimiter
+                        state["refused"] = (413, f"too many parts in one upload (at most {self.max_parts})")
+                if state["refused"] is not None:
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["refused"] is not None and not state["started"]:
+                return  # the app's answer to the cut-off body is replaced by ours
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        from starlette.requests import ClientDisconnect
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except ClientDisconnect:
+            if state["refused"] is None:
+                return  # the client went away mid-body: nobody to answer, nothing to report
+        except Exception:
+            if state["refused"] is None:
+                raise
+        if state["refused"] is not None and not state["started"]:
+            await self.refuse(send, *state["refused"])
+
+
+HEADER_SECONDS = 10.0
+"""A connection must deliver a whole request head within this long (idle and slowloris clients)."""
+
+
+def deadline_protocol(header_seconds: float = HEADER_SECONDS) -> type:
+    """uvicorn's h11 protocol plus a deadline for each request's head.
+
+    uvicorn times out idle keep-alive connections only after a first response: a client that
+    connects and sends nothing, or trickles its headers, holds its connection forever (and with
+    ``limit_concurrency`` enough of them lock everyone out). This closes a connection whose
+    request line and headers are not complete ``header_seconds`` after it opened or after its
+    previous response.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DeadlineH11Protocol(H11Protocol):
+        _deadline: Any = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()  # the head arrived; the body is bounded by the guard
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+    return DeadlineH11Protocol
+
+
+def require_gradio() -> None:
+    """DependencyError (one line, exit 6) unless the ``artalk[app]`` extra is installed.
+
+    Looked up without importing: Gradio must first be imported after ``GRADIO_TEMP_DIR`` points
+    into our folder (some of its modules create folders under it at import).
+    """
+    from importlib.util import find_spec
+
+    for name in ("gradio", "fastapi", "uvicorn"):
+        try:
+            found = find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: a module without a spec (None in sys.modules)
+            found = False
+        if not found:
+            raise DependencyError(f"the web app needs Gradio ({name} is missing): pip install 'artalk[app]'")
+
+
+@dataclass
+class AppParts:
+    """A built app: the ASGI app to serve and what it needs cleaned up."""
+
+    asgi: Any
+    blocks: Any
+    catalog: Catalog
+    generator: Generator
+    jobs: JobStore
+    previous_temp_dir: str | None = None
+    """``GRADIO_TEMP_DIR`` before this app pointed it at its own cache (restored on close)."""
+
+    def close(self) -> None:
+        """Remove every file and give ``GRADIO_TEMP_DIR`` back."""
+        _close_store(self.jobs, self.previous_temp_dir)
+
+
+def _close_store(jobs: JobStore, previous_temp_dir: str | None) -> None:
+    jobs.close()
+    if os.environ.get("GRADIO_TEMP_DIR") == str(jobs.cache):
+        if previous_temp_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_temp_dir
+
+
+def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
+    """The FastAPI app serving the page at ``/`` behind :class:`Guard`; nothing listens yet."""
+    catalog = build_catalog(config)
+    # job folders go a minute after delivery; Gradio's served copies and uploads after keep_seconds
+    jobs = JobStore(cache_seconds=config.keep_seconds)
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    try:
+        # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
+        os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+        require_gradio()
+        import fastapi
+        import gradio as gr
+
+        from artalk_core.app.layout import CSS, build_blocks
+
+        generator = Generator(config, catalog, jobs)
+        every = int(min(max(config.keep_seconds / 4, 1), 600))
+        blocks = build_blocks(catalog, generator, jobs, max_seconds=config.max_seconds,
+                              delete_cache=(every, max(int(config.keep_seconds), 1)))
+        blocks.queue(max_size=config.queue_size, default_concurrency_limit=4, api_open=False)
+        root = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        app = gr.mount_gradio_app(root, blocks, path="", server_name=host, server_port=port,
+                                  footer_links=["api"], run_history=False, allowed_paths=[str(jobs.root / "jobs")],
+                                  show_error=True, max_file_size=config.max_upload_bytes, ssr_mode=False,
+                                  mcp_server=False, css=CSS)
+        app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
+                           loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
+    except BaseException:
+        _close_store(jobs, previous)
+        raise
+    return AppParts(asgi=app, blocks=blocks, catalog=catalog, generator=generator, jobs=jobs,
+                    previous_temp_dir=previous)
+
+
+class AppServer:
+    """The app on uvicorn; ``url`` is where it listens (port 0 picks a free one).
+
+    ``start()`` serves from a background thread (tests); ``run()`` serves in the calling (main)
+    thread until SIGINT or SIGTERM. Either way :meth:`close` (called by ``run``) removes every file.
+    """
+
+    def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False,
+                 header_seconds: float = HEADER_SECONDS) -> None:
+        require_gradio()
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as e:
+            self.sock.close()
+            raise OutputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        bound = self.sock.getsockname()[1]
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+        try:
+            self.parts = build_app(config, host=host, port=bound, share=share)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.share_url: str | None = None
+        self.share_error: str | None = None
+        self._share = share
+        jobs = self.parts.jobs
+
+        class Server(uvicorn.Server):
+            async def shutdown(self, sockets: Any = None) -> None:
+                jobs.stop()  # a running job stops at its next step, so its stream can end in the grace
+                await super().shutdown(sockets)
+
+        self.server = Server(uvicorn.Config(
+            self.parts.asgi, log_level="warning", http=deadline_protocol(header_seconds), lifespan="on",
+            server_header=False,
+            limit_concurrency=256, backlog=2048, timeout_keep_alive=5, timeout_graceful_shutdown=10,
+            h11_max_incomplete_event_size=64 * 1024))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.parts.jobs
+
+    def _open_share(self) -> None:
+        if not self._share:
+            return
+        import secrets
+
+        from gradio import networking
+
+        host, port = self.sock.getsockname()[:2]
+        try:
+            self.share_url = networking.setup_tunnel(host, port, secrets.token_urlsafe(32), None, None)
+        except Exception as e:
+            raise DependencyError(f"could not open a public share link (it needs internet access to "
+                                  f"Gradio's share server): {e}") from e
+
+    def start(self, timeout: float = 60.0) -> AppServer:
+        """Serve from a background thread; returns once the app answers."""
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                        name="artalk-app-server", daemon=True)
+        self._thread.start()
+        ready = threading.Event()
+        for _ in range(int(timeout / 0.05)):
+            if self.server.started or not self._thread.is_alive():
+                ready.set()
+                break
+            threading.Event().wait(0.05)
+        if not self.server.started:
+            self.close()
+            raise OutputError("the app server did not start")
+        self._open_share()
+        return self
+
+    def run(self, ready: Callable[[AppServer], None] | None = None) -> None:
+        """Serve in this (main) thread until Ctrl+C or SIGTERM, then remove every job's files."""
+
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # uvicorn re-raises the signal it caught after its clean shutdown
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            if ready is not None or self._share:
+                threading.Thread(target=self._announce, args=(ready,), daemon=True).start()
+            self.server.run(sockets=[self.sock])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
+    def _announce(self, ready: Callable[[AppServer], None] | None) -> None:
+        while not self.server.started and not self.server.should_exit:
+            threading.Event().wait(0.05)
+        if self.server.started:
+            try:
+                self._open_share()
+            except DependencyError as e:
+                self.share_error = str(e)
+            if ready is not None:
+                ready(self)
+
+    def close(self) -> None:
+        """Stop serving, stop a running job at its next progress report, remove every file."""
+        self.server.should_exit = True
+        self.parts.jobs.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(15)
+        # a running generation unwinds at its next progress report; wait for it so that nothing
+        # is written into the folders after they are removed
+        if self.parts.generator.model_lock.acquire(timeout=30):
+            self.parts.generator.model_lock.release()
+        self.parts.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+__all__ = ["AppParts", "AppServer", "Guard", "build_app"]
