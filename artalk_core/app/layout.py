@@ -21,6 +21,7 @@ CSS = """
 #notice { border: 1px solid #d9a400; background: #fff8e1; color: #5c4400; border-radius: 8px;
           padding: 4px 12px; }
 #notice p { margin: 4px 0; }
+#avatar-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 128px)) !important; }
 """
 MSG_NO_AUDIO = "Please upload or record speech."
 MSG_NO_TEXT = "Please type a text."
@@ -101,7 +102,7 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
                 appearance = gr.Dropdown(catalog.appearances, value=MESH, label="Appearance", elem_id="appearance")
                 if pictures:
                     gallery = gr.Gallery([(str(path), ident) for ident, path in pictures], label="Photoreal avatars",
-                                         elem_id="avatar-gallery", columns=4, height="auto", allow_preview=False,
+                                         elem_id="avatar-gallery", columns=4, height=300, allow_preview=False,
                                          interactive=False, object_fit="cover", buttons=[])
                     gallery.select(pick, None, appearance, queue=False, api_visibility="private")
                 style = gr.Dropdown(styles, value="default", label="Style", elem_id="style")

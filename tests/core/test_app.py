@@ -560,7 +560,7 @@ def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
         pytest.skip("this version's animate renders no photoreal avatars")
     assets = tmp_path / "assets"
     (assets / "GAGAvatar").mkdir(parents=True)
-    shutil.copy(Path(__file__).parents[1] / "fixtures" / "tiny_gaga" / "tracked.pt", assets / "GAGAvatar" / "tracked.pt")
+    shutil.copy(FIXTURE.parent / "tiny_gaga" / "tracked.pt", assets / "GAGAvatar" / "tracked.pt")
     parts = build_app(AppConfig(assets=assets, size=32, preload=False))
     try:
         assert [a for _, a in parts.catalog.appearances] == ["mesh", "fix.jpg"]
