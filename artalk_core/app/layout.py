@@ -9,6 +9,7 @@ input) and an API-only event named ``generate`` whose keyword parameters are ``a
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 from artalk_core.app.config import LANGUAGES, MESH, Catalog
@@ -20,6 +21,7 @@ CSS = """
 #notice { border: 1px solid #d9a400; background: #fff8e1; color: #5c4400; border-radius: 8px;
           padding: 4px 12px; }
 #notice p { margin: 4px 0; }
+#avatar-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 128px)) !important; }
 """
 MSG_NO_AUDIO = "Please upload or record speech."
 MSG_NO_TEXT = "Please type a text."
@@ -28,8 +30,12 @@ STYLE_FILE_TYPES = [".pt", ".safetensors", ".ndjson", ".jsonl"]
 
 
 def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_seconds: float,
-                 delete_cache: tuple[int, int] | None = None) -> Any:
-    """The ``gr.Blocks`` page (not launched, queue not yet configured); ``delete_cache`` as Gradio's."""
+                 delete_cache: tuple[int, int] | None = None, pictures: list[tuple[str, Path]] | None = None) -> Any:
+    """The ``gr.Blocks`` page (not launched, queue not yet configured); ``delete_cache`` as Gradio's.
+
+    ``pictures``: (appearance id, PNG) of the photoreal avatars (:func:`artalk_core.app.thumbs.avatar_thumbnails`),
+    shown as a gallery under the Appearance list; clicking one selects that avatar.
+    """
     import gradio as gr
 
     generate = gradio_callback(generator)
@@ -67,6 +73,15 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
     def clear() -> tuple[None, None]:
         return None, None
 
+    picked = [ident for ident, _ in pictures or []]
+
+    def pick(evt: gr.SelectData) -> Any:
+        """A click on an avatar's picture selects it in the Appearance list."""
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return gr.update(value=picked[index]) if isinstance(index, int) and 0 <= index < len(picked) else gr.update()
+
+    pick.__annotations__["evt"] = gr.SelectData
+
     styles = ["default", *catalog.styles]
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=delete_cache) as demo:
         gr.Markdown(f"# {TITLE}\nSpeech-driven 3D head animation: speech or text in, a talking head out.")
@@ -85,6 +100,11 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
             with gr.Column():
                 gr.Markdown("### Avatar control")
                 appearance = gr.Dropdown(catalog.appearances, value=MESH, label="Appearance", elem_id="appearance")
+                if pictures:
+                    gallery = gr.Gallery([(str(path), ident) for ident, path in pictures], label="Photoreal avatars",
+                                         elem_id="avatar-gallery", columns=4, height=300, allow_preview=False,
+                                         interactive=False, object_fit="cover", buttons=[])
+                    gallery.select(pick, None, appearance, queue=False, api_visibility="private")
                 style = gr.Dropdown(styles, value="default", label="Style", elem_id="style")
                 style_file = gr.File(label="...or upload a style / motion file", file_types=STYLE_FILE_TYPES,
                                      type="filepath", elem_id="style-file", height=120)

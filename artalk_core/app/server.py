@@ -327,11 +327,13 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         import gradio as gr
 
         from artalk_core.app.layout import CSS, build_blocks
+        from artalk_core.app.thumbs import avatar_thumbnails
 
         generator = Generator(config, catalog, jobs)
+        pictures = avatar_thumbnails(catalog, jobs.root / "avatars")  # before Blocks: Gradio copies them in
         every = int(min(max(config.keep_seconds / 4, 1), 600))
         blocks = build_blocks(catalog, generator, jobs, max_seconds=config.max_seconds,
-                              delete_cache=(every, max(int(config.keep_seconds), 1)))
+                              delete_cache=(every, max(int(config.keep_seconds), 1)), pictures=pictures)
         blocks.queue(max_size=config.queue_size, default_concurrency_limit=4, api_open=False)
         root = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app = gr.mount_gradio_app(root, blocks, path="", server_name=host, server_port=port,

@@ -255,3 +255,29 @@ def test_queue_position_and_cancel(browser, server, short_wav):
         for pg in pages:
             pg.context.close()
 
+
+
+def test_avatar_picture_click_selects_the_appearance(browser, tmp_path):
+    import shutil
+
+    from artalk_core.app import AppConfig
+    from artalk_core.app.config import animate_accepts
+    from artalk_core.app.server import AppServer
+
+    if not animate_accepts("avatar"):
+        pytest.skip("this version's animate renders no photoreal avatars")
+    (tmp_path / "GAGAvatar").mkdir()
+    shutil.copy(FIXTURE.parent / "tiny_gaga" / "tracked.pt", tmp_path / "GAGAvatar" / "tracked.pt")
+    srv = AppServer(AppConfig(assets=tmp_path, size=32, preload=False), port=0).start()
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(srv.url)
+        pg.locator("#avatar-gallery img").first.click()
+        pg.wait_for_function("() => document.querySelector('#appearance input').value === 'Photoreal: fix.jpg'")
+        natural = pg.evaluate("() => document.querySelector('#avatar-gallery img').naturalWidth")
+        assert natural == 128
+    finally:
+        ctx.close()
+        srv.close()

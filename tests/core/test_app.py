@@ -543,3 +543,47 @@ def test_animate_capability_check_reads_the_options():
     assert animate_accepts("size") and animate_accepts("keep")
     assert not animate_accepts("no_such_option")
     assert animate_accepts("avatar") == ("avatar" in fields)
+
+
+def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
+    import shutil
+
+    import gradio as gr
+    import numpy as np
+    from PIL import Image
+
+    from artalk_core.app.config import animate_accepts
+    from artalk_core.app.server import build_app
+    from artalk_core.app.thumbs import THUMB_SIZE
+
+    if not animate_accepts("avatar"):
+        pytest.skip("this version's animate renders no photoreal avatars")
+    assets = tmp_path / "assets"
+    (assets / "GAGAvatar").mkdir(parents=True)
+    shutil.copy(FIXTURE.parent / "tiny_gaga" / "tracked.pt", assets / "GAGAvatar" / "tracked.pt")
+    parts = build_app(AppConfig(assets=assets, size=32, preload=False))
+    try:
+        assert [a for _, a in parts.catalog.appearances] == ["mesh", "fix.jpg"]
+        made = sorted((parts.jobs.root / "avatars").iterdir())
+        assert [p.name for p in made] == ["avatar_000.png"]
+        with Image.open(made[0]) as picture:
+            assert picture.size == (THUMB_SIZE, THUMB_SIZE) and picture.mode == "RGB"
+            assert np.asarray(picture).std() > 1  # the avatar's photo, not a blank square
+        blocks = parts.blocks
+        gallery = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "avatar-gallery")
+        appearance = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "appearance")
+        assert [g["caption"] for g in gallery.value] == ["fix.jpg"]
+        str_config = json.dumps(blocks.config)
+        assert str(assets) not in str_config  # the asset folder stays private
+        pick = next(f for f in blocks.fns.values() if (gallery._id, "select") in f.targets)
+        assert [o._id for o in pick.outputs] == [appearance._id]
+        update = pick.fn(gr.SelectData(gallery, {"index": 0, "value": None, "selected": True}))
+        assert update["value"] == "fix.jpg"
+        assert pick.fn(gr.SelectData(gallery, {"index": 5, "value": None, "selected": True})).get("value") is None
+    finally:
+        parts.close()
+
+
+def test_no_avatar_gallery_without_avatars(app):
+    assert not any(getattr(b, "elem_id", None) == "avatar-gallery" for b in app.parts.blocks.blocks.values())
+    assert not (app.jobs.root / "avatars").exists()
