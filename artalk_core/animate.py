@@ -106,7 +106,7 @@ class AnimateOptions:
     assets: PathLike | None = None
     device: str = "auto"
     precision: str = "fp32"
-    # the photoreal GAGAvatar head instead of the mesh (see artalk_core.rendering.render)
+    # the photoreal GAGAvatar head instead of the mesh (see artalk_core.render.stage.render)
     avatar: PathLike | None = None
     tracked: PathLike | None = None
     avatar_checkpoint: PathLike | None = None
@@ -163,7 +163,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     from artalk_core.formats.features import read_features_meta
     from artalk_core.formats.motion import read_motion_meta
     from artalk_core.pipeline import encode_audio, generate, load_artalk
-    from artalk_core.rendering import render
+    from artalk_core.render.stage import render
     from artalk_core.styles import resolve_style
 
     reused: list[str] = []

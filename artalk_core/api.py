@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from artalk_core.audio import Audio
     from artalk_core.export import ExportResult
     from artalk_core.formats.motion import Motion
-    from artalk_core.rendering import RenderResult
+    from artalk_core.render.stage import RenderResult
     from artalk_core.styles import Style
 
 AudioLike = Union[PathLike, bytes, np.ndarray, "Audio"]  # noqa: UP007 (a forward reference: no | at runtime)
@@ -109,7 +109,7 @@ class Animator:
         ending in ``/``. Data is rendered as it is, with no file in between. With an avatar
         (``Animator(avatar=...)``) the photoreal head is rendered (``shape``, ``size``,
         ``renderer``, ``background``, ``color`` and ``verts`` do not apply)."""
-        from artalk_core.rendering import render
+        from artalk_core.render.stage import render
 
         return render(motion, output=path, flame=self.flame, shape=shape,
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artalk_core.render import create_renderer
+from artalk_core.render.mesh import create_renderer
 from artalk_core.video import VideoWriter, probe_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests.meshes

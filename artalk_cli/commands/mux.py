@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mux speech into a video as AAC, cut to the video's length exactly as the reference does."""
         with cli_errors(debug):
-            from artalk_core.rendering import mux
+            from artalk_core.render.stage import mux
 
             info = mux(video, audio, output=output)
             say(f"wrote {output}: {info.get('frames')} frames with audio", quiet=quiet)

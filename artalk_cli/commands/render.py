@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         (or, with --avatar, the photoreal GAGAvatar head)."""
         with cli_errors(debug):
             from artalk_core.pipeline import default_output
-            from artalk_core.rendering import render
+            from artalk_core.render.stage import render
 
             out = output if output is not None else default_output(input, ".mp4")
             with ProgressBars(quiet) as bar:

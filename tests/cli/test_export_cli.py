@@ -283,11 +283,11 @@ def test_python_api_export(motion, tmp_path) -> None:
 
 def test_animate_glb_exports_the_generated_motion(tmp_path, monkeypatch) -> None:
     """`animate --glb`: the motion animate made, exported with the same head (video step stubbed)."""
-    import artalk_core.rendering as rendering
+    import artalk_core.render.stage as rendering
     from artalk_core.animate import animate
     from artalk_core.errors import InputError
     from artalk_core.formats.gltf import read_gltf_json
-    from artalk_core.rendering import RenderResult
+    from artalk_core.render.stage import RenderResult
 
     def fake_render(input, *, output, **kw):
         Path(output).write_bytes(b"video")

@@ -36,7 +36,7 @@ def motion_file(tmp_path_factory, expected) -> Path:
 
 @pytest.fixture(scope="module")
 def video_file(motion_file, tmp_path_factory) -> Path:
-    from artalk_core.rendering import render
+    from artalk_core.render.stage import render
 
     path = tmp_path_factory.mktemp("video") / "v.mp4"
     render(motion_file, output=path, size=32, assets=path.parent)

@@ -152,7 +152,7 @@ def _audio_track(path: Path) -> np.ndarray:
 
 def test_render_audio_unchanged(clip_30s: tuple[Path, Path], tmp_path: Path) -> None:
     from artalk_core.pipeline import generate
-    from artalk_core.rendering import render
+    from artalk_core.render.stage import render
 
     wav, flac = clip_30s
     motion = tmp_path / "m.safetensors"

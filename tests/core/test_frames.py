@@ -52,7 +52,7 @@ def test_a_failure_leaves_the_folder_as_it_was_and_a_rerun_replaces_it(tmp_path:
 def test_mesh_render_to_a_frames_folder(tmp_path: Path) -> None:
     import torch
 
-    from artalk_core.rendering import render
+    from artalk_core.render.stage import render
 
     torch.save(torch.zeros(3, 106), tmp_path / "m.pt")
     res = render(tmp_path / "m.pt", output=f"{tmp_path / 'png'}/", size=32, assets=tmp_path / "none", device="cpu")

@@ -11,7 +11,7 @@ import pytest
 from artalk_core.errors import FormatError
 from artalk_core.formats.motion import Motion, write_motion
 from artalk_core.formats.vertices import read_vertices
-from artalk_core.rendering import render
+from artalk_core.render.stage import render
 
 
 def vertices(path: Path) -> tuple[np.ndarray, dict]:

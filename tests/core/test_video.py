@@ -263,8 +263,8 @@ def test_extension_picks_the_container(tmp_path: Path, name: str, container: str
 def test_render_animate_mux_refuse_the_container_before_any_work(tmp_path: Path) -> None:
     """The extension is checked first: the inputs here do not even exist (exit 2 in the CLI)."""
     from artalk_core.animate import animate
-    from artalk_core.rendering import mux as mux_cmd
-    from artalk_core.rendering import render
+    from artalk_core.render.stage import mux as mux_cmd
+    from artalk_core.render.stage import render
 
     missing = tmp_path / "missing"
     with pytest.raises(InputError, match=r"x\.avi.*\.mp4"):

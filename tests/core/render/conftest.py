@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from artalk_core.errors import RenderError
-from artalk_core.render import create_renderer
+from artalk_core.render.mesh import create_renderer
 from tests.meshes import synthetic_head
 
 

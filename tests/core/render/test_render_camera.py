@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from artalk_core.constants import FOCAL_NDC
-from artalk_core.render.camera import REFERENCE_CAMERA, face_incidence, phong, to_uint8, vertex_normals
+from artalk_core.render.mesh.camera import REFERENCE_CAMERA, face_incidence, phong, to_uint8, vertex_normals
 
 CAM = REFERENCE_CAMERA
 

@@ -10,8 +10,8 @@ import pytest
 
 from artalk_core.constants import BACKGROUND_COLOR, FOCAL_NDC, MESH_COLOR
 from artalk_core.errors import DependencyError, InputError, RenderError
-from artalk_core.render import create_renderer, parse_color
-from artalk_core.render.camera import REFERENCE_CAMERA, phong, to_uint8
+from artalk_core.render.mesh import create_renderer, parse_color
+from artalk_core.render.mesh.camera import REFERENCE_CAMERA, phong, to_uint8
 from tests.meshes import synthetic_head
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_en" / "flame_synthetic.pt"

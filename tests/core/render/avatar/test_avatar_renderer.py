@@ -93,7 +93,7 @@ def test_watermark_blends_bottom_right(tmp_path: Path) -> None:
 
 
 def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> None:
-    from artalk_core.rendering import render
+    from artalk_core.render.stage import render
 
     motion = tmp_path / "m.pt"
     torch.save(torch.zeros(3, 106), motion)

@@ -10,7 +10,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import DependencyError, InputError, RenderError
-from artalk_core.render.camera import REFERENCE_CAMERA, REFERENCE_LIGHTING, Camera, Lighting
+from artalk_core.render.mesh.camera import REFERENCE_CAMERA, REFERENCE_LIGHTING, Camera, Lighting
 
 
 def _import_pytorch3d():

@@ -225,7 +225,7 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                   meta: dict[str, str], head_label: str, standin: bool,
                   progress: OptionalProgress) -> RenderResult:
     from artalk_core.frames import is_frames_dir
-    from artalk_core.render import create_renderer
+    from artalk_core.render.mesh import create_renderer
 
     if is_frames_dir(output) and (audio is not None or verts is not None):
         raise InputError("--audio and --verts need a video output; -o DIR/ writes PNG frames only")
