@@ -280,6 +280,11 @@ class Generator:
         return Outputs(video=res.output, files=files, frames=res.frames, seconds=res.frames / FPS)
 
 
+def preview_glb(files: list[str]) -> str | None:
+    """The download to show in the page's 3D viewer: the ``.glb`` (None when this version writes none)."""
+    return next((f for f in files if f.lower().endswith(".glb")), None)
+
+
 def _stem(name: str) -> str:
     stem = name.rsplit(".", 1)[0] if "." in name else name
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:40] or "speech"
@@ -348,4 +353,4 @@ def gradio_callback(generator: Generator) -> Callable[..., Awaitable[tuple[Any, 
 
 
 __all__ = ["Generator", "MSG_NO_INPUT", "Outputs", "ProgressBridge", "STAGES", "cap_speech", "gradio_callback",
-           "plain_message"]
+           "plain_message", "preview_glb"]

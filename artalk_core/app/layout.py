@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from artalk_core.app.config import LANGUAGES, MESH, Catalog
-from artalk_core.app.handlers import MSG_NO_INPUT, Generator, gradio_callback
+from artalk_core.app.handlers import MSG_NO_INPUT, Generator, gradio_callback, preview_glb
 from artalk_core.app.jobs import JobStore
 
 TITLE = "ARTalk"
@@ -25,6 +25,9 @@ CSS = """
 """
 MSG_NO_AUDIO = "Please upload or record speech."
 MSG_NO_TEXT = "Please type a text."
+PREVIEW_HEIGHT = 320
+PREVIEW_CAMERA = (90.0, 90.0, None)
+"""The 3D preview's camera (alpha, beta degrees, radius): facing the head; radius None = the viewer's framing."""
 STYLE_FILE_TYPES = [".pt", ".safetensors", ".ndjson", ".jsonl"]
 """Style clips: a reference ``style_motion/*.pt`` or any motion file of ours (read by content)."""
 
@@ -43,10 +46,11 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
     async def ui_generate(mode: str, audio: str | None, text: str | None, language: str, appearance: str,
                           style: str, style_file: str | None, request: gr.Request | None = None,
                           progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        """The page's button: only the input the Audio/Text switch shows counts."""
+        """The page's button: only the input the Audio/Text switch shows counts; adds the 3D preview."""
         audio, text = (None, text) if mode == "Text" else (audio, None)
-        return await generate(audio, text, language, appearance, style, style_file, request=request,
-                              progress=progress)
+        video, files = await generate(audio, text, language, appearance, style, style_file, request=request,
+                                      progress=progress)
+        return video, files, preview_glb(files)
 
     ui_generate.__annotations__["request"] = gr.Request
 
@@ -70,8 +74,8 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
         text_mode = mode == "Text"
         return gr.update(visible=not text_mode), gr.update(visible=text_mode), gr.update(visible=text_mode)
 
-    def clear() -> tuple[None, None]:
-        return None, None
+    def clear() -> tuple[None, None, None]:
+        return None, None, None
 
     picked = [ident for ident, _ in pictures or []]
 
@@ -112,6 +116,10 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
                 gr.Markdown("### Generated video")
                 video = gr.Video(label="Video", autoplay=True, interactive=False, elem_id="video", buttons=["download"])
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+                # page only (the API's outputs stay (video, files)); Gradio's Babylon.js viewer plays the
+                # glTF's animation (skin + morph targets), silent: the sound is in the video
+                preview = gr.Model3D(label="3D preview (.glb)", interactive=False, elem_id="preview-3d",
+                                     height=PREVIEW_HEIGHT, camera_position=PREVIEW_CAMERA)
         with gr.Row():
             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
             cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -125,9 +133,9 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
         mode.change(switch, mode, [audio, text, language], queue=False, api_visibility="private")
         inputs = [audio, text, language, appearance, style, style_file]
         busy: dict[str, Any] = dict(concurrency_limit=1, concurrency_id="model", show_progress="full")
-        job = (run_btn.click(clear, None, [video, files], queue=False, api_visibility="private")
-               .then(ui_generate, [mode, *inputs], [video, files], api_visibility="private", validator=ui_validate,
-                     **busy))
+        job = (run_btn.click(clear, None, [video, files, preview], queue=False, api_visibility="private")
+               .then(ui_generate, [mode, *inputs], [video, files, preview], api_visibility="private",
+                     validator=ui_validate, **busy))
         api_job = api_btn.click(generate, inputs, [video, files], api_name="generate",
                                 api_description="Speech file or text -> (video file, [motion, reference "
                                                 "motion .pt, vertices, glTF .glb])", **busy)
@@ -135,4 +143,4 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
     return demo
 
 
-__all__ = ["CSS", "MSG_NO_AUDIO", "MSG_NO_TEXT", "STYLE_FILE_TYPES", "TITLE", "build_blocks"]
+__all__ = ["CSS", "MSG_NO_AUDIO", "MSG_NO_TEXT", "PREVIEW_CAMERA", "PREVIEW_HEIGHT", "STYLE_FILE_TYPES", "TITLE", "build_blocks"]

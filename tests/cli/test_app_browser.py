@@ -137,6 +137,8 @@ def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
 
     expected = {"hello_tiny_0_mesh.motion.safetensors", "hello_tiny_0_mesh_motions.pt", "hello_tiny_0_mesh.h5"}
     assert set(files) == expected | ({"hello_tiny_0_mesh.glb"} if animate_accepts("glb") else set())
+    if animate_accepts("glb"):  # the .glb also shows in the page's 3D viewer
+        page.wait_for_selector("#preview-3d canvas")
     pt = page.request.get(files["hello_tiny_0_mesh_motions.pt"])
     assert pt.ok and torch.load(io.BytesIO(pt.body()), weights_only=True).shape == (50, 106)
     st = page.request.get(files["hello_tiny_0_mesh.motion.safetensors"])
@@ -153,6 +155,7 @@ def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
     message = toast(page)
     assert "The speech could not be used" in message and "/" not in message and "bytes>" not in message
     assert video_src(page) == "" and page.locator("#downloads a[download]").count() == 0
+    assert page.locator("#preview-3d canvas").count() == 0
 
 
 def test_validation_messages_on_the_inputs_before_queueing(page, server):

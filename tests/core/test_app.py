@@ -587,3 +587,64 @@ def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
 def test_no_avatar_gallery_without_avatars(app):
     assert not any(getattr(b, "elem_id", None) == "avatar-gallery" for b in app.parts.blocks.blocks.values())
     assert not (app.jobs.root / "avatars").exists()
+
+
+def test_page_previews_the_glb_and_a_new_run_clears_it(tmp_path):
+    """The page's 3D viewer gets the .glb download; Generate first clears it; the API keeps (video, files)."""
+    import asyncio
+
+    import gradio as gr
+
+    from artalk_core.app.config import build_catalog
+    from artalk_core.app.handlers import Outputs, preview_glb
+    from artalk_core.app.layout import build_blocks
+
+    config = AppConfig(assets=tmp_path / "no_assets", size=32)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    names = ["a.mp4", "a.motion.safetensors", "a_motions.pt", "a.h5", "a.glb"]
+    for n in names:
+        (out_dir / n).write_bytes(b"x")
+
+    class StubGenerator:
+        fail = False
+
+        def input_problems(self, **kw: Any) -> dict[str, str]:
+            return {}
+
+        def hide(self) -> list[Path]:
+            return []
+
+        def run(self, **kw: Any) -> Outputs:
+            if self.fail:
+                raise InputError("no good")
+            return Outputs(video=out_dir / names[0], files=[out_dir / n for n in names[1:]], frames=25, seconds=1.0)
+
+    stub = StubGenerator()
+    jobs = JobStore(parent=tmp_path)
+    try:
+        blocks = build_blocks(build_catalog(config), stub, jobs, max_seconds=30)  # type: ignore[arg-type]
+        by_id = {getattr(b, "elem_id", None): b for b in blocks.blocks.values()}
+        video, files, preview = by_id["video"], by_id["downloads"], by_id["preview-3d"]
+        assert isinstance(preview, gr.Model3D) and preview.interactive is False
+        fns = list(blocks.fns.values())
+        clear = next(f for f in fns if (by_id["generate"]._id, "click") in f.targets)
+        page = next(f for f in fns if f.name == "ui_generate")
+        api = next(f for f in fns if f.api_name == "generate")
+        assert [o._id for o in clear.outputs] == [o._id for o in page.outputs] == [video._id, files._id, preview._id]
+        assert [o._id for o in api.outputs] == [video._id, files._id]  # the API's outputs are unchanged
+        assert clear.fn() == (None, None, None)
+
+        def no_progress(*a: Any, **k: Any) -> None:
+            return None
+
+        got = asyncio.run(page.fn("Audio", "speech.wav", None, "en", "mesh", "default", None, request=None,
+                                  progress=no_progress))
+        assert got[0] == str(out_dir / "a.mp4") and got[2] == str(out_dir / "a.glb") and got[2] in got[1]
+        stub.fail = True
+        with pytest.raises(gr.Error):  # a failed run leaves the outputs as the clear step left them: empty
+            asyncio.run(page.fn("Audio", "speech.wav", None, "en", "mesh", "default", None, request=None,
+                                progress=no_progress))
+        assert preview_glb([str(out_dir / "a.h5")]) is None  # no .glb written: an empty viewer
+    finally:
+        jobs.close()
