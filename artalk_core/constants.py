@@ -68,6 +68,10 @@ CONFIG_NAME: str = "config.json"
 STYLE_DIR: str = "style_motion"
 FLAME_NAME: str = "FLAME_with_eye.pt"
 ASSETS_ENV: str = "ARTALK_ASSETS"
+AVATAR_CHECKPOINT_FILE: str = "GAGAvatar/GAGAvatar.pt"
+"""The photoreal (GAGAvatar) network, relative to the asset folder."""
+TRACKED_FILE: str = "GAGAvatar/tracked.pt"
+"""The tracked photoreal avatars, relative to the asset folder."""
 
 # Batch runs (`artalk batch`)
 BATCH_OUTPUT_KINDS: tuple[str, ...] = ("mp4", "motion", "vertices", "glb")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, IMAGE_SIZE
+from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, IMAGE_SIZE, TRACKED_FILE
 from artalk_core.errors import ArtalkError, InputError
 from artalk_core.fileio import PathLike
 
@@ -24,8 +24,6 @@ LANGUAGES: list[tuple[str, str]] = [
 """The reference page's language menu: (label, code of :mod:`artalk_core.tts`)."""
 MESH = "mesh"
 """The appearance id of the FLAME mesh head (the reference's ``shape_id='mesh'``)."""
-GAGAVATAR_TRACKED = Path("GAGAvatar") / "tracked.pt"
-"""Where the photoreal avatars' tracked identities live in the asset folder."""
 CHARS_PER_SECOND = 25
 """Generous upper bound of speech rate: texts longer than max_seconds * this are refused before TTS."""
 
@@ -114,7 +112,7 @@ def photoreal_avatars(assets: Path) -> list[str]:
     Empty unless that file exists AND this version's ``animate`` renders avatars (it takes
     ``avatar=``): the page lists what a generation can actually use.
     """
-    tracked = assets / GAGAVATAR_TRACKED
+    tracked = assets / TRACKED_FILE
     if not tracked.is_file() or not animate_accepts("avatar"):
         return []
     try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from artalk_core.app.config import GAGAVATAR_TRACKED, MESH, Catalog
+from artalk_core.app.config import MESH, Catalog
+from artalk_core.constants import TRACKED_FILE
 from artalk_core.errors import ArtalkError
 
 THUMB_SIZE = 128
@@ -31,7 +32,7 @@ def avatar_thumbnails(catalog: Catalog, folder: Path, *, size: int = THUMB_SIZE)
     try:
         from artalk_core.render.avatar.tracked import load_tracked  # type: ignore[import-not-found,unused-ignore]
 
-        entries = load_tracked(catalog.assets / GAGAVATAR_TRACKED)
+        entries = load_tracked(catalog.assets / TRACKED_FILE)
     except (ImportError, ArtalkError):
         return []
     folder.mkdir(parents=True, exist_ok=True)

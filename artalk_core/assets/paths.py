@@ -33,21 +33,28 @@ def _where(assets: PathLike | None) -> str:
     return f"${ASSETS_ENV}" if os.environ.get(ASSETS_ENV) else "the default ./assets"
 
 
+def asset_file(given: PathLike | None, name: str, assets: PathLike | None, *, what: str, flag: str,
+               hint: str) -> Path:
+    """An asset file: ``given`` (from ``flag``) if set, else ``<assets>/<name>``.
+
+    AssetError if it is not a file, naming where it was looked for and ``hint`` (how to get it).
+    """
+    if given is not None:
+        p = Path(given)
+        if not p.is_file():
+            raise AssetError(f"{what} not found: {p} (given with {flag})")
+        return p
+    p = assets_dir(assets) / name
+    if not p.is_file():
+        raise AssetError(f"{what} {name} not found: looked for {p.resolve()} (asset folder from {_where(assets)}); "
+                         f"{hint}")
+    return p
+
+
 def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None = None) -> Path:
     """The model weights: ``checkpoint`` if given, else ``<assets>/ARTalk_wav2vec.pt``; AssetError if absent."""
-    if checkpoint is not None:
-        p = Path(checkpoint)
-        if not p.is_file():
-            raise AssetError(f"checkpoint not found: {p} (given with --checkpoint)")
-        return p
-    folder = assets_dir(assets)
-    p = folder / CHECKPOINT_NAME
-    if not p.is_file():
-        raise AssetError(
-            f"model checkpoint {CHECKPOINT_NAME} not found: looked for {p.resolve()} "
-            f"(asset folder from {_where(assets)}); {DOWNLOAD_HINT}, pass --checkpoint FILE, "
-            f"or use --engine energy for a weight-free preview")
-    return p
+    return asset_file(checkpoint, CHECKPOINT_NAME, assets, what="model checkpoint", flag="--checkpoint",
+                      hint=f"{DOWNLOAD_HINT}, pass --checkpoint FILE, or use --engine energy for a weight-free preview")
 
 
 def config_path(model_config: PathLike | None = None, assets: PathLike | None = None) -> Path | None:

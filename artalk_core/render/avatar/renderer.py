@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from artalk_core.assets.paths import asset_file
+from artalk_core.constants import AVATAR_CHECKPOINT_FILE, TRACKED_FILE
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike
 from artalk_core.progress import OptionalProgress, report
 
-AVATAR_DIR: str = "GAGAvatar"
-AVATAR_CHECKPOINT_NAME: str = "GAGAvatar.pt"
-TRACKED_NAME: str = "tracked.pt"
 NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
 CUDA_BATCH: int = 8
 """Frames upsampled at once on a GPU (one frame at a time on a CPU: no gain there, more memory)."""
@@ -37,12 +36,6 @@ class AvatarSource:
     checkpoint: Path
     config: Path | None
     flame: Any  # FlameModel
-
-
-def _avatar_files(assets: PathLike | None) -> Path:
-    from artalk_core.assets import assets_dir
-
-    return assets_dir(assets) / AVATAR_DIR
 
 
 def resolve_entry(avatar: str | PathLike, *, tracked: PathLike | None = None,
@@ -63,15 +56,8 @@ def resolve_entry(avatar: str | PathLike, *, tracked: PathLike | None = None,
             raise InputError(f"{as_path} holds {len(entries)} avatars ({', '.join(list(entries)[:5])}); "
                              f"pass it with --tracked and choose one with --avatar NAME")
         return next(iter(entries.values())), as_path
-    if tracked is not None:
-        path = Path(tracked)
-        if not path.is_file():
-            raise AssetError(f"tracked avatars file not found: {path} (given with --tracked)")
-    else:
-        path = _avatar_files(assets) / TRACKED_NAME
-        if not path.is_file():
-            raise AssetError(f"tracked avatars file {TRACKED_NAME} not found: looked for {path.resolve()}; "
-                             f"{GET_HINT}, or pass --tracked FILE (or --avatar PATH to a single tracked entry)")
+    path = asset_file(tracked, TRACKED_FILE, assets, what="tracked avatars file", flag="--tracked",
+                      hint=f"{GET_HINT}, or pass --tracked FILE (or --avatar PATH to a single tracked entry)")
     return select_avatar(load_tracked(path), name, source=str(path)), path
 
 
@@ -85,15 +71,8 @@ def resolve_source(avatar: str | PathLike, *, tracked: PathLike | None = None,
     entry, tracked_path = resolve_entry(avatar, tracked=tracked, assets=assets)
     head = resolve_flame(flame, assets, allow_standin=True)
     check_flame(head)
-    if avatar_checkpoint is not None:
-        ckpt = Path(avatar_checkpoint)
-        if not ckpt.is_file():
-            raise AssetError(f"avatar checkpoint not found: {ckpt} (given with --avatar-checkpoint)")
-    else:
-        ckpt = _avatar_files(assets) / AVATAR_CHECKPOINT_NAME
-        if not ckpt.is_file():
-            raise AssetError(f"avatar checkpoint {AVATAR_CHECKPOINT_NAME} not found: looked for {ckpt.resolve()}; "
-                             f"{GET_HINT}, or pass --avatar-checkpoint FILE")
+    ckpt = asset_file(avatar_checkpoint, AVATAR_CHECKPOINT_FILE, assets, what="avatar checkpoint",
+                      flag="--avatar-checkpoint", hint=f"{GET_HINT}, or pass --avatar-checkpoint FILE")
     cfg = Path(avatar_config) if avatar_config is not None else None
     if cfg is not None and not cfg.is_file():
         raise AssetError(f"avatar config not found: {cfg} (given with --avatar-config)")
