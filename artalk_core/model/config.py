@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from artalk_core.constants import CHUNK_FRAMES, MOTION_DIM
 from artalk_core.errors import ConfigError
+
+C = TypeVar("C")
 
 DEFAULT_EMBED_DIM: int = 768
 SUPPORTED_AUDIO_ENCODERS: tuple[str, ...] = ("wav2vec",)
@@ -54,6 +57,23 @@ def _pos_int(sec: dict[str, Any], section: str, key: str, default: int | None = 
     if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
         raise ConfigError(f"model config: '{section}.{key}' must be a positive integer, got {val!r}")
     return val
+
+
+def read_config_file(path: str | Path, what: str, parse: Callable[[Any], C]) -> C:
+    """``parse`` the JSON in ``path``; ConfigError (naming ``what`` and the file) if it is unreadable,
+    not JSON, or ``parse`` refuses it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} '{path}': {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} '{path}' is not valid JSON: {exc}") from exc
+    try:
+        return parse(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -138,18 +158,7 @@ class ModelConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
         """Read a model config JSON file (ConfigError if unreadable, not JSON, or invalid)."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read model config '{path}': {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"model config '{path}' is not valid JSON: {exc}") from exc
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+        return read_config_file(path, "model config", cls.from_dict)
 
     @classmethod
     def released(cls) -> ModelConfig:

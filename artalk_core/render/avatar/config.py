@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from artalk_core.errors import ConfigError
+from artalk_core.model.config import read_config_file
 
 RELEASED_UNET_CHANNELS: tuple[tuple[int, int], ...] = (
     (4, 256), (8, 256), (16, 256), (32, 256), (64, 128), (128, 64), (256, 32), (512, 16), (1024, 8))
@@ -181,18 +182,7 @@ class AvatarConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> AvatarConfig:
         """Read an avatar config JSON file (ConfigError if unreadable, not JSON, or invalid)."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read avatar config '{path}': {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"avatar config '{path}' is not valid JSON: {exc}") from exc
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+        return read_config_file(path, "avatar config", cls.from_dict)
 
 
 class _Reader:
