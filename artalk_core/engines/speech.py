@@ -13,6 +13,7 @@ notes, silence).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 SILENCE_WARNING = "the audio is silent: the head will barely move"
 
 
-class Speech:
+class Speech(ABC):
     """Base of the speech forms. ``kind``: ``audio`` (samples) or ``features``."""
 
     kind: str = "audio"
@@ -37,18 +38,18 @@ class Speech:
         """16 kHz mono float32 [n] blocks in order (readable once)."""
         raise InputError("this engine works from audio, not from a features file")
 
+    @abstractmethod
     def frames(self) -> int:
         """Motion frames of the speech (ceil(S/640)); known once :meth:`audio_blocks` has ended."""
-        raise NotImplementedError
 
+    @abstractmethod
     def facts(self) -> dict[str, str]:
         """``audio_sha256`` and ``audio_samples`` ("" where unknown), once :meth:`finish` has run."""
-        raise NotImplementedError
 
-    def finish(self, *, stopped_early: bool = False) -> None:
+    def finish(self, *, stopped_early: bool = False) -> None:  # noqa: B027 (an optional hook)
         """The motion is made (or was stopped at the clip length): give the end-of-input warnings."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook)
         """Release what the speech holds open (nothing by default)."""
 
 
@@ -92,7 +93,7 @@ class StreamSpeech(Speech):
     def facts(self) -> dict[str, str]:
         return {"audio_sha256": self.stream.sha256, "audio_samples": str(self.stream.num_samples)}
 
-    def finish(self, *, stopped_early: bool = False) -> None:
+    def finish(self, *, stopped_early: bool = False) -> None:  # noqa: B027 (an optional hook)
         for _ in self._blocks:  # after an early stop: decode the rest for its length and checks
             pass
         stream_warnings(self.stream)
