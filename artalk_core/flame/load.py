@@ -9,6 +9,7 @@ rebuild numpy arrays and sparse matrices.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import zipfile
@@ -109,9 +110,20 @@ def load_flame(path: PathLike) -> FlameModel:
         raise AssetError(f"FLAME head file not found: looked for {p.resolve()}; {LICENCE_HINT}")
     if p.is_dir():
         raise AssetError(f"FLAME head path {p} is a folder, not a file; {LICENCE_HINT}")
+    st = p.stat()
+    return _load_flame_cached(str(p), str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_flame_cached(source: str, resolved: str, size: int, mtime_ns: int) -> FlameModel:
+    """One read (and hash) of a head file per process, however many stages use it: ``animate``
+    checks the head, then renders vertices and video with it; a batch worker, the app and the API
+    render many clips. Keyed by the file's size and mtime, so a changed file is read again. The
+    model is shared, as the stand-in is: use ``.to(device)`` for a copy."""
+    p = Path(source)  # read as given, so messages name the file as the user wrote it
     data = _read_head_file(p)
     standin = bool(_flag(data.get("standin", False)))
-    return model_from_dict(_head_dict(data), source=str(p), sha256=sha256_file(p), is_standin=standin)
+    return model_from_dict(_head_dict(data), source=source, sha256=sha256_file(p), is_standin=standin)
 
 
 def _flag(value: Any) -> bool:
