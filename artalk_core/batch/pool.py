@@ -21,7 +21,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ def _how_it_died(process: Any) -> str:
     return f"exit status {code}"
 
 
-def run_pool(jobs: list[Job], cfg: WorkerConfig, workers: int, threads: int) -> Iterator[ClipResult]:
+def run_pool(jobs: list[Job], cfg: WorkerConfig, workers: int, threads: int) -> Generator[ClipResult, None, None]:
     """Yield each clip's result as a worker finishes it (in no particular order)."""
     import multiprocessing
     from multiprocessing.connection import wait

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ def _keep_sigterm() -> Iterator[None]:
 
 
 def run_ray(jobs: list[Job], cfg: WorkerConfig, *, workers: int | None, threads: int | None,
-            gpus_per_worker: float, address: str | None, plan: dict[str, int] | None = None) -> Iterator[ClipResult]:
+            gpus_per_worker: float, address: str | None, plan: dict[str, int] | None = None) -> Generator[ClipResult, None, None]:
     """Yield each clip's result as its actor finishes it; ``plan`` receives the number of workers used."""
     if not jobs:
         return

@@ -9,10 +9,11 @@ results file is written at the end (also after Ctrl-C, with the unfinished clips
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def plan_workers(workers: int | None, threads: int | None, *, jobs: int, device:
     return workers, threads
 
 
-def _run_local(jobs: list[Job], cfg: WorkerConfig, workers: int, threads: int) -> Iterator[ClipResult]:
+def _run_local(jobs: list[Job], cfg: WorkerConfig, workers: int, threads: int) -> Generator[ClipResult, None, None]:
     if workers == 1:
         for job in jobs:
             yield run_clip(job, cfg)
@@ -166,7 +167,8 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
     if results.is_dir() or (results.exists() and not results.is_file()):
         raise OutputError(f"cannot write the results file {results}: it is "
                           f"{'a folder' if results.is_dir() else 'not a regular file'}")
-    make_folder(out / BATCH_STATE_DIR)  # one at a time: each says which of them is in the way
+    make_folder(out)  # one at a time: each says which of them is in the way
+    make_folder(out / BATCH_STATE_DIR)
     make_folder(out / BATCH_STATE_DIR / "work")
 
 
@@ -237,20 +239,26 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
         on_status(status)
     stop: BaseException | None = None
     plan = {"workers": n_workers}
-    try:
-        if backend == "ray":
-            from artalk_core.batch.ray_backend import run_ray
+    stream: Generator[ClipResult, None, None]
+    if backend == "ray":
+        from artalk_core.batch.ray_backend import run_ray
 
-            stream = run_ray(runnable, cfg, workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
-                             address=ray_address, plan=plan)
-        else:
-            stream = _run_local(runnable, cfg, n_workers, n_threads)
-        for res in stream:
-            finish(res)
-    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, SIGTERM (Interrupted), an on_result that stops
+        stream = run_ray(runnable, cfg, workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
+                         address=ray_address, plan=plan)
+    else:
+        stream = _run_local(runnable, cfg, n_workers, n_threads)
+    try:
+        # closing: an exception raised here, outside the generator (an on_result that stops, a
+        # signal landing in the progress bar), must stop the workers now, not when it is collected
+        with contextlib.closing(stream):
+            for res in stream:
+                finish(res)
+    except BaseException as e:  # Ctrl-C, SIGTERM (Interrupted), an error of the backend: results first
         stop = e
-    ordered = [results.get(i) or ClipResult(row=j.row, name=j.name, status="interrupted",
-                                            error="the batch was interrupted", options=dict(j.options))
+    why = "the batch was interrupted" if isinstance(stop, (KeyboardInterrupt, SystemExit)) else \
+        f"the batch stopped: {stop}"
+    ordered = [results.get(i) or ClipResult(row=j.row, name=j.name, status="interrupted", error=why,
+                                            options=dict(j.options))
                for i, j in enumerate(job_list)]
     if stop is not None:
         from artalk_core.batch.clip import partial_files

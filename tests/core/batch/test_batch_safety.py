@@ -207,3 +207,47 @@ def test_a_ray_address_that_does_not_answer_is_one_quick_error(speech_dir: Path,
             defaults=DEFAULTS)
     with pytest.raises(InputError, match="HOST:PORT"):
         run(speech_dir, output_dir=tmp_path / "out", backend="ray", ray_address="http://x", defaults=DEFAULTS)
+
+
+def test_a_stop_outside_the_pool_stops_its_workers_at_once(speech_dir: Path, tmp_path: Path, test_engines: None,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("ARTALK_TEST_HANG_MARK", str(marks))
+    rows = [{"audio": "b.wav", "engine": "hang"}, {"audio": "a.wav"}]
+
+    def stop(result: object) -> None:  # e.g. Ctrl-C landing in the caller's progress display
+        deadline = time.monotonic() + 60
+        while not list(marks.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(load_jobs(rows, base=speech_dir, defaults=DEFAULTS), output_dir=out, workers=2, on_result=stop)
+    [mark] = list(marks.iterdir())
+    with pytest.raises(ProcessLookupError):  # the hanging worker is gone before run() returns
+        os.kill(int(mark.name), 0)
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [ln["status"] for ln in lines] == ["interrupted", "done"]
+    assert not _hidden_parts(out)
+
+
+def test_a_backend_that_fails_midway_still_leaves_the_results(speech_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import artalk_core.batch.runner as runner
+    from artalk_core.batch.clip import run_clip
+
+    def broken(jobs, cfg, workers, threads):  # the first clip, then the backend fails (a cluster lost)
+        yield run_clip(jobs[0], cfg)
+        raise OutputError("the cluster went away")
+
+    monkeypatch.setattr(runner, "_run_local", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="went away"):
+        run(speech_dir, output_dir=out, defaults=DEFAULTS, workers=1)
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(ln["status"], ln["error"]) for ln in lines] == [
+        ("done", None), ("interrupted", "the batch stopped: the cluster went away")]
