@@ -144,6 +144,30 @@ def partial_files(job: Job, output_dir: Path) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
+def drop_damaged_cache(job: Job, output_dir: Path) -> None:
+    """Before a remake: an output published as a hard link of its cached intermediate is one file
+    under two names, so an output edited in place changed the cache too, and ``animate --keep``
+    (which checks what a cached file was made from, not its bytes) would publish the damage again
+    on every rerun. Every cached file that is the same file as an output not matching its record
+    (or with no readable record) is removed from the work folder (ours), so it is made anew."""
+    work = output_dir / BATCH_STATE_DIR / "work" / job.name
+    if not work.is_dir():
+        return
+    rec = _read_record(record_path(job, output_dir)) or {}
+    recorded = rec["outputs"] if isinstance(rec.get("outputs"), dict) else {}
+    for kind, path in targets(job, output_dir).items():
+        if not path.is_file():
+            continue
+        entry = recorded.get(kind)
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if isinstance(sha, str) and sha == sha256_file(path):
+            continue  # intact: the cache behind it is too
+        for cached in work.iterdir():
+            with contextlib.suppress(OSError):
+                if cached.is_file() and os.path.samefile(cached, path):
+                    cached.unlink()
+
+
 def check_writable(job: Job, output_dir: Path) -> None:
     """OutputError, before any work, when one of the clip's files (outputs, record) is in the way
     as a folder or a special file (a FIFO there would block, a folder would fail after the work)."""
@@ -238,6 +262,7 @@ def run_clip(job: Job, cfg: WorkerConfig) -> ClipResult:
             result.outputs = {k: str(p) for k, p in targets(job, Path(cfg.output_dir)).items()}
         else:
             check_writable(job, Path(cfg.output_dir))
+            drop_damaged_cache(job, Path(cfg.output_dir))
             with contextlib.suppress(FileNotFoundError):  # a stale record must not survive a failed remake
                 record_path(job, Path(cfg.output_dir)).unlink()
             made = make_clip(job, cfg, inputs)

@@ -251,3 +251,23 @@ def test_a_backend_that_fails_midway_still_leaves_the_results(speech_dir: Path, 
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [(ln["status"], ln["error"]) for ln in lines] == [
         ("done", None), ("interrupted", "the batch stopped: the cluster went away")]
+
+
+def test_an_output_edited_in_place_is_remade_from_scratch(speech_dir: Path, tmp_path: Path) -> None:
+    """Outputs are hard links of the cached intermediates: editing one in place edits both. The
+    remake must not publish the damaged cache again (it failed on every rerun, NaN vertices)."""
+    out = tmp_path / "out"
+    jobs = load_jobs(speech_dir, defaults={**DEFAULTS, "outputs": "motion,vertices"})
+    first = run(jobs, output_dir=out, workers=1)
+    from artalk_core.formats.motion import read_motion
+
+    motion = Path(first.results[0].outputs["motion"])
+    good = motion.read_bytes()
+    expected = read_motion(motion).data
+    with open(motion, "r+b") as f:  # a tool "fixing" the file in place: the last value's bytes
+        f.seek(len(good) - 4)
+        f.write(b"\xff\xff\xff\x7f")  # NaN
+    again = run(jobs, output_dir=out, workers=1)
+    assert [(r.status, r.error) for r in again.results] == [("done", None), ("skipped", None)]
+    assert np.array_equal(read_motion(motion).data, expected)  # made anew (its metadata has a new time)
+    assert [r.status for r in run(jobs, output_dir=out, workers=1).results] == ["skipped", "skipped"]
