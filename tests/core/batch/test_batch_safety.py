@@ -271,3 +271,75 @@ def test_an_output_edited_in_place_is_remade_from_scratch(speech_dir: Path, tmp_
     assert [(r.status, r.error) for r in again.results] == [("done", None), ("skipped", None)]
     assert np.array_equal(read_motion(motion).data, expected)  # made anew (its metadata has a new time)
     assert [r.status for r in run(jobs, output_dir=out, workers=1).results] == ["skipped", "skipped"]
+
+
+class _FakeRay:
+    """Just enough of Ray's API for run_ray: tasks run at once, in this process; ``init`` installs a
+    SIGTERM handler as the real one does; the clip named ``lost`` loses its actor every time."""
+
+    class exceptions:  # noqa: N801 - the module's name in Ray
+        class RayError(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.initialized = False
+        self.killed = 0
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs: object) -> None:
+        self.initialized = True
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(signal.SIGTERM))
+
+    def shutdown(self) -> None:
+        self.initialized = False
+
+    def cluster_resources(self) -> dict:
+        return {"CPU": 2.0}
+
+    def remote(self, **kwargs: object):
+        fake = self
+
+        def decorate(cls):
+            class ActorClass:
+                @staticmethod
+                def remote(*args):
+                    body = cls(*args)
+
+                    def run(job, cfg):
+                        if job.name == "lost":
+                            def died():
+                                raise fake.exceptions.RayError("The actor died unexpectedly.\nmore")
+                            return died
+                        return lambda: body.run(job, cfg)
+
+                    actor = type("Actor", (), {})()
+                    actor.run = type("Method", (), {"remote": staticmethod(run)})()
+                    return actor
+            return ActorClass
+        return decorate
+
+    def wait(self, refs: list, num_returns: int) -> tuple[list, list]:
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        return ref()
+
+    def kill(self, actor: object) -> None:
+        self.killed += 1
+
+
+def test_ray_keeps_the_callers_sigterm_handler_and_fails_a_lost_clip(speech_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    handler = signal.getsignal(signal.SIGTERM)
+    rows = [{"audio": "a.wav"}, {"audio": "b.wav", "name": "lost"}]
+    summary = run(load_jobs(rows, base=speech_dir, defaults=DEFAULTS), output_dir=tmp_path / "out", backend="ray")
+    assert signal.getsignal(signal.SIGTERM) is handler  # ray.init's sys.exit handler did not stay
+    assert [r.status for r in summary.results] == ["done", "failed"]
+    assert summary.results[1].error == ("the Ray worker making this clip failed: The actor died unexpectedly. "
+                                        "(tried 2 times)")
+    assert not fake.initialized and fake.killed >= 2
