@@ -82,4 +82,16 @@ BATCH_AUDIO_SUFFIXES: frozenset[str] = frozenset(
 BATCH_STATE_DIR: str = ".artalk-batch"
 """Folder inside a batch's output folder holding each clip's record and cached intermediates."""
 BATCH_RESULTS_NAME: str = "results.jsonl"
+BATCH_CLIP_TRIES: int = 2
+"""A clip whose worker process dies under it (SIGKILL, the out-of-memory killer) is tried this many
+times in all, on a fresh worker, before it fails."""
+BATCH_STOP_GRACE_S: float = 5.0
+"""After Ctrl-C/SIGTERM, seconds the workers get to unwind (removing their temporary files) before
+they are killed."""
+BATCH_RAY_TIMEOUT_S: float = 10.0
+"""Seconds to wait for a Ray cluster address to answer (`--ray-timeout`) before giving up."""
+BATCH_MAX_CELL_CHARS: int = 1 << 24
+"""Longest cell of a jobs file (characters, 16 Mi): a longer one fails its row (csv.field_size_limit)."""
+BATCH_SUMMARY_ROWS: int = 50
+"""Clips listed in the summary table on stderr; a bigger batch lists its failures only, up to this many."""
 

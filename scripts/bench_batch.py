@@ -4,6 +4,10 @@ workers, and Ray), each as a whole command, in one run on this machine.
 By default the tiny random test model (tests/fixtures/tiny_en) stands in for the released one, so
 the figures show what batch saves (process start, imports, model load per clip) and how workers
 scale; `--assets DIR` uses real assets, `--engine energy` the weight-free engine.
+
+The ``rows`` mode times the batch's own overhead on a big jobs file: ``--rows`` (100k) rows whose
+audio is missing, so every clip fails at once and what is left is reading the file, naming the
+clips, the checks, the results file and the summary on stderr (the command exits 1, as it should).
 """
 
 from __future__ import annotations
@@ -50,13 +54,23 @@ def tiny_assets(root: Path) -> Path:
     return root
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str], expect: int = 0) -> float:
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != expect:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     return elapsed
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="artalk", choices=["artalk", "energy"])
     ap.add_argument("--assets", type=Path, default=None, help="real assets (default: the tiny test model)")
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--modes", nargs="+", default=["animate", "batch1", "batch2", "ray"])
+    ap.add_argument("--modes", nargs="+", default=["animate", "batch1", "batch2", "ray", "rows"])
+    ap.add_argument("--rows", type=int, default=100_000, help="rows of the jobs file of the rows mode")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -84,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes:
             out = work / f"out-{mode}"
             out.mkdir()
+            if mode == "rows":
+                jobs = work / "rows.jsonl"
+                jobs.write_text("".join(json.dumps({"audio": f"missing{i}.wav"}) + "\n" for i in range(args.rows)))
+                seconds = timed([*artalk, "batch", str(jobs), "-o", str(out), "--engine", "energy"], env, expect=1)
+                rows.append({"mode": f"rows ({args.rows} failing rows)", "seconds": round(seconds, 2),
+                             "clips_per_min": round(60 * args.rows / seconds, 2)})
+                print(f"{mode:8s} {seconds:8.1f} s  ({args.rows} rows)", flush=True)
+                continue
             if mode == "animate":
                 start = time.perf_counter()
                 for wav in sorted(speech.glob("*.wav")):
@@ -101,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                          "clips_per_min": round(60 * args.clips / seconds, 2)})
             print(f"{mode:8s} {seconds:8.1f} s  {60 * args.clips / seconds:6.2f} clips/min", flush=True)
     base = next((r["seconds"] for r in rows if r["mode"] == "animate"), None)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = f"{_cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     print(f"\n{args.clips} clips x {args.seconds:g} s, engine {args.engine}, {args.size} px; {machine}\n")
     print("| mode | seconds | clips/min | vs sequential animate |\n| --- | --- | --- | --- |")
     for r in rows:
-        ratio = f"{base / float(r['seconds']):.2f}x" if base else "-"  # type: ignore[arg-type]
+        ratio = f"{base / float(r['seconds']):.2f}x" if base and not str(r["mode"]).startswith("rows") else "-"  # type: ignore[arg-type]
         print(f"| {r['mode']} | {r['seconds']} | {r['clips_per_min']} | {ratio} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -9,6 +9,7 @@ import typer
 
 from artalk_cli.console import cli_errors, err, say
 from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
+from artalk_core.constants import BATCH_RAY_TIMEOUT_S
 
 
 class _Bar:
@@ -40,30 +41,48 @@ class _Bar:
 
 
 def _summary_table(summary: Any) -> None:
+    """The clips as a table on stderr: all of a small batch; of a big one only the failures, up to
+    BATCH_SUMMARY_ROWS (a rich table's cost grows faster than its rows: 20k rows took 9 s, 100k
+    about 100 s), and a line saying what is left out. results.jsonl always has every clip."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=None, show_edge=False)
-    for col in ("row", "clip", "status", "seconds", "error"):
-        table.add_column(col, overflow="fold")
-    for r in summary.results:
-        colour = {"done": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}[r.status]
-        # Text(...) keeps names and messages literal: user text is never read as markup.
-        table.add_row(str(r.row), Text(r.name), Text(r.status, style=colour), f"{r.seconds:.1f}",
-                      Text(r.error or ""))
-    err.print(table)
+    from artalk_core.constants import BATCH_SUMMARY_ROWS
+
+    results = summary.results
+    if len(results) > BATCH_SUMMARY_ROWS:
+        results = [r for r in results if r.status in ("failed", "interrupted")]
+    shown = results[:BATCH_SUMMARY_ROWS]
+    if shown:
+        table = Table(title=None, show_edge=False)
+        for col in ("row", "clip", "status", "seconds", "error"):
+            table.add_column(col, overflow="fold")
+        for r in shown:
+            colour = {"done": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}[r.status]
+            # Text(...) keeps names and messages literal: user text is never read as markup.
+            table.add_row(str(r.row), Text(r.name), Text(r.status, style=colour), f"{r.seconds:.1f}",
+                          Text(r.error or ""))
+        err.print(table)
+    parts = []
+    if len(results) > len(shown):
+        parts.append(f"{len(results) - len(shown)} more failed or interrupted clips")
+    if len(summary.results) > len(results):
+        parts.append(f"{len(summary.results) - len(results)} made or current clips")
+    if parts:
+        say(f"not listed here: {' and '.join(parts)} (every clip is in {summary.results_file})")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("batch")
     def batch_cmd(
-        jobs: Annotated[Path, typer.Argument(help="Jobs: a CSV/TSV or JSONL file, one clip per row (audio or text, "
-                                                  "style, appearance, outputs, any animate option), or a folder of audio files.")],
+        jobs: Annotated[Path, typer.Argument(help="Jobs: a CSV/TSV or JSONL file (or - for stdin, a FIFO), one clip per row "
+                                                  "(audio or text, style, appearance, outputs, any animate option), or a folder of audio files.")],
         output_dir: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs and results.jsonl.")],
         workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Workers, each loading the model once (default: one per two cores; one on a GPU).", show_default=False)] = None,
         threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch threads per worker (default: cores / workers locally, 1 on Ray).", show_default=False)] = None,
         backend: Annotated[str, typer.Option("--backend", help="local (process pool on this machine) or ray.")] = "local",
         ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).", show_default=False)] = None,
+        ray_timeout: Annotated[float, typer.Option("--ray-timeout", min=0.001, help="Seconds to wait for the Ray cluster address to answer.")] = BATCH_RAY_TIMEOUT_S,
         gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0.0, help="GPUs per Ray worker (fractions share a GPU).")] = 0.0,
         style: Annotated[str, typer.Option("--style", "-s", help="Style for rows that name none.")] = "default",
         engine: Annotated[str, typer.Option("--engine", "-e", help="artalk or energy, for rows that name none.")] = "artalk",
@@ -91,7 +110,8 @@ def register(app: typer.Typer) -> None:
             bar = _Bar(quiet)
             try:
                 summary = run(jobs, output_dir=output_dir, workers=workers, threads=threads, backend=backend,
-                              ray_address=ray_address, gpus_per_worker=gpus_per_worker, defaults=defaults,
+                              ray_address=ray_address, ray_timeout=ray_timeout, gpus_per_worker=gpus_per_worker,
+                              defaults=defaults,
                               assets=assets, checkpoint=checkpoint, model_config=model_config, device=device,
                               force=force, on_status=bar)
             finally:

@@ -7,7 +7,6 @@ row leaves out come from the batch's defaults. Rows are validated one by one: a 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import re
@@ -17,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artalk_core.batch.jobfile import Record, file_format, parse, read_text
 from artalk_core.constants import BATCH_AUDIO_SUFFIXES as AUDIO_SUFFIXES
+from artalk_core.constants import BATCH_MAX_CELL_CHARS
 from artalk_core.constants import BATCH_OUTPUT_KINDS as OUTPUT_KINDS
 from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike
@@ -25,10 +26,10 @@ from artalk_core.fileio import PathLike
 # Per-row options: name -> parser. Paths are resolved against the jobs file's folder.
 _STR = ("text", "lang", "voice", "tts_engine", "style", "appearance", "engine", "renderer", "background",
         "color", "precision", "name", "avatar_noise")
-_PATHS = ("audio", "shape", "flame", "tracked", "avatar_checkpoint", "avatar_config", "watermark")
+PATH_FIELDS = ("audio", "shape", "flame", "tracked", "avatar_checkpoint", "avatar_config", "watermark")
 _INTS = ("clip_length", "size", "seed")
 _BOOLS = ("fix_pose",)
-FIELDS: tuple[str, ...] = (*_PATHS, *_STR, *_INTS, *_BOOLS, "outputs")
+FIELDS: tuple[str, ...] = (*PATH_FIELDS, *_STR, *_INTS, *_BOOLS, "outputs")
 """Every column a jobs file may have."""
 
 _TRUE = {"1", "true", "yes", "y", "on"}
@@ -37,7 +38,7 @@ _FALSE = {"0", "false", "no", "n", "off"}
 
 @dataclass(frozen=True)
 class Job:
-    """One clip to make: ``row`` is its 1-based row number in the jobs source (line for JSONL).
+    """One clip to make: ``row`` is its first line in the jobs file (its position in a list or folder).
 
     ``options`` are the effective ``animate`` options (defaults merged, paths absolute);
     ``outputs`` the files wanted (``mp4``, ``motion``, ``vertices``, ``glb``); ``error`` is set when
@@ -106,33 +107,77 @@ def _suggest(name: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def parse_row(raw: Mapping[str, Any], *, base: Path, defaults: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """One row -> (effective options, outputs). Raises InputError naming the bad field."""
-    opts: dict[str, Any] = {k: v for k, v in defaults.items() if k != "outputs"}
-    outputs: tuple[str, ...] = _parse_outputs(defaults.get("outputs", ["mp4"]))
-    for key, value in raw.items():
-        key = str(key).strip().lower()
+def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+    """The fields of one row (or of the batch's defaults) parsed: (options, outputs or None when not set).
+
+    Column names ignore case and surrounding spaces, so ``audio`` and ``Audio`` are the same
+    column: a row naming one twice is refused rather than silently last-wins.
+    """
+    from artalk_core.engines import check_engine
+    from artalk_core.generation import check_seed
+    from artalk_core.model.precision import check_precision
+
+    opts: dict[str, Any] = {}
+    outputs: tuple[str, ...] | None = None
+    seen: dict[str, str] = {}
+    for raw_key, value in raw.items():
+        key = str(raw_key).strip().lower()
+        if key in seen:
+            raise InputError(f"duplicate field: '{seen[key]}' and '{raw_key}' are the same column "
+                             f"(names ignore case)")
+        seen[key] = str(raw_key)
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue  # an empty cell: the default applies
         if key not in FIELDS:
             raise InputError(f"unknown field '{key}'{_suggest(key)}")
-        if key in _PATHS:
+        if isinstance(value, str) and len(value) > BATCH_MAX_CELL_CHARS:
+            raise InputError(f"{key}: longer than {BATCH_MAX_CELL_CHARS} characters")
+        if key in PATH_FIELDS:
             path = Path(str(value).strip()).expanduser()
             opts[key] = str(path if path.is_absolute() else (base / path))
         elif key in _INTS:
             opts[key] = _parse_int(value, key)
+            if key == "seed":
+                check_seed(opts[key])
         elif key in _BOOLS:
             opts[key] = _parse_bool(value, key)
         elif key == "outputs":
             outputs = _parse_outputs(value)
         else:
             opts[key] = str(value)
+            if key == "engine":
+                check_engine(opts[key])  # a misspelt engine fails its row now, not in a worker
+            elif key == "precision":
+                check_precision(opts[key])
+    return opts, outputs
+
+
+def parse_defaults(defaults: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The batch's defaults checked like a row (relative paths: to the current folder), so a bad
+    ``--outputs``/``--engine``/... is one InputError before any work, not a failure of every row."""
+    opts, outputs = _parse_fields(defaults, base=Path.cwd())
+    return opts, outputs or ("mp4",)
+
+
+def parse_row(raw: Mapping[str, Any], *, base: Path, defaults: Mapping[str, Any],
+              default_outputs: tuple[str, ...] = ("mp4",)) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """One row -> (effective options, outputs). ``defaults`` are parsed options
+    (:func:`parse_defaults`). Raises InputError naming the bad field."""
+    fields, outputs = _parse_fields(raw, base=base)
+    opts = {**defaults, **fields}
     has_audio, has_text = opts.get("audio") is not None, opts.get("text") is not None
     if has_audio == has_text:
         raise InputError("each row needs exactly one of 'audio' or 'text'")
-    if has_audio and not Path(opts["audio"]).is_file():
-        raise InputError(f"audio file not found: {opts['audio']}")
-    return opts, outputs
+    if has_audio:
+        audio = Path(opts["audio"])
+        if not audio.exists():
+            raise InputError(f"audio file not found: {audio}")
+        if audio.is_dir():
+            raise InputError(f"audio {audio} is a folder, not a file")
+        if not audio.is_file():
+            raise InputError(f"audio {audio}: not a regular file (a batch reads and hashes each input more "
+                             f"than once: a pipe or device cannot be one)")
+    return opts, outputs or default_outputs
 
 
 def _base_name(opts: Mapping[str, Any]) -> str:
@@ -167,7 +212,7 @@ def _name_jobs(entries: list[tuple[int, dict[str, Any], tuple[str, ...], str | N
             name = f"{base}-{digest}"
         jobs.append(Job(row=row, name=name, options=opts, outputs=outputs, error=err))
     names = Counter(j.name for j in jobs)
-    dup = [n for n, c in names.items() if c > 1]
+    dup = {n for n, c in names.items() if c > 1}  # a set: 100k rows in pairs must not be quadratic
     if dup:  # identical rows: the same clip asked for twice; make the later ones fail clearly
         seen: set[str] = set()
         unique = []
@@ -181,83 +226,66 @@ def _name_jobs(entries: list[tuple[int, dict[str, Any], tuple[str, ...], str | N
     return jobs
 
 
-def _raw_rows(source: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
-    """(row number, raw mapping or None, parse error) for a CSV or JSONL file."""
-    if source.suffix.lower() in AUDIO_SUFFIXES:
-        raise InputError(f"{source} is an audio file: give a jobs file (CSV or JSONL) or a folder of audio files")
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{source}: not a text file (a jobs file is CSV or JSONL)") from None
-    except OSError as e:
-        raise InputError(f"cannot read {source}: {e.strerror}") from None
-    rows: list[tuple[int, dict[str, Any] | None, str | None]] = []
-    if source.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                rows.append((number, None, f"not valid JSON ({e.msg})"))
-                continue
-            if not isinstance(obj, dict):
-                rows.append((number, None, "a row must be a JSON object"))
-                continue
-            rows.append((number, obj, None))
-        return rows
-    if source.suffix.lower() not in (".csv", ".tsv"):
-        raise InputError(f"{source}: a jobs file ends in .csv, .tsv or .jsonl")
-    reader = csv.DictReader(text.splitlines(), delimiter="\t" if source.suffix.lower() == ".tsv" else ",")
-    if not reader.fieldnames:
-        raise InputError(f"{source}: empty jobs file (a CSV needs a header row, e.g. audio,style)")
-    for number, rec in enumerate(reader, start=2):  # row 1 is the header
-        if None in rec:
-            rows.append((number, None, "more cells than header columns"))
-            continue
-        if all((v or "").strip() == "" for v in rec.values()):
-            continue
-        rows.append((number, dict(rec), None))
-    return rows
+def _read_source(path: Path) -> tuple[list[Record], Path]:
+    """(records, folder its relative paths start from) of a jobs file. A pipe (``-``, a FIFO,
+    ``<(...)``) is spooled once (:func:`artalk_core.fileio.input_file`); its relative paths start
+    from the current folder."""
+    from artalk_core.fileio import input_file, is_stdio, is_stream_path
+
+    stream = is_stdio(path) or is_stream_path(path)
+    if not stream and not path.is_file():
+        raise InputError(f"jobs file not found: {path}")
+    fmt = None if stream else file_format(str(path), "", stream=False)  # by its name, before reading it
+    with input_file(path) as (spooled, _sha, label):
+        text = read_text(spooled, label)
+    fmt = fmt or file_format(label, text, stream=True)
+    return parse(text, fmt, label), (Path.cwd() if stream else path.resolve().parent)
 
 
 def load_jobs(source: PathLike | list[Mapping[str, Any]], *, defaults: Mapping[str, Any] | None = None,
               base: PathLike | None = None) -> list[Job]:
-    """Jobs from a CSV/TSV/JSONL file, a folder of audio files, or a list of row mappings.
+    """Jobs from a CSV/TSV/JSONL file (or ``-``, a FIFO, ``<(...)``), a folder of audio files, or a
+    list of row mappings.
 
     ``defaults`` hold the options a row does not set (``style``, ``engine``, ``outputs``, ...).
-    Relative paths in rows are relative to the jobs file's folder (``base`` for a list).
-    Raises InputError only when the source as a whole is unusable; a bad row becomes a Job with
-    ``error`` set.
+    Relative paths in rows are relative to the jobs file's folder (``base`` for a list, the current
+    folder for a pipe). A row's ``row`` is its first line in the file (its position in a list or
+    folder). Raises InputError when the source as a whole, or a default, is unusable; a bad row
+    becomes a Job with ``error`` set.
     """
-    defaults = dict(defaults or {})
-    raw: list[tuple[int, dict[str, Any] | None, str | None]]
+    from artalk_core.fileio import is_stdio, is_stream_path
+
+    base_opts, base_outputs = parse_defaults(defaults or {})
+    raw: list[Record]
     if isinstance(source, list):
         folder = Path(base) if base is not None else Path.cwd()
         raw = [(i, dict(r), None) for i, r in enumerate(source, start=1)]
     else:
         path = Path(source)
-        if path.is_dir():
+        if path.is_dir() and not (is_stdio(path) or is_stream_path(path)):
             folder = path
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not files:
                 raise InputError(f"no audio files in {path} ({', '.join(sorted(AUDIO_SUFFIXES))})")
             raw = [(i, {"audio": str(p.resolve())}, None) for i, p in enumerate(files, start=1)]
-        elif path.is_file():
-            folder = path.resolve().parent
-            raw = _raw_rows(path)
         else:
-            raise InputError(f"jobs file not found: {path}")
+            raw, folder = _read_source(path)
     if not raw:
         raise InputError("the jobs list is empty")
     entries: list[tuple[int, dict[str, Any], tuple[str, ...], str | None]] = []
+    resolved = folder.resolve()
     for row, rec, err in raw:
         if err is None and rec is not None:
             try:
-                opts, outputs = parse_row(rec, base=folder.resolve(), defaults=defaults)
+                opts, outputs = parse_row(rec, base=resolved, defaults=base_opts, default_outputs=base_outputs)
                 entries.append((row, opts, outputs, None))
                 continue
             except InputError as e:
                 err = str(e)
-        entries.append((row, dict(rec or {}), (), err))
+        entries.append((row, _safe_options(rec), (), err))
     return _name_jobs(entries)
+
+
+def _safe_options(rec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A failed row's fields as the results file records them (cells cut to a readable length)."""
+    return {str(k): (v[:200] + "...") if isinstance(v, str) and len(v) > 200 else v for k, v in (rec or {}).items()}

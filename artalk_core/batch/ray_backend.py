@@ -1,18 +1,30 @@
 """The Ray backend of `artalk batch`: one actor per worker, each loading the model once.
 
 Without an address a local Ray instance is started (and shut down afterwards); with one
-(``ray://host:10001`` or ``auto``) the clips run on that cluster. Every node must see the jobs'
-input files and the output folder at the same paths (a shared file system): the actors read and
-write them directly, nothing is shipped through Ray's object store but the small job records.
+(``HOST:PORT`` of a cluster's head, ``ray://HOST:10001`` through Ray Client, or ``auto``) the
+clips run on that cluster. Every node must see the jobs' input files and the output folder at the
+same paths (a shared file system): the actors read and write them directly, nothing is shipped
+through Ray's object store but the small job records.
+
+An address is checked first (:func:`check_address`): Ray itself retries a silent address for
+minutes. An actor that dies (its process killed, its node lost) costs the clip it was making
+(tried again once on a fresh actor, then failed); the batch goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
-from artalk_core.batch.clip import ClipResult, WorkerConfig, run_clip
+from artalk_core.batch.clip import ClipResult, WorkerConfig, lost_result, partial_files, run_clip
 from artalk_core.batch.jobs import Job
+from artalk_core.constants import BATCH_CLIP_TRIES
 from artalk_core.errors import DependencyError, InputError
 
 
@@ -37,8 +49,60 @@ def _ray() -> Any:
     return ray
 
 
+def _effective_address(address: str | None) -> str | None:
+    """The address Ray would use: the given one, else ``$RAY_ADDRESS`` (None: start a local instance)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_address(address: str | None, timeout: float) -> None:
+    """Fail within ``timeout`` seconds, with one clear error, when nothing answers at the cluster
+    address (Ray would retry for minutes); a ``ray://`` address without Ray Client installed is a
+    missing dependency. ``auto``/``local`` and no address are left to Ray (they look on this machine)."""
+    import socket
+
+    _ray()
+    target = _effective_address(address)
+    if target is None or target in ("auto", "local"):
+        return
+    scheme, sep, rest = target.partition("://")
+    if not sep:
+        scheme, rest = "", target
+    if scheme == "ray":
+        try:
+            import grpc  # noqa: F401 - Ray Client's transport: what the ray[client] extra adds
+        except ImportError:
+            raise DependencyError(f"--ray-address {target}: a ray:// address needs Ray Client: "
+                                  f"pip install 'ray[client]'") from None
+    elif scheme:
+        raise InputError(f"--ray-address {target}: use HOST:PORT, ray://HOST:PORT or auto")
+    host, colon, port = rest.split("/", 1)[0].rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise InputError(f"--ray-address {target}: use HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except TimeoutError:
+        raise InputError(f"cannot reach the Ray cluster at {target}: no answer within {timeout:g} s "
+                         f"(--ray-timeout)") from None
+    except (OSError, OverflowError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise InputError(f"cannot reach the Ray cluster at {target}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _keep_sigterm() -> Iterator[None]:
+    """ray.init replaces the SIGTERM handler with sys.exit; keep the caller's (the CLI's clean stop)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_ray(jobs: list[Job], cfg: WorkerConfig, *, workers: int | None, threads: int | None,
-            gpus_per_worker: float, address: str | None, plan: dict[str, int] | None = None) -> Iterator[ClipResult]:
+            gpus_per_worker: float, address: str | None, plan: dict[str, int] | None = None) -> Generator[ClipResult, None, None]:
     """Yield each clip's result as its actor finishes it; ``plan`` receives the number of workers used."""
     if not jobs:
         return
@@ -47,11 +111,13 @@ def run_ray(jobs: list[Job], cfg: WorkerConfig, *, workers: int | None, threads:
 
     started = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": cpu_count()}
+        target = _effective_address(address)
+        kwargs: dict[str, Any] = {"address": target} if target else {"num_cpus": cpu_count()}
         try:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+            with _keep_sigterm():
+                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as e:
-            raise InputError(f"cannot reach the Ray cluster at {address}: {e}") from None
+            raise InputError(f"cannot reach the Ray cluster at {target}: {e}") from None
         started = True
     actors: list[Any] = []
     try:
@@ -69,20 +135,43 @@ def run_ray(jobs: list[Job], cfg: WorkerConfig, *, workers: int | None, threads:
             plan["workers"] = workers
         actor_cls = ray.remote(num_cpus=threads, num_gpus=gpus_per_worker)(ClipWorker)
         actors = [actor_cls.remote(threads) for _ in range(workers)]
-        queue = list(reversed(jobs))
-        running: dict[Any, Any] = {}
-        for actor in actors:
+        queue = list(reversed(range(len(jobs))))
+        tries = [0] * len(jobs)
+        running: dict[Any, tuple[Any, int, float]] = {}  # task -> (actor, job index, start)
+
+        def submit(actor: Any) -> None:
             if queue:
-                running[actor.run.remote(queue.pop(), cfg)] = actor
+                index = queue.pop()
+                running[actor.run.remote(jobs[index], cfg)] = (actor, index, time.perf_counter())
+
+        for actor in actors:
+            submit(actor)
         while running:
             ready, _ = ray.wait(list(running), num_returns=1)
-            ref = ready[0]
-            actor = running.pop(ref)
-            if queue:
-                running[actor.run.remote(queue.pop(), cfg)] = actor
-            yield ray.get(ref)
+            actor, index, start = running.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayError as e:  # the actor died (killed, out of memory, node lost)
+                for tmp in partial_files(jobs[index], Path(cfg.output_dir)):  # it could not remove them
+                    tmp.unlink(missing_ok=True)
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+                actors.remove(actor)
+                actor = actor_cls.remote(threads)
+                actors.append(actor)
+                tries[index] += 1
+                if tries[index] < BATCH_CLIP_TRIES:
+                    queue.append(index)
+                    submit(actor)
+                    continue
+                first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                result = lost_result(jobs[index], f"the Ray worker making this clip failed: {first_line}",
+                                     tries[index], time.perf_counter() - start)
+            submit(actor)
+            yield result
     finally:
-        for actor in actors:  # on Ctrl-C too: the actors' processes end, their temporary files with them
-            ray.kill(actor)
+        for actor in actors:  # on Ctrl-C too (the runner then removes the temporary files they leave)
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
         if started:
             ray.shutdown()

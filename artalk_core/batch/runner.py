@@ -9,19 +9,18 @@ results file is written at the end (also after Ctrl-C, with the unfinished clips
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from artalk_core.batch.clip import ClipResult, WorkerConfig, run_clip
 from artalk_core.batch.jobs import Job, load_jobs
-from artalk_core.constants import BATCH_RESULTS_NAME
+from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME
 from artalk_core.errors import InputError, OutputError
 from artalk_core.fileio import PathLike, atomic_output
 
@@ -91,37 +90,14 @@ def plan_workers(workers: int | None, threads: int | None, *, jobs: int, device:
     return workers, threads
 
 
-def _init_worker(threads: int) -> None:
-    """In a pool process: the torch thread budget; Ctrl-C belongs to the parent, SIGTERM unwinds."""
-    import torch
-
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Raising (not dying) on SIGTERM lets the atomic writers remove their temporary files.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-
-def _pool_task(args: tuple[Job, WorkerConfig]) -> ClipResult:
-    return run_clip(*args)
-
-
-def _run_local(jobs: list[Job], cfg: WorkerConfig, workers: int, threads: int) -> Iterator[ClipResult]:
+def _run_local(jobs: list[Job], cfg: WorkerConfig, workers: int, threads: int) -> Generator[ClipResult, None, None]:
     if workers == 1:
         for job in jobs:
             yield run_clip(job, cfg)
         return
-    import multiprocessing
+    from artalk_core.batch.pool import run_pool
 
-    # spawn, not fork: torch's thread pools and locks do not survive a fork.
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,))
-    try:
-        yield from pool.imap_unordered(_pool_task, [(j, cfg) for j in jobs], chunksize=1)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # SIGTERM: each worker unwinds, removing its temporary files
-        raise
-    finally:
-        pool.join()
+    yield from run_pool(jobs, cfg, workers, threads)
 
 
 def write_results(path: Path, results: Iterable[ClipResult]) -> None:
@@ -132,41 +108,110 @@ def write_results(path: Path, results: Iterable[ClipResult]) -> None:
                 f.write(json.dumps(r.as_dict(), sort_keys=True, default=str) + "\n")
 
 
+def _check_options(*, backend: str, gpus_per_worker: float, ray_address: str | None, ray_timeout: float,
+                   device: str) -> None:
+    """Options of the batch as a whole: an InputError here is one error before any work."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend '{backend}': choose {' or '.join(BACKENDS)}")
+    if not gpus_per_worker >= 0:
+        raise InputError(f"--gpus-per-worker must not be negative, got {gpus_per_worker}")
+    if ray_address and backend != "ray":
+        raise InputError("--ray-address needs --backend ray")
+    if not 0 < ray_timeout < float("inf"):
+        raise InputError(f"--ray-timeout must be a positive number of seconds, got {ray_timeout}")
+    name = (device or "auto").strip().lower()
+    if name == "auto" or (name.startswith("egl:") and name[4:].isdigit()):  # egl:N: the GL renderer's own
+        return
+    from artalk_core.device import resolve_device
+
+    if backend == "ray" and name.startswith("cuda"):
+        import torch
+
+        try:  # the cluster's nodes have the GPUs, not necessarily this machine: check the spelling only
+            torch.device(name)
+            return
+        except (RuntimeError, ValueError):
+            pass
+    resolve_device(device)
+
+
+def _check_files(source: object, job_list: list[Job], out: Path) -> None:
+    """Before any work: no output of the batch (results file, a clip's files or record) is one of
+    its inputs (the jobs file, a file a row names), compared as files (hard links and symlinks
+    too); a folder of audio is not its own output folder (the outputs would be taken as speech
+    next time); the output folder and its state folder can be made, the results file written."""
+    from artalk_core.batch.clip import record_path, targets
+    from artalk_core.batch.jobs import PATH_FIELDS
+    from artalk_core.constants import BATCH_STATE_DIR
+    from artalk_core.fileio import check_not_input, make_folder
+
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and out.is_dir() \
+            and os.path.samefile(source, out):
+        raise InputError(f"-o {out} is the folder of audio files itself: the clips' outputs (NAME.mp4) would "
+                         f"be taken as speech by the next run; choose another output folder")
+    inputs: dict[str, object] = {}
+    if isinstance(source, (str, os.PathLike)):
+        inputs["JOBS"] = source
+    outputs: dict[str, object] = {"the results file": out / BATCH_RESULTS_NAME}
+    for job in job_list:
+        if job.error is not None:
+            continue
+        for key in PATH_FIELDS:
+            if job.options.get(key):
+                inputs[f"{key} of row {job.row}"] = job.options[key]
+        for kind, path in targets(job, out).items():
+            outputs[f"the {kind} output of row {job.row}"] = path
+        outputs[f"the record of row {job.row}"] = record_path(job, out)
+    check_not_input(outputs, inputs)
+    results = out / BATCH_RESULTS_NAME
+    if results.is_dir() or (results.exists() and not results.is_file()):
+        raise OutputError(f"cannot write the results file {results}: it is "
+                          f"{'a folder' if results.is_dir() else 'not a regular file'}")
+    make_folder(out)  # one at a time: each says which of them is in the way
+    make_folder(out / BATCH_STATE_DIR)
+    make_folder(out / BATCH_STATE_DIR / "work")
+
+
 def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: PathLike, workers: int | None = None,
         threads: int | None = None, backend: str = "local", ray_address: str | None = None,
-        gpus_per_worker: float = 0.0, defaults: Mapping[str, Any] | None = None, assets: PathLike | None = None,
+        ray_timeout: float = BATCH_RAY_TIMEOUT_S, gpus_per_worker: float = 0.0,
+        defaults: Mapping[str, Any] | None = None, assets: PathLike | None = None,
         checkpoint: PathLike | None = None, model_config: PathLike | None = None, device: str = "auto",
         force: bool = False, on_status: StatusFn | None = None,
         on_result: Callable[[ClipResult], None] | None = None) -> BatchSummary:
     """Make every clip of ``jobs`` into ``output_dir``; return the results (also written to
     ``output_dir/results.jsonl``).
 
-    ``jobs``: a CSV/TSV/JSONL file, a folder of audio files, a list of row mappings, or Jobs.
-    ``defaults``: options for rows that do not set them (``style``, ``engine``, ``outputs``...).
-    A rerun skips clips whose outputs are current (``force`` remakes them). On Ctrl-C the workers
-    stop, the results file marks unfinished clips ``interrupted``, and KeyboardInterrupt is raised.
+    ``jobs``: a CSV/TSV/JSONL file (or ``-``, a FIFO), a folder of audio files, a list of row
+    mappings, or Jobs. ``defaults``: options for rows that do not set them (``style``, ``engine``,
+    ``outputs``...). Bad options, a bad default or an output that is an input raise InputError
+    before any work (and before the output folder is made). A rerun skips clips whose outputs are
+    current (``force`` remakes them). A worker process that dies (SIGKILL, out of memory) fails its
+    clip after one retry; the batch goes on. On Ctrl-C/SIGTERM the workers stop, the results file
+    marks the unfinished clips ``interrupted``, and the interrupt is raised again.
     """
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend '{backend}': choose {' or '.join(BACKENDS)}")
-    if gpus_per_worker < 0:
-        raise InputError(f"--gpus-per-worker must not be negative, got {gpus_per_worker}")
-    if ray_address and backend != "ray":
-        raise InputError("--ray-address needs --backend ray")
+    _check_options(backend=backend, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                   ray_timeout=ray_timeout, device=device)
     job_list: list[Job]
     if isinstance(jobs, list) and jobs and all(isinstance(j, Job) for j in jobs):
         job_list = [j for j in jobs if isinstance(j, Job)]
     else:
         job_list = load_jobs(jobs, defaults=defaults)  # type: ignore[arg-type]
+        if defaults and defaults.get("style"):
+            from artalk_core.styles import resolve_style
+
+            resolve_style(str(defaults["style"]), assets=assets)  # a bad --style: one error, not one per row
     out = Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e.strerror}") from None
+    runnable = [j for j in job_list if j.error is None]
+    if backend == "ray" and runnable:
+        from artalk_core.batch.ray_backend import check_address
+
+        check_address(ray_address, ray_timeout)  # seconds, not Ray's minutes of retries
+    _check_files(jobs if not isinstance(jobs, list) else None, job_list, out)
     cfg = WorkerConfig(output_dir=str(out.resolve()), assets=None if assets is None else str(assets),
                        checkpoint=None if checkpoint is None else str(checkpoint),
                        model_config=None if model_config is None else str(model_config), device=device, force=force)
     start = time.perf_counter()
-    runnable = [j for j in job_list if j.error is None]
     n_workers, n_threads = plan_workers(workers, threads, jobs=max(1, len(runnable)), device=device)
     status = BatchStatus(total=len(job_list))
     results: dict[int, ClipResult] = {}
@@ -192,36 +237,44 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
     status.running = min(n_workers, len(runnable))
     if on_status is not None:
         on_status(status)
-    interrupted = False
+    stop: BaseException | None = None
     plan = {"workers": n_workers}
-    try:
-        if backend == "ray":
-            from artalk_core.batch.ray_backend import run_ray
+    stream: Generator[ClipResult, None, None]
+    if backend == "ray":
+        from artalk_core.batch.ray_backend import run_ray
 
-            stream = run_ray(runnable, cfg, workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
-                             address=ray_address, plan=plan)
-        else:
-            stream = _run_local(runnable, cfg, n_workers, n_threads)
-        for res in stream:
-            finish(res)
-    except (KeyboardInterrupt, SystemExit):
-        interrupted = True
-    ordered = [results.get(i) or ClipResult(row=j.row, name=j.name, status="interrupted",
-                                            error="the batch was interrupted", options=dict(j.options))
+        stream = run_ray(runnable, cfg, workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
+                         address=ray_address, plan=plan)
+    else:
+        stream = _run_local(runnable, cfg, n_workers, n_threads)
+    try:
+        # closing: an exception raised here, outside the generator (an on_result that stops, a
+        # signal landing in the progress bar), must stop the workers now, not when it is collected
+        with contextlib.closing(stream):
+            for res in stream:
+                finish(res)
+    except BaseException as e:  # Ctrl-C, SIGTERM (Interrupted), an error of the backend: results first
+        stop = e
+    why = "the batch was interrupted" if isinstance(stop, (KeyboardInterrupt, SystemExit)) else \
+        f"the batch stopped: {stop}"
+    ordered = [results.get(i) or ClipResult(row=j.row, name=j.name, status="interrupted", error=why,
+                                            options=dict(j.options))
                for i, j in enumerate(job_list)]
+    if stop is not None:
+        from artalk_core.batch.clip import partial_files
+        from artalk_core.fileio import clear_interrupt
+
+        # The interrupt is handled here: forget it, or the results file's commit would raise it again.
+        clear_interrupt()
+        for job in job_list:
+            if results.get(id_of[job.row]) is None:
+                for tmp in partial_files(job, out):
+                    tmp.unlink(missing_ok=True)
     results_file = out / BATCH_RESULTS_NAME
     write_results(results_file, ordered)
     counts = {s: sum(r.status == s for r in ordered) for s in ("done", "skipped", "failed", "interrupted")}
     summary = BatchSummary(results=ordered, results_file=results_file, seconds=time.perf_counter() - start,
-                           workers=plan["workers"], backend=backend, interrupted=interrupted, counts=counts)
-    if interrupted:
-        _sweep_partials(out)
-        raise KeyboardInterrupt
+                           workers=plan["workers"], backend=backend, interrupted=stop is not None, counts=counts)
+    if stop is not None:
+        raise stop
     return summary
-
-
-def _sweep_partials(out: Path) -> None:
-    """Remove temporary files that killed workers could not remove themselves (never a finished output)."""
-    for tmp in [*out.glob(".*.part*"), *out.glob("**/.*.part*")]:
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)

@@ -209,17 +209,27 @@ def test_process_pool_matches_in_process(speech_dir: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_ray_backend_on_a_local_instance(speech_dir: Path, tmp_path: Path) -> None:
+def test_ray_backend_on_a_local_instance(speech_dir: Path, tmp_path: Path, test_engines: None,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     ray = pytest.importorskip("ray")
     (speech_dir / "bad.wav").write_bytes(b"")
     jobs = load_jobs(speech_dir, defaults={**DEFAULTS, "outputs": "motion"})
+    killer = load_jobs([{"audio": "a.wav", "engine": "sigkill", "name": "killer"}], base=speech_dir,
+                       defaults={**DEFAULTS, "outputs": "motion"})[0]
+    jobs.append(Job(row=99, name=killer.name, options=killer.options, outputs=killer.outputs))
+    import artalk_core.batch.ray_backend as ray_backend
+
+    monkeypatch.setattr(ray_backend, "BATCH_CLIP_TRIES", 1)  # no retry: a new actor costs seconds here
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         summary = run(jobs, output_dir=tmp_path / "out", backend="ray")
     finally:
         ray.shutdown()
     assert summary.backend == "ray" and summary.workers == 2
-    assert _statuses(summary) == ["done", "done", "failed"]
+    # an actor killed under its clip (SIGKILL, as the OOM killer does) fails that clip; the batch goes on
+    assert _statuses(summary) == ["done", "done", "failed", "failed"]
+    assert "Ray worker" in (summary.results[3].error or "") and "tried 1 time)" in (summary.results[3].error or "")
+    jobs = jobs[:3]
     local = run(jobs, output_dir=tmp_path / "out", workers=1)  # Ray's outputs are current for the local backend
     assert _statuses(local) == ["skipped", "skipped", "failed"]
 
