@@ -284,11 +284,24 @@ def _reason(e: Exception) -> str:
     return str(msg).strip().rstrip(".")
 
 
+def _non_finite(samples: np.ndarray, name: str, offset: int = 0) -> AudioError | None:
+    """The error for 16 kHz samples holding NaN or Inf (None when all are finite).
+
+    ``offset``: samples before these ones, so the message says where the first bad one is. Its
+    position, not a count: counting needs the whole signal decoded, and a stream must stop at once.
+    """
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+        return None
+    at = (offset + int(np.argmax(bad))) / SAMPLE_RATE
+    return AudioError(f"{name} contains NaN or infinite samples (the first at {at:.2f} s); re-export the audio")
+
+
 def _finish(samples: np.ndarray, name: str, min_frames: int) -> np.ndarray:
     """Check finiteness and minimum length of 16 kHz mono samples."""
-    if not np.all(np.isfinite(samples)):
-        bad = int(np.count_nonzero(~np.isfinite(samples)))
-        raise AudioError(f"{name} contains {bad} NaN or infinite sample(s); re-export the audio")
+    error = _non_finite(samples, name)
+    if error is not None:
+        raise error
     need = max(int(min_frames), 0) * SAMPLES_PER_FRAME
     if len(samples) == 0 or len(samples) < need:
         raise AudioError(f"{name} is too short: {len(samples) / SAMPLE_RATE * 1000:.1f} ms of audio, "

@@ -13,6 +13,7 @@ from artalk_core.audio.decode import (
     _describe,
     _end_notes,
     _mono_16k,
+    _non_finite,
     _open_container,
     _open_source,
 )
@@ -30,7 +31,8 @@ class AudioStream:
     After exhaustion ``num_samples``, ``decode_warnings`` and ``sum_squares`` (float64 energy, for
     :meth:`is_silent`) are final. The errors of :func:`load_audio` about the decoded samples (none
     decodable, NaN/Inf, too short) are raised by the iteration: too short before any block is
-    yielded, the others at the end (after the blocks that came before the problem).
+    yielded, NaN/Inf as soon as the decoder meets one (so a caller's length cap or cancel check
+    between blocks is always reached), nothing decodable at the end.
     """
 
     def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
@@ -90,17 +92,17 @@ class AudioStream:
         need = max(self._min_frames, 0) * SAMPLES_PER_FRAME
         st = _DecodeState()
         pending: list[np.ndarray] = []
-        held = total = yielded = bad = 0
+        held = total = yielded = 0
         with self._container:
             for y in _mono_16k(_decoded_pieces(self._container, self._stream, self.source_rate, st), self.name):
                 if not len(y):
                     continue
+                error = _non_finite(y, self.name, total)
+                if error is not None:
+                    # At once: decoding on would not yield, so neither a length cap nor a cancel
+                    # check between blocks would be reached (a NaN then hours of packed silence).
+                    raise error
                 total += len(y)
-                if bad or not np.all(np.isfinite(y)):
-                    # Decode on to count them all, as load_audio reports; nothing more is yielded.
-                    bad += int(np.count_nonzero(~np.isfinite(y)))
-                    pending, held = [], 0
-                    continue
                 y64 = y.astype(np.float64)
                 self.sum_squares += float(np.dot(y64, y64))
                 pending.append(y)
@@ -116,8 +118,6 @@ class AudioStream:
         if not self.source_rate and st.runs:
             self.source_rate = st.runs[0][0]
         self.decode_warnings = tuple(warnings)
-        if bad:
-            raise AudioError(f"{self.name} contains {bad} NaN or infinite sample(s); re-export the audio")
         if total == 0 or total < need:
             raise AudioError(f"{self.name} is too short: {total / SAMPLE_RATE * 1000:.1f} ms of audio, "
                              f"at least {need / SAMPLE_RATE * 1000:.0f} ms ({self._min_frames} motion frame(s)) needed")
