@@ -30,7 +30,14 @@ DELIVERY_GRACE_SECONDS = 60.0
 
 
 class Cancelled(Exception):
-    """Raised inside a job (from its progress callback) once it was cancelled or the server stops."""
+    """Raised inside a job (from its progress callback) once it was cancelled or the server stops.
+
+    ``shutdown``: the server is stopping (the visitor did not cancel; the message says so).
+    """
+
+    def __init__(self, *, shutdown: bool = False) -> None:
+        super().__init__("the server is shutting down" if shutdown else "cancelled")
+        self.shutdown = shutdown
 
 
 @dataclass
@@ -76,7 +83,7 @@ class JobStore:
         the event, see :func:`artalk_core.app.handlers.gradio_callback`).
         """
         if self.closing.is_set() or (cancel is not None and cancel.is_set()):
-            raise Cancelled()
+            raise Cancelled(shutdown=self.closing.is_set())
         job_id = secrets.token_urlsafe(12)
         job = Job(id=job_id, dir=self.root / "jobs" / job_id, session=session)
         if cancel is not None:
@@ -89,7 +96,7 @@ class JobStore:
     def check(self, job: Job) -> None:
         """Raise :class:`Cancelled` when ``job`` was cancelled or the server is stopping."""
         if job.cancel.is_set() or self.closing.is_set():
-            raise Cancelled()
+            raise Cancelled(shutdown=self.closing.is_set())
 
     def cancel_session(self, session: str) -> int:
         """Mark every unfinished job of ``session`` as cancelled; returns how many."""
