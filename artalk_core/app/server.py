@@ -267,8 +267,8 @@ def _close_store(jobs: JobStore, previous_temp_dir: str | None) -> None:
 def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
     """The FastAPI app serving the page at ``/`` behind :class:`Guard`; nothing listens yet."""
     catalog = build_catalog(config)
-    # job folders go a minute after delivery; Gradio's served copies and uploads after keep_seconds
-    jobs = JobStore(cache_seconds=config.keep_seconds)
+    # results (served from the job folders, inside Gradio's cache) and uploads go keep_seconds after they were made
+    jobs = JobStore(keep_seconds=config.keep_seconds, cache_seconds=config.keep_seconds)
     previous = os.environ.get("GRADIO_TEMP_DIR")
     try:
         # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
@@ -290,7 +290,7 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         blocks.queue(max_size=config.queue_size, default_concurrency_limit=4, api_open=False)
         root = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app = gr.mount_gradio_app(root, blocks, path="", server_name=host, server_port=port,
-                                  footer_links=["api"], run_history=False, allowed_paths=[str(jobs.root / "jobs")],
+                                  footer_links=["api"], run_history=False,
                                   show_error=False, max_file_size=config.max_upload_bytes, ssr_mode=False,
                                   mcp_server=False, css=CSS)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,

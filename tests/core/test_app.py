@@ -329,7 +329,7 @@ def test_gradio_client_refusals_in_plain_words(app, bombs, tmp_path):
     with pytest.raises(Exception, match="The style could not be used"):
         client.predict(text="Hello there.", style_file=handle_file(str(bad_style)), api_name="/generate")
     assert not [j for j in app.jobs.jobs() if j.finished is None]
-    assert not list((app.jobs.root / "jobs").iterdir())  # failed jobs leave nothing behind
+    assert not list((app.jobs.jobs_dir).iterdir())  # failed jobs leave nothing behind
 
 
 def test_queue_bounded_and_one_generation_at_a_time(app, tmp_path):
