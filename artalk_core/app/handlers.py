@@ -60,6 +60,9 @@ STAGES: dict[str, tuple[float, float, str]] = {
     "encode": (0.6, 0.97, "Drawing the video"),
     "finishing": (0.97, 1.0, "Preparing the downloads"),
 }
+SPEECH_FORMATS = ("wav", "w64", "flac", "mp3", "ogg", "mov", "matroska", "aac", "wv", "aiff", "caf", "mpegts")
+"""FFmpeg demuxers the app decodes speech with (mov: mp4/m4a/mov; matroska: mkv/webm): files of one
+stream each. Never a playlist (hls, concat): FFmpeg would read the files it names, the server's too."""
 # An absolute path in a message (POSIX or Windows), at the start or after a space, quote, bracket,
 # colon or equals sign: text naming one that no visitor name replaced is not shown.
 _ABS_PATH = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))(?:[A-Za-z]:)?[/\\][^\s/\\]")
@@ -105,7 +108,7 @@ def cap_speech(source: Path, output: Path, *, max_seconds: float, check: Callabl
     limit = int(max_seconds * SAMPLE_RATE)
     blocks: list[Any] = []
     total = 0
-    with iter_audio(source, block=SAMPLE_RATE, label="the audio") as stream:
+    with iter_audio(source, block=SAMPLE_RATE, label="the audio", formats=SPEECH_FORMATS) as stream:
         announced = stream.expected_samples
         if announced is not None and announced > limit + SAMPLE_RATE // 2:
             raise _too_long(announced / SAMPLE_RATE, max_seconds)

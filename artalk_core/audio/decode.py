@@ -141,13 +141,22 @@ class _DecodeState:
     ended_early: str | None = None
 
 
-def _open_container(src: Any, name: str) -> tuple[Any, Any, int, int, str]:
-    """(container, best audio stream, source rate, source channels, "container/codec"); raises AudioError."""
+def _open_container(src: Any, name: str, formats: tuple[str, ...] | None = None) -> tuple[Any, Any, int, int, str]:
+    """(container, best audio stream, source rate, source channels, "container/codec"); raises AudioError.
+
+    ``formats``: the FFmpeg demuxers allowed (``format_whitelist``; None: any). A server opening
+    files it did not choose needs it: a playlist (hls, concat) is a file that makes FFmpeg read
+    other files, a server's own among them.
+    """
     import av
 
+    options = {"format_whitelist": ",".join(formats)} if formats else None
     try:
-        container = av.open(src, mode="r")
+        container = av.open(src, mode="r", container_options=options)
     except av.FFmpegError as e:
+        if formats and isinstance(e, av.ArgumentError):  # what FFmpeg says for "Format not on whitelist"
+            raise AudioError(f"{name} is not one of the audio or video formats taken here "
+                             f"({', '.join(formats)})") from e
         raise AudioError(f"{name} is not an audio or video file FFmpeg can read ({_reason(e)})") from e
     try:
         if not container.streams.audio:

@@ -36,7 +36,7 @@ class AudioStream:
     """
 
     def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
-                 label: str | None = None) -> None:
+                 label: str | None = None, formats: tuple[str, ...] | None = None) -> None:
         if isinstance(block, bool) or int(block) < 1:
             raise InputError(f"block must be a positive number of samples, got {block!r}")
         self.block = int(block)
@@ -44,7 +44,7 @@ class AudioStream:
         self._min_frames = int(min_frames)
         self._src, self.sha256 = _open_source(source, self.name)
         (self._container, self._stream, rate, self.source_channels,
-         self.source_format) = _open_container(self._src, self.name)
+         self.source_format) = _open_container(self._src, self.name, formats)
         self.source_rate: int = rate
         self.expected_samples = self._expected_samples()
         """16 kHz samples the container announces (for progress; None when it does not say)."""
@@ -127,7 +127,7 @@ class AudioStream:
 
 
 def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
-               label: str | None = None) -> AudioStream:
+               label: str | None = None, formats: tuple[str, ...] | None = None) -> AudioStream:
     """Decode ``source`` progressively: an :class:`AudioStream` of float32 [block] 16 kHz mono blocks.
 
     The concatenated blocks equal ``load_audio(source, min_frames=min_frames).samples`` bit for
@@ -137,8 +137,10 @@ def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int 
     Memory is a few blocks whatever the length; a path is hashed up front (a second read), while
     stdin and bytes are held whole as :func:`load_audio` holds them (a container may need to seek).
     ``label`` names the source in messages (e.g. ``<stdin>`` for a spooled copy of stdin).
+    ``formats``: the only FFmpeg demuxers to accept (e.g. ``("wav", "flac")``; None: any), for a
+    server decoding uploads (a playlist would make FFmpeg read the server's own files).
     """
-    return AudioStream(source, block=block, min_frames=min_frames, label=label)
+    return AudioStream(source, block=block, min_frames=min_frames, label=label, formats=formats)
 
 
 

@@ -149,6 +149,27 @@ def test_api_file_checks_inside_the_cache(app, tmp_path):
     assert done["output"]["error"] == "The request carries 2 input values; this function takes 6."
 
 
+def test_uploaded_playlist_cannot_read_server_files(app, tmp_path):
+    """An upload is opened, but FFmpeg opens what an HLS playlist names: a server's own media files."""
+    import av
+    import numpy as np
+
+    segment = tmp_path / "private.ts"  # a server file FFmpeg would read as the speech
+    with av.open(str(segment), "w") as c:
+        st = c.add_stream("aac", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray((0.2 * np.sin(np.arange(32000) / 5.0)).astype(np.float32)[None],
+                                           format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*st.encode(frame), *st.encode(None)]:
+            c.mux(packet)
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n{segment}\n#EXT-X-ENDLIST\n".encode()
+    uploaded = upload(app, "speech.m3u8", playlist)
+    done = run_api(app, [file_data(uploaded), None, "en", "mesh", "default", None], "playlist")
+    assert not done["success"]
+    assert done["output"]["error"].startswith("The speech could not be used. The audio is not one of the audio or "
+                                              "video formats taken here (wav, ")
+
+
 def test_gradio_client_sees_refusals_in_words(app, tmp_path):
     from gradio_client import Client, handle_file
 
