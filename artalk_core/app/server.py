@@ -221,6 +221,18 @@ class Guard:
             await self.refuse(send, *state["refused"])
 
 
+async def plain_validation_error(request: Any, exc: Any) -> Any:
+    """A malformed API request (``queue/join`` body and the like) -> 422 with one line in words,
+    instead of pydantic's list of error objects (types, inputs echoed, links to its docs)."""
+    from fastapi.responses import JSONResponse
+
+    problems = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body" and not isinstance(part, int))
+        problems.append(f"{where or 'the body'}: {str(error.get('msg', 'not valid')).lower()}")
+    return JSONResponse({"detail": "The request is not valid (" + "; ".join(problems) + ")."}, status_code=422)
+
+
 def require_gradio() -> None:
     """DependencyError (one line, exit 6) unless the ``artalk[app]`` extra is installed.
 
@@ -277,6 +289,8 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         require_gradio()
         import fastapi
         import gradio as gr
+        from fastapi.exceptions import RequestValidationError
+        from starlette.routing import Mount
 
         from artalk_core.app.layout import CSS, build_blocks
         from artalk_core.app.thumbs import avatar_thumbnails
@@ -293,6 +307,9 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
                                   footer_links=["api"], run_history=False,
                                   show_error=False, max_file_size=config.max_upload_bytes, ssr_mode=False,
                                   mcp_server=False, css=CSS)
+        for route in app.routes:  # Gradio's own app, mounted at "/": its routes raise the validation errors
+            if isinstance(route, Mount):
+                route.app.add_exception_handler(RequestValidationError, plain_validation_error)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
                            loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
     except BaseException:

@@ -149,6 +149,16 @@ def test_api_file_checks_inside_the_cache(app, tmp_path):
     assert done["output"]["error"] == "The request carries 2 input values; this function takes 6."
 
 
+def test_malformed_api_requests_answered_in_words(app):
+    """FastAPI's 422 listed pydantic's error objects (types, the input echoed, links to its docs)."""
+    for body, detail in ((b'{"data": "x", "fn_index": 0, "session_hash": "s"}', "data: input should be a valid list"),
+                         (b"not json", "the body: json decode error"),
+                         (b'{"data": [], "fn_index": "first", "session_hash": "s"}', "fn_index: input should be a valid integer")):
+        status, answer = http(app, "POST", "/gradio_api/queue/join", body, {"Content-Type": "application/json"})
+        assert status == 422 and detail in json.loads(answer)["detail"], answer
+        assert b"pydantic" not in answer and b'"input"' not in answer and b'"type"' not in answer
+
+
 def test_uploaded_playlist_cannot_read_server_files(app, tmp_path):
     """An upload is opened, but FFmpeg opens what an HLS playlist names: a server's own media files."""
     import av
