@@ -308,7 +308,7 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
                                   show_error=False, max_file_size=config.max_upload_bytes, ssr_mode=False,
                                   mcp_server=False, css=CSS)
         for route in app.routes:  # Gradio's own app, mounted at "/": its routes raise the validation errors
-            if isinstance(route, Mount):
+            if isinstance(route, Mount) and isinstance(route.app, fastapi.FastAPI):
                 route.app.add_exception_handler(RequestValidationError, plain_validation_error)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
                            loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
