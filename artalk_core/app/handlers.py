@@ -218,8 +218,9 @@ class Generator:
         """Make the video and downloads; :class:`Refused` with what the visitor reads otherwise."""
         from artalk_core.tts import normalize_lang
 
-        names = {path: name for given, name in ((audio, "the speech file"), (style_file, "the style file"))
-                 if given for path in (given, str(Path(given).resolve()))}
+        # an upload keeps the visitor's own file name: messages call it that
+        names = {path: f"'{Path(given).name}'" for given in (audio, style_file) if given
+                 for path in (given, str(Path(given).resolve()))}
         try:
             problems = self.input_problems(audio=audio, text=text, language=language, appearance=appearance,
                                            style=style, style_file=style_file)

@@ -10,7 +10,8 @@ an upload; its examples are copied there too) or one of its own example files, a
 ``--max-upload-mb``. Anything else is refused on the path's text alone, before any file system call,
 so neither the refusal nor its wording depends on whether the path exists, and nothing can block.
 
-Every other input must be text (or nothing). A refusal names the input in words; no value is echoed.
+Every other input must be text (or nothing), and a menu's one of its values. A refusal names the
+input in words; it never echoes a path (a menu's unknown value is quoted, cut at 40 characters).
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ class InputPolicy:
             return f"The {name} must be an uploaded file (with gradio_client: handle_file(path)), not {_kind_of(value)}."
         if kind == TEXT and value is not None and not isinstance(value, str):
             return f"The {name} must be text, not {_kind_of(value)}."
+        choices = getattr(component, "choices", None)
+        if isinstance(value, str) and choices and not getattr(component, "allow_custom_value", False):
+            # a menu: Gradio's own refusal ("Value: x is not in the list of choices") names no input
+            values = [str(c[1]) if isinstance(c, (list, tuple)) else str(c) for c in choices]
+            if value not in values:
+                shown = value if len(value) <= 40 else value[:40] + "..."
+                return f"Unknown {name} '{shown}': choose one of {', '.join(values)}."
         for obj in file_objects(value):
             problem = self.path_problem(obj.get("path"), name if kind == FILE else "file")
             if problem is not None:

@@ -138,7 +138,8 @@ def test_api_file_checks_inside_the_cache(app, tmp_path):
     typed = {0: ("a speech path as text", "The speech must be an uploaded file (with gradio_client: handle_file(path)), "
                                           "not text."),
              2: (["en"], "The language must be text, not a list."),
-             3: ({"path": uploaded}, "The appearance must be text, not an object.")}
+             3: ({"path": uploaded}, "The appearance must be text, not an object."),
+             4: ("x" * 100, f"Unknown style '{'x' * 40}...': choose one of default.")}
     for index, (value, message) in typed.items():
         data: list[Any] = [None, "Hello.", "en", "mesh", "default", None]
         data[index] = value
