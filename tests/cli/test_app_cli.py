@@ -114,6 +114,7 @@ def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
 def test_app_help_lists_the_serving_options(artalk):
     res = artalk("app", "--help")
     assert res.returncode == 0
-    for flag in ("--port", "--host", "--share", "--max-upload-mb", "--max-seconds", "--queue-size"):
+    for flag in ("--port", "--host", "--share", "--max-upload-mb", "--max-seconds", "--queue-size",
+                 "--client-connections"):
         assert flag in res.stderr + res.stdout.decode()
     assert "127.0.0.1" in res.stdout.decode()
