@@ -38,9 +38,12 @@ CSS = """
           padding: 4px 12px; }
 #notice p { margin: 4px 0; }
 #avatar-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 128px)) !important; }
-/* download names whole (Gradio cuts the stem: ".motion.safetensors" and "_motions.pt" looked alike) */
-#downloads td.filename { flex-wrap: wrap; }
-#downloads td.filename .stem { overflow: visible; white-space: normal; overflow-wrap: anywhere; min-width: 0; }
+/* download names whole, as one line of text that wraps (Gradio cut the stem, so ".motion.safetensors" and
+   "_motions.pt" looked alike; font-size 0 drops the space between its stem and extension spans); no
+   "remove" buttons on results */
+#downloads td.filename { display: block; font-size: 0; overflow-wrap: anywhere; }
+#downloads td.filename span { font-size: var(--text-md); overflow: visible; white-space: normal; }
+#downloads .label-clear-button { display: none; }
 #status .status { border-radius: 8px; padding: 6px 12px; }
 #status .error { border: 1px solid #e57373; background: #fdecea; color: #7f1d1d; }
 #status .note { border: 1px solid #bdbdbd; background: #f5f5f5; color: #333; }
