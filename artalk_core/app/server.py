@@ -283,7 +283,7 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
     jobs = JobStore(keep_seconds=config.keep_seconds, cache_seconds=config.keep_seconds)
     previous = os.environ.get("GRADIO_TEMP_DIR")
     try:
-        # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
+        # Gradio's uploads (and our job folders) go under our root, removed with it (read when Blocks is built).
         os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         require_gradio()
