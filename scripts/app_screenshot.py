@@ -40,7 +40,8 @@ def main() -> None:
             page.wait_for_function("() => { const v = document.querySelector('#video video');"
                                    " return v && v.readyState >= 2 && v.duration > 2; }")
             page.evaluate("() => { const v = document.querySelector('#video video'); v.pause(); v.currentTime = 2.0; }")
-            time.sleep(1.0)
+            page.wait_for_selector("#preview-3d canvas")
+            time.sleep(8.0)  # the 3D viewer loads the .glb (software GL in headless Chromium)
             text = page.locator("body").inner_text()
             assert "/tmp" not in text and str(REPO) not in text, "a machine path is visible on the page"
             args.out.write_bytes(page.screenshot(full_page=True))

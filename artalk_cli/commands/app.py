@@ -49,12 +49,13 @@ def register(app: typer.Typer) -> None:
         clip_length: ClipLength = None,
         size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Video size in pixels.")] = IMAGE_SIZE,
         keep_minutes: Annotated[float, typer.Option("--keep-minutes", min=0.0, help="Remove a job's files (and cached uploads) this long after they were made.")] = 60.0,
+        client_connections: Annotated[int, typer.Option("--client-connections", min=1, help="Connections one client address may hold at once (more get HTTP 429); raise it when many visitors share one address (NAT, a proxy).")] = 32,
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
         """Serve the ARTalk web page: speech or text in, talking-head video and motion files out.
 
-        Its generate function is also an HTTP API for gradio_client (api_name "generate"; see the README).
+        Its generate function is also an HTTP API for gradio_client (api_name "generate"; see docs/web.md).
         """
         with cli_errors(debug):
             from artalk_core.app import AppConfig
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
             config = AppConfig(assets=assets, device=device, engine=engine, max_seconds=max_seconds,
                                max_upload_mb=max_upload_mb, queue_size=queue_size, clip_length=clip_length,
-                               size=size, keep_seconds=keep_minutes * 60.0)
+                               size=size, keep_seconds=keep_minutes * 60.0, client_connections=client_connections)
             _log_to_console(quiet=quiet, debug=debug)
             say("starting (loading the model if present)...", quiet=quiet)
             server = AppServer(config, host=host, port=port, share=share)

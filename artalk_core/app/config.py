@@ -50,6 +50,16 @@ class AppConfig:
     """Load the model at start (fail then, not on the first visitor)."""
     examples: list[PathLike] | None = None
     """Example files (speech, or .txt texts); None: the project's bundled ones."""
+    header_seconds: float = 10.0
+    """A request's head must arrive within this long (after connecting, or after the previous response)."""
+    body_seconds: float = 10.0
+    """A request's body gets this long, plus a second per ``body_min_rate`` bytes received (then 408)."""
+    body_min_rate: float = 16384.0
+    """The slowest body upload accepted after the ``body_seconds`` grace, in bytes per second."""
+    body_max_seconds: float = 600.0
+    """The longest any request body may take."""
+    client_connections: int = 32
+    """Connections one client address may hold at once (more get 429): one client cannot take them all."""
 
     def check(self) -> None:
         if self.max_seconds <= 0:
@@ -58,6 +68,11 @@ class AppConfig:
             raise InputError(f"--max-upload-mb must be > 0, got {self.max_upload_mb:g}")
         if self.queue_size < 1:
             raise InputError(f"--queue-size must be at least 1, got {self.queue_size}")
+        for name in ("header_seconds", "body_seconds", "body_min_rate", "body_max_seconds"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.client_connections < 1:
+            raise InputError(f"client_connections must be at least 1, got {self.client_connections}")
         if self.engine not in ("auto", "artalk", "energy"):
             raise InputError(f"unknown engine '{self.engine}': choose auto, artalk or energy")
 

@@ -1,9 +1,10 @@
 """The generate callback: validate, cap the speech, run the core ``animate`` stage, name the results.
 
-:class:`Generator` holds no Gradio; :func:`gradio_callback` wraps it into the function the page and
-the HTTP API (``api_name="generate"``) call, turning the core's progress reports into ``gr.Progress``
-with stage names a visitor understands and every failure into a ``gr.Error`` in plain words (no
-server paths, no internal placeholders).
+:class:`Generator` holds no Gradio; :func:`run_generation` runs it in a worker thread for the page
+(:mod:`artalk_core.app.layout`) and the HTTP API (:func:`gradio_callback`, ``api_name="generate"``),
+the core's progress reports becoming ``gr.Progress`` with stage names a visitor understands and every
+failure a :class:`Refused` in plain words (no server paths, no library internals): the API raises it
+as a ``gr.Error``, the page shows it under the video.
 
 The speech length is capped BEFORE decoding it whole: the container's announced duration is
 checked first, and decoding (progressive, a block at a time) stops as soon as it passes the limit,
@@ -13,7 +14,6 @@ memory. This runs in the queue's worker, never in a request thread.
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import threading
@@ -42,7 +42,11 @@ log = logging.getLogger("artalk.app")
 MSG_NO_INPUT = "Please upload or record speech, or type a text."
 MSG_BOTH_INPUTS = "Give either speech or a text, not both."
 MSG_CANCELLED = "Cancelled."
+MSG_SHUTDOWN = "The server is shutting down, so the video was not made; try again once it is back."
 MSG_BUG = "Something went wrong on the server while making the video; its log has the details."
+MSG_ASSETS = "The server's model files are missing or damaged, so it cannot make videos right now."
+MSG_PROGRAM = "This server lacks a program it needs for that, so it cannot do it right now."
+MSG_SERVER = "The video could not be made on this server; its log has the details."
 
 # Where each core stage sits in the whole job (fractions), and what a visitor reads for it.
 STAGES: dict[str, tuple[float, float, str]] = {
@@ -56,7 +60,12 @@ STAGES: dict[str, tuple[float, float, str]] = {
     "encode": (0.6, 0.97, "Drawing the video"),
     "finishing": (0.97, 1.0, "Preparing the downloads"),
 }
-_ABS_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\](?:[^\s/\\:;,'\"()<>]+[/\\])+([^\s/\\:;,'\"()<>]*)")
+SPEECH_FORMATS = ("wav", "w64", "flac", "mp3", "ogg", "mov", "matroska", "aac", "wv", "aiff", "caf", "mpegts")
+"""FFmpeg demuxers the app decodes speech with (mov: mp4/m4a/mov; matroska: mkv/webm): files of one
+stream each. Never a playlist (hls, concat): FFmpeg would read the files it names, the server's too."""
+# An absolute path in a message (POSIX or Windows), at the start or after a space, quote, bracket,
+# colon or equals sign: text naming one that no visitor name replaced is not shown.
+_ABS_PATH = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))(?:[A-Za-z]:)?[/\\][^\s/\\]")
 
 
 @dataclass
@@ -99,7 +108,7 @@ def cap_speech(source: Path, output: Path, *, max_seconds: float, check: Callabl
     limit = int(max_seconds * SAMPLE_RATE)
     blocks: list[Any] = []
     total = 0
-    with iter_audio(source, block=SAMPLE_RATE, label="the audio") as stream:
+    with iter_audio(source, block=SAMPLE_RATE, label="the audio", formats=SPEECH_FORMATS) as stream:
         announced = stream.expected_samples
         if announced is not None and announced > limit + SAMPLE_RATE // 2:
             raise _too_long(announced / SAMPLE_RATE, max_seconds)
@@ -114,32 +123,48 @@ def cap_speech(source: Path, output: Path, *, max_seconds: float, check: Callabl
     return total / SAMPLE_RATE
 
 
-def plain_message(e: BaseException, hide: list[Path] | None = None) -> str:
-    """What a visitor reads for an error: its kind in words, its text without server paths."""
+class Refused(Exception):
+    """A generation that did not happen; ``message`` is what a visitor reads (plain text, not HTML)."""
+
+    def __init__(self, message: str, *, title: str = "Error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.title = title
+
+
+def plain_message(e: BaseException, names: dict[str, str] | None = None) -> str:
+    """What a visitor reads for an error: its kind in words, and its text when that names nothing
+    of the server's.
+
+    ``names``: server paths the text may contain (a job's inputs) -> what the visitor calls them
+    ("the style file"). A text that still holds another absolute path is left out rather than
+    cut up: the visitor reads the kind of problem only. Server-side failures (model files, a
+    missing program, rendering, writing) get a fixed sentence; their text is for the log.
+    """
     if isinstance(e, Cancelled):
-        return MSG_CANCELLED
+        return MSG_SHUTDOWN if e.shutdown else MSG_CANCELLED
     if not isinstance(e, ArtalkError):
         return MSG_BUG
+    if isinstance(e, AssetError):
+        return MSG_ASSETS
+    if isinstance(e, DependencyError):
+        return MSG_PROGRAM
+    if isinstance(e, (RenderError, OutputError)):
+        return MSG_SERVER
     text = str(e)
-    for p in sorted(hide or [], key=lambda q: -len(str(q))):
-        text = text.replace(str(p), "").replace(str(p.resolve()), "")
-    text = _ABS_PATH.sub(lambda m: m.group(1) or "a file", text)
+    for path, name in sorted((names or {}).items(), key=lambda item: -len(item[0])):
+        text = text.replace(path, name)
     text = text.replace("<audio bytes>", "the audio").replace("<bytes>", "the file").replace("<stdin>", "the input")
+    if _ABS_PATH.search(text):
+        text = ""
     text = text.strip().rstrip(".")
     if text:
-        first = text.split(" ", 1)[0]
-        text = (text[0].upper() + text[1:] if first.isalpha() else text) + "."
-    if isinstance(e, AssetError):
-        return "The server's model files are missing or damaged, so it cannot make videos right now."
+        text = text[0].upper() + text[1:] + "."
     if isinstance(e, AudioError):
-        return f"The speech could not be used. {text}"
+        return f"The speech could not be used. {text}".strip()
     if isinstance(e, StyleError):
-        return f"The style could not be used. {text}"
-    if isinstance(e, DependencyError):
-        return f"This server lacks a program it needs for that. {text}"
-    if isinstance(e, (RenderError, OutputError)):
-        return f"The video could not be made on this server. {text}"
-    return text or MSG_BUG
+        return f"The style could not be used. {text}".strip()
+    return text or "The input could not be used."
 
 
 class Generator:
@@ -155,10 +180,6 @@ class Generator:
             from artalk_core.pipeline import load_artalk
 
             load_artalk(assets=catalog.assets, device=config.device)
-
-    def hide(self) -> list[Path]:
-        """Folders never to name in a message."""
-        return [self.jobs.root, self.catalog.assets.resolve(), self.catalog.assets]
 
     def input_problems(self, *, audio: str | None, text: str | None, language: str = "en", appearance: str = MESH,
                        style: str = "default", style_file: str | None = None) -> dict[str, str]:
@@ -194,32 +215,39 @@ class Generator:
             style: str = "default", style_file: str | None = None, session: str = "",
             progress: Callable[[str, int, int], None] | None = None,
             cancel: threading.Event | None = None) -> Outputs:
-        """Make the video and downloads; ArtalkError (or Cancelled) with a message otherwise."""
+        """Make the video and downloads; :class:`Refused` with what the visitor reads otherwise."""
         from artalk_core.tts import normalize_lang
 
-        problems = self.input_problems(audio=audio, text=text, language=language, appearance=appearance,
-                                       style=style, style_file=style_file)
-        if problems:
-            raise InputError(next(iter(problems.values())))
-        text = (text or "").strip() or None
-        audio = audio or None
-        lang = normalize_lang(language or "en")
-        with self.model_lock:
-            job = self.jobs.new(session, cancel)
-            ok = False
-            log.info("job %s: started (%s)", job.id[:8], "text" if text is not None else "speech")
-            try:
-                out = self._run(job, audio, text, lang, appearance, style, style_file, progress)
-                ok = True
-                return out
-            except Cancelled:
-                log.info("job %s: cancelled", job.id[:8])
-                raise
-            except ArtalkError as e:
-                log.info("job %s: refused: %s", job.id[:8], plain_message(e, self.hide()))
-                raise
-            finally:
-                self.jobs.finish(job, keep_results=ok)
+        # an upload keeps the visitor's own file name: messages call it that
+        names = {path: f"'{Path(given).name}'" for given in (audio, style_file) if given
+                 for path in (given, str(Path(given).resolve()))}
+        try:
+            problems = self.input_problems(audio=audio, text=text, language=language, appearance=appearance,
+                                           style=style, style_file=style_file)
+            if problems:
+                raise InputError(next(iter(problems.values())))
+            text = (text or "").strip() or None
+            lang = normalize_lang(language or "en")
+            with self.model_lock:
+                job = self.jobs.new(session, cancel)
+                ok = False
+                log.info("job %s: started (%s)", job.id[:8], "text" if text is not None else "speech")
+                try:
+                    out = self._run(job, audio or None, text, lang, appearance, style, style_file, progress)
+                    ok = True
+                    return out
+                except Cancelled as e:
+                    log.info("job %s: %s", job.id[:8], e)
+                    raise
+                except ArtalkError as e:
+                    log.info("job %s: refused: %s", job.id[:8], e)  # the whole text: the log is the operator's
+                    raise
+                finally:
+                    self.jobs.finish(job, keep_results=ok)
+        except Cancelled as e:
+            raise Refused(plain_message(e), title="Stopped" if e.shutdown else "Cancelled") from None
+        except ArtalkError as e:
+            raise Refused(plain_message(e, names)) from e
 
     def _report(self, job: Job, progress: Callable[[str, int, int], None] | None) -> Callable[[str, int, int], None]:
         def report(stage: str, done: int, total: int) -> None:
@@ -252,7 +280,10 @@ class Generator:
         seconds = cap_speech(source, speech, max_seconds=self.config.max_seconds, check=lambda: self.jobs.check(job))
         report("check", 1, 1)
         if style_file:
-            sty = resolve_style(style_file, assets=self.catalog.assets)
+            try:
+                sty = resolve_style(style_file, assets=self.catalog.assets)
+            except InputError as e:  # a motion file's own complaint is still about the style
+                raise e if isinstance(e, StyleError) else StyleError(str(e)) from e
             sty.label = _stem(Path(style_file).name)
         else:
             sty = resolve_style(style, assets=self.catalog.assets)
@@ -309,48 +340,65 @@ class ProgressBridge:
             self.gr_progress(self.fraction, desc=label)
 
 
-def gradio_callback(generator: Generator) -> Callable[..., Awaitable[tuple[Any, ...]]]:
-    """The Gradio function behind the page and ``api_name='generate'``.
+async def run_generation(generator: Generator, *, audio: str | None, text: str | None, language: str,
+                         appearance: str, style: str, style_file: str | None, session: str,
+                         progress: Callable[[str, int, int], None] | None) -> tuple[str, list[str]]:
+    """One generation in a worker thread: (video path, download paths), or :class:`Refused`.
 
-    Parameters (API keywords): ``audio`` (file), ``text``, ``language``, ``appearance``, ``style``,
-    ``style_file`` (file); returns (video file, list of download files).
-
-    It is a coroutine running the generation in a worker thread: when Gradio cancels the event
-    (Cancel, ``Job.cancel()`` in gradio_client) the coroutine is cancelled, sets the job's cancel
-    flag, and the thread stops at its next progress report (a thread cannot be killed).
+    When the awaiting task is cancelled (Gradio cancels the event: the page's Cancel,
+    ``Job.cancel()`` in gradio_client) the job's cancel flag is set and the thread stops at its
+    next progress report or decoded block (a thread cannot be killed).
     """
     import anyio
+
+    cancel = threading.Event()
+
+    def work() -> Outputs:
+        return generator.run(audio=audio, text=text, language=language, appearance=appearance, style=style,
+                             style_file=style_file, session=session, progress=progress, cancel=cancel)
+
+    try:
+        out = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        cancel.set()
+        raise
+    except Refused:
+        raise
+    except ArtalkError as e:
+        raise Refused(plain_message(e)) from e
+    except Exception as e:
+        log.exception("generation failed")
+        raise Refused(MSG_BUG) from e
+    return str(out.video), [str(p) for p in out.files]
+
+
+def gradio_callback(generator: Generator) -> Callable[..., Awaitable[tuple[Any, ...]]]:
+    """The Gradio function behind ``api_name='generate'`` (the HTTP API).
+
+    Parameters (API keywords): ``audio`` (file), ``text``, ``language``, ``appearance``, ``style``,
+    ``style_file`` (file); returns (video file, list of download files). A refusal is a
+    ``gr.Error`` whose message is plain text (the client reads it as is; no page renders it).
+    """
     import gradio as gr
 
     async def generate(audio: str | None = None, text: str | None = None, language: str = "en",
                        appearance: str = MESH, style: str = "default", style_file: str | None = None,
                        request: gr.Request | None = None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        session = getattr(request, "session_hash", None) or ""
-        cancel = threading.Event()
-
-        def work() -> Outputs:
-            return generator.run(audio=audio, text=text, language=language, appearance=appearance, style=style,
-                                 style_file=style_file, session=session, progress=ProgressBridge(progress),
-                                 cancel=cancel)
-
         try:
-            out = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            cancel.set()
-            raise
-        except Cancelled:
-            raise gr.Error(MSG_CANCELLED, title="Cancelled", print_exception=False) from None
-        except ArtalkError as e:
-            # Gradio renders the message as HTML: escape it (it may quote a visitor's text)
-            raise gr.Error(html.escape(plain_message(e, generator.hide())), print_exception=False) from None
-        except Exception as e:
-            log.exception("generation failed")
-            raise gr.Error(MSG_BUG, print_exception=False) from e
-        return str(out.video), [str(p) for p in out.files]
+            return await run_generation(generator, audio=audio, text=text, language=language, appearance=appearance,
+                                        style=style, style_file=style_file, session=session_of(request),
+                                        progress=ProgressBridge(progress))
+        except Refused as e:
+            raise gr.Error(e.message, title=e.title, print_exception=False) from None
 
     generate.__annotations__["request"] = gr.Request  # resolved, so Gradio injects it (not an API input)
     return generate
 
 
-__all__ = ["Generator", "MSG_NO_INPUT", "Outputs", "ProgressBridge", "STAGES", "cap_speech", "gradio_callback",
-           "plain_message", "preview_glb"]
+def session_of(request: Any) -> str:
+    """The browser tab or API client of a request (Gradio's session hash)."""
+    return getattr(request, "session_hash", None) or ""
+
+
+__all__ = ["Generator", "MSG_CANCELLED", "MSG_NO_INPUT", "MSG_SHUTDOWN", "Outputs", "ProgressBridge", "Refused",
+           "STAGES", "cap_speech", "gradio_callback", "plain_message", "preview_glb", "run_generation", "session_of"]

@@ -13,8 +13,11 @@ alike. The guard closes what Gradio leaves open by default (measured with Gradio
   body) and the number of multipart parts; a negative or malformed length is a 400.
 - With ``api_open`` (Gradio's default off Spaces) ``POST /gradio_api/run/...`` skips the queue and
   its concurrency limit; the queue is made the only way in.
-- uvicorn closes idle connections only after a first response: :func:`deadline_protocol` gives
-  every request head a deadline (clients that connect and say nothing, or trickle headers).
+- uvicorn has no deadline for a request's head or body and no per-client limit, so a few hundred
+  slow sockets locked everyone out: :mod:`artalk_core.app.connections` adds both;
+- Gradio checks that an input file was uploaded through it only under ``launch()``: the page's
+  events refuse every other path first (:mod:`artalk_core.app.inputs`); ``show_error`` is off, so
+  what a visitor reads is only our plain-words ``gr.Error`` messages, never an exception's text.
 
 A client that goes away mid-upload is dropped quietly (Gradio's upload route would raise). On
 shutdown the running job is told to stop first, so its progress stream can end within uvicorn's
@@ -48,6 +51,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1"})
+MAX_CONNECTIONS = 256
+"""uvicorn's ``limit_concurrency``: open connections (or running requests) beyond it get 503."""
 MAX_PARTS = 8
 """Multipart parts per request (the page uploads one file at a time)."""
 BODY_SLACK = 1 << 20
@@ -215,58 +221,16 @@ class Guard:
             await self.refuse(send, *state["refused"])
 
 
-HEADER_SECONDS = 10.0
-"""A connection must deliver a whole request head within this long (idle and slowloris clients)."""
+async def plain_validation_error(request: Any, exc: Any) -> Any:
+    """A malformed API request (``queue/join`` body and the like) -> 422 with one line in words,
+    instead of pydantic's list of error objects (types, inputs echoed, links to its docs)."""
+    from fastapi.responses import JSONResponse
 
-
-def deadline_protocol(header_seconds: float = HEADER_SECONDS) -> type:
-    """uvicorn's h11 protocol plus a deadline for each request's head.
-
-    uvicorn times out idle keep-alive connections only after a first response: a client that
-    connects and sends nothing, or trickles its headers, holds its connection forever (and with
-    ``limit_concurrency`` enough of them lock everyone out). This closes a connection whose
-    request line and headers are not complete ``header_seconds`` after it opened or after its
-    previous response.
-    """
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class DeadlineH11Protocol(H11Protocol):
-        _deadline: Any = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(header_seconds, self._expire)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _expire(self) -> None:
-            self._deadline = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def handle_events(self) -> None:
-            super().handle_events()
-            if self.conn.their_state is not h11.IDLE:
-                self._disarm()  # the head arrived; the body is bounded by the guard
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
-
-    return DeadlineH11Protocol
+    problems = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body" and not isinstance(part, int))
+        problems.append(f"{where or 'the body'}: {str(error.get('msg', 'not valid')).lower()}")
+    return JSONResponse({"detail": "The request is not valid (" + "; ".join(problems) + ")."}, status_code=422)
 
 
 def require_gradio() -> None:
@@ -315,16 +279,18 @@ def _close_store(jobs: JobStore, previous_temp_dir: str | None) -> None:
 def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> AppParts:
     """The FastAPI app serving the page at ``/`` behind :class:`Guard`; nothing listens yet."""
     catalog = build_catalog(config)
-    # job folders go a minute after delivery; Gradio's served copies and uploads after keep_seconds
-    jobs = JobStore(cache_seconds=config.keep_seconds)
+    # results (served from the job folders, inside Gradio's cache) and uploads go keep_seconds after they were made
+    jobs = JobStore(keep_seconds=config.keep_seconds, cache_seconds=config.keep_seconds)
     previous = os.environ.get("GRADIO_TEMP_DIR")
     try:
-        # Gradio's uploads and served copies go under our root, removed with it (read when Blocks is built).
+        # Gradio's uploads (and our job folders) go under our root, removed with it (read when Blocks is built).
         os.environ["GRADIO_TEMP_DIR"] = str(jobs.cache)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         require_gradio()
         import fastapi
         import gradio as gr
+        from fastapi.exceptions import RequestValidationError
+        from starlette.routing import Mount
 
         from artalk_core.app.layout import CSS, build_blocks
         from artalk_core.app.thumbs import avatar_thumbnails
@@ -333,13 +299,17 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         pictures = avatar_thumbnails(catalog, jobs.root / "avatars")  # before Blocks: Gradio copies them in
         every = int(min(max(config.keep_seconds / 4, 1), 600))
         blocks = build_blocks(catalog, generator, jobs, max_seconds=config.max_seconds,
+                              max_upload_bytes=config.max_upload_bytes,
                               delete_cache=(every, max(int(config.keep_seconds), 1)), pictures=pictures)
         blocks.queue(max_size=config.queue_size, default_concurrency_limit=4, api_open=False)
         root = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app = gr.mount_gradio_app(root, blocks, path="", server_name=host, server_port=port,
-                                  footer_links=["api"], run_history=False, allowed_paths=[str(jobs.root / "jobs")],
-                                  show_error=True, max_file_size=config.max_upload_bytes, ssr_mode=False,
+                                  footer_links=["api"], run_history=False,
+                                  show_error=False, max_file_size=config.max_upload_bytes, ssr_mode=False,
                                   mcp_server=False, css=CSS)
+        for route in app.routes:  # Gradio's own app, mounted at "/": its routes raise the validation errors
+            if isinstance(route, Mount) and isinstance(route.app, fastapi.FastAPI):
+                route.app.add_exception_handler(RequestValidationError, plain_validation_error)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
                            loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
     except BaseException:
@@ -356,10 +326,11 @@ class AppServer:
     thread until SIGINT or SIGTERM. Either way :meth:`close` (called by ``run``) removes every file.
     """
 
-    def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False,
-                 header_seconds: float = HEADER_SECONDS) -> None:
+    def __init__(self, config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, share: bool = False) -> None:
         require_gradio()
         import uvicorn
+
+        from artalk_core.app.connections import ConnectionLimits, limited_protocol
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -386,11 +357,15 @@ class AppServer:
                 jobs.stop()  # a running job stops at its next step, so its stream can end in the grace
                 await super().shutdown(sockets)
 
+        limits = ConnectionLimits(header_seconds=config.header_seconds, body_seconds=config.body_seconds,
+                                  body_min_rate=config.body_min_rate, body_max_seconds=config.body_max_seconds,
+                                  client_connections=config.client_connections,
+                                  # every visitor of the share link comes through the local tunnel client
+                                  exempt=LOOPBACK_ADDRESSES if share else frozenset())
         self.server = Server(uvicorn.Config(
-            self.parts.asgi, log_level="warning", http=deadline_protocol(header_seconds), lifespan="on",
-            server_header=False,
-            limit_concurrency=256, backlog=2048, timeout_keep_alive=5, timeout_graceful_shutdown=10,
-            h11_max_incomplete_event_size=64 * 1024))
+            self.parts.asgi, log_level="warning", http=limited_protocol(limits), ws="none", lifespan="on",
+            server_header=False, limit_concurrency=MAX_CONNECTIONS, backlog=2048, timeout_keep_alive=5,
+            timeout_graceful_shutdown=10, h11_max_incomplete_event_size=64 * 1024))
         self._thread: threading.Thread | None = None
 
     @property

@@ -141,13 +141,22 @@ class _DecodeState:
     ended_early: str | None = None
 
 
-def _open_container(src: Any, name: str) -> tuple[Any, Any, int, int, str]:
-    """(container, best audio stream, source rate, source channels, "container/codec"); raises AudioError."""
+def _open_container(src: Any, name: str, formats: tuple[str, ...] | None = None) -> tuple[Any, Any, int, int, str]:
+    """(container, best audio stream, source rate, source channels, "container/codec"); raises AudioError.
+
+    ``formats``: the FFmpeg demuxers allowed (``format_whitelist``; None: any). A server opening
+    files it did not choose needs it: a playlist (hls, concat) is a file that makes FFmpeg read
+    other files, a server's own among them.
+    """
     import av
 
+    options = {"format_whitelist": ",".join(formats)} if formats else None
     try:
-        container = av.open(src, mode="r")
+        container = av.open(src, mode="r", container_options=options)
     except av.FFmpegError as e:
+        if formats and isinstance(e, av.ArgumentError):  # what FFmpeg says for "Format not on whitelist"
+            raise AudioError(f"{name} is not one of the audio or video formats taken here "
+                             f"({', '.join(formats)})") from e
         raise AudioError(f"{name} is not an audio or video file FFmpeg can read ({_reason(e)})") from e
     try:
         if not container.streams.audio:
@@ -284,11 +293,24 @@ def _reason(e: Exception) -> str:
     return str(msg).strip().rstrip(".")
 
 
+def _non_finite(samples: np.ndarray, name: str, offset: int = 0) -> AudioError | None:
+    """The error for 16 kHz samples holding NaN or Inf (None when all are finite).
+
+    ``offset``: samples before these ones, so the message says where the first bad one is. Its
+    position, not a count: counting needs the whole signal decoded, and a stream must stop at once.
+    """
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+        return None
+    at = (offset + int(np.argmax(bad))) / SAMPLE_RATE
+    return AudioError(f"{name} contains NaN or infinite samples (the first at {at:.2f} s); re-export the audio")
+
+
 def _finish(samples: np.ndarray, name: str, min_frames: int) -> np.ndarray:
     """Check finiteness and minimum length of 16 kHz mono samples."""
-    if not np.all(np.isfinite(samples)):
-        bad = int(np.count_nonzero(~np.isfinite(samples)))
-        raise AudioError(f"{name} contains {bad} NaN or infinite sample(s); re-export the audio")
+    error = _non_finite(samples, name)
+    if error is not None:
+        raise error
     need = max(int(min_frames), 0) * SAMPLES_PER_FRAME
     if len(samples) == 0 or len(samples) < need:
         raise AudioError(f"{name} is too short: {len(samples) / SAMPLE_RATE * 1000:.1f} ms of audio, "

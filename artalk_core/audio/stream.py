@@ -13,6 +13,7 @@ from artalk_core.audio.decode import (
     _describe,
     _end_notes,
     _mono_16k,
+    _non_finite,
     _open_container,
     _open_source,
 )
@@ -30,11 +31,12 @@ class AudioStream:
     After exhaustion ``num_samples``, ``decode_warnings`` and ``sum_squares`` (float64 energy, for
     :meth:`is_silent`) are final. The errors of :func:`load_audio` about the decoded samples (none
     decodable, NaN/Inf, too short) are raised by the iteration: too short before any block is
-    yielded, the others at the end (after the blocks that came before the problem).
+    yielded, NaN/Inf as soon as the decoder meets one (so a caller's length cap or cancel check
+    between blocks is always reached), nothing decodable at the end.
     """
 
     def __init__(self, source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
-                 label: str | None = None) -> None:
+                 label: str | None = None, formats: tuple[str, ...] | None = None) -> None:
         if isinstance(block, bool) or int(block) < 1:
             raise InputError(f"block must be a positive number of samples, got {block!r}")
         self.block = int(block)
@@ -42,7 +44,7 @@ class AudioStream:
         self._min_frames = int(min_frames)
         self._src, self.sha256 = _open_source(source, self.name)
         (self._container, self._stream, rate, self.source_channels,
-         self.source_format) = _open_container(self._src, self.name)
+         self.source_format) = _open_container(self._src, self.name, formats)
         self.source_rate: int = rate
         self.expected_samples = self._expected_samples()
         """16 kHz samples the container announces (for progress; None when it does not say)."""
@@ -90,17 +92,17 @@ class AudioStream:
         need = max(self._min_frames, 0) * SAMPLES_PER_FRAME
         st = _DecodeState()
         pending: list[np.ndarray] = []
-        held = total = yielded = bad = 0
+        held = total = yielded = 0
         with self._container:
             for y in _mono_16k(_decoded_pieces(self._container, self._stream, self.source_rate, st), self.name):
                 if not len(y):
                     continue
+                error = _non_finite(y, self.name, total)
+                if error is not None:
+                    # At once: decoding on would not yield, so neither a length cap nor a cancel
+                    # check between blocks would be reached (a NaN then hours of packed silence).
+                    raise error
                 total += len(y)
-                if bad or not np.all(np.isfinite(y)):
-                    # Decode on to count them all, as load_audio reports; nothing more is yielded.
-                    bad += int(np.count_nonzero(~np.isfinite(y)))
-                    pending, held = [], 0
-                    continue
                 y64 = y.astype(np.float64)
                 self.sum_squares += float(np.dot(y64, y64))
                 pending.append(y)
@@ -116,8 +118,6 @@ class AudioStream:
         if not self.source_rate and st.runs:
             self.source_rate = st.runs[0][0]
         self.decode_warnings = tuple(warnings)
-        if bad:
-            raise AudioError(f"{self.name} contains {bad} NaN or infinite sample(s); re-export the audio")
         if total == 0 or total < need:
             raise AudioError(f"{self.name} is too short: {total / SAMPLE_RATE * 1000:.1f} ms of audio, "
                              f"at least {need / SAMPLE_RATE * 1000:.0f} ms ({self._min_frames} motion frame(s)) needed")
@@ -127,7 +127,7 @@ class AudioStream:
 
 
 def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int = 1,
-               label: str | None = None) -> AudioStream:
+               label: str | None = None, formats: tuple[str, ...] | None = None) -> AudioStream:
     """Decode ``source`` progressively: an :class:`AudioStream` of float32 [block] 16 kHz mono blocks.
 
     The concatenated blocks equal ``load_audio(source, min_frames=min_frames).samples`` bit for
@@ -137,8 +137,10 @@ def iter_audio(source: PathLike | bytes, *, block: int = 64000, min_frames: int 
     Memory is a few blocks whatever the length; a path is hashed up front (a second read), while
     stdin and bytes are held whole as :func:`load_audio` holds them (a container may need to seek).
     ``label`` names the source in messages (e.g. ``<stdin>`` for a spooled copy of stdin).
+    ``formats``: the only FFmpeg demuxers to accept (e.g. ``("wav", "flac")``; None: any), for a
+    server decoding uploads (a playlist would make FFmpeg read the server's own files).
     """
-    return AudioStream(source, block=block, min_frames=min_frames, label=label)
+    return AudioStream(source, block=block, min_frames=min_frames, label=label, formats=formats)
 
 
 

@@ -111,11 +111,18 @@ def downloads(page: Any) -> dict[str, str]:
     return {a.get_attribute("download"): a.get_attribute("href") for a in page.locator("#downloads a[download]").all()}
 
 
-def toast(page: Any) -> str:
-    page.wait_for_selector(".toast-body")
-    text = page.locator(".toast-body").last.inner_text()
-    page.locator(".toast-body .toast-close").last.click()
-    return text
+def status(page: Any) -> str:
+    """The line under the video that says why there is no result ('' while hidden)."""
+    return page.evaluate("() => { const s = document.querySelector('#status');"
+                         " return s && s.offsetParent !== null ? s.innerText.trim() : ''; }")
+
+
+def overlap(page: Any, a: str, b: str) -> bool:
+    """Whether the boxes of the elements ``a`` and ``b`` (CSS selectors) intersect on screen."""
+    return page.evaluate("([a, b]) => { const r = document.querySelector(a).getBoundingClientRect(),"
+                         " q = document.querySelector(b).getBoundingClientRect();"
+                         " return r.left < q.right && q.left < r.right && r.top < q.bottom && q.top < r.bottom; }",
+                         [a, b])
 
 
 def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
@@ -146,16 +153,41 @@ def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
     assert read_motion(tmp_path / "m.safetensors").data.shape == (50, 106)
     assert "/tmp" not in page.locator("body").inner_text()
 
-    # a failed run clears the previous result and says why in words, without server paths
+    # every download's name whole (Gradio cut them: '.motion.safetensors' and '_motions.pt' looked alike)
+    cut = page.evaluate("() => [...document.querySelectorAll('#downloads td.filename')]"
+                        ".filter(e => e.scrollWidth > e.clientWidth || [...e.children].some("
+                        "c => c.scrollWidth > c.clientWidth)).map(e => e.innerText)")
+    assert cut == []
+    assert not overlap(page, "#style-file [data-testid=block-label]", "#style-file [data-testid=upload-icon]")
+
+    # a validation refusal keeps the result; the page's Cancel is idle
+    assert page.locator("#cancel").is_disabled()
+    page.click("#mode label:has-text('Text')")
+    page.wait_for_selector("#text textarea", state="visible")
+    page.click("#generate")
+    page.wait_for_function("() => document.querySelector('#text').innerText.includes('Please type a text.')")
+    assert video_src(page) == video["src"] and len(downloads(page)) == len(files)
+    page.click("#mode label:has-text('Audio')")
+    page.wait_for_selector("#audio", state="visible")
+
+    # a failed run clears the previous result and says why in words under the video (no popup),
+    # without server paths; the next run starts without it
     bad = tmp_path / "notes.wav"
     bad.write_text("these are notes, not speech")
     page.click("#audio button[aria-label='Clear']")
     page.set_input_files("#audio input[type=file]", str(bad))
     page.click("#generate")
-    message = toast(page)
-    assert "The speech could not be used" in message and "/" not in message and "bytes>" not in message
+    page.wait_for_function("() => document.querySelector('#status')?.innerText.includes('could not be used')")
+    message = status(page)
+    assert message.startswith("The speech could not be used") and "/" not in message and "bytes>" not in message
     assert video_src(page) == "" and page.locator("#downloads a[download]").count() == 0
-    assert page.locator("#preview-3d canvas").count() == 0
+    assert page.locator("#preview-3d canvas").count() == 0 and page.locator(".toast-body").count() == 0
+    assert page.locator("#cancel").is_disabled()
+    page.click("#audio button[aria-label='Clear']")
+    page.set_input_files("#audio input[type=file]", str(short_wav))
+    page.wait_for_selector("#audio audio", state="attached")
+    generate(page)
+    assert status(page) == "" and page.locator(".toast-body").count() == 0
 
 
 def test_validation_messages_on_the_inputs_before_queueing(page, server):
@@ -179,6 +211,12 @@ def test_text_in_three_languages(page):
     page.click("#mode label:has-text('Text')")
     page.wait_for_selector("#text textarea", state="visible")
     page.wait_for_selector("#audio", state="hidden")
+    # a fixed menu of the six languages, each named in its own language (typing 'zh' chose nothing)
+    assert page.locator("#language input").get_attribute("readonly") is not None
+    page.click("#language input")
+    offered = [li.inner_text().replace("✓", "").strip() for li in page.locator("ul[role=listbox] li").all()]
+    assert offered == ["English", "中文", "日本語", "Deutsch", "Français", "Español"]
+    page.keyboard.press("Escape")
     src = ""
     for label, text in (("English", "Hello there."), ("Deutsch", "Guten Tag, wie geht es?"), ("日本語", "こんにちは。")):
         page.fill("#text textarea", text)
@@ -243,6 +281,12 @@ def test_queue_position_and_cancel(browser, server, short_wav):
     try:
         a.click("#generate")
         a.wait_for_function("() => /Checking|Listening|Generating/.test(document.querySelector('#video').innerText)")
+        assert a.locator("#cancel").is_enabled()
+        # one progress display, on the video (it showed on every output panel)
+        shown = a.evaluate("() => [...document.querySelectorAll('[data-testid=status-tracker]')]"
+                           ".filter(e => e.innerText.trim() && !e.classList.contains('hide'))"
+                           ".map(e => e.closest('[id]')?.id)")
+        assert shown == ["video"], shown
         b.click("#generate")
         b.wait_for_function("() => /queue/i.test(document.querySelector('#video').innerText)")
         gen._report = real_report
@@ -251,7 +295,7 @@ def test_queue_position_and_cancel(browser, server, short_wav):
         # uncancelled, A's ~150 slowed progress reports alone would take 45 s before B could start
         b.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }")
         assert time.monotonic() - t < 20
-        assert video_src(a) == ""
+        assert video_src(a) == "" and status(a) == "Cancelled." and a.locator("#cancel").is_disabled()
         assert not [j for j in server.jobs.jobs() if j.finished is None]
     finally:
         gen._report = real_report

@@ -75,7 +75,9 @@ def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
             if animate_accepts("glb"):
                 glb = next(Path(f) for f in files if f.endswith(".glb"))
                 assert glb.read_bytes()[:4] == b"glTF"
-            assert list((roots[0] / "jobs").iterdir()), "the job's results are kept while they may be fetched"
+            assert list((roots[0] / "cache" / "jobs").iterdir()), "the job's results are kept while they may be fetched"
+            # served from the job's folder inside Gradio's cache: no copy (hashed on the event loop)
+            assert not list(roots[0].glob("cache/*/text_default_mesh.*"))
         else:
             from gradio_client import Client, handle_file
 
@@ -86,12 +88,18 @@ def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
             samples = load_audio(FIXTURE / "speech_16k.wav").samples
             write_wav(speech, np.tile(samples, int(19 * 16000 / len(samples)) + 1)[:19 * 16000])
             client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
-            client.submit(audio=handle_file(str(speech)), api_name="/generate")
+            job = client.submit(audio=handle_file(str(speech)), api_name="/generate")
             deadline = time.monotonic() + 60
-            while not list(roots[0].glob("jobs/*/work/speech.wav")) and time.monotonic() < deadline:
+            while not list(roots[0].glob("cache/jobs/*/work/speech.wav")) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert list(roots[0].glob("jobs/*/work/speech.wav")), "the job did not start"
+            assert list(roots[0].glob("cache/jobs/*/work/speech.wav")), "the job did not start"
         proc.send_signal(sig)
+        if sig == signal.SIGINT:  # the API client is told why its job ended
+            from artalk_core.app.handlers import MSG_SHUTDOWN
+
+            with pytest.raises(Exception) as err:
+                job.result(timeout=30)
+            assert str(err.value) == MSG_SHUTDOWN
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
@@ -106,6 +114,7 @@ def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
 def test_app_help_lists_the_serving_options(artalk):
     res = artalk("app", "--help")
     assert res.returncode == 0
-    for flag in ("--port", "--host", "--share", "--max-upload-mb", "--max-seconds", "--queue-size"):
+    for flag in ("--port", "--host", "--share", "--max-upload-mb", "--max-seconds", "--queue-size",
+                 "--client-connections"):
         assert flag in res.stderr + res.stdout.decode()
     assert "127.0.0.1" in res.stdout.decode()

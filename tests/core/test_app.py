@@ -138,17 +138,27 @@ def test_cap_speech_keeps_short_speech_and_refuses_at_the_limit(tmp_path):
 
 
 def test_plain_messages_name_no_server_paths(tmp_path):
-    root = tmp_path / "artalk-app-xyz"
-    hide = [root]
-    msg = plain_message(AudioError(f"{root}/jobs/abc/work/upload.wav is not an audio or video file FFmpeg can read"),
-                        hide)
-    assert msg.startswith("The speech could not be used.") and "/" not in msg and "artalk-app" not in msg
-    assert "upload.wav" in msg
-    assert "<audio bytes>" not in plain_message(AudioError("<audio bytes> contains no decodable audio"))
-    assert "/" not in plain_message(StyleError("style file not found: /srv/x/y/style.pt"))
-    assert "ARTalk_wav2vec" not in plain_message(AssetError("model checkpoint ARTalk_wav2vec.pt not found: /a/b"))
+    from artalk_core.app.handlers import MSG_ASSETS, MSG_PROGRAM, MSG_SERVER, MSG_SHUTDOWN
+    from artalk_core.errors import DependencyError, OutputError
+
+    upload = tmp_path / "artalk-app-xyz" / "cache" / "abc" / "speech_sample.wav"
+    names = {str(upload): "the speech file"}
+    msg = plain_message(AudioError(f"{upload} is not an audio or video file FFmpeg can read"), names)
+    assert msg == "The speech could not be used. The speech file is not an audio or video file FFmpeg can read."
+    assert plain_message(AudioError("<audio bytes> contains no decodable audio")) == \
+        "The speech could not be used. The audio contains no decodable audio."
+    # a path nobody named: the kind of problem only, never a cut-up path ("a file/...", "file:passwd")
+    assert plain_message(StyleError("style file not found: /srv/x/y/style.pt")) == "The style could not be used."
+    assert plain_message(AudioError(f"cannot read {tmp_path}/a/speech_sample.wav")) == "The speech could not be used."
+    assert plain_message(InputError("cannot open file:/etc/passwd")) == "The input could not be used."
+    assert plain_message(InputError("Unknown style 'a/b': choose one of default.")) == \
+        "Unknown style 'a/b': choose one of default."
+    assert plain_message(AssetError("model checkpoint ARTalk_wav2vec.pt not found: /a/b")) == MSG_ASSETS
+    assert plain_message(DependencyError("espeak-ng is missing: apt-get install espeak-ng")) == MSG_PROGRAM
+    assert plain_message(OutputError(f"cannot write {tmp_path}/x.mp4: disk full")) == MSG_SERVER
     assert plain_message(RuntimeError("boom at /usr/lib/x.py")).startswith("Something went wrong")
     assert plain_message(Cancelled()) == "Cancelled."
+    assert plain_message(Cancelled(shutdown=True)) == MSG_SHUTDOWN
 
 
 def test_jobs_cancel_expire_and_close(tmp_path):
@@ -188,7 +198,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from artalk_core.app.server import AppServer
 
     server = AppServer(AppConfig(assets=tmp_path_factory.mktemp("no_assets"), size=64, max_upload_mb=1,
-                                 queue_size=1, max_seconds=30), port=0, header_seconds=1.5).start()
+                                 queue_size=1, max_seconds=30, header_seconds=1.5), port=0).start()
     before = os.environ.get("GRADIO_TEMP_DIR")
     yield server
     server.close()
@@ -197,9 +207,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def request(server: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-            *, raw_length: str | None = None) -> tuple[int, bytes]:
+            *, raw_length: str | None = None, source: str | None = None) -> tuple[int, bytes]:
     host, port = server.sock.getsockname()[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn = http.client.HTTPConnection(host, port, timeout=30, source_address=(source, 0) if source else None)
     conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     hdrs = {"Host": f"127.0.0.1:{port}", **(headers or {})}
     for k, v in hdrs.items():
@@ -319,7 +329,7 @@ def test_gradio_client_refusals_in_plain_words(app, bombs, tmp_path):
     with pytest.raises(Exception, match="The style could not be used"):
         client.predict(text="Hello there.", style_file=handle_file(str(bad_style)), api_name="/generate")
     assert not [j for j in app.jobs.jobs() if j.finished is None]
-    assert not list((app.jobs.root / "jobs").iterdir())  # failed jobs leave nothing behind
+    assert not list((app.jobs.jobs_dir).iterdir())  # failed jobs leave nothing behind
 
 
 def test_queue_bounded_and_one_generation_at_a_time(app, tmp_path):
@@ -505,10 +515,11 @@ def test_idle_and_slow_header_connections_are_closed(app):
 
 
 def test_fifty_simultaneous_page_loads_all_answered(app):
+    """Fifty visitors (ten addresses: one address may hold 32 connections) load the page at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(50) as pool:
-        statuses = list(pool.map(lambda _: request(app, "GET", "/")[0], range(50)))
+        statuses = list(pool.map(lambda i: request(app, "GET", "/", source=f"127.0.0.{2 + i % 10}")[0], range(50)))
     assert statuses == [200] * 50
 
 
@@ -589,13 +600,15 @@ def test_no_avatar_gallery_without_avatars(app):
     assert not (app.jobs.root / "avatars").exists()
 
 
-def test_page_previews_the_glb_and_a_new_run_clears_it(tmp_path):
-    """The page's 3D viewer gets the .glb download; Generate first clears it; the API keeps (video, files)."""
+def test_page_events_results_preview_status_and_cancel(tmp_path):
+    """The page's Generate: clears the last result and enables Cancel, then shows the video, the
+    downloads and the .glb in the 3D viewer (or says why not, under the video); one progress bar,
+    on the video; the API keeps (video, files). A fixed language menu; a small, idle Cancel."""
     import asyncio
 
     import gradio as gr
 
-    from artalk_core.app.config import build_catalog
+    from artalk_core.app.config import LANGUAGES, build_catalog
     from artalk_core.app.handlers import Outputs, preview_glb
     from artalk_core.app.layout import build_blocks
 
@@ -612,12 +625,9 @@ def test_page_previews_the_glb_and_a_new_run_clears_it(tmp_path):
         def input_problems(self, **kw: Any) -> dict[str, str]:
             return {}
 
-        def hide(self) -> list[Path]:
-            return []
-
         def run(self, **kw: Any) -> Outputs:
             if self.fail:
-                raise InputError("no good")
+                raise InputError("no <good>")
             return Outputs(video=out_dir / names[0], files=[out_dir / n for n in names[1:]], frames=25, seconds=1.0)
 
     stub = StubGenerator()
@@ -625,26 +635,41 @@ def test_page_previews_the_glb_and_a_new_run_clears_it(tmp_path):
     try:
         blocks = build_blocks(build_catalog(config), stub, jobs, max_seconds=30)  # type: ignore[arg-type]
         by_id = {getattr(b, "elem_id", None): b for b in blocks.blocks.values()}
-        video, files, preview = by_id["video"], by_id["downloads"], by_id["preview-3d"]
+        video, files, preview, status, cancel = (by_id[k] for k in ("video", "downloads", "preview-3d", "status",
+                                                                    "cancel"))
         assert isinstance(preview, gr.Model3D) and preview.interactive is False
+        language = by_id["language"]
+        assert language.filterable is False and [tuple(c) for c in language.choices] == LANGUAGES
+        assert cancel.variant == "secondary" and cancel.size == "sm" and cancel.interactive is False
         fns = list(blocks.fns.values())
-        clear = next(f for f in fns if (by_id["generate"]._id, "click") in f.targets)
+        check = next(f for f in fns if (by_id["generate"]._id, "click") in f.targets)
+        start = next(f for f in fns if f.name == "ui_start")
         page = next(f for f in fns if f.name == "ui_generate")
         api = next(f for f in fns if f.api_name == "generate")
-        assert [o._id for o in clear.outputs] == [o._id for o in page.outputs] == [video._id, files._id, preview._id]
+        assert check.validator is not None and check.outputs == []  # a refusal changes nothing shown
+        assert start.trigger_after == check._id and page.trigger_after == start._id
+        assert start.trigger_only_on_success and page.trigger_only_on_success
+        assert [o._id for o in start.outputs] == [o._id for o in page.outputs] == \
+            [video._id, files._id, preview._id, status._id, cancel._id]
+        assert [getattr(c, "_id", c) for c in page.show_progress_on] == [video._id]
         assert [o._id for o in api.outputs] == [video._id, files._id]  # the API's outputs are unchanged
-        assert clear.fn() == (None, None, None)
+        first = start.fn()
+        assert first[:3] == (None, None, None) and first[3]["visible"] is False and first[4]["interactive"] is True
 
         def no_progress(*a: Any, **k: Any) -> None:
             return None
 
-        got = asyncio.run(page.fn("Audio", "speech.wav", None, "en", "mesh", "default", None, request=None,
-                                  progress=no_progress))
-        assert got[0] == str(out_dir / "a.mp4") and got[2] == str(out_dir / "a.glb") and got[2] in got[1]
+        def run_page() -> tuple[Any, ...]:
+            return asyncio.run(page.fn("Audio", "speech.wav", None, "en", "mesh", "default", None, request=None,
+                                       progress=no_progress))
+
+        last = run_page()
+        assert last[0] == str(out_dir / "a.mp4") and last[2] == str(out_dir / "a.glb") and last[2] in last[1]
+        assert last[3]["visible"] is False and last[4]["interactive"] is False
         stub.fail = True
-        with pytest.raises(gr.Error):  # a failed run leaves the outputs as the clear step left them: empty
-            asyncio.run(page.fn("Audio", "speech.wav", None, "en", "mesh", "default", None, request=None,
-                                progress=no_progress))
+        last = run_page()  # no popup: the reason, escaped, under the video
+        assert last[:3] == (None, None, None) and last[4]["interactive"] is False
+        assert "No &lt;good&gt;." in last[3]["value"] and "error" in last[3]["value"] and last[3]["visible"]
         assert preview_glb([str(out_dir / "a.h5")]) is None  # no .glb written: an empty viewer
     finally:
         jobs.close()

@@ -98,6 +98,57 @@ def test_cut_wav_warning_and_errors(tmp_path: Path) -> None:
     assert str(streamed.value) == str(whole.value) and "NaN" in str(whole.value)
 
 
+def wavpack_nan_unknown_length(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A float WavPack file (encoder ``wavpack``, fltp): one NaN, then ``seconds`` of silence that packs
+    to a few KB, every block's total-samples field set to 'unknown' (as a writer that cannot seek says)."""
+    import struct
+
+    assert "wavpack" in av.codecs_available, "PyAV's FFmpeg lacks the WavPack encoder"
+    with av.open(str(path), "w", format="wv") as c:
+        st = c.add_stream("wavpack", rate=rate, layout="mono")
+        st.codec_context.format = "fltp"
+        n, step = int(seconds * rate), rate * 10
+        for i in range(0, n, step):
+            x = np.zeros((1, min(step, n - i)), np.float32)
+            x[0, 0] = np.nan if i == 0 else 0.0
+            fr = av.AudioFrame.from_ndarray(x, format="fltp", layout="mono")
+            fr.sample_rate, fr.pts = rate, i
+            for p in st.encode(fr):
+                c.mux(p)
+        for p in st.encode(None):
+            c.mux(p)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"wvpk")
+    while at >= 0:  # block header: "wvpk", size, version, 2 bytes, total_samples (u32 at +12)
+        data[at + 12:at + 16] = b"\xff\xff\xff\xff"
+        at = data.find(b"wvpk", at + 8 + struct.unpack_from("<I", data, at + 4)[0])
+    path.write_bytes(data)
+    return path
+
+
+def test_non_finite_sample_stops_the_decoder_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN first sample, then 10 minutes of unannounced silence in 5 KB: the stream refuses at
+    the NaN instead of decoding on (yielding nothing, so no cap or cancel check was ever reached)."""
+    import artalk_core.audio.stream as stream_mod
+
+    path = wavpack_nan_unknown_length(tmp_path / "nan.wv", seconds=600)
+    assert path.stat().st_size < 20_000
+    decoded = {"samples": 0}
+    real = stream_mod._decoded_pieces
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        for rate, x in real(*args):
+            decoded["samples"] += x.shape[1]
+            yield rate, x
+
+    monkeypatch.setattr(stream_mod, "_decoded_pieces", counting)
+    s = iter_audio(path, block=16000)
+    assert s.expected_samples is None
+    with pytest.raises(AudioError, match=r"nan\.wv contains NaN or infinite samples \(the first at 0\.00 s\)"):
+        list(s)
+    assert decoded["samples"] < 30 * 8000, f"decoded {decoded['samples'] / 8000:.0f} s before refusing"
+
+
 @pytest.fixture(scope="module")
 def clip_30s(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The fixture speech tiled to 30.5 s, as a 16 kHz WAV and as 44.1 kHz stereo FLAC."""
