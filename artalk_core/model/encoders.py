@@ -28,7 +28,7 @@ def run_audio_encoder(config: ModelConfig, encoder: nn.Module, chunks: Tensor) -
     """16 kHz audio chunks [G, 64000] -> features [G, F, C] (F = config.audio_tokens, C = config.audio_dim).
     Each row is encoded on its own, so a chunk's features depend on its samples only."""
     if config.audio_encoder == "mimi":
-        return encoder(chunks)  # type: ignore[no-any-return]
+        return encoder(chunks)
     from artalk_core.model.wav2vec import run_wav2vec2
 
     return run_wav2vec2(encoder, chunks)

@@ -55,7 +55,7 @@ def _no_weight_init() -> contextlib.AbstractContextManager[Any]:
         except ImportError:
             continue
         if ctx is not None:
-            return ctx()  # type: ignore[no-any-return]
+            return ctx()
     return contextlib.nullcontext()
 
 

@@ -127,9 +127,9 @@ def _sync(device: torch.device) -> Callable[[], None]:
 def _workloads(config: ModelConfig, device: torch.device) -> dict[str, tuple[Callable[[], Any], float]]:
     """Representative pieces of one 4-s chunk's work, each with the factor that scales its time to
     the whole chunk: name -> (function, factor)."""
-    import torch
-
     import dataclasses
+
+    import torch
 
     from artalk_core.constants import SAMPLE_RATE
     from artalk_core.model.encoders import build_audio_encoder, run_audio_encoder
@@ -137,10 +137,12 @@ def _workloads(config: ModelConfig, device: torch.device) -> dict[str, tuple[Cal
 
     gen = torch.Generator().manual_seed(0)
     # The encoder the model has, with one transformer layer (its time is added per missing layer).
-    key = "mimi" if config.audio_encoder == "mimi" else "wav2vec2"
-    enc_config = getattr(config, key)
-    layers = int(enc_config.get("num_hidden_layers", 1))
-    one_layer = dataclasses.replace(config, **{key: {**enc_config, "num_hidden_layers": 1}})
+    if config.audio_encoder == "mimi":
+        layers = int(config.mimi.get("num_hidden_layers", 1))
+        one_layer = dataclasses.replace(config, mimi={**config.mimi, "num_hidden_layers": 1})
+    else:
+        layers = int(config.wav2vec2.get("num_hidden_layers", 1))
+        one_layer = dataclasses.replace(config, wav2vec2={**config.wav2vec2, "num_hidden_layers": 1})
     enc: Any = build_audio_encoder(one_layer).requires_grad_(False).eval().to(device)
     audio = torch.randn(1, int(MEASURE_AUDIO_SECONDS * SAMPLE_RATE), generator=gen).to(device)
     chunk_factor = 4.0 / MEASURE_AUDIO_SECONDS
