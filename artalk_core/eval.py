@@ -178,7 +178,7 @@ class _Head:
 
             self._model = resolve_flame(self.flame, self.assets, allow_standin=False)
             self._beta = load_shape(self.shape) if self.shape is not None else None
-        return self._model.iter_vertices(motion, self._beta, with_global=self.head_pose)  # type: ignore[no-any-return]
+        return self._model.iter_vertices(motion, self._beta, with_global=self.head_pose)
 
 
 def _kind(path: Path) -> str:
