@@ -69,6 +69,8 @@ def test_encode_audio_then_generate_from_features(artalk, mimi_assets, mimi_expe
     assert (f.audio_encoder, f.meta["audio_encoder"], f.frames) == ("mimi", "mimi", 252)
     assert json.loads(f.meta["model_config"])["AR_CONFIG"]["AUDIO_ENCODER"] == "mimi"
     np.testing.assert_allclose(np.asarray(f.data)[0], mimi_expected["audio_features_chunk0"], atol=1e-5, rtol=0)
+    info = json.loads(artalk("info", feats, "--json").stdout)
+    assert (info["audio_encoder"], info["tokens_per_chunk"], info["shape"]) == ("mimi", 50, [3, 50, 512])
     out = tmp_path / "m.safetensors"
     res = artalk("generate", feats, "-s", "tiny_0", "--raw", "-o", out, "--assets", mimi_assets, "-q")
     assert res.returncode == 0, res.stderr
@@ -129,3 +131,13 @@ def test_api_and_animate_take_the_mimi_model(artalk, mimi_assets, mimi_expected,
     assert kept.audio_encoder == "mimi" and kept.data.shape == (3, 50, 512)
     np.testing.assert_allclose(motion(tmp_path / "work" / "speech_16k_tiny_0.motion.safetensors"),
                                mimi_expected["motion_final"], atol=1e-5, rtol=0)
+
+
+def test_batch_takes_the_mimi_model(artalk, mimi_assets, mimi_expected, tmp_path) -> None:
+    (tmp_path / "in").mkdir()
+    shutil.copy(WAV, tmp_path / "in" / "speech.wav")
+    res = artalk("batch", tmp_path / "in", "-o", tmp_path / "out", "-s", "tiny_0", "--outputs", "motion",
+                 "--workers", "1", "--assets", mimi_assets, "-q")
+    assert res.returncode == 0, res.stderr
+    (made,) = (tmp_path / "out").glob("*.motion.safetensors")
+    np.testing.assert_allclose(motion(made), mimi_expected["motion_final"], atol=1e-5, rtol=0)
