@@ -7,7 +7,8 @@ seeded random weights, and whether Mimi can encode a chunk incrementally (for ``
     python scripts/bench_encoders.py --device cuda --json enc.json
 
 Cost: seconds of encoder compute per second of audio (the whole 4-s chunks the model encodes), the
-fastest of ``--repeat`` interleaved runs. Incremental encoding (Mimi is causal): the features of a
+fastest of ``--repeat`` interleaved runs, and the matrix work per chunk (torch's FLOP counter: convolutions,
+matrix products, attention; independent of the machine and its load). Incremental encoding (Mimi is causal): the features of a
 chunk's first P seconds, encoded alone, against the same frames of the whole chunk; and transformers'
 own streaming mode (``use_streaming=True``: padding and key/value caches carried between calls) fed
 the chunk's 24 kHz signal in pieces, against one whole-chunk call.
@@ -101,12 +102,18 @@ def bench_cost(configs: dict[str, ModelConfig], chunks: torch.Tensor, precisions
                         dt, out = timed(lambda e=enc, n=name: run_audio_encoder(configs[n], e, chunks), device)
                     best[(name, p)] = min(best.get((name, p), float("inf")), dt)
                     feats[(name, p)] = out.float()
+    from torch.utils.flop_counter import FlopCounterMode
+
     rows = []
     for name, enc in encs.items():
         n_params = sum(t.numel() for t in enc.parameters())
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            run_audio_encoder(configs[name], enc, chunks[:1])
+        gflop = counter.get_total_flops() / 1e9
         for p in precisions:
             f = feats[(name, p)]
             rows.append({"encoder": name, "precision": p, "parameters": n_params, "audio_s": audio_s,
+                         "gflop_per_chunk": gflop,
                          "s_per_audio_s": best[(name, p)] / audio_s, "features": list(f.shape[1:]),
                          "max_abs_diff_vs_fp32": (f - feats[(name, "fp32")]).abs().max().item()})
     return rows
@@ -158,12 +165,12 @@ def bench_incremental(config: ModelConfig, chunk: torch.Tensor, device: torch.de
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| encoder | precision | parameters | features per 4-s chunk | s per audio s | max abs diff vs fp32 |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| encoder | precision | parameters | features per 4-s chunk | GFLOP per 4-s chunk | s per audio s "
+             "| max abs diff vs fp32 |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['encoder']} | {r['precision']} | {r['parameters'] / 1e6:.1f}M | "
-                     f"{r['features'][0]} x {r['features'][1]} | {r['s_per_audio_s']:.3f} | "
-                     f"{r['max_abs_diff_vs_fp32']:.2e} |")
+                     f"{r['features'][0]} x {r['features'][1]} | {r['gflop_per_chunk']:.1f} | "
+                     f"{r['s_per_audio_s']:.3f} | {r['max_abs_diff_vs_fp32']:.2e} |")
     return "\n".join(lines)
 
 

@@ -73,6 +73,8 @@ class MimiAudioEncoder(nn.Module):
             # frequencies) that no checkpoint holds: they must be real numbers, so the module is made
             # on the CPU with transformers' random initialisation skipped (the weights are only
             # allocated, then replaced); see :meth:`_apply` for the move to the model's device.
+            # (transformers' switch patches torch.nn.init while the module is made: a random
+            # initialisation in another thread at that moment would be skipped too.)
             with torch.device("cpu"), _no_weight_init():
                 self.acoustic_model = mimi_model_cls(cfg)
         else:
