@@ -128,10 +128,15 @@ def test_api_and_animate_take_the_mimi_model(artalk, mimi_assets, mimi_expected,
 
 
 def test_batch_takes_the_mimi_model(artalk, mimi_assets, mimi_expected, tmp_path) -> None:
+    # the model config given with --model-config (the asset folder has none): its encoder names the
+    # checkpoint the batch hashes and loads, ARTalk_mimi.pt
+    assets = tmp_path / "assets"
+    shutil.copytree(mimi_assets, assets)
+    (assets / "config.json").rename(tmp_path / "mimi.json")
     (tmp_path / "in").mkdir()
     shutil.copy(WAV, tmp_path / "in" / "speech.wav")
     res = artalk("batch", tmp_path / "in", "-o", tmp_path / "out", "-s", "tiny_0", "--outputs", "motion",
-                 "--workers", "1", "--assets", mimi_assets, "-q")
+                 "--workers", "1", "--assets", assets, "--model-config", tmp_path / "mimi.json", "-q")
     assert res.returncode == 0, res.stderr
     (made,) = (tmp_path / "out").glob("*.motion.safetensors")
     np.testing.assert_allclose(motion(made), mimi_expected["motion_final"], atol=1e-5, rtol=0)
