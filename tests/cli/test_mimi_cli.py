@@ -140,3 +140,13 @@ def test_batch_takes_the_mimi_model(artalk, mimi_assets, mimi_expected, tmp_path
     assert res.returncode == 0, res.stderr
     (made,) = (tmp_path / "out").glob("*.motion.safetensors")
     np.testing.assert_allclose(motion(made), mimi_expected["motion_final"], atol=1e-5, rtol=0)
+
+
+def test_the_app_finds_the_mimi_model(mimi_assets, tmp_path) -> None:
+    # The web app's "auto" engine is the model when the asset folder holds the checkpoint its config names.
+    from artalk_core.app.config import AppConfig, build_catalog
+
+    catalog = build_catalog(AppConfig(assets=mimi_assets))
+    assert catalog.has_model and catalog.engine == "artalk"
+    shutil.copy(MIMI / "model_config.json", tmp_path / "config.json")  # says mimi, no ARTalk_mimi.pt
+    assert build_catalog(AppConfig(assets=tmp_path)).engine == "energy"
