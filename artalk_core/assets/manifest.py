@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from artalk_core.assets.paths import assets_dir, available_styles, style_dir
+from artalk_core.assets.paths import assets_dir, available_styles, checkpoint_name, style_dir
 from artalk_core.constants import CHECKPOINT_NAME, CONFIG_NAME, FLAME_NAME, STYLE_DIR
-from artalk_core.errors import AssetError, FormatError
+from artalk_core.errors import AssetError, ConfigError, FormatError
 from artalk_core.fileio import PathLike, atomic_output, sha256_file, sha256_file_cached
 from artalk_core.progress import OptionalProgress, report
 
@@ -268,7 +268,11 @@ def list_assets(root: PathLike | None = None, *, manifest: PathLike | None | lis
     ]
     optional = [{**item(e.local_path, folder / e.local_path), "downloadable": e.downloadable}
                 for e in entries if not e.required]
-    return {"root": str(folder), "checkpoint": item(CHECKPOINT_NAME, folder / CHECKPOINT_NAME),
+    try:  # the checkpoint the folder's config names (ARTalk_mimi.pt for AUDIO_ENCODER mimi)
+        ckpt = checkpoint_name(None, folder)
+    except ConfigError:
+        ckpt = CHECKPOINT_NAME
+    return {"root": str(folder), "checkpoint": item(ckpt, folder / ckpt),
             "config": item(CONFIG_NAME, folder / CONFIG_NAME), "styles": styles,
             "missing_styles": sorted(released_styles - have), "heads": heads, "optional": optional}
 

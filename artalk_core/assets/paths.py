@@ -61,18 +61,19 @@ def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None 
     """The model weights: ``checkpoint`` if given, else ``<assets>/ARTalk_<encoder>.pt`` as the reference
     names them, the encoder being the model config's ``AR_CONFIG.AUDIO_ENCODER`` (``model_config``, else
     ``<assets>/config.json``; ``wav2vec`` when it names none); AssetError if absent."""
-    name = CHECKPOINT_NAMES[_config_encoder(model_config, assets)] if checkpoint is None else ""
+    name = checkpoint_name(model_config, assets) if checkpoint is None else ""
     hint = (NOT_RELEASED_HINT.format(name=name) if name == CHECKPOINT_NAMES["mimi"] else
             f"{DOWNLOAD_HINT}, pass --checkpoint FILE, or use --engine energy for a weight-free preview")
     return asset_file(checkpoint, name, assets, what="model checkpoint", flag="--checkpoint", hint=hint)
 
 
-def _config_encoder(model_config: PathLike | None, assets: PathLike | None) -> str:
-    """The audio encoder the model config names (the default, wav2vec, when there is none or it names none)."""
+def checkpoint_name(model_config: PathLike | None = None, assets: PathLike | None = None) -> str:
+    """``ARTalk_<encoder>.pt`` for the audio encoder the model config names (``model_config``, else
+    ``<assets>/config.json``; ``wav2vec`` when there is none or it names none). ConfigError if unreadable."""
     from artalk_core.model.config import DEFAULT_AUDIO_ENCODER, ModelConfig
 
     path = config_path(model_config, assets)
-    return ModelConfig.from_file(path).audio_encoder if path is not None else DEFAULT_AUDIO_ENCODER
+    return CHECKPOINT_NAMES[ModelConfig.from_file(path).audio_encoder if path is not None else DEFAULT_AUDIO_ENCODER]
 
 
 def config_path(model_config: PathLike | None = None, assets: PathLike | None = None) -> Path | None:

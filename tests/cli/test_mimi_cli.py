@@ -150,3 +150,10 @@ def test_the_app_finds_the_mimi_model(mimi_assets, tmp_path) -> None:
     assert catalog.has_model and catalog.engine == "artalk"
     shutil.copy(MIMI / "model_config.json", tmp_path / "config.json")  # says mimi, no ARTalk_mimi.pt
     assert build_catalog(AppConfig(assets=tmp_path)).engine == "energy"
+
+
+def test_assets_list_names_the_configs_checkpoint(artalk, mimi_assets) -> None:
+    res = artalk("assets", "list", "--root", mimi_assets, "--json")
+    assert res.returncode == 0, res.stderr
+    ckpt = json.loads(res.stdout)["checkpoint"]
+    assert ckpt["name"] == "ARTalk_mimi.pt" and ckpt["present"]
