@@ -50,7 +50,8 @@ Assets = Annotated[Path | None, typer.Option(
     "--assets", help="Asset folder in the reference layout (default: $ARTALK_ASSETS, else ./assets).",
     show_default=False)]
 Checkpoint = Annotated[Path | None, typer.Option(
-    "--checkpoint", help="Model weights (.pt or .safetensors; default: <assets>/ARTalk_wav2vec.pt).",
+    "--checkpoint", help="Model weights (.pt or .safetensors; default: <assets>/ARTalk_wav2vec.pt, or ARTalk_mimi.pt "
+                         "when the model config says AUDIO_ENCODER mimi).",
     show_default=False)]
 ModelConfig = Annotated[Path | None, typer.Option(
     "--model-config", help="Model config JSON (default: <assets>/config.json, else the released config).",

@@ -31,7 +31,12 @@ CHUNK_FRAMES: int = 100
 """Frames generated per autoregressive chunk (4 s)."""
 CHUNK_SAMPLES: int = CHUNK_FRAMES * SAMPLES_PER_FRAME  # 64000
 CHUNK_AUDIO_TOKENS: int = 199
-"""wav2vec2 frames for one 64,000-sample chunk."""
+"""wav2vec2 frames for one 64,000-sample chunk (the released model; Mimi gives 50, see AUDIO_ENCODERS)."""
+AUDIO_ENCODERS: tuple[str, ...] = ("wav2vec", "mimi")
+"""Values of the model config's ``AR_CONFIG.AUDIO_ENCODER``: wav2vec2 (xls-r-300m, 1024-d at 50 Hz) or
+Kyutai's Mimi codec encoder (512-d at 12.5 Hz); the first is the default and the released one."""
+MIMI_SAMPLE_RATE: int = 24000
+"""The Mimi encoder's input rate: each 4-s chunk is resampled 16 kHz -> 24 kHz first, as the reference does."""
 STYLE_FRAMES: int = 50
 """Frames of a style clip (2 s)."""
 DEFAULT_PATCH_NUMS: tuple[int, ...] = (1, 5, 25, 50, 100)
@@ -64,6 +69,9 @@ VIDEO_CRF: int = 18
 
 # File names of the reference tool's asset folder
 CHECKPOINT_NAME: str = "ARTalk_wav2vec.pt"
+CHECKPOINT_NAMES: dict[str, str] = {"wav2vec": CHECKPOINT_NAME, "mimi": "ARTalk_mimi.pt"}
+"""The checkpoint of each audio encoder, as the reference's loading code names it (``ARTalk_<encoder>.pt``);
+``ARTalk_mimi.pt`` is not released (yet)."""
 CONFIG_NAME: str = "config.json"
 STYLE_DIR: str = "style_motion"
 FLAME_NAME: str = "FLAME_with_eye.pt"
@@ -72,6 +80,14 @@ AVATAR_CHECKPOINT_FILE: str = "GAGAvatar/GAGAvatar.pt"
 """The photoreal (GAGAvatar) network, relative to the asset folder."""
 TRACKED_FILE: str = "GAGAvatar/tracked.pt"
 """The tracked photoreal avatars, relative to the asset folder."""
+
+# Evaluation metrics (`artalk eval`, the reference training code's metrics.py)
+FLAME_VERTICES: int = 5023
+"""Vertices of the FLAME head, which the metrics' lip and upper-face index lists refer to."""
+METRICS_MM: float = 1000.0
+"""Vertices are in metres; the metrics are in millimetres."""
+FDD_SCALE: float = 100.0
+"""FDD is reported x100, as the reference does."""
 
 # Batch runs (`artalk batch`)
 BATCH_OUTPUT_KINDS: tuple[str, ...] = ("mp4", "motion", "vertices", "glb")

@@ -47,9 +47,11 @@ Source = str | PathLike | bytes
 def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, checkpoint: PathLike | None = None,
                  model_config: PathLike | None = None, assets: PathLike | None = None,
                  device: str = "auto", precision: str = "fp32", progress: OptionalProgress = None) -> Features:
-    """Run the wav2vec2 audio encoder over 4-s chunks of ``audio``; write a features file if ``output``.
+    """Run the model's audio encoder (wav2vec2 or Mimi) over 4-s chunks of ``audio``; write a features
+    file if ``output``.
 
-    Returns features [n_chunks, 199, C] with metadata tying them to the checkpoint and the audio.
+    Returns features [n_chunks, F, C] (199 x 1024 for wav2vec2, 50 x 512 for Mimi) with metadata tying
+    them to the audio encoder, the checkpoint and the audio.
     """
     from artalk_core.audio import Audio
 
@@ -83,6 +85,7 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
             "frames": str(num_frames(n_samples)),
             "chunks": str(n_chunks),
             "feature_dim": str(dim),
+            "audio_encoder": loaded.model.config.audio_encoder,
             "model_config": json.dumps(loaded.config, sort_keys=True),
         }
 
@@ -107,7 +110,8 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
     dim = loaded.model.config.audio_dim
     parts: list[np.ndarray] = []
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(FeaturesWriter(output, dim)) if output is not None else None
+        writer = (stack.enter_context(FeaturesWriter(output, dim, loaded.model.config.audio_tokens))
+                  if output is not None else None)
         done = 0
         report(progress, "encode audio", 0, estimate)
         for group in chunk_groups(speech.audio_blocks(), lambda: int(stream.num_samples or 0)):

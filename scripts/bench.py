@@ -12,6 +12,9 @@ plus peak memory and (if scripts/bench_render.py works here) the render + encode
     python scripts/bench.py --device cuda --precision fp32 fp16 --json bench.json
     python scripts/bench.py --long-memory         # peak RSS of generate/render at 10 vs 60 min of audio
 
+It ends with the two audio encoders side by side (wav2vec2 and Mimi at their released sizes, and
+whether Mimi encodes a chunk incrementally: scripts/bench_encoders.py, its own process).
+
 A precision is one of fp32 | bf16 | fp16 | auto for the whole chain, or ENC/GEN (e.g. bf16/fp32: the
 audio encoder in bf16, the autoregressive levels and the VAE in fp32). ``auto`` is what
 ``--precision auto`` picks here (artalk_core/model/precision.py: measured once, cached); the header
@@ -163,6 +166,20 @@ def avatar_table(device: str, frames: int, quick: bool) -> str | None:
     return proc.stdout.strip()
 
 
+def encoders_table(device: str, quick: bool) -> str | None:
+    """The audio encoder comparison (scripts/bench_encoders.py, its own process; None if it fails)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_encoders.py"), "--device", device]
+    try:
+        proc = subprocess.run(cmd + (["--quick"] if quick else []), capture_output=True, text=True, timeout=3600,
+                              cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        print(f"(audio encoder benchmark failed: {proc.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
+        return None
+    return proc.stdout.strip()
+
+
 # ---- memory scaling with the audio length --------------------------------------------------------
 # ---- the benchmark -----------------------------------------------------------------------------
 def split_precision(spec: str) -> tuple[str, str]:
@@ -302,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="frames for the render benchmark (0 skips it; default 250)")
     ap.add_argument("--avatar-frames", type=int, default=3,
                     help="frames per row of the photoreal avatar benchmark (0 skips it; default 3)")
+    ap.add_argument("--no-encoders", action="store_true",
+                    help="skip the wav2vec2 / Mimi audio encoder comparison (scripts/bench_encoders.py)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--long-memory", type=float, nargs="*", default=None, metavar="MIN",
                     help="instead: peak RSS of generate (tiny test model), generate --stream and render at "
@@ -399,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     if avatar is not None:
         print()
         print(avatar)
+    encoders = None if args.no_encoders else encoders_table(args.device, args.quick)
+    if encoders is not None:
+        print()
+        print(encoders)
     # clear_refs resets the kernel's high-water mark, so the overall peak is the largest measured one.
     overall = max([r["peak_mem_mb"] or 0.0 for r in rows]
                   + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])

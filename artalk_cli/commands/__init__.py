@@ -10,6 +10,7 @@ from artalk_cli.commands import (
     assets,
     batch,
     encode_audio,
+    eval,
     export,
     frame,
     generate,
@@ -21,4 +22,4 @@ from artalk_cli.commands import (
 )
 
 ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, export, mux, info, frame, assets, app,
-                         batch]
+                         batch, eval]

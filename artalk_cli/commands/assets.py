@@ -58,19 +58,23 @@ def download_cmd(
     """Download the released files from the Hugging Face hub, verified (sha256); files already in place are kept."""
     with cli_errors(debug):
         from artalk_core.assets import assets_dir
-        from artalk_core.assets.download import download
+        from artalk_core.assets.download import NOT_DOWNLOADABLE, download
 
         with ProgressBars(quiet) as bar:
             results = download(root, include_optional=include_optional, manifest=manifest, endpoint=endpoint,
                                progress=bar)
         for r in results:
+            if r.status == NOT_DOWNLOADABLE:
+                say(f"{r.file.local_path}: not downloadable yet ({r.file.description})", quiet=quiet)
+                continue
             resumed = f", resumed at {_human(r.resumed_from)}" if r.resumed_from else ""
             word = "downloaded" if r.status == "downloaded" else "present, verified"
             say(f"{r.file.local_path}: {word} ({_human(r.size)}{resumed})", quiet=quiet)
             for note in r.notes():
                 say(f"  {note}", quiet=quiet)
         fetched = sum(r.status == "downloaded" for r in results)
-        say(f"{fetched} downloaded, {len(results) - fetched} already present in {assets_dir(root)}", quiet=quiet)
+        present = sum(r.status == "present" for r in results)
+        say(f"{fetched} downloaded, {present} already present in {assets_dir(root)}", quiet=quiet)
         _flame(root, quiet)
 
 
@@ -134,7 +138,8 @@ def list_cmd(
                 print(f"  {h['name']:<20} {h['kind']} ({state}{size})")
             if info["optional"]:
                 print("optional: " + ", ".join(
-                    f"{o['name']} ({_human(o['size']) if o['present'] else 'missing'})" for o in info["optional"]))
+                    f"{o['name']} ({_human(o['size']) if o['present'] else 'missing'}"
+                    f"{'' if o.get('downloadable', True) else ', not released yet'})" for o in info["optional"]))
         _flame(root, quiet)
 
 

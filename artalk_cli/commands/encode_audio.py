@@ -1,4 +1,5 @@
-"""artalk encode-audio: speech -> per-chunk wav2vec2 features (cache them, reuse across styles)."""
+"""artalk encode-audio: speech -> per-chunk audio features of the model's encoder, wav2vec2 or Mimi (cache them,
+reuse across styles)."""
 
 from __future__ import annotations
 

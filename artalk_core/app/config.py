@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artalk_core.constants import CHECKPOINT_NAME, FLAME_NAME, IMAGE_SIZE, TRACKED_FILE
+from artalk_core.constants import FLAME_NAME, IMAGE_SIZE, TRACKED_FILE
 from artalk_core.errors import ArtalkError, InputError
 from artalk_core.fileio import PathLike
 
@@ -173,13 +173,26 @@ def find_examples(paths: list[PathLike] | None, style: str) -> list[Example]:
     return rows
 
 
+def _has_model(folder: Path) -> bool:
+    """Whether the asset folder holds the checkpoint its config names (ARTalk_wav2vec.pt, or ARTalk_mimi.pt
+    for a config saying AUDIO_ENCODER mimi)."""
+    from artalk_core.assets import checkpoint_path
+    from artalk_core.errors import ArtalkError
+
+    try:
+        checkpoint_path(None, folder)
+    except ArtalkError:  # absent, or a config.json that cannot be read: no model
+        return False
+    return True
+
+
 def build_catalog(config: AppConfig) -> Catalog:
     """Look at the asset folder once: engine, heads, styles, examples and the visitor banner."""
     from artalk_core.assets import assets_dir, available_styles
 
     config.check()
     folder = assets_dir(config.assets)
-    has_model = (folder / CHECKPOINT_NAME).is_file()
+    has_model = _has_model(folder)
     has_flame = (folder / FLAME_NAME).is_file()
     engine = ("artalk" if has_model else "energy") if config.engine == "auto" else config.engine
     styles = available_styles(folder)

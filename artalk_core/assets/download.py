@@ -44,7 +44,8 @@ _HEX = frozenset("0123456789abcdef")
 
 @dataclass
 class DownloadResult:
-    """What :func:`download` did for one file. ``status``: ``downloaded`` or ``present`` (already there, verified)."""
+    """What :func:`download` did for one file. ``status``: ``downloaded``, ``present`` (already there,
+    verified) or ``not downloadable`` (not published yet: nothing fetched; size 0, no sha256)."""
 
     file: ReleasedFile
     path: Path
@@ -278,9 +279,14 @@ def _forget_staging(folder: Path, entry: ReleasedFile) -> None:
             (book / (entry.filename + suffix)).unlink()
 
 
+NOT_DOWNLOADABLE = "not downloadable"
+
+
 def _download_one(entry: ReleasedFile, folder: Path, lock: dict[str, dict[str, Any]], endpoint: str,
                   progress: OptionalProgress) -> DownloadResult:
     final = folder / entry.local_path
+    if not entry.downloadable:  # listed because the reference names it; nothing is published to fetch
+        return DownloadResult(entry, final, NOT_DOWNLOADABLE, 0, "")
     size, sha, _ = expected_figures(entry, lock)
     if final.is_file() and sha is not None:
         ok, digest = _matches(final, size, sha, None, cached=True, require_hash=True)
@@ -341,7 +347,8 @@ def download(root: PathLike | None = None, *, include_optional: bool = False,
 
     ``endpoint`` defaults to ``$HF_ENDPOINT``; a hub token (``HF_TOKEN`` / ``$HF_HOME/token``) is sent if set.
     Progress stages are the files' local paths, counted in bytes. Stops at the first failure (typed error);
-    files already finished stay. FLAME_with_eye.pt is never fetched (see :func:`flame_notice`).
+    files already finished stay. FLAME_with_eye.pt is never fetched (see :func:`flame_notice`), nor a file the
+    manifest marks not downloadable (its result says ``not downloadable``).
     """
     _require_hub()
     folder = assets_dir(root)
@@ -365,4 +372,4 @@ def _tidy(top: Path) -> None:
         shutil.rmtree(top, ignore_errors=True)
 
 
-__all__ = ["DownloadResult", "download", "resolve_endpoint", "DEFAULT_ENDPOINT", "HUB_INSTALL_HINT"]
+__all__ = ["DownloadResult", "download", "resolve_endpoint", "DEFAULT_ENDPOINT", "HUB_INSTALL_HINT", "NOT_DOWNLOADABLE"]

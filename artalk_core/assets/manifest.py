@@ -2,7 +2,8 @@
 
 The manifest (``artalk_core/data/released_manifest.json``) lists each released file: hub repository, path in
 the repository (``filename``), path under the asset folder (``local_path``), size and sha256 (``null`` when
-not known), required or optional. Sizes and hashes the manifest lacks are taken from the hub's metadata at
+not known), required or optional, and ``downloadable`` (false for a file the reference names but nobody
+published yet, ``ARTalk_mimi.pt``: listed and verified when present, never fetched). Sizes and hashes the manifest lacks are taken from the hub's metadata at
 download time (an LFS file's ETag is its sha256) and recorded in ``<assets>/.artalk_manifest.json`` after the
 first verified download, so later verifies check them even offline. The licensed ``FLAME_with_eye.pt`` is
 never downloaded: :data:`FLAME_NOTICE` says how to get it.
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from artalk_core.assets.paths import assets_dir, available_styles, style_dir
+from artalk_core.assets.paths import assets_dir, available_styles, checkpoint_name, style_dir
 from artalk_core.constants import CHECKPOINT_NAME, CONFIG_NAME, FLAME_NAME, STYLE_DIR
-from artalk_core.errors import AssetError, FormatError
+from artalk_core.errors import AssetError, ConfigError, FormatError
 from artalk_core.fileio import PathLike, atomic_output, sha256_file, sha256_file_cached
 from artalk_core.progress import OptionalProgress, report
 
@@ -54,6 +55,8 @@ class ReleasedFile:
     description: str = ""
     kind: str = "other"
     revision: str = "main"
+    downloadable: bool = True
+    """False for a file not published (yet): download skips it and says so."""
 
 
 @dataclass
@@ -115,11 +118,16 @@ def load_manifest(path: PathLike | None = None) -> list[ReleasedFile]:
             raise FormatError(f"{where}: size must be a non-negative integer or null, got {size!r}")
         if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha.lower())):
             raise FormatError(f"{where}: sha256 must be 64 hex digits or null, got {sha!r}")
+        downloadable = item.get("downloadable", True)
+        if not isinstance(downloadable, bool):
+            raise FormatError(f"{where}: downloadable must be true or false, got {downloadable!r}")
+        if not downloadable and item.get("required", True):
+            raise FormatError(f"{where}: a file that cannot be downloaded cannot be required")
         out.append(ReleasedFile(
             repo_id=str(item["repo_id"]), filename=str(item.get("filename") or local), local_path=local,
             size=size, sha256=sha.lower() if sha else None, required=bool(item.get("required", True)),
             description=str(item.get("description", "")), kind=str(item.get("kind", "other")),
-            revision=str(item.get("revision") or revision)))
+            revision=str(item.get("revision") or revision), downloadable=downloadable))
     return out
 
 
@@ -238,7 +246,7 @@ def list_assets(root: PathLike | None = None, *, manifest: PathLike | None | lis
 
     ``{"root", "checkpoint": {name, path, present, size}, "config": {...}, "styles": [{name, path, size,
     released}], "missing_styles": [names released but not here], "heads": [{name, kind, present, size,
-    default}], "optional": [{name, present, size}]}``.
+    default}], "optional": [{name, path, present, size, downloadable}]}``.
     """
     folder = assets_dir(root)
     entries = manifest_files(manifest)
@@ -258,8 +266,13 @@ def list_assets(root: PathLike | None = None, *, manifest: PathLike | None | lis
         {"name": "stand-in", "kind": "built-in stand-in head (not FLAME)", "path": None, "present": True,
          "size": None, "default": not flame.is_file()},
     ]
-    optional = [item(e.local_path, folder / e.local_path) for e in entries if not e.required]
-    return {"root": str(folder), "checkpoint": item(CHECKPOINT_NAME, folder / CHECKPOINT_NAME),
+    optional = [{**item(e.local_path, folder / e.local_path), "downloadable": e.downloadable}
+                for e in entries if not e.required]
+    try:  # the checkpoint the folder's config names (ARTalk_mimi.pt for AUDIO_ENCODER mimi)
+        ckpt = checkpoint_name(None, folder)
+    except ConfigError:
+        ckpt = CHECKPOINT_NAME
+    return {"root": str(folder), "checkpoint": item(ckpt, folder / ckpt),
             "config": item(CONFIG_NAME, folder / CONFIG_NAME), "styles": styles,
             "missing_styles": sorted(released_styles - have), "heads": heads, "optional": optional}
 

@@ -1,6 +1,6 @@
 """Where the released assets are: the reference tool's folder layout.
 
-``<assets>/ARTalk_wav2vec.pt``, ``<assets>/config.json``, ``<assets>/style_motion/*.pt`` and the
+``<assets>/ARTalk_wav2vec.pt`` (or ``ARTalk_mimi.pt``), ``<assets>/config.json``, ``<assets>/style_motion/*.pt`` and the
 licensed ``<assets>/FLAME_with_eye.pt``. The folder is ``--assets DIR``, else ``$ARTALK_ASSETS``,
 else ``./assets``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from artalk_core.constants import ASSETS_ENV, CHECKPOINT_NAME, CONFIG_NAME, STYLE_DIR
+from artalk_core.constants import ASSETS_ENV, CHECKPOINT_NAMES, CONFIG_NAME, STYLE_DIR
 from artalk_core.errors import AssetError
 from artalk_core.fileio import PathLike
 
@@ -51,10 +51,29 @@ def asset_file(given: PathLike | None, name: str, assets: PathLike | None, *, wh
     return p
 
 
-def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None = None) -> Path:
-    """The model weights: ``checkpoint`` if given, else ``<assets>/ARTalk_wav2vec.pt``; AssetError if absent."""
-    return asset_file(checkpoint, CHECKPOINT_NAME, assets, what="model checkpoint", flag="--checkpoint",
-                      hint=f"{DOWNLOAD_HINT}, pass --checkpoint FILE, or use --engine energy for a weight-free preview")
+NOT_RELEASED_HINT = ("{name} (the Mimi audio encoder variant, named by the reference's loading code) is not "
+                     "released yet, so it cannot be downloaded: pass --checkpoint FILE with your own Mimi "
+                     "checkpoint, or use the released wav2vec2 model (AR_CONFIG.AUDIO_ENCODER wav2vec)")
+
+
+def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None = None, *,
+                    model_config: PathLike | None = None) -> Path:
+    """The model weights: ``checkpoint`` if given, else ``<assets>/ARTalk_<encoder>.pt`` as the reference
+    names them, the encoder being the model config's ``AR_CONFIG.AUDIO_ENCODER`` (``model_config``, else
+    ``<assets>/config.json``; ``wav2vec`` when it names none); AssetError if absent."""
+    name = checkpoint_name(model_config, assets) if checkpoint is None else ""
+    hint = (NOT_RELEASED_HINT.format(name=name) if name == CHECKPOINT_NAMES["mimi"] else
+            f"{DOWNLOAD_HINT}, pass --checkpoint FILE, or use --engine energy for a weight-free preview")
+    return asset_file(checkpoint, name, assets, what="model checkpoint", flag="--checkpoint", hint=hint)
+
+
+def checkpoint_name(model_config: PathLike | None = None, assets: PathLike | None = None) -> str:
+    """``ARTalk_<encoder>.pt`` for the audio encoder the model config names (``model_config``, else
+    ``<assets>/config.json``; ``wav2vec`` when there is none or it names none). ConfigError if unreadable."""
+    from artalk_core.model.config import DEFAULT_AUDIO_ENCODER, ModelConfig
+
+    path = config_path(model_config, assets)
+    return CHECKPOINT_NAMES[ModelConfig.from_file(path).audio_encoder if path is not None else DEFAULT_AUDIO_ENCODER]
 
 
 def config_path(model_config: PathLike | None = None, assets: PathLike | None = None) -> Path | None:

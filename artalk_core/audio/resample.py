@@ -149,23 +149,23 @@ def _frames(k: SincKernel, xpad: np.ndarray, n_frames: int) -> np.ndarray:
 
 
 class BlockResampler:
-    """Resample float32 [C, n] pieces at ``rate`` to 16 kHz, each channel on its own.
+    """Resample float32 [C, n] pieces at ``rate`` to ``target`` (16 kHz), each channel on its own.
 
     :meth:`push` returns the output samples that became final ([C, m], possibly m = 0);
     :meth:`finish` the rest, ``ceil(S * new / orig)`` samples in all. The concatenated outputs are
     :func:`resample` of the concatenated input bit for bit. Held: the input of the frames not yet
     output (about one kernel length) plus up to 4096 samples gathered before computing, plus the
-    last piece. At 16 kHz the pieces pass unchanged.
+    last piece. At the target rate the pieces pass unchanged.
     """
 
-    def __init__(self, rate: int, channels: int) -> None:
-        check_rate(rate)
+    def __init__(self, rate: int, channels: int, target: int = SAMPLE_RATE) -> None:
+        check_rate(rate, target)
         self.rate = int(rate)
         self.channels = int(channels)
-        self._pass = self.rate == SAMPLE_RATE
+        self._pass = self.rate == int(target)
         self._n_in = 0
         if not self._pass:
-            self._k = sinc_kernel(self.rate)
+            self._k = sinc_kernel(self.rate, int(target))
             # Padded input from padded index self._base on (the left padding comes first).
             self._buf = np.zeros((self.channels, self._k.width), np.float32)
             self._base = 0
@@ -230,13 +230,14 @@ class BlockResampler:
         return y
 
 
-def resample(x: np.ndarray, rate: int) -> np.ndarray:
-    """float [C, n] (or [n]) at ``rate`` -> float32 [C, ceil(n * 16000 / rate)] (or [...]) at 16 kHz,
-    each channel as ``torchaudio.transforms.Resample(rate, 16000)`` gives it."""
+def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """float [C, n] (or [n]) at ``rate`` -> float32 [C, ceil(n * target / rate)] (or [...]) at ``target``
+    (16 kHz), each row as ``torchaudio.transforms.Resample(rate, target)`` gives it (and, measured for
+    16 -> 24 kHz, ``torchaudio.functional.resample``: tests/fixtures/tiny_mimi)."""
     a = np.asarray(x, dtype=np.float32)
     flat = a.ndim == 1
     a2 = a[None] if flat else a
-    res = BlockResampler(rate, a2.shape[0])
+    res = BlockResampler(rate, a2.shape[0], target)
     y = np.concatenate([res.push(a2), res.finish()], axis=1)
     return y[0] if flat else y
 

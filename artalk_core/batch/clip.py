@@ -84,7 +84,7 @@ def input_hashes(job: Job, cfg: WorkerConfig) -> dict[str, str]:
     if o.get("engine", "artalk") == "artalk":
         from artalk_core.assets import checkpoint_path
 
-        hashes["checkpoint"] = sha256_file_cached(checkpoint_path(cfg.checkpoint, cfg.assets))
+        hashes["checkpoint"] = sha256_file_cached(checkpoint_path(cfg.checkpoint, cfg.assets, model_config=cfg.model_config))
     hashes["head"] = resolve_flame(o.get("flame"), cfg.assets).sha256
     appearance = str(o.get("appearance") or "mesh")
     if appearance != "mesh":  # the photoreal head: its network and the tracked person

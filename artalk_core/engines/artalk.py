@@ -1,5 +1,5 @@
-"""The ``artalk`` engine: the ARTalk model (wav2vec2 encoder + multi-scale autoregressive motion
-generator, :mod:`artalk_core.model`) as a :class:`~artalk_core.engines.base.MotionEngine`.
+"""The ``artalk`` engine: the ARTalk model (audio encoder, wav2vec2 or Mimi, + multi-scale autoregressive
+motion generator, :mod:`artalk_core.model`) as a :class:`~artalk_core.engines.base.MotionEngine`.
 
 The model is loaded once per process (:func:`load_artalk`). Audio is encoded and generated a few
 4-s chunks at a time, so neither the audio, its features nor the motion is ever held whole; a
@@ -47,18 +47,19 @@ def _load_model_cached(checkpoint: str, mtime_ns: int, config_file: str | None, 
     from artalk_core.model.config import ModelConfig
 
     config = ModelConfig.from_file(config_file) if config_file else ModelConfig.released()
-    model = load_model(checkpoint, config, device=device)
+    model = load_model(checkpoint, config, device=device)  # the checkpoint may settle the audio encoder
     return LoadedModel(model=model, checkpoint_sha256=sha256_file_cached(checkpoint),
-                       config=config.to_dict(), device=device)
+                       config=model.config.to_dict(), device=device)
 
 
 def load_artalk(*, checkpoint: PathLike | None = None, model_config: PathLike | None = None,
                 assets: PathLike | None = None, device: str = "auto") -> LoadedModel:
-    """Load (once per process) the ARTalk model from the asset folder or explicit files."""
+    """Load (once per process) the ARTalk model from the asset folder or explicit files (the default
+    checkpoint is ``<assets>/ARTalk_<encoder>.pt`` for the audio encoder the model config names)."""
     from artalk_core.assets import checkpoint_path, config_path
     from artalk_core.device import resolve_device
 
-    ckpt = checkpoint_path(checkpoint, assets)
+    ckpt = checkpoint_path(checkpoint, assets, model_config=model_config)
     cfg = config_path(model_config, assets)
     dev = str(resolve_device(device))
     return _load_model_cached(str(ckpt.resolve()), ckpt.stat().st_mtime_ns,
@@ -145,7 +146,8 @@ class ArtalkEngine:
             feats = speech.reader
             # A reader has the properties the check reads (formats/ declares Features only).
             check_features_match(cast(Any, feats), checkpoint_sha256=self.checkpoint_sha256,
-                                 audio_dim=model.config.audio_dim)
+                                 audio_dim=model.config.audio_dim, audio_encoder=model.config.audio_encoder,
+                                 audio_tokens=model.config.audio_tokens)
             groups = (torch.from_numpy(g) for g in feats.iter_groups(DEFAULT_CHUNK_BATCH))
             parts = model.iter_generate(groups, style_t, progress, precision=precision, total=feats.chunks)
             return cut_to_length(parts, speech.frames)

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from artalk_core.constants import (
-    CHUNK_AUDIO_TOKENS,
     EXP_SLICE,
     FPS,
     GLOBAL_ROT_SLICE,
@@ -81,8 +80,9 @@ def _describe_features(source: Source, name: str) -> dict[str, Any]:
 
     with FeaturesReader(source, label=name) as f:  # a file is checked block by block, not loaded (0.7 GB per hour)
         pass
-    return {"format": "artalk.features", "chunks": f.chunks, "tokens_per_chunk": CHUNK_AUDIO_TOKENS,
-            "feature_dim": f.feature_dim, "shape": [f.chunks, CHUNK_AUDIO_TOKENS, f.feature_dim], "dtype": "float32",
+    return {"format": "artalk.features", "audio_encoder": f.audio_encoder, "chunks": f.chunks,
+            "tokens_per_chunk": f.tokens, "feature_dim": f.feature_dim, "shape": [f.chunks, f.tokens, f.feature_dim],
+            "dtype": "float32",
             "audio_samples": f.audio_samples, "frames": f.frames, "duration_s": _r(f.frames / FPS),
             "metadata": dict(f.meta)}
 
@@ -246,7 +246,7 @@ def describe_file(source: Source) -> dict[str, Any]:
 
     Always: ``kind`` (motion, features, reference-pt, safetensors, vertices, audio, video), ``path``
     and ``size_bytes``; then per kind: motion -> frames, duration_s, fps, shape, channel_ranges,
-    metadata; features -> chunks, feature_dim, frames, metadata; reference-pt -> shape/dtype
+    metadata; features -> audio_encoder, chunks, tokens_per_chunk, feature_dim, frames, metadata; reference-pt -> shape/dtype
     (+ motion fields and a note for [T, 106] tensors); vertices -> HDF5 datasets, groups, attrs;
     gltf -> meshes, vertices, joints, morph_targets, keyframes, duration_s, artalk's asset extras;
     audio/video -> container, duration, streams, codec, sample rate / size, fps, frames.

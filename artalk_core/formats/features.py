@@ -1,10 +1,11 @@
-"""The audio-features format: wav2vec2 outputs per 64,000-sample chunk, cached between runs.
+"""The audio-features format: the audio encoder's outputs per 64,000-sample chunk, cached between runs.
 
-safetensors with tensor ``features`` float32 [n_chunks, 199, C] (the audio encoder's output for
-each 4 s chunk of the zero-padded audio) and string metadata (``artalk_core/schemas/features.schema.json``):
-which checkpoint made them, the source audio's hash and length in 16 kHz samples (so the motion
-length T = ceil(samples / 16000 * 25) is known without the audio), chunk count, feature size
-and the model config as JSON.
+safetensors with tensor ``features`` float32 [n_chunks, F, C] (the audio encoder's output for
+each 4 s chunk of the zero-padded audio: F x C = 199 x 1024 for wav2vec2, 50 x 512 for Mimi) and
+string metadata (``artalk_core/schemas/features.schema.json``): which audio encoder and checkpoint
+made them, the source audio's hash and length in 16 kHz samples (so the motion length
+T = ceil(samples / 16000 * 25) is known without the audio), chunk count, feature size and the model
+config as JSON. A file without ``audio_encoder`` (written before Mimi was supported) is wav2vec2's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import CHUNK_AUDIO_TOKENS
+from artalk_core.constants import AUDIO_ENCODERS, CHUNK_AUDIO_TOKENS
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import PathLike, atomic_output, input_file
 from artalk_core.formats import (
@@ -66,6 +67,11 @@ class _FeaturesMeta:
         return self.meta.get("audio_sha256", "")
 
     @property
+    def audio_encoder(self) -> str:
+        """The audio encoder that made the features (``wav2vec`` for files that do not say)."""
+        return self.meta.get("audio_encoder") or AUDIO_ENCODERS[0]
+
+    @property
     def model_config(self) -> dict[str, Any]:
         """The model config the features were made with ({} when not recorded)."""
         try:
@@ -79,7 +85,7 @@ class _FeaturesMeta:
 class Features(_FeaturesMeta):
     """Audio features read from (or to be written to) a features file.
 
-    ``data``: float32 [n_chunks, 199, C] (numpy, or a torch tensor when built in memory);
+    ``data``: float32 [n_chunks, F, C] (numpy, or a torch tensor when built in memory);
     ``meta``: string metadata.
     """
 
@@ -95,8 +101,13 @@ class Features(_FeaturesMeta):
         """C, the audio encoder's output size."""
         return int(self.data.shape[2])
 
+    @property
+    def tokens(self) -> int:
+        """F, the audio encoder's frames per chunk."""
+        return int(self.data.shape[1])
+
     def to_torch(self) -> Any:
-        """``data`` as a float32 torch tensor [n_chunks, 199, C]."""
+        """``data`` as a float32 torch tensor [n_chunks, F, C]."""
         import torch
 
         if isinstance(self.data, torch.Tensor):
@@ -104,10 +115,14 @@ class Features(_FeaturesMeta):
         return torch.from_numpy(np.ascontiguousarray(self.data, dtype=np.float32))
 
 
+def _check_shape(shape: tuple[int, ...], name: str, err: type[InputError]) -> None:
+    if len(shape) != 3 or shape[1] == 0 or shape[2] == 0:
+        raise err(f"{name}: features have shape {list(shape)}, expected [chunks, F, C] "
+                  f"(F = {CHUNK_AUDIO_TOKENS} for wav2vec2, 50 for Mimi)")
+
+
 def _check_array(arr: np.ndarray, name: str, err: type[InputError]) -> None:
-    if arr.ndim != 3 or arr.shape[1] != CHUNK_AUDIO_TOKENS or arr.shape[2] == 0:
-        raise err(f"{name}: features have shape {list(arr.shape)}, expected "
-                  f"[chunks, {CHUNK_AUDIO_TOKENS}, C]")
+    _check_shape(arr.shape, name, err)
     if arr.shape[0] == 0:
         raise err(f"{name}: features are empty (0 chunks)")
     bad = first_nonfinite(arr)
@@ -127,13 +142,23 @@ def _check_samples(samples: str | None, n_chunks: int, name: str, err: type[Inpu
     return int(samples)
 
 
-def _features_meta(meta: Mapping[str, Any], n_chunks: int, feature_dim: int) -> dict[str, str]:
-    """Checked metadata strings for ``n_chunks`` x 199 x ``feature_dim`` features (InputError)."""
+def _check_encoder(value: str | None, tokens: int, name: str, err: type[InputError]) -> None:
+    """``audio_encoder`` (None: not recorded, wav2vec2's) must be known; wav2vec2 features have 199 frames."""
+    if value is not None and value not in AUDIO_ENCODERS:
+        raise err(f"{name}: features metadata 'audio_encoder' must be {' or '.join(AUDIO_ENCODERS)}, got {value!r}")
+    if (value or AUDIO_ENCODERS[0]) == "wav2vec" and tokens != CHUNK_AUDIO_TOKENS:
+        raise err(f"{name}: wav2vec2 features have {CHUNK_AUDIO_TOKENS} frames per chunk, these have {tokens}"
+                  + ("" if value else " (and no 'audio_encoder' in their metadata)"))
+
+
+def _features_meta(meta: Mapping[str, Any], n_chunks: int, tokens: int, feature_dim: int) -> dict[str, str]:
+    """Checked metadata strings for ``n_chunks`` x ``tokens`` x ``feature_dim`` features (InputError)."""
     name = "features to write"
     out = metadata_strings(meta)
     samples = _check_samples(out.get("audio_samples"), n_chunks, name, InputError)
     if "checkpoint_sha256" not in out:
         raise InputError("features metadata needs 'checkpoint_sha256' (the checkpoint that made them)")
+    _check_encoder(out.get("audio_encoder"), tokens, name, InputError)
     for key, value in out.items():
         if key.endswith("_sha256") and not _SHA_RE.match(value):
             raise InputError(f"features metadata {key!r} must be a lowercase sha256 hex digest or empty")
@@ -151,23 +176,25 @@ def features_bytes(data: Any, meta: Mapping[str, Any]) -> bytes:
     """The bytes of an artalk features file (what :func:`write_features` writes)."""
     arr = to_float32_array(data, what="features")
     _check_array(arr, "features to write", InputError)
-    return tensor_file_bytes(TENSOR_NAME, arr, _features_meta(meta, arr.shape[0], arr.shape[2]))
+    return tensor_file_bytes(TENSOR_NAME, arr, _features_meta(meta, arr.shape[0], arr.shape[1], arr.shape[2]))
 
 
 class FeaturesWriter:
-    """Writes a features file progressively, a group of chunks [G,199,C] at a time; the same bytes
-    as :func:`write_features` of the whole. Use as a context manager; :meth:`finish` writes it."""
+    """Writes a features file progressively, a group of chunks [G,F,C] at a time (F = ``tokens``, 199
+    for wav2vec2, 50 for Mimi); the same bytes as :func:`write_features` of the whole. Use as a
+    context manager; :meth:`finish` writes it."""
 
-    def __init__(self, path: PathLike, feature_dim: int) -> None:
-        self._w = TensorFileWriter(path, TENSOR_NAME, (CHUNK_AUDIO_TOKENS, int(feature_dim)))
+    def __init__(self, path: PathLike, feature_dim: int, tokens: int = CHUNK_AUDIO_TOKENS) -> None:
+        self._w = TensorFileWriter(path, TENSOR_NAME, (int(tokens), int(feature_dim)))
         self.feature_dim = int(feature_dim)
+        self.tokens = int(tokens)
 
     @property
     def chunks(self) -> int:
         return self._w.rows
 
     def write(self, group: Any) -> None:
-        """Append features float32 [G,199,C] (G may be 0)."""
+        """Append features float32 [G,F,C] (G may be 0)."""
         arr = to_float32_array(group, what="features")
         if arr.size == 0:
             return
@@ -179,12 +206,12 @@ class FeaturesWriter:
         if self.chunks == 0:
             self._w.abort()
             raise InputError("features to write: features are empty (0 chunks)")
-        out = _features_meta(meta, self.chunks, self.feature_dim)
+        out = _features_meta(meta, self.chunks, self.tokens, self.feature_dim)
         self._w.finish(out)
         return out
 
     def map_rows(self) -> np.ndarray:
-        """The features written, float32 [chunks,199,C], memory-mapped (copy-on-write), not held."""
+        """The features written, float32 [chunks,F,C], memory-mapped (copy-on-write), not held."""
         return self._w.map_rows()
 
     def abort(self) -> None:
@@ -198,10 +225,11 @@ class FeaturesWriter:
 
 
 def write_features(path: PathLike, data: Any, meta: Mapping[str, Any]) -> None:
-    """Write features float32 [n_chunks, 199, C] (numpy or torch) atomically (``-`` = stdout).
+    """Write features float32 [n_chunks, F, C] (numpy or torch) atomically (``-`` = stdout).
 
     ``meta`` must hold ``audio_samples`` (16 kHz samples of the source audio; its chunk count
-    must equal n_chunks) and ``checkpoint_sha256``; a dict ``model_config`` is stored as JSON.
+    must equal n_chunks) and ``checkpoint_sha256``, and should name the ``audio_encoder`` (wav2vec
+    or mimi; without it the features are taken as wav2vec2's); a dict ``model_config`` is stored as JSON.
     format, format_version, frames, chunks and feature_dim are filled in here. Invalid data
     raises InputError before anything is written.
     """
@@ -258,9 +286,9 @@ class FeaturesReader(_FeaturesMeta):
             FormatError(f"{name} is corrupt: artalk features file without a '{TENSOR_NAME}' tensor"))))
         self.meta = dict(reader.meta)
         _check_version(self.meta, name)
-        shape = reader.shape
-        if len(shape) != 3 or shape[1] != CHUNK_AUDIO_TOKENS or shape[2] == 0:
-            raise FormatError(f"{name}: features have shape {list(shape)}, expected [chunks, {CHUNK_AUDIO_TOKENS}, C]")
+        shape = tuple(reader.shape)
+        _check_shape(shape, name, FormatError)
+        _check_encoder(self.meta.get("audio_encoder"), shape[1], name, FormatError)
         if shape[0] == 0:
             raise FormatError(f"{name}: features are empty (0 chunks)")
         _check_samples(self.meta.get("audio_samples"), shape[0], name, FormatError)
@@ -279,12 +307,16 @@ class FeaturesReader(_FeaturesMeta):
     def feature_dim(self) -> int:
         return int(self._file.shape[2])
 
+    @property
+    def tokens(self) -> int:
+        return int(self._file.shape[1])
+
     def read(self) -> np.ndarray:
-        """All chunks, float32 [chunks,199,C]."""
+        """All chunks, float32 [chunks,F,C]."""
         return self._file.read()
 
     def iter_groups(self, group: int) -> Iterator[np.ndarray]:
-        """The chunks in consecutive groups float32 [G,199,C] (the last may be smaller)."""
+        """The chunks in consecutive groups float32 [G,F,C] (the last may be smaller)."""
         yield from self._file.iter_blocks(group)
 
     def close(self) -> None:
@@ -299,7 +331,7 @@ class FeaturesReader(_FeaturesMeta):
 
 def read_features(source: Source) -> Features:
     """Read a features file from a path, ``-`` (stdin) or bytes: all of :class:`FeaturesReader`, in
-    memory; data is float32 numpy [chunks,199,C]. Raises what :class:`FeaturesReader` raises."""
+    memory; data is float32 numpy [chunks,F,C]. Raises what :class:`FeaturesReader` raises."""
     with FeaturesReader(source) as r:
         return Features(r.read(), dict(r.meta))
 
@@ -312,12 +344,18 @@ def read_features_meta(source: PathLike) -> dict[str, str]:
         return dict(r.meta)
 
 
-def check_features_match(features: Features, *, checkpoint_sha256: str, audio_dim: int) -> None:
+def check_features_match(features: Features, *, checkpoint_sha256: str, audio_dim: int,
+                         audio_encoder: str = AUDIO_ENCODERS[0], audio_tokens: int | None = None) -> None:
     """Raise InputError unless ``features`` were made by this checkpoint and fit the model.
 
     ``checkpoint_sha256``: hash of the checkpoint about to be used ("" skips that check);
-    ``audio_dim``: the model's audio feature size C.
+    ``audio_encoder``, ``audio_tokens``, ``audio_dim``: the model's audio encoder, its F and C.
+    The encoder is checked first: features of the other encoder are refused as such.
     """
+    if features.audio_encoder != audio_encoder:
+        raise InputError(f"these features were made by the {features.audio_encoder} audio encoder but the model "
+                         f"uses {audio_encoder}: rerun encode-audio with this model's checkpoint (or generate "
+                         f"from the audio)")
     have = features.checkpoint_sha256
     if checkpoint_sha256:
         if not have:
@@ -325,9 +363,10 @@ def check_features_match(features: Features, *, checkpoint_sha256: str, audio_di
         if have != checkpoint_sha256:
             raise InputError(f"features were made by checkpoint {have[:12]}, not by "
                              f"{checkpoint_sha256[:12]} (rerun encode-audio)")
-    if features.feature_dim != audio_dim:
-        raise InputError(f"features have {features.feature_dim} channels but the model expects "
-                         f"{audio_dim} (rerun encode-audio with this checkpoint)")
+    if features.feature_dim != audio_dim or (audio_tokens is not None and features.tokens != audio_tokens):
+        want = f"[chunks, {audio_tokens}, {audio_dim}]" if audio_tokens is not None else f"{audio_dim} channels"
+        raise InputError(f"features have shape [chunks, {features.tokens}, {features.feature_dim}] but the model "
+                         f"expects {want} (rerun encode-audio with this checkpoint)")
 
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Features", "FeaturesReader", "FeaturesWriter", "check_features_match",

@@ -1,7 +1,8 @@
 """The ARTalk model: audio encoder, style encoder, multi-scale autoregressive transformer and motion VAE.
 
-Shapes: E embed dim, C audio dim, D code dim, P patch scales with N = sum(P) tokens per chunk,
-PR = PREV_RATIO, M = N * PR context tokens. Inference only, batch 1 per utterance.
+Shapes: E embed dim, C audio dim and F audio frames per chunk (wav2vec2: 1024 x 199; Mimi: 512 x 50),
+D code dim, P patch scales with N = sum(P) tokens per chunk, PR = PREV_RATIO, M = N * PR context tokens.
+Inference only, batch 1 per utterance.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from torch import Tensor, nn
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, MOTION_DIM, STYLE_FRAMES
 from artalk_core.errors import AudioError, InputError, StyleError
 from artalk_core.model.config import ModelConfig
+from artalk_core.model.encoders import build_audio_encoder, run_audio_encoder
 from artalk_core.model.precision import check_precision, resolve_precision
 from artalk_core.model.style import STYLE_DIM, StyleEncoder
 from artalk_core.model.transformer import AdaLNHead, AdaLNSelfAttnBlock
 from artalk_core.model.vae import BitwiseMotionVAE, area_resample
-from artalk_core.model.wav2vec import build_wav2vec2, run_wav2vec2
 from artalk_core.progress import OptionalProgress, report
 from artalk_core.timing import num_frames, padded_samples
 
@@ -117,7 +118,7 @@ class ARTalkModel(nn.Module):
         pn = config.patch_nums
         n = sum(pn)
 
-        self.audio_encoder = build_wav2vec2(config.wav2vec2)
+        self.audio_encoder = build_audio_encoder(config)
         self.style_encoder = StyleEncoder(config.motion_dim)
         self.basic_vae = BitwiseMotionVAE(config.motion_dim, d, config.vae_hidden, config.vae_depth,
                                           config.vae_heads, pn)
@@ -236,7 +237,7 @@ class ARTalkModel(nn.Module):
 
     @torch.no_grad()
     def encode_chunks(self, chunks: Tensor, *, precision: str = "fp32") -> Tensor:
-        """Audio chunks [G,64000] (or one chunk [S<=64000], zero-padded) -> features [G,199,C].
+        """Audio chunks [G,64000] (or one chunk [S<=64000], zero-padded) -> features [G,F,C].
 
         Model device and dtype; ``precision`` autocasts the encoder (see :meth:`encode_audio`).
         Each row is normalised on its own, so a chunk's features depend on its samples only.
@@ -251,13 +252,13 @@ class ARTalkModel(nn.Module):
         if chunks.dim() != 2 or chunks.shape[1] != CHUNK_SAMPLES or chunks.shape[0] < 1:
             raise AudioError(f"audio chunks must be [G, {CHUNK_SAMPLES}], got shape {tuple(chunks.shape)}")
         with precision_context(self._precision(precision), ref.device):
-            feats = run_wav2vec2(self.audio_encoder, chunks.to(device=ref.device, dtype=ref.dtype))
+            feats = run_audio_encoder(self.config, self.audio_encoder, chunks.to(device=ref.device, dtype=ref.dtype))
         return feats.to(ref.dtype)
 
     @torch.no_grad()
     def iter_encode_audio(self, audio: Tensor, progress: OptionalProgress = None, *,
                           chunk_batch: int = DEFAULT_CHUNK_BATCH, precision: str = "fp32") -> Iterator[Tensor]:
-        """16 kHz mono audio [S] -> features [G,199,C] for ``chunk_batch`` chunks at a time (the last
+        """16 kHz mono audio [S] -> features [G,F,C] for ``chunk_batch`` chunks at a time (the last
         group may be smaller); :meth:`encode_audio` concatenated, without holding all of them.
 
         Only the last chunk is zero-padded (no padded copy of the whole audio is made).
@@ -284,7 +285,7 @@ class ARTalkModel(nn.Module):
     @torch.no_grad()
     def encode_audio(self, audio: Tensor, progress: OptionalProgress = None, *,
                      chunk_batch: int = DEFAULT_CHUNK_BATCH, precision: str = "fp32") -> Tensor:
-        """16 kHz mono audio [S] -> wav2vec2 features [n_chunks,199,C] (model device and dtype).
+        """16 kHz mono audio [S] -> audio features [n_chunks,F,C] (model device and dtype).
 
         The audio is zero-padded to whole 64,000-sample chunks covering ceil(S/16000*25) frames.
         ``precision`` (fp32 | bf16 | fp16) autocasts the encoder; the features keep the model's dtype.
@@ -344,9 +345,11 @@ class ARTalkModel(nn.Module):
                           bits=torch.cat(all_bits, dim=0).cpu(), seconds=seconds)
 
     def _check_features(self, features: Tensor) -> None:
-        c = self.config.audio_dim
+        # Any number of frames works (they are area-resampled to every scale); the encoder gives F.
+        c, f = self.config.audio_dim, self.config.audio_tokens
         if features.dim() != 3 or features.shape[-1] != c or features.shape[0] < 1:
-            raise InputError(f"audio features must be [n_chunks, frames, {c}], got {tuple(features.shape)}")
+            raise InputError(f"audio features must be [n_chunks, frames, {c}] ({f} frames from this model's "
+                             f"{self.config.audio_encoder} audio encoder), got {tuple(features.shape)}")
 
     @torch.no_grad()
     def iter_generate(self, feature_chunks: Iterable[Tensor], style_motion: Tensor | None = None,

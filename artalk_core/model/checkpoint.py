@@ -12,7 +12,7 @@ from artalk_core.errors import CheckpointError, ConfigError
 from artalk_core.fileio import PathLike
 from artalk_core.model.artalk import ARTalkModel
 from artalk_core.model.config import ModelConfig
-from artalk_core.model.wav2vec import convert_weight_norm_keys
+from artalk_core.model.encoders import convert_encoder_keys, state_audio_encoder
 
 _WRAPPER_KEYS = ("model", "state_dict")
 _SHOW = 5
@@ -63,7 +63,7 @@ def build_model(config: ModelConfig, device: str | torch.device = "cpu") -> ARTa
     try:
         with torch.device(device):
             model = ARTalkModel(config)
-    except (ValueError, TypeError) as exc:  # transformers rejects an inconsistent wav2vec2 config
+    except (ValueError, TypeError) as exc:  # transformers rejects an inconsistent audio encoder config
         raise ConfigError(f"model config cannot build the model: {exc}") from exc
     return model.eval()
 
@@ -104,24 +104,36 @@ def load_model(checkpoint: PathLike | dict[str, Tensor], config: ModelConfig,
     """The model with every weight from ``checkpoint`` (a path or a state dict), in eval mode.
 
     Strict: any missing, unexpected or mis-shaped key raises CheckpointError. Floating-point
-    tensors are cast to ``dtype``; both weight-norm key forms of the wav2vec2 positional conv load.
+    tensors are cast to ``dtype``; key spellings of other library versions load (both weight-norm
+    forms of the wav2vec2 positional conv, Mimi's flat and nested layouts). A config that does not
+    name its audio encoder (the released config.json) takes the one the checkpoint holds, as the
+    reference picks ``ARTalk_<encoder>.pt``; one that names the other encoder is a mismatch.
     """
     if isinstance(checkpoint, dict):
         state, source = checkpoint, "state dict"
     else:
         state, source = load_state_dict(checkpoint), f"checkpoint '{checkpoint}'"
+    held = state_audio_encoder(state)
+    hint = "wrong --model-config for this checkpoint?"
+    if held is not None and held != config.audio_encoder:
+        if not config.audio_encoder_stated:
+            config = config.with_audio_encoder(held)
+        else:
+            hint = (f"the checkpoint holds a {held} audio encoder but the model config says AR_CONFIG.AUDIO_ENCODER "
+                    f"{config.audio_encoder!r}: set it to {held!r} or give the matching --model-config")
     model = build_model(config, device="meta")
     expected = model.state_dict()
-    state = convert_weight_norm_keys(state, set(expected))
-    check_state_dict(state, expected, source)
+    state = convert_encoder_keys(state, set(expected))
+    check_state_dict(state, expected, source, hint=hint)
     cast = {}
     for key, val in state.items():
         want = expected[key].dtype
         target = dtype if want.is_floating_point else want
         cast[key] = val.to(device=device, dtype=target)
-    # Meta parameters are replaced by the checkpoint tensors: no second copy of 2 GB of weights.
+    # Meta parameters are replaced by the checkpoint tensors: no second copy of 2 GB of weights. The
+    # move takes the few buffers no checkpoint holds (Mimi's, made on the CPU) to the device too.
     model.load_state_dict(cast, strict=True, assign=True)
-    return model.requires_grad_(False).eval()
+    return model.to(device).requires_grad_(False).eval()
 
 
 __all__ = ["build_model", "check_state_dict", "load_model", "load_state_dict"]

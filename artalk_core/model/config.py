@@ -1,42 +1,61 @@
 """The ARTalk model configuration: the released ``config.json`` format, parsed and validated.
 
-The file has ``AR_CONFIG {T_DEPTH, T_NUM_HEADS, PREV_RATIO[, EMBED_DIM]}`` and
-``VAE_CONFIG {MOTION_DIM, V_CODE_DIM, T_DEPTH, T_NUM_HEADS, T_HIDDEN_DIM, V_PATCH_NUMS}``, plus an
-optional top-level ``WAV2VEC2_CONFIG`` whose keys override the built-in wav2vec2-xls-r-300m config.
+The file has ``AR_CONFIG {T_DEPTH, T_NUM_HEADS, PREV_RATIO[, EMBED_DIM][, AUDIO_ENCODER]}`` and
+``VAE_CONFIG {MOTION_DIM, V_CODE_DIM, T_DEPTH, T_NUM_HEADS, T_HIDDEN_DIM, V_PATCH_NUMS}``, plus optional
+top-level ``WAV2VEC2_CONFIG`` / ``MIMI_CONFIG`` objects whose keys override the built-in configs of the
+two audio encoders (wav2vec2-xls-r-300m and kyutai/mimi, shipped as JSON beside this module: no hub).
+``AUDIO_ENCODER`` is ``wav2vec`` (the released model) or ``mimi``; the released config.json does not
+name it, and then the checkpoint's keys decide (see :func:`artalk_core.model.checkpoint.load_model`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from artalk_core.constants import CHUNK_FRAMES, MOTION_DIM
+from artalk_core.constants import (
+    AUDIO_ENCODERS,
+    CHUNK_FRAMES,
+    CHUNK_SAMPLES,
+    MIMI_SAMPLE_RATE,
+    MOTION_DIM,
+    SAMPLE_RATE,
+)
 from artalk_core.errors import ConfigError
 
 C = TypeVar("C")
 
 DEFAULT_EMBED_DIM: int = 768
-SUPPORTED_AUDIO_ENCODERS: tuple[str, ...] = ("wav2vec",)
+DEFAULT_AUDIO_ENCODER: str = AUDIO_ENCODERS[0]
 _W2V_CONFIG_FILE = "wav2vec2_xls_r_300m_config.json"
+_MIMI_CONFIG_FILE = "kyutai_mimi_config.json"
+"""The released kyutai/mimi sizes (transformers' MimiConfig defaults are the same numbers)."""
 
 
-@lru_cache(maxsize=1)
-def _builtin_wav2vec2_json() -> str:
-    path = Path(__file__).with_name(_W2V_CONFIG_FILE)
+@lru_cache(maxsize=2)
+def _builtin_json(name: str) -> str:
+    path = Path(__file__).with_name(name)
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:  # a broken install, not a user error
-        raise ConfigError(f"built-in wav2vec2 config missing ({path}): reinstall artalk") from exc
+        raise ConfigError(f"built-in audio encoder config missing ({path}): reinstall artalk") from exc
 
 
 def builtin_wav2vec2_config() -> dict[str, Any]:
     """A fresh copy of the wav2vec2-xls-r-300m config the released checkpoint was trained with."""
-    return json.loads(_builtin_wav2vec2_json())
+    return json.loads(_builtin_json(_W2V_CONFIG_FILE))
+
+
+def builtin_mimi_config() -> dict[str, Any]:
+    """A fresh copy of the kyutai/mimi config (the reference loads ``MimiModel.from_pretrained("kyutai/mimi")``)."""
+    return json.loads(_builtin_json(_MIMI_CONFIG_FILE))
 
 
 def _section(d: dict[str, Any], name: str) -> dict[str, Any]:
@@ -78,7 +97,9 @@ def read_config_file(path: str | Path, what: str, parse: Callable[[Any], C]) -> 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the ARTalk model. ``wav2vec2`` is the full merged wav2vec2 config dict."""
+    """Sizes of the ARTalk model. ``wav2vec2`` / ``mimi`` are the full merged configs of the two audio
+    encoders (only the one ``audio_encoder`` names is built). ``audio_encoder_stated``: the config file
+    named its encoder (else the checkpoint's keys may choose it when loading)."""
 
     ar_depth: int
     ar_heads: int
@@ -91,11 +112,25 @@ class ModelConfig:
     vae_hidden: int
     patch_nums: tuple[int, ...]
     wav2vec2: dict = field(default_factory=builtin_wav2vec2_config, hash=False)
+    audio_encoder: str = DEFAULT_AUDIO_ENCODER
+    mimi: dict = field(default_factory=builtin_mimi_config, hash=False)
+    audio_encoder_stated: bool = field(default=True, compare=False)
 
     @property
     def audio_dim(self) -> int:
-        """C: the wav2vec2 hidden size (1024 for xls-r-300m)."""
-        return int(self.wav2vec2["hidden_size"])
+        """C: the audio encoder's feature size (wav2vec2: hidden size, 1024 for xls-r-300m; Mimi: its
+        hidden size, 512 for kyutai/mimi, what ``quantizer.decode`` gives)."""
+        return int((self.mimi if self.audio_encoder == "mimi" else self.wav2vec2)["hidden_size"])
+
+    @property
+    def audio_tokens(self) -> int:
+        """F: feature frames per 64,000-sample chunk (199 for wav2vec2, 50 for kyutai/mimi)."""
+        return mimi_frames(self.mimi) if self.audio_encoder == "mimi" else wav2vec2_frames(self.wav2vec2)
+
+    def with_audio_encoder(self, encoder: str) -> ModelConfig:
+        """This config with ``encoder`` (stated) as its audio encoder."""
+        _check_encoder(encoder)
+        return dataclasses.replace(self, audio_encoder=encoder, audio_encoder_stated=True)
 
     @property
     def num_tokens(self) -> int:
@@ -110,10 +145,8 @@ class ModelConfig:
         ar = _section(d, "AR_CONFIG")
         vae = _section(d, "VAE_CONFIG")
 
-        encoder = ar.get("AUDIO_ENCODER", "wav2vec")
-        if encoder not in SUPPORTED_AUDIO_ENCODERS:
-            raise ConfigError(f"model config: AR_CONFIG.AUDIO_ENCODER '{encoder}' is not supported "
-                              f"(only {', '.join(SUPPORTED_AUDIO_ENCODERS)})")
+        encoder = ar.get("AUDIO_ENCODER", DEFAULT_AUDIO_ENCODER)
+        _check_encoder(encoder)
         ar_depth = _pos_int(ar, "AR_CONFIG", "T_DEPTH")
         ar_heads = _pos_int(ar, "AR_CONFIG", "T_NUM_HEADS")
         prev_ratio = _pos_int(ar, "AR_CONFIG", "PREV_RATIO")
@@ -144,16 +177,15 @@ class ModelConfig:
             raise ConfigError("model config: VAE_CONFIG.V_PATCH_NUMS must increase from 1 to "
                               f"{CHUNK_FRAMES}, got {pn!r}")
 
-        w2v = builtin_wav2vec2_config()
-        override = d.get("WAV2VEC2_CONFIG", {})
-        if not isinstance(override, dict):
-            raise ConfigError(f"model config: WAV2VEC2_CONFIG must be an object, got {type(override).__name__}")
-        w2v.update(copy.deepcopy(override))
+        w2v = _merged(d, "WAV2VEC2_CONFIG", builtin_wav2vec2_config())
         _check_wav2vec2(w2v)
+        mimi = _merged(d, "MIMI_CONFIG", builtin_mimi_config())
+        _check_mimi(mimi)
 
         return cls(ar_depth=ar_depth, ar_heads=ar_heads, prev_ratio=prev_ratio, embed_dim=embed_dim,
                    motion_dim=motion_dim, code_dim=code_dim, vae_depth=vae_depth, vae_heads=vae_heads,
-                   vae_hidden=vae_hidden, patch_nums=tuple(pn), wav2vec2=w2v)
+                   vae_hidden=vae_hidden, patch_nums=tuple(pn), wav2vec2=w2v, audio_encoder=encoder, mimi=mimi,
+                   audio_encoder_stated="AUDIO_ENCODER" in ar)
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
@@ -170,19 +202,64 @@ class ModelConfig:
         })
 
     def to_dict(self) -> dict[str, Any]:
-        """The released format; ``WAV2VEC2_CONFIG`` holds only keys that differ from the built-in config."""
-        builtin = builtin_wav2vec2_config()
-        w2v_diff = {k: copy.deepcopy(v) for k, v in self.wav2vec2.items() if builtin.get(k, object()) != v}
+        """The released format, naming the audio encoder; ``WAV2VEC2_CONFIG`` / ``MIMI_CONFIG`` hold only
+        the keys of the encoder in use that differ from its built-in config."""
         out: dict[str, Any] = {
             "AR_CONFIG": {"T_DEPTH": self.ar_depth, "T_NUM_HEADS": self.ar_heads,
-                          "PREV_RATIO": self.prev_ratio, "EMBED_DIM": self.embed_dim},
+                          "PREV_RATIO": self.prev_ratio, "EMBED_DIM": self.embed_dim,
+                          "AUDIO_ENCODER": self.audio_encoder},
             "VAE_CONFIG": {"MOTION_DIM": self.motion_dim, "V_CODE_DIM": self.code_dim, "T_DEPTH": self.vae_depth,
                            "T_NUM_HEADS": self.vae_heads, "T_HIDDEN_DIM": self.vae_hidden,
                            "V_PATCH_NUMS": list(self.patch_nums)},
         }
-        if w2v_diff:
-            out["WAV2VEC2_CONFIG"] = w2v_diff
+        if self.audio_encoder == "mimi":
+            key, mine, builtin = "MIMI_CONFIG", self.mimi, builtin_mimi_config()
+        else:
+            key, mine, builtin = "WAV2VEC2_CONFIG", self.wav2vec2, builtin_wav2vec2_config()
+        diff = {k: copy.deepcopy(v) for k, v in mine.items() if builtin.get(k, object()) != v}
+        if diff:
+            out[key] = diff
         return out
+
+
+def _check_encoder(encoder: Any) -> None:
+    if encoder not in AUDIO_ENCODERS:
+        raise ConfigError(f"model config: AR_CONFIG.AUDIO_ENCODER {encoder!r} is not supported "
+                          f"(choose {' or '.join(AUDIO_ENCODERS)})")
+
+
+def _merged(d: dict[str, Any], key: str, builtin: dict[str, Any]) -> dict[str, Any]:
+    """``builtin`` updated with the object ``d[key]`` (if any)."""
+    override = d.get(key, {})
+    if not isinstance(override, dict):
+        raise ConfigError(f"model config: {key} must be an object, got {type(override).__name__}")
+    builtin.update(copy.deepcopy(override))
+    return builtin
+
+
+def wav2vec2_frames(w2v: dict[str, Any], samples: int = CHUNK_SAMPLES) -> int:
+    """Frames the wav2vec2 feature extractor makes of ``samples`` (its unpadded strided convolutions)."""
+    n = samples
+    for kernel, stride in zip(w2v["conv_kernel"], w2v["conv_stride"]):
+        n = (n - kernel) // stride + 1
+    return n
+
+
+def mimi_frames(mimi: dict[str, Any], samples: int = CHUNK_SAMPLES) -> int:
+    """Frames the Mimi encoder makes of ``samples`` at 16 kHz: resampled to 24 kHz, then each causal
+    strided convolution (padded to whole strides) divides the length by its stride, rounding up, and
+    the downsampling to the frame rate by the latent stride."""
+    n = math.ceil(samples * MIMI_SAMPLE_RATE / SAMPLE_RATE)
+    for ratio in reversed(mimi["upsampling_ratios"]):
+        n = math.ceil(n / ratio)
+    return math.ceil(n / _mimi_latent_stride(mimi))
+
+
+def _mimi_latent_stride(mimi: dict[str, Any]) -> int:
+    """The stride of Mimi's downsampling from the encoder rate to the frame rate (1: none)."""
+    encoder_rate = MIMI_SAMPLE_RATE / math.prod(mimi["upsampling_ratios"])
+    frame_rate = mimi.get("frame_rate") or encoder_rate / mimi.get("compress", 2)
+    return max(1, int(encoder_rate / frame_rate))
 
 
 def _check_wav2vec2(w2v: dict[str, Any]) -> None:
@@ -207,4 +284,22 @@ def _check_wav2vec2(w2v: dict[str, Any]) -> None:
                           "feat_extract_norm='layer' (the ARTalk audio encoder layout)")
 
 
-__all__ = ["DEFAULT_EMBED_DIM", "ModelConfig", "builtin_wav2vec2_config"]
+def _check_mimi(mimi: dict[str, Any]) -> None:
+    """The Mimi fields the model relies on (the rest is checked by transformers)."""
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_filters", "codebook_size",
+                "codebook_dim", "num_quantizers"):
+        val = mimi.get(key)
+        if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
+            raise ConfigError(f"model config: MIMI_CONFIG.{key} must be a positive integer, got {val!r}")
+    ratios = mimi.get("upsampling_ratios")
+    if (not isinstance(ratios, list) or not ratios
+            or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in ratios)):
+        raise ConfigError(f"model config: MIMI_CONFIG.upsampling_ratios must be a list of positive integers, "
+                          f"got {ratios!r}")
+    if mimi.get("sampling_rate", MIMI_SAMPLE_RATE) != MIMI_SAMPLE_RATE:
+        raise ConfigError(f"model config: MIMI_CONFIG.sampling_rate must be {MIMI_SAMPLE_RATE} (the reference "
+                          f"resamples every chunk to {MIMI_SAMPLE_RATE} Hz), got {mimi.get('sampling_rate')!r}")
+
+
+__all__ = ["DEFAULT_AUDIO_ENCODER", "DEFAULT_EMBED_DIM", "ModelConfig", "builtin_mimi_config",
+           "builtin_wav2vec2_config", "mimi_frames", "wav2vec2_frames"]

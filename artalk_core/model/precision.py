@@ -4,9 +4,10 @@ Reduced precision is not faster everywhere. bf16 autocast needs native bf16 matr
 (AVX-512 BF16 or AMX on x86 CPUs, Ampere or newer GPUs); without them oneDNN converts internally
 and bf16 runs slower than fp32 (measured 0.86x on the encoder), and fp16 on a CPU without
 AVX-512 FP16 is several times slower (its convolutions ~27x). So the choice is measured, once per
-machine: the model's real layer shapes (the wav2vec2 feature extractor and one encoder layer on
-one second of audio, and one AdaLN block over every level of one chunk), each precision run
-interleaved with the others and repeated, the fastest run kept. The decision is cached in
+machine: the model's real layer shapes (the audio encoder the model has, with one transformer layer,
+on one second of audio: the wav2vec2 feature extractor, or Mimi's 24 kHz convolutions and
+quantiser; and one AdaLN block over every level of one chunk), each precision run interleaved with
+the others and repeated, the fastest run kept. The decision is cached in
 ``$XDG_CACHE_HOME/artalk/precision.json`` (default ``~/.cache``), keyed by the device (CPU model
 and flags, or GPU name), the torch version, the thread count and the layer shapes, so later runs
 cost nothing.
@@ -93,10 +94,13 @@ def device_key(device: torch.device, config: ModelConfig) -> str:
         ident = f"cpu {_cpu_identity()} threads:{torch.get_num_threads()}"
     else:
         ident = f"{device.type} {platform.machine()}"
-    w = config.wav2vec2
     shapes = (f"E{config.embed_dim} H{config.ar_heads} D{config.ar_depth} C{config.audio_dim} "
-              f"P{'-'.join(map(str, config.patch_nums))} R{config.prev_ratio} "
-              f"I{w.get('intermediate_size')} L{w.get('num_hidden_layers')} conv{w.get('conv_dim')}")
+              f"P{'-'.join(map(str, config.patch_nums))} R{config.prev_ratio} ")
+    if config.audio_encoder == "mimi":  # the whole Mimi config: every size shows in its cost
+        shapes += "mimi " + json.dumps(config.mimi, sort_keys=True)
+    else:
+        w = config.wav2vec2
+        shapes += f"I{w.get('intermediate_size')} L{w.get('num_hidden_layers')} conv{w.get('conv_dim')}"
     return f"{ident} | torch {torch.__version__} | {hashlib.sha256(shapes.encode()).hexdigest()[:12]}"
 
 
@@ -123,15 +127,23 @@ def _sync(device: torch.device) -> Callable[[], None]:
 def _workloads(config: ModelConfig, device: torch.device) -> dict[str, tuple[Callable[[], Any], float]]:
     """Representative pieces of one 4-s chunk's work, each with the factor that scales its time to
     the whole chunk: name -> (function, factor)."""
+    import dataclasses
+
     import torch
 
     from artalk_core.constants import SAMPLE_RATE
+    from artalk_core.model.encoders import build_audio_encoder, run_audio_encoder
     from artalk_core.model.transformer import AdaLNSelfAttnBlock
-    from artalk_core.model.wav2vec import build_wav2vec2, run_wav2vec2
 
     gen = torch.Generator().manual_seed(0)
-    layers = int(config.wav2vec2.get("num_hidden_layers", 1))
-    enc: Any = build_wav2vec2({**config.wav2vec2, "num_hidden_layers": 1}).requires_grad_(False).eval().to(device)
+    # The encoder the model has, with one transformer layer (its time is added per missing layer).
+    if config.audio_encoder == "mimi":
+        layers = int(config.mimi.get("num_hidden_layers", 1))
+        one_layer = dataclasses.replace(config, mimi={**config.mimi, "num_hidden_layers": 1})
+    else:
+        layers = int(config.wav2vec2.get("num_hidden_layers", 1))
+        one_layer = dataclasses.replace(config, wav2vec2={**config.wav2vec2, "num_hidden_layers": 1})
+    enc: Any = build_audio_encoder(one_layer).requires_grad_(False).eval().to(device)
     audio = torch.randn(1, int(MEASURE_AUDIO_SECONDS * SAMPLE_RATE), generator=gen).to(device)
     chunk_factor = 4.0 / MEASURE_AUDIO_SECONDS
     parts: dict[str, float] = {}
@@ -147,8 +159,11 @@ def _workloads(config: ModelConfig, device: torch.device) -> dict[str, tuple[Cal
 
         return pre, post
 
-    # The 1-layer encoder's time = feature extractor + the rest; the real one has ``layers`` layers.
-    layer = enc.encoder.layers[0]
+    # The 1-layer encoder's time = convolutions + the rest; the real one has ``layers`` layers.
+    # (Mimi: transformers >= 5 nests the encoder transformer under ``encoder``, 4.x does not)
+    named = dict(enc.named_modules())
+    layer = next(named[n] for n in ("encoder.layers.0", "acoustic_model.encoder.encoder_transformer.layers.0",
+                                    "acoustic_model.encoder_transformer.layers.0") if n in named)
     pre, post = timer("layer")
     layer.register_forward_pre_hook(pre)
     layer.register_forward_hook(post)
@@ -157,7 +172,7 @@ def _workloads(config: ModelConfig, device: torch.device) -> dict[str, tuple[Cal
         sync = _sync(device)
         sync()
         t0 = time.perf_counter()
-        run_wav2vec2(enc, audio)
+        run_audio_encoder(one_layer, enc, audio)
         sync()
         total = time.perf_counter() - t0
         return total + (layers - 1) * parts["layer"]

@@ -107,6 +107,21 @@ def test_download_then_verify_then_list(fake_hub: FakeHub, manifest: str, tmp_pa
     assert "happy_0" in r.stdout and "stand-in" in r.stdout and "(default)" in r.stdout
 
 
+def test_download_says_what_is_not_released(fake_hub: FakeHub, tmp_path: Path) -> None:
+    m = tmp_path / "m.json"
+    m.write_text(json.dumps({"format": assets.MANIFEST_FORMAT, "files": [
+        {"repo_id": REPO, "local_path": "config.json", "size": len(CONFIG), "sha256": sha(CONFIG), "kind": "config"},
+        {"repo_id": REPO, "local_path": "ARTalk_mimi.pt", "required": False, "downloadable": False,
+         "kind": "checkpoint", "description": "Mimi variant, not released yet"}]}))
+    root = tmp_path / "a"
+    r = run("assets", "download", "--root", str(root), "--manifest", str(m), "--include-optional")
+    assert r.exit_code == 0, r.output
+    assert "ARTalk_mimi.pt: not downloadable yet (Mimi variant, not released yet)" in r.output
+    assert "1 downloaded, 0 already present" in r.output
+    r = run("assets", "list", "--root", str(root), "--manifest", str(m))
+    assert "ARTalk_mimi.pt (missing, not released yet)" in r.output
+
+
 def test_quiet_download_prints_nothing(fake_hub: FakeHub, manifest: str, tmp_path: Path) -> None:
     r = run("assets", "download", "--root", str(tmp_path / "a"), "--manifest", manifest, "-q")
     assert r.exit_code == 0 and r.stderr == "" and r.stdout == ""

@@ -91,10 +91,17 @@ def test_packaged_manifest_lists_the_release() -> None:
     optional = [f for f in files if not f.required]
     assert 1 <= len(optional) <= 3 and all(f.size is None for f in optional)
     assert not any(f.local_path == "FLAME_with_eye.pt" for f in files)
+    mimi = by["ARTalk_mimi.pt"]  # named by the reference's loading code, not published
+    assert (mimi.required, mimi.downloadable, mimi.kind, mimi.repo_id) == (False, False, "checkpoint", REPO)
+    assert all(f.downloadable for f in files if f is not mimi)
 
 
 @pytest.mark.parametrize("bad, msg", [
     ({"format": "nope", "files": []}, "not an artalk asset manifest"),
+    ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "downloadable": "no"}]},
+     "downloadable must be true or false"),
+    ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "downloadable": False}]},
+     "cannot be required"),
     ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "../evil.pt"}]}, "unsafe local_path"),
     ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "sha256": "xyz"}]}, "sha256"),
     ({"format": assets.MANIFEST_FORMAT, "files": [{"repo_id": REPO, "local_path": "a.pt", "size": -1}]}, "size"),
@@ -140,6 +147,22 @@ def test_include_optional_uses_the_in_repo_path(fake_hub: FakeHub, manifest: Pat
     dl.download(root, manifest=manifest, include_optional=True)
     assert (root / "GAGAvatar/extra.pt").read_bytes() == EXTRA
     assert any("/xg-chu/GAGAvatar/resolve/main/assets/extra.pt" in p for _, p, _ in fake_hub.requests)
+
+
+def test_a_file_not_published_is_said_and_never_fetched(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:
+    files = json.loads(manifest.read_text())["files"] + [
+        {"repo_id": REPO, "local_path": "ARTalk_mimi.pt", "required": False, "downloadable": False,
+         "kind": "checkpoint", "description": "not released yet"}]
+    m = write_manifest(tmp_path / "m2.json", files)
+    root = tmp_path / "assets"
+    res = {r.file.local_path: r for r in dl.download(root, manifest=m, include_optional=True)}
+    assert res["ARTalk_mimi.pt"].status == dl.NOT_DOWNLOADABLE and res["GAGAvatar/extra.pt"].status == "downloaded"
+    assert not (root / "ARTalk_mimi.pt").exists()
+    assert not any("ARTalk_mimi" in p for _, p, _ in fake_hub.requests)
+    assert [r.status for r in assets.verify(root, manifest=m) if r.file.local_path == "ARTalk_mimi.pt"] == ["missing"]
+    assert not any(r.problem for r in assets.verify(root, manifest=m))  # optional: missing is no problem
+    listed = {o["name"]: o for o in assets.list_assets(root, manifest=m)["optional"]}
+    assert listed["ARTalk_mimi.pt"]["downloadable"] is False and listed["GAGAvatar/extra.pt"]["downloadable"]
 
 
 def test_corrupted_download_is_deleted(fake_hub: FakeHub, manifest: Path, tmp_path: Path) -> None:

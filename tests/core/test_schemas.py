@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from artalk_core import schemas
-from artalk_core.constants import CHANNEL_LAYOUT, CHUNK_AUDIO_TOKENS, MOTION_DIM
+from artalk_core.constants import AUDIO_ENCODERS, CHANNEL_LAYOUT, CHUNK_AUDIO_TOKENS, MOTION_DIM
 from artalk_core.errors import AssetError
 from artalk_core.fileio import provenance
 from artalk_core.formats import load_schema, safetensors_header
@@ -72,7 +72,9 @@ def test_tensor_annotations_match_constants() -> None:
     assert motion["name"] == "motion" and motion["dtype"] == "float32" and motion["shape"] == ["T", MOTION_DIM]
     assert load_schema("motion")["properties"]["channel_layout"]["const"] == CHANNEL_LAYOUT
     (feats,) = load_schema("features")["x-artalk-tensors"]
-    assert feats["name"] == "features" and feats["shape"] == ["chunks", CHUNK_AUDIO_TOKENS, "C"]
+    assert feats["name"] == "features" and feats["shape"] == ["chunks", "F", "C"]
+    assert f"{CHUNK_AUDIO_TOKENS} for wav2vec2" in feats["description"]  # F depends on the audio encoder
+    assert load_schema("features")["properties"]["audio_encoder"]["enum"] == list(AUDIO_ENCODERS)
 
 
 def test_full_motion_file_validates(tmp_path: Path) -> None:
@@ -134,3 +136,8 @@ def test_features_file_validates(tmp_path: Path) -> None:
         assert not v.is_valid({**meta, **change})
     for drop in ("checkpoint_sha256", "audio_samples", "chunks", "feature_dim", "frames"):
         assert not v.is_valid({k: val for k, val in meta.items() if k != drop})
+    mimi = tmp_path / "m.safetensors"  # Mimi features: 50 frames per chunk, and the encoder recorded
+    write_features(mimi, np.zeros((2, 50, 8), np.float32),
+                   {"audio_samples": 100000, "checkpoint_sha256": SHA, "audio_encoder": "mimi"})
+    assert list(v.iter_errors(_meta_of(mimi))) == [] and _meta_of(mimi)["audio_encoder"] == "mimi"
+    assert not v.is_valid({**_meta_of(mimi), "audio_encoder": "hubert"})

@@ -128,7 +128,7 @@ def test_check_features_match() -> None:
         check_features_match(f, checkpoint_sha256=SHA_B, audio_dim=16)
     assert f"checkpoint {SHA_A[:12]}, not by {SHA_B[:12]}" in str(e.value)
     assert "rerun encode-audio" in str(e.value)
-    with pytest.raises(InputError, match="16 channels but the model expects 1024"):
+    with pytest.raises(InputError, match=r"shape \[chunks, 199, 16\] but the model expects 1024 channels"):
         check_features_match(f, checkpoint_sha256=SHA_A, audio_dim=1024)
     anonymous = read_features(features_bytes(_feats(1, 16), _meta(samples=100, sha="")))
     with pytest.raises(InputError, match="do not say which checkpoint"):
@@ -140,6 +140,34 @@ def test_in_memory_features_with_torch_data() -> None:
     assert f.chunks == 2 and f.feature_dim == 32 and f.frames == 157
     assert f.to_torch() is f.data
     check_features_match(f, checkpoint_sha256=SHA_A, audio_dim=32)
+
+
+def test_features_record_their_audio_encoder(tmp_path: Path) -> None:
+    # Mimi features: 50 frames of 512 per chunk, refused by a wav2vec2 model and vice versa.
+    mimi = np.random.default_rng(1).standard_normal((3, 50, 8)).astype(np.float32)
+    path = tmp_path / "m.safetensors"
+    write_features(path, mimi, {**_meta(), "audio_encoder": "mimi"})
+    f = read_features(path)
+    assert (f.audio_encoder, f.tokens, f.feature_dim) == ("mimi", 50, 8) and f.meta["audio_encoder"] == "mimi"
+    check_features_match(f, checkpoint_sha256=SHA_A, audio_dim=8, audio_encoder="mimi", audio_tokens=50)
+    with pytest.raises(InputError, match="made by the mimi audio encoder but the model uses wav2vec"):
+        check_features_match(f, checkpoint_sha256=SHA_A, audio_dim=8)
+    with pytest.raises(InputError, match=r"expects \[chunks, 25, 8\]"):
+        check_features_match(f, checkpoint_sha256=SHA_A, audio_dim=8, audio_encoder="mimi", audio_tokens=25)
+    old = read_features(features_bytes(_feats(1), _meta(samples=100)))  # no audio_encoder: wav2vec2's
+    assert old.audio_encoder == "wav2vec" and "audio_encoder" not in old.meta
+    with pytest.raises(InputError, match="made by the wav2vec audio encoder but the model uses mimi"):
+        check_features_match(old, checkpoint_sha256=SHA_A, audio_dim=16, audio_encoder="mimi", audio_tokens=50)
+    with pytest.raises(InputError, match="audio_encoder' must be wav2vec or mimi"):
+        write_features(tmp_path / "x.safetensors", mimi, {**_meta(), "audio_encoder": "hubert"})
+    with pytest.raises(InputError, match="199 frames per chunk, these have 50"):  # 50 frames need "mimi"
+        write_features(tmp_path / "x.safetensors", mimi, _meta())
+    from artalk_core.formats.features import FeaturesWriter
+
+    with FeaturesWriter(tmp_path / "g.safetensors", 8, tokens=50) as w:
+        w.write(mimi)
+        w.finish({**_meta(), "audio_encoder": "mimi"})
+    assert (tmp_path / "g.safetensors").read_bytes() == path.read_bytes()
 
 
 # --- block-wise writing and reading ---------------------------------------------------------------

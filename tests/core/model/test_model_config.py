@@ -12,6 +12,7 @@ from artalk_core.errors import ConfigError
 from artalk_core.model.config import ModelConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_en"
+MIMI_FIXTURE = FIXTURE.parent / "tiny_mimi"
 
 
 def test_released_values() -> None:
@@ -30,7 +31,8 @@ def test_fixture_overrides_wav2vec2() -> None:
 
 
 @pytest.mark.parametrize("make", [ModelConfig.released,
-                                  lambda: ModelConfig.from_file(FIXTURE / "model_config.json")])
+                                  lambda: ModelConfig.from_file(FIXTURE / "model_config.json"),
+                                  lambda: ModelConfig.from_file(MIMI_FIXTURE / "model_config.json")])
 def test_round_trip(make) -> None:
     cfg = make()
     assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -45,7 +47,11 @@ def _released_dict() -> dict:
     (lambda d: d["AR_CONFIG"].pop("T_DEPTH"), "AR_CONFIG.T_DEPTH"),
     (lambda d: d["AR_CONFIG"].update(T_NUM_HEADS="12"), "AR_CONFIG.T_NUM_HEADS"),
     (lambda d: d["AR_CONFIG"].update(EMBED_DIM=100), "divisible"),
-    (lambda d: d["AR_CONFIG"].update(AUDIO_ENCODER="mimi"), "AUDIO_ENCODER"),
+    (lambda d: d["AR_CONFIG"].update(AUDIO_ENCODER="hubert"), "AUDIO_ENCODER.*wav2vec or mimi"),
+    (lambda d: d.update(MIMI_CONFIG={"hidden_size": -1}), "MIMI_CONFIG.hidden_size"),
+    (lambda d: d.update(MIMI_CONFIG={"upsampling_ratios": [8, 0]}), "upsampling_ratios"),
+    (lambda d: d.update(MIMI_CONFIG={"sampling_rate": 16000}), "24000"),
+    (lambda d: d.update(MIMI_CONFIG="small"), "MIMI_CONFIG must be an object"),
     (lambda d: d["VAE_CONFIG"].update(MOTION_DIM=56), "MOTION_DIM"),
     (lambda d: d["VAE_CONFIG"].update(V_PATCH_NUMS=[1, 5, 50]), "V_PATCH_NUMS"),
     (lambda d: d["VAE_CONFIG"].update(V_PATCH_NUMS="1,5"), "V_PATCH_NUMS"),
@@ -70,3 +76,29 @@ def test_from_file_errors(tmp_path: Path) -> None:
     wrong.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="JSON object"):
         ModelConfig.from_file(wrong)
+
+
+def test_audio_encoders() -> None:
+    released = ModelConfig.released()
+    assert (released.audio_encoder, released.audio_tokens, released.audio_dim) == ("wav2vec", 199, 1024)
+    assert not released.audio_encoder_stated  # the released config.json does not name it
+    mimi = released.with_audio_encoder("mimi")  # the kyutai/mimi sizes, built in
+    assert (mimi.audio_encoder, mimi.audio_tokens, mimi.audio_dim) == ("mimi", 50, 512)
+    assert mimi.mimi["num_quantizers"] == 32 and mimi.mimi["upsampling_ratios"] == [8, 6, 5, 4]
+    assert mimi.to_dict()["AR_CONFIG"]["AUDIO_ENCODER"] == "mimi" and "MIMI_CONFIG" not in mimi.to_dict()
+    tiny = ModelConfig.from_file(MIMI_FIXTURE / "model_config.json")
+    assert tiny.audio_encoder_stated and tiny.mimi["num_quantizers"] == 4  # MIMI_CONFIG overrides
+    assert tiny.mimi["upsampling_ratios"] == [8, 6, 5, 4]  # kept from the built-in config
+    # only what differs from kyutai/mimi is written back (hidden_size 512 does not)
+    assert set(tiny.to_dict()["MIMI_CONFIG"]) < set(json.loads(
+        (MIMI_FIXTURE / "model_config.json").read_text())["MIMI_CONFIG"])
+    assert "hidden_size" not in tiny.to_dict()["MIMI_CONFIG"]
+    with pytest.raises(ConfigError, match="AUDIO_ENCODER"):
+        released.with_audio_encoder("hubert")
+
+
+@pytest.mark.parametrize("ratios, frames", [([8, 6, 5, 4], 50), ([4, 4], 3000), ([8, 5], 1200)])
+def test_mimi_frames_formula(ratios: list[int], frames: int) -> None:
+    from artalk_core.model.config import mimi_frames
+
+    assert mimi_frames({"upsampling_ratios": ratios, "compress": 2}) == frames

@@ -138,6 +138,14 @@ def test_real_measurement_on_tiny_shapes(config: ModelConfig) -> None:
         assert parts["total"] == pytest.approx(parts["encoder"] + parts["ar"])
 
 
+def test_real_measurement_of_the_mimi_encoder() -> None:
+    # --precision auto measures the encoder the model has: Mimi's layers, not wav2vec2's.
+    mimi = ModelConfig.from_file(FIXTURE.parent / "tiny_mimi" / "model_config.json")
+    got = prec.measure(mimi, CPU, ["bf16"], repeat=1)
+    assert set(got) == {"fp32", "bf16"} and all(parts["encoder"] > 0 for parts in got.values())
+    assert prec.device_key(CPU, mimi) != prec.device_key(CPU, mimi.with_audio_encoder("wav2vec"))
+
+
 def test_model_auto_resolves_before_running(measured: FakeMeasure, config: ModelConfig) -> None:
     """``auto`` measured as fp32-is-fastest runs exactly the fp32 path (bit for bit)."""
     from safetensors.torch import load_file
