@@ -143,14 +143,16 @@ def writing(target: PathLike) -> Iterator[None]:
 
 
 def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
-    """Refuse (InputError, before any work) an output that is one of the inputs.
+    """Refuse (InputError, exit 2, before any work) an output that is one of the inputs.
 
-    ``outputs`` and ``inputs`` map an option name (``-o``, ``--verts``, ``INPUT``...) to a path;
-    None, ``-``, bytes and other non-path values are skipped. Paths are compared as files (same
-    device and inode), so a symlink, a hard link or another spelling of the input is caught; an
-    output that does not exist yet cannot be an input. An input ``-`` is stdin: when the shell
-    redirected a file into it (``< speech.wav``), that file counts. Outputs are also checked
-    against each other.
+    The one check of every command: ``outputs`` maps each file it may write, replace or delete
+    (``-o``, ``--verts``, the ``.bin`` of a ``.gltf``, ``--keep`` intermediates, the frames of
+    ``-o DIR/``...) and ``inputs`` each file it reads (INPUT, ``--audio``, ``--shape``, ``--style``,
+    the checkpoint...) from an option name to a path, or to a list of paths. None, ``-``, bytes and
+    other non-path values are skipped. Paths are compared as files (same device and inode), so a
+    symlink, a hard link or another spelling of the input is caught; an output that does not exist
+    yet cannot be an input. An input ``-`` is stdin: when the shell redirected a file into it
+    (``< speech.wav``), that file counts. Outputs are also checked against each other.
     """
     def ident(value: Any, *, is_input: bool = False) -> tuple[int, int] | None:
         if value is None or not isinstance(value, (str, os.PathLike)) or (is_stdio(value) and not is_input):
@@ -163,16 +165,23 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
             return None
         return st.st_dev, st.st_ino
 
+    def each(mapping: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        for role, value in mapping.items():
+            if isinstance(value, (list, tuple, set, frozenset)):
+                yield from ((role, v) for v in value)
+            else:
+                yield role, value
+
     seen: dict[tuple[int, int], str] = {}
-    for role, value in inputs.items():
+    for role, value in each(inputs):
         key = ident(value, is_input=True)
         if key is not None:
             seen.setdefault(key, f"the input {role} ({value})")
-    for role, value in outputs.items():
+    for role, value in each(outputs):
         key = ident(value)
         if key is None:
             continue
-        if key in seen:
+        if key in seen and seen[key] != f"the output {role}":
             raise InputError(f"{role} {value} is {seen[key]}: writing it would destroy that file; "
                              f"choose another output name")
         seen[key] = f"the output {role}"

@@ -52,12 +52,15 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
            allow_standin: bool = True, progress: OptionalProgress = None,
            avatar: str | PathLike | None = None, tracked: PathLike | None = None,
            avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
-           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0) -> RenderResult:
+           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0,
+           force: bool = False) -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``), a vertices file (``.h5``), or motion
     data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4.
 
     ``output`` ending in ``.h5`` writes the vertices only; ending in ``/`` (or an existing folder)
-    lossless PNG frames ``frame_000000.png``... ``audio`` (a file or decoded
+    lossless PNG frames ``frame_000000.png``... into a new or empty folder, or one holding only a
+    previous artalk frames set (``force``: also beside other files, which are kept; see
+    :mod:`artalk_core.frames`). ``audio`` (a file or decoded
     :class:`~artalk_core.audio.Audio`) muxes the speech in (AAC, cut to the video's length as the
     reference does); ``verts`` also writes the vertices.
 
@@ -71,10 +74,17 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    check_not_input({"-o": output, "--verts": verts},
-                    {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
-    from artalk_core.frames import is_frames_dir
+    from artalk_core.assets import asset_inputs
+    from artalk_core.frames import frames_outputs, is_frames_dir
 
+    inputs: dict[str, Any] = {"INPUT": input, "--shape": shape, "--audio": audio,
+                              **asset_inputs(assets, {"--flame": flame})}
+    if avatar is not None:
+        inputs.update({"--avatar": avatar, "--avatar-config": avatar_config, "--watermark": watermark,
+                       **asset_inputs(assets, {"--tracked": tracked, "--avatar-checkpoint": avatar_checkpoint})})
+    # -o DIR/: the files of a previous frames set that would be replaced (others refused unless force)
+    check_not_input({"-o": frames_outputs(output, force=force) if is_frames_dir(output) else output,
+                     "--verts": verts}, inputs)
     if not _is_h5(output) and not is_frames_dir(output):
         from artalk_core.video import video_container
 
@@ -96,10 +106,10 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
                                   shape=shape, audio=audio, verts=verts, assets=assets, device=device,
                                   progress=progress, avatar=avatar, tracked=tracked,
                                   avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed)
+                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
         return _render(None, sha, name="<motion>", data=motion.data, output=output, flame=flame, shape=shape,
                        audio=audio, verts=verts, size=size, renderer=renderer, background=background, color=color,
-                       assets=assets, device=device, allow_standin=allow_standin, progress=progress)
+                       assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
@@ -114,16 +124,17 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
                                   audio=audio, verts=verts, assets=assets, device=device, progress=progress,
                                   avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
                                   avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
-                                  seed=seed)
+                                  seed=seed, force=force)
         return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
                        verts=verts, size=size, renderer=renderer, background=background, color=color,
-                       assets=assets, device=device, allow_standin=allow_standin, progress=progress)
+                       assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
 
 
 def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
             shape: PathLike | None, audio: PathLike | bytes | Audio | None, verts: PathLike | None, size: int,
             renderer: str, background: Color, color: Color, assets: PathLike | None, device: str,
-            allow_standin: bool, progress: OptionalProgress, data: np.ndarray | None = None) -> RenderResult:
+            allow_standin: bool, progress: OptionalProgress, data: np.ndarray | None = None,
+            force: bool = False) -> RenderResult:
     """:func:`render` of a file on disk (``input_sha``: its hash when already known, else ""), or
     of motion ``data`` [T,106] (``path`` None, ``input_sha`` its hash)."""
     from artalk_core.fileio import sha256_file
@@ -183,7 +194,7 @@ def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, f
         return _render_video(frames_iter, faces, n_frames=n_frames, output=output, verts=verts, audio=audio,
                              size=size, renderer=renderer, background=background,
                              color=color, device=device, meta=meta, head_label=head_label,
-                             standin=standin, progress=progress)
+                             standin=standin, progress=progress, force=force)
     finally:
         closer.close()
 
@@ -223,7 +234,7 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                   verts: PathLike | None, audio: PathLike | bytes | Audio | None, size: int, renderer: str,
                   background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
-                  progress: OptionalProgress) -> RenderResult:
+                  progress: OptionalProgress, force: bool = False) -> RenderResult:
     from artalk_core.frames import is_frames_dir
     from artalk_core.render.mesh import create_renderer
 
@@ -246,19 +257,20 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                 yield rend.render(v)
                 report(progress, "render", i + 1, n_frames)
 
-        count = _write_images(output, images(), samples, meta)
+        count = _write_images(output, images(), samples, meta, force=force)
     return RenderResult(output=Path(output), frames=count, head=head_label, head_is_standin=standin,
                         vertices=Path(verts) if verts is not None else None, with_audio=samples is not None,
                         meta=meta)
 
 
-def _write_images(output: PathLike, images: Iterator[np.ndarray], samples: Any, meta: dict[str, str]) -> int:
+def _write_images(output: PathLike, images: Iterator[np.ndarray], samples: Any, meta: dict[str, str], *,
+                  force: bool = False) -> int:
     """Frames to an MP4 (with the audio samples, if any) or, for ``-o DIR/``, to PNG frames."""
     from artalk_core.frames import is_frames_dir, write_frames
     from artalk_core.video import write_video
 
     if is_frames_dir(output):
-        return write_frames(output, images, meta=meta)
+        return write_frames(output, images, meta=meta, force=force)
     return write_video(output, images, audio=samples, fps=FPS, meta=meta)
 
 
@@ -288,7 +300,7 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
                    assets: PathLike | None, device: str, progress: OptionalProgress, avatar: str | PathLike,
                    tracked: PathLike | None, avatar_checkpoint: PathLike | None, avatar_config: PathLike | None,
                    avatar_noise: str, watermark: PathLike | None, seed: int,
-                   data: np.ndarray | None = None) -> RenderResult:
+                   data: np.ndarray | None = None, force: bool = False) -> RenderResult:
     """Motion (a file, or ``data`` [T,106] with ``path`` None) -> photoreal frames (MP4 or PNG folder).
     Every input is checked before any frame is made."""
     from artalk_core.fileio import sha256_file
@@ -321,7 +333,7 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
                 "head_is_standin": "false", "fps": str(FPS)}
         samples = _audio_samples(audio, meta)
         frames = rend.frames(motion.iter_blocks(64), total=n_frames, progress=progress)
-        count = _write_images(output, frames, samples, meta)
+        count = _write_images(output, frames, samples, meta, force=force)
     return RenderResult(output=Path(output), frames=count, head=meta["head"], head_is_standin=False,
                         with_audio=samples is not None, meta=meta)
 
