@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 import tempfile
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from artalk_core.fileio import (
     input_file,
     is_stream_path,
     make_folder,
+    parse_json,
     sha256_bytes,
     sha256_file,
 )
@@ -71,9 +71,10 @@ def _matches(meta: dict[str, str] | None, **want: str) -> bool:
 
 def _options(meta: dict[str, str] | None) -> dict[str, Any]:
     try:
-        return json.loads((meta or {}).get("options", "{}"))
-    except ValueError:
+        value = parse_json((meta or {}).get("options", "{}"), "the options of a kept file")
+    except ArtalkError:
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,11 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
         check_tts_options(engine=opts.tts_engine, voice=opts.voice)
     elif opts.voice is not None:
         raise InputError("--voice applies to --text (the speech is spoken by espeak-ng); AUDIO is used as it is")
+    if opts.avatar is not None:
+        from artalk_core.render.stage import check_avatar_options
+
+        check_avatar_options(size=opts.size, renderer=opts.renderer, background=opts.background, color=opts.color,
+                             shape=opts.shape)
     check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         if opts.audio is not None and is_stream_path(opts.audio):

@@ -35,7 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artalk_core.constants import EXP_DIM, EXP_SLICE, FPS, GLOBAL_ROT_SLICE, JAW_SLICE, MESH_COLOR, SHAPE_DIM
+from artalk_core.constants import (
+    EXP_DIM,
+    EXP_SLICE,
+    FPS,
+    GLOBAL_ROT_SLICE,
+    JAW_SLICE,
+    MAX_EXPORT_FPS,
+    MESH_COLOR,
+    SHAPE_DIM,
+)
 from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike, check_not_input, provenance, sha256_file
 from artalk_core.progress import OptionalProgress, report
@@ -184,13 +193,16 @@ def skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
             for s in range(n_sets)]
 
 
-def _check_fps(fps: float) -> float:
+def check_fps(fps: float) -> float:
+    """The keyframe rate as a float: a finite number above 0 and at most MAX_EXPORT_FPS (InputError)."""
     try:
         value = float(fps)
     except (TypeError, ValueError):
-        raise InputError(f"fps must be a number, got {fps!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > 1000:
-        raise InputError(f"fps must be a positive number up to 1000, got {fps}")
+        raise InputError(f"--fps must be a number, got {fps!r}") from None
+    if not math.isfinite(value):
+        raise InputError(f"--fps must be a finite number (keyframes per second), got {fps}")
+    if value <= 0 or value > MAX_EXPORT_FPS:
+        raise InputError(f"--fps must be above 0 and at most {MAX_EXPORT_FPS:g}, got {fps:g}")
     return value
 
 
@@ -225,7 +237,7 @@ def export(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
     from artalk_core.assets import asset_inputs
     from artalk_core.fileio import input_file
 
-    rate = _check_fps(fps)
+    rate = check_fps(fps)
     check_not_input(gltf_outputs(output), {"INPUT": input, "--shape": shape, "--embed-audio": embed_audio,
                                            **asset_inputs(assets, {"--flame": flame})})
     with contextlib.ExitStack() as stack:
@@ -429,5 +441,5 @@ def _write_keys(sink: BinSink, start: int, keys: Keys, w_seg: Any, root_seg: Any
             sink.write(seg.offset + 12 * start, keys.translations[:, j])
 
 
-__all__ = ["ExportResult", "JOINT_NAMES", "TARGET_NAMES", "NUM_TARGETS", "Rig", "Keys", "export", "frame_keys",
+__all__ = ["ExportResult", "JOINT_NAMES", "TARGET_NAMES", "NUM_TARGETS", "Rig", "Keys", "check_fps", "export", "frame_keys",
            "gltf_outputs", "skin_sets"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from artalk_core import __version__
+from artalk_core.constants import JSON_MAX_INT_DIGITS
 from artalk_core.errors import ArtalkError, FormatError, InputError, Interrupted, OutputError
 
 PathLike = str | os.PathLike
@@ -31,6 +32,27 @@ STDIO = "-"
 def is_stdio(path: PathLike | None) -> bool:
     """True for the ``-`` placeholder that means stdin (inputs) or stdout (outputs)."""
     return path is not None and str(path) == STDIO
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > JSON_MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {JSON_MAX_INT_DIGITS} are read)")
+    return int(text)
+
+
+def parse_json(data: str | bytes | bytearray, problem: str, *, error: type[ArtalkError] = FormatError) -> Any:
+    """JSON from a file, any failure as one ``error`` saying ``problem`` (``"x.gltf is not a glTF
+    file"``) and why: invalid JSON or UTF-8, an integer over :data:`JSON_MAX_INT_DIGITS` digits
+    (Python converts long integers in quadratic time) or nesting deeper than Python's recursion
+    limit (json raises RecursionError there)."""
+    try:
+        return json.loads(data, parse_int=_bounded_int)
+    except RecursionError:
+        raise error(f"{problem}: its JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise error(f"{problem}: it is not UTF-8 JSON") from None
+    except ValueError as e:  # JSONDecodeError, or an integer refused above
+        raise error(f"{problem}: its JSON cannot be read ({e})") from None
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -59,6 +81,17 @@ def read_input_bytes(path: PathLike) -> bytes:
         return p.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read {p}: {e.strerror}") from e
+
+
+def existing_file(path: PathLike, what: str = "input file") -> Path:
+    """``path`` as a Path if it is a file to read; InputError ``{what} not found`` for a missing
+    path and ``{what} is a folder`` for a folder (before any hashing or decoding trips on them)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} is a folder, not a file: {p}")
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    return p
 
 
 def is_stream_path(path: PathLike) -> bool:
@@ -202,14 +235,43 @@ def make_folder(path: PathLike) -> Path:
 
 
 def load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *, error: type[ArtalkError] = FormatError,
-               mmap: bool = False) -> Any:
+               mmap: bool = False, stored_only: bool = False) -> Any:
     """What a ``torch.save`` file holds, loaded with ``weights_only=True`` (no code runs).
 
     Any failure is one ``error`` naming the file: refused pickled objects ("not a plain tensor
     file") or a truncated/corrupt file (zip or legacy format alike: torch raises anything from
     EOFError to IndexError there). PyTorch's own message is not passed on: it suggests retrying
     with ``weights_only=False``, which would run code from the file.
+
+    ``stored_only`` (data read as values: motion, styles, shapes): refuse a tensor that holds more
+    values than the file stores, a view such as ``zeros(1, 106).expand(10**9, 106)`` (2 KB on disk,
+    424 GB once read), so the work is bounded by the file's real content.
     """
+    obj = _load_torch(source, name, error=error, mmap=mmap)
+    if stored_only:
+        _check_stored(obj, name, error)
+    return obj
+
+
+def _check_stored(obj: Any, name: str, error: type[ArtalkError], depth: int = 0) -> None:
+    """Every tensor in ``obj`` (nested in dicts, lists, tuples) holds at most the values its storage holds."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        logical, stored = obj.numel() * obj.element_size(), obj.untyped_storage().nbytes()
+        if logical > stored:
+            raise error(f"{name} holds a {list(obj.shape)} tensor over only {stored} stored bytes (a broadcast "
+                        f"view, as expand() makes): save a real copy, tensor.clone()")
+    elif isinstance(obj, dict) and depth < 8:
+        for value in obj.values():
+            _check_stored(value, name, error, depth + 1)
+    elif isinstance(obj, (list, tuple)) and depth < 8:
+        for value in obj:
+            _check_stored(value, name, error, depth + 1)
+
+
+def _load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *, error: type[ArtalkError],
+                mmap: bool) -> Any:
     import pickle
 
     import torch

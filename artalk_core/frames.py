@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from artalk_core.errors import FormatError, InputError, OutputError
-from artalk_core.fileio import PathLike
+from artalk_core.fileio import PathLike, parse_json
 from artalk_core.progress import OptionalProgress, report
 
 FRAME_PATTERN: str = "frame_{:06d}.png"
@@ -44,8 +44,8 @@ def _manifest_files(folder: Path) -> list[str] | None:
     a crafted list cannot reach another file."""
     try:
         with open(folder / FRAMES_META, "rb") as f:
-            manifest = json.loads(f.read(1 << 24))
-    except (OSError, ValueError, RecursionError):
+            manifest = parse_json(f.read(1 << 24), f"{folder / FRAMES_META} is not an artalk manifest")
+    except (OSError, FormatError):
         return None
     names = manifest.get(FRAMES_FILES_KEY) if isinstance(manifest, dict) else None
     if not isinstance(names, list):

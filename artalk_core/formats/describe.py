@@ -107,7 +107,7 @@ def _describe_torch(source: Source, name: str) -> dict[str, Any]:
     try:
         # mmap: a 2 GB checkpoint is described without reading it all.
         obj = load_torch(source if isinstance(source, (bytes, bytearray, memoryview)) else str(source), name,
-                         mmap=True)
+                         mmap=True, stored_only=True)
     except FormatError:
         tracked = _describe_tracked(source)  # numpy arrays: GAGAvatar's tracked.pt
         if tracked is not None:
@@ -284,7 +284,7 @@ def describe_file(source: Source) -> dict[str, Any]:
     elif kind == "gltf":
         from artalk_core.formats.gltf import gltf_summary, read_gltf_json
 
-        body = gltf_summary(read_gltf_json(src))
+        body = gltf_summary(read_gltf_json(src), name)
     else:
         body = _describe_media(src, name)
         head["kind"] = body.pop("kind")
@@ -308,8 +308,23 @@ def _short(value: Any, limit: int = 100) -> str:
 _SECTIONS = ("channel_ranges", "metadata", "streams", "tensors", "datasets", "groups", "attrs", "keys")
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with every string (keys too) safe for a terminal (see :func:`artalk_core.text.printable`)."""
+    from artalk_core.text import printable
+
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
+
+
 def format_description(d: dict[str, Any]) -> str:
-    """Readable multi-line text of a :func:`describe_file` dict (plain text, no markup)."""
+    """Readable multi-line text of a :func:`describe_file` dict (plain text, no markup; the file's
+    own text, such as metadata and avatar names, with control characters escaped)."""
+    d = _printable(d)
     lines = [f"{d.get('kind', '?')}: {d.get('path', '?')} ({_human_size(int(d.get('size_bytes', 0)))})"]
     if d.get("note"):
         lines.append(f"  note: {d['note']}")

@@ -45,6 +45,30 @@ def _is_h5(path: PathLike) -> bool:
     return str(path).lower().endswith((".h5", ".hdf5"))
 
 
+def mesh_only_options(*, size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
+                      color: Color = MESH_COLOR, shape: Any = None, verts: Any = None) -> list[str]:
+    """The mesh-only options given away from their defaults (``--size``, ``--color``...): the
+    photoreal ``--avatar`` has its network's size and its photo's colours, so it refuses them
+    rather than ignore them."""
+    from artalk_core.render.mesh import _check_color
+
+    given = [flag for flag, used in (
+        ("--size", size != IMAGE_SIZE), ("--renderer", renderer != "gl"),
+        ("--background", _check_color(background, "background") != tuple(BACKGROUND_COLOR)),
+        ("--color", _check_color(color, "mesh") != tuple(MESH_COLOR)),
+        ("--shape", shape is not None), ("--verts", verts is not None)) if used]
+    return given
+
+
+def check_avatar_options(**mesh_options: Any) -> None:
+    """InputError naming the mesh-only options given with ``--avatar`` (see :func:`mesh_only_options`)."""
+    given = mesh_only_options(**mesh_options)
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise InputError(f"{', '.join(given)} {verb} to the mesh only; --avatar renders the photoreal head at its "
+                         f"network's size, with its own colours and FLAME shape")
+
+
 def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, flame: PathLike | None = None,
            shape: PathLike | None = None, audio: PathLike | bytes | Audio | None = None, verts: PathLike | None = None,
            size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
@@ -72,6 +96,9 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
     """
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
+    if avatar is not None:
+        check_avatar_options(size=size, renderer=renderer, background=background, color=color, shape=shape,
+                             verts=verts)
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
     from artalk_core.assets import asset_inputs
@@ -100,8 +127,6 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         # Checks the frames (shape, finite) and records the hash the same motion has as a file.
         sha = sha256_bytes(motion_bytes(motion.data, motion.meta))
         if avatar is not None:
-            if size != IMAGE_SIZE or renderer != "gl":
-                raise InputError("--size and --renderer apply to the mesh; --avatar frames have the network's size")
             return _render_avatar(None, sha, name="<motion>", data=motion.data, output=output, flame=flame,
                                   shape=shape, audio=audio, verts=verts, assets=assets, device=device,
                                   progress=progress, avatar=avatar, tracked=tracked,
@@ -118,8 +143,6 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         if isinstance(audio, (str, os.PathLike)) and is_stream_path(audio):
             audio = stack.enter_context(input_file(audio))[0]  # a FIFO: read once, into a temp file
         if avatar is not None:
-            if size != IMAGE_SIZE or renderer != "gl":
-                raise InputError("--size and --renderer apply to the mesh; --avatar frames have the network's size")
             return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
                                   audio=audio, verts=verts, assets=assets, device=device, progress=progress,
                                   avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
@@ -310,8 +333,6 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
 
     if _is_h5(output):
         raise InputError("--avatar renders frames; -o FILE.h5 (vertices only) does not apply")
-    if shape is not None or verts is not None:
-        raise InputError("--shape and --verts do not apply to --avatar (the avatar carries its own FLAME shape)")
     if is_frames_dir(output) and audio is not None:
         raise InputError("--audio needs a video output; -o DIR/ writes PNG frames only")
     if path is not None and sniff_kind(path) == "vertices":
@@ -352,10 +373,11 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
     if is_stdio(output):
         raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
     video_container(output)
-    from artalk_core.fileio import input_file
+    from artalk_core.fileio import existing_file, input_file
 
     # A FIFO or /dev/stdin is read once into a temp file (a regular file is used as it is).
     with input_file(video) as (video_path, _, _), input_file(audio) as (audio_path, _, audio_name):
+        existing_file(video_path, "video file")  # before hashing it
         stream = iter_audio(audio_path, label=audio_name)
         meta = provenance("artalk mux", inputs={"video": sha256_file(video_path), "audio": stream.sha256})
         mux_video(video_path, iter(stream), output, meta=meta)  # the decoded blocks, read as the video is copied
