@@ -7,9 +7,10 @@ returns a JSON-ready dict; :func:`format_description` turns it into readable tex
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -92,9 +93,16 @@ def _describe_safetensors(source: Source, name: str) -> dict[str, Any]:
     if header is None:
         raise FormatError(f"{name} is a truncated or corrupt safetensors file")
     meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise FormatError(f"{name} is a corrupt safetensors file: its __metadata__ is not an object")
     tensors = [{"name": k, "dtype": v.get("dtype"), "shape": v.get("shape")}
                for k, v in sorted(header.items()) if isinstance(v, dict)]
-    params = sum(int(np.prod(t["shape"])) for t in tensors if isinstance(t["shape"], list))
+    for t in tensors:
+        shape = t["shape"]
+        if not isinstance(shape, list) or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape):
+            raise FormatError(f"{name} is a corrupt safetensors file: tensor {t['name']!r} has the shape "
+                              f"{json.dumps(shape)[:40]}, not a list of sizes")
+    params = sum(math.prod(cast(list[int], t["shape"])) for t in tensors)  # Python ints: no overflow
     return {"format": "safetensors", "tensor_count": len(tensors), "parameters": params,
             "tensors": tensors[:50], "metadata": meta}
 

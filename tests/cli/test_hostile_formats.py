@@ -230,3 +230,57 @@ def test_an_avatar_config_with_huge_sizes_is_refused_before_building(artalk, tmp
         assert res.returncode == 2, res.stderr
         assert_clean_error(res, words, "larger than an avatar network can be")
     assert not (tmp_path / "a.mp4").exists()
+
+
+@pytest.mark.parametrize("text", ['{"DINO": {"depth": ' + HUGE_INT + "}}", '{"DINO": ' + "[" * DEEP + "]" * DEEP + "}"])
+def test_config_json_with_huge_integers_or_deep_nesting(tmp_path, text) -> None:
+    from artalk_core.errors import ConfigError
+    from artalk_core.model.config import ModelConfig
+    from artalk_core.render.avatar.config import AvatarConfig
+
+    (tmp_path / "c.json").write_text(text)
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        AvatarConfig.from_json(tmp_path / "c.json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        ModelConfig.from_file(tmp_path / "c.json")
+
+
+def _safetensors(header: dict[str, Any], data: bytes = b"\0" * 424) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+@pytest.mark.parametrize("header", [
+    {"motion": {"dtype": "F32", "shape": ["a", 106], "data_offsets": [0, 424]}},
+    {"motion": {"dtype": "F32", "shape": [[1], 106], "data_offsets": [0, 424]}},
+    {"motion": {"dtype": "F32", "shape": [10**30, 106], "data_offsets": [0, 424]}},
+    {"__metadata__": [1], "motion": {"dtype": "F32", "shape": [1, 106], "data_offsets": [0, 424]}},
+])
+def test_hostile_safetensors_headers(artalk, tmp_path, header) -> None:
+    (tmp_path / "x.safetensors").write_bytes(_safetensors(header))
+    for args in (["info", tmp_path / "x.safetensors"], ["export", tmp_path / "x.safetensors", "-o", tmp_path / "x.glb"]):
+        res = artalk(*args)
+        assert res.returncode in (0, 2), (args, res.stderr)
+        assert "unexpected" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_vertices_that_the_file_does_not_hold_are_refused(artalk, tmp_path) -> None:
+    """A 2 KB HDF5 file announcing a billion frames (unwritten data reads as zeros) rendered for
+    54 hours; a bad frames or fps attribute was an unexpected ValueError."""
+    import h5py
+
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f.create_dataset("vertices", shape=(10**9, 5023, 3), dtype="f4", chunks=(1, 5023, 3))
+        f.create_dataset("faces", data=np.zeros((1, 3), np.int32))
+    res = artalk("render", tmp_path / "v.h5", "-o", tmp_path / "v.mp4", "--size", "32")
+    assert res.returncode == 2, res.stderr
+    assert_clean_error(res, "announces [1000000000, 5023, 3] values but the file does not hold them")
+    for attr, value in (("frames", "many"), ("fps", "fast")):
+        with h5py.File(tmp_path / "w.h5", "w") as f:
+            f.create_dataset("vertices", data=np.zeros((2, 3, 3), np.float32))
+            f.create_dataset("faces", data=np.zeros((1, 3), np.int32))
+            f.attrs[attr] = value
+        res = artalk("render", tmp_path / "w.h5", "-o", tmp_path / "v.mp4", "--size", "32")
+        assert res.returncode == 2, res.stderr
+        assert_clean_error(res, attr)
+    assert not (tmp_path / "v.mp4").exists()
