@@ -22,12 +22,11 @@ from artalk_core.errors import ArtalkError, AudioError, InputError
 from artalk_core.fileio import (
     PathLike,
     check_not_input,
-    input_file,
-    is_stream_path,
     make_folder,
     parse_json,
     sha256_bytes,
     sha256_file,
+    spooled,
 )
 from artalk_core.progress import OptionalProgress
 
@@ -157,9 +156,8 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
                              shape=opts.shape)
     check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
-        if opts.audio is not None and is_stream_path(opts.audio):
-            # a FIFO or /dev/stdin: read once, into a temp file
-            opts = opts.replace(audio=stack.enter_context(input_file(opts.audio))[0])
+        # FIFOs, /dev/stdin, <(...): read once, into temp files
+        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in ("audio", "shape", "flame", "watermark")})
         if opts.keep is not None:
             make_folder(opts.keep)
             return _run(Path(opts.keep), opts, out, stem, progress)

@@ -46,7 +46,7 @@ from artalk_core.constants import (
     SHAPE_DIM,
 )
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, provenance, sha256_file
+from artalk_core.fileio import PathLike, check_not_input, provenance, sha256_file, spooled
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -241,6 +241,7 @@ def export(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
     check_not_input(gltf_outputs(output), {"INPUT": input, "--shape": shape, "--embed-audio": embed_audio,
                                            **asset_inputs(assets, {"--flame": flame})})
     with contextlib.ExitStack() as stack:
+        flame, shape = spooled(stack, flame), spooled(stack, shape)  # a FIFO: read once, into a temp file
         audio: tuple[Path, str] | None = None
         if embed_audio is not None:
             # a FIFO or <(...) is read once, into a temp file, like every other input

@@ -121,7 +121,9 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
     if path_in is not None and not is_stdio(path_in) and not is_stream_path(path_in):
         yield Path(path_in), "", str(path_in)
         return
-    fd, name = tempfile.mkstemp(prefix="artalk-input-")
+    # a named FIFO keeps its extension (shape.npy), for readers that go by it
+    sfx = Path(str(path_in)).suffix if path_in is not None and not is_stdio(path_in) else ""
+    fd, name = tempfile.mkstemp(prefix="artalk-input-", suffix=sfx if sfx.isascii() and len(sfx) <= 16 else "")
     path = Path(name)
     try:
         h = hashlib.sha256()
@@ -150,6 +152,15 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def spooled(stack: contextlib.ExitStack, path: Any) -> Any:
+    """``path`` as it is, or for a stream path (a FIFO, ``<(...)``: see :func:`is_stream_path`) a
+    temp copy living as long as ``stack``: side inputs (``--shape``, ``--flame``...) are read more
+    than once (loaded, then hashed), which a pipe cannot be."""
+    if not isinstance(path, (str, os.PathLike)) or is_stdio(path) or not is_stream_path(path):
+        return path
+    return stack.enter_context(input_file(path))[0]
 
 
 # ---- outputs ------------------------------------------------------------------------------

@@ -170,6 +170,9 @@ def load_shape(path: PathLike) -> Any:
     if not p.is_file():
         raise InputError(f"shape file not found: {p}")
     suffix = p.suffix.lower()
+    if suffix not in (".npy", ".npz", ".safetensors", ".json", ".txt", ".csv"):
+        with open(p, "rb") as f:  # no telling extension (a <(...) pipe): .npy by its magic, else torch
+            suffix = ".npy" if f.read(6) == b"\x93NUMPY" else suffix
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)

@@ -17,7 +17,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, is_stdio, is_stream_path, provenance
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, provenance, spooled
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
@@ -116,6 +116,26 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         from artalk_core.video import video_container
 
         video_container(output)  # refuse x.avi before rendering anything
+    with contextlib.ExitStack() as stack:
+        # side inputs given as FIFOs or <(...): read once, into temp files
+        flame, shape, watermark = (spooled(stack, p) for p in (flame, shape, watermark))
+        if isinstance(audio, (str, os.PathLike)):
+            audio = spooled(stack, audio)
+        return _render_input(stack, input, output=output, flame=flame, shape=shape, audio=audio, verts=verts,
+                             size=size, renderer=renderer, background=background, color=color, assets=assets,
+                             device=device, allow_standin=allow_standin, progress=progress, avatar=avatar,
+                             tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
+                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
+
+
+def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike,
+                  flame: PathLike | None, shape: PathLike | None, audio: PathLike | bytes | Audio | None,
+                  verts: PathLike | None, size: int, renderer: str, background: Color, color: Color,
+                  assets: PathLike | None, device: str, allow_standin: bool, progress: OptionalProgress,
+                  avatar: str | PathLike | None, tracked: PathLike | None, avatar_checkpoint: PathLike | None,
+                  avatar_config: PathLike | None, avatar_noise: str, watermark: PathLike | None, seed: int,
+                  force: bool) -> RenderResult:
+    """:func:`render` once its options are checked: motion data as it is, a file (or stdin) block by block."""
     from artalk_core.fileio import input_file
     from artalk_core.formats.motion import Motion
 
@@ -138,19 +158,16 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
-    with contextlib.ExitStack() as stack:
-        path, input_sha, name = stack.enter_context(input_file(input))
-        if isinstance(audio, (str, os.PathLike)) and is_stream_path(audio):
-            audio = stack.enter_context(input_file(audio))[0]  # a FIFO: read once, into a temp file
-        if avatar is not None:
-            return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
-                                  audio=audio, verts=verts, assets=assets, device=device, progress=progress,
-                                  avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
-                                  avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
-                                  seed=seed, force=force)
-        return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
-                       verts=verts, size=size, renderer=renderer, background=background, color=color,
-                       assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
+    path, input_sha, name = stack.enter_context(input_file(input))
+    if avatar is not None:
+        return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
+                              audio=audio, verts=verts, assets=assets, device=device, progress=progress,
+                              avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
+                              avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
+                              seed=seed, force=force)
+    return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
+                   verts=verts, size=size, renderer=renderer, background=background, color=color,
+                   assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
 
 
 def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,

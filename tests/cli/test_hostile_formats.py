@@ -284,3 +284,30 @@ def test_vertices_that_the_file_does_not_hold_are_refused(artalk, tmp_path) -> N
         assert res.returncode == 2, res.stderr
         assert_clean_error(res, attr)
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_side_inputs_read_from_fifos(artalk, tmp_path) -> None:
+    """--shape and --flame as FIFOs (or <(...)) were 'not found' or read twice (loaded, then hashed)."""
+    import io
+
+    from artalk_core.formats.motion import write_motion
+    from artalk_core.formats.vertices import read_vertices
+    from tests.cli.test_hostile import Fifo
+
+    write_motion(tmp_path / "m.safetensors", 0.1 * np.ones((3, 106), np.float32))
+    buf = io.BytesIO()
+    np.save(buf, np.full(300, 0.5, np.float32))
+    np.save(tmp_path / "shape.npy", np.full(300, 0.5, np.float32))
+    flame = FIXTURE / "flame_synthetic.pt"
+    res = artalk("render", tmp_path / "m.safetensors", "--shape", tmp_path / "shape.npy", "--flame", flame,
+                 "-o", tmp_path / "files.h5")
+    assert res.returncode == 0, res.stderr
+    with Fifo(tmp_path, "shape.fifo", buf.getvalue()) as shape, Fifo(tmp_path, "flame.fifo", flame.read_bytes()) as fl:
+        res = artalk("render", tmp_path / "m.safetensors", "--shape", shape, "--flame", fl, "-o", tmp_path / "fifo.h5")
+    assert res.returncode == 0, res.stderr
+    with read_vertices(tmp_path / "files.h5") as a, read_vertices(tmp_path / "fifo.h5") as b:
+        np.testing.assert_array_equal(np.stack(list(a)), np.stack(list(b)))
+        assert a.meta["shape_sha256"] == b.meta["shape_sha256"] and a.meta["head_sha256"] == b.meta["head_sha256"]
+    with Fifo(tmp_path, "shape2.fifo", buf.getvalue()) as shape:
+        res = artalk("export", tmp_path / "m.safetensors", "--shape", shape, "--flame", flame, "-o", tmp_path / "t.glb")
+    assert res.returncode == 0, res.stderr
