@@ -206,9 +206,11 @@ curves = [(a.name, fc) for a in bpy.data.actions for fc in fcurves(a)]
 # Blender 3.4's importer widens a shape key's slider range (default 0..1, which clamps the value) by
 # the first keyframe's weight only (coords[1:2] where coords[1::2] was meant), so later negative or
 # > 1 weights are clipped: widen each range to all its keyframes, as the importer means to.
-for _, fc in curves:
-    if fc.data_path.startswith("key_blocks"):
-        kb = obj.data.shape_keys.path_resolve(fc.data_path.rsplit(".", 1)[0])
+# (docs/cli_files.md gives users the same lines)
+for key in bpy.data.shape_keys:
+    action = key.animation_data.action if key.animation_data else None
+    for fc in fcurves(action) if action else []:
+        kb = key.path_resolve(fc.data_path.rsplit(".", 1)[0])
         values = [p.co.y for p in fc.keyframe_points]
         kb.slider_min, kb.slider_max = min(kb.slider_min, *values), max(kb.slider_max, *values)
 paths = sorted({fc.data_path for _, fc in curves})
