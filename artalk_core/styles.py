@@ -32,9 +32,16 @@ def suggest(name: str, choices: list[str]) -> str:
     return f"did you mean {', '.join(close)}? " if close else ""
 
 
-def style_label(style: str | None) -> str:
-    """The label a ``--style`` value is recorded (and named in files) under: ``default`` for no style."""
-    return "default" if style is None or style.lower() in NO_STYLE_NAMES else style
+def style_label(style: Any) -> str:
+    """The label a style is recorded (and named in files) under, as :func:`resolve_style` gives it:
+    ``default`` for no style, the name or path as given, a :class:`Style`'s own label, ``array``."""
+    if isinstance(style, Style):
+        return style.label
+    if isinstance(style, os.PathLike):
+        style = os.fspath(style)
+    if style is None or (isinstance(style, str) and style.lower() in NO_STYLE_NAMES):
+        return "default"
+    return style if isinstance(style, str) else "array"
 
 
 def style_file(style: Any, *, assets: PathLike | None = None) -> Path | None:

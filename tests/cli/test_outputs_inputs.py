@@ -125,3 +125,14 @@ def test_motion_stored_as_a_frame_name_survives(artalk, motion, tmp_path) -> Non
         assert_clean_error(res, "frame_000009.png")
         assert (out / "frame_000009.png").read_bytes() == motion.read_bytes()
         assert [p.name for p in out.iterdir()] == ["frame_000009.png"]
+
+
+def test_keep_names_follow_any_style_value(tmp_path) -> None:
+    """--keep file names are known before any work for every style value the API takes (the web
+    app passes a Style object)."""
+    from artalk_core.styles import Style, style_label
+
+    assert style_label(None) == style_label("None") == "default"
+    assert style_label("happy_1") == "happy_1" and style_label(tmp_path / "s.pt") == str(tmp_path / "s.pt")
+    assert style_label(Style(motion=np.zeros((50, 106), np.float32), label="upload", sha256="")) == "upload"
+    assert style_label(np.zeros((50, 106), np.float32)) == "array"
