@@ -149,11 +149,6 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
         check_tts_options(engine=opts.tts_engine, voice=opts.voice)
     elif opts.voice is not None:
         raise InputError("--voice applies to --text (the speech is spoken by espeak-ng); AUDIO is used as it is")
-    if opts.avatar is not None:
-        from artalk_core.render.stage import check_avatar_options
-
-        check_avatar_options(size=opts.size, renderer=opts.renderer, background=opts.background, color=opts.color,
-                             shape=opts.shape)
     check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         # FIFOs, /dev/stdin, <(...): read once, into temp files

@@ -72,6 +72,12 @@ def register(app: typer.Typer) -> None:
             from artalk_core.animate import animate
             from artalk_core.tts import read_text, text_source
 
+            if avatar is not None:
+                from artalk_core.render.stage import check_avatar_options
+
+                # here, not in animate(): a batch's mesh defaults reach its avatar rows through it
+                check_avatar_options(size=size, renderer=renderer, background=background, color=color, shape=shape)
+
             with ProgressBars(quiet) as bar:
                 res = animate(audio, text=None if text is None else read_text(text),
                               read_from={"--text": None if text is None else text_source(text)},
