@@ -2,7 +2,8 @@
 
 Every message prints user-supplied text (file names, style names, languages, library messages)
 literally: nothing here passes text through rich markup, so ``a[bold]b.wav`` shows as is and
-``[/]`` never raises. Styles (a red ``error:``) are applied to fixed prefixes only.
+``[/]`` never raises; control characters in it are shown escaped (``\x1b``). Styles (a red
+``error:``) are applied to fixed prefixes only.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def reset_consoles() -> None:
 
 
 def _line(prefix: str, style: str, message: object) -> Text:
+    from artalk_core.text import printable
+
     text = Text()
     if prefix:
         text.append(prefix, style=style)
         text.append(" ")
-    text.append(str(message))
+    text.append(printable(str(message), keep_lines=True))  # a name with \x1b[... cannot drive the terminal
     return text
 
 

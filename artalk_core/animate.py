@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 import tempfile
 from collections.abc import Callable
@@ -23,11 +22,11 @@ from artalk_core.errors import ArtalkError, AudioError, InputError
 from artalk_core.fileio import (
     PathLike,
     check_not_input,
-    input_file,
-    is_stream_path,
     make_folder,
+    parse_json,
     sha256_bytes,
     sha256_file,
+    spooled,
 )
 from artalk_core.progress import OptionalProgress
 
@@ -71,9 +70,10 @@ def _matches(meta: dict[str, str] | None, **want: str) -> bool:
 
 def _options(meta: dict[str, str] | None) -> dict[str, Any]:
     try:
-        return json.loads((meta or {}).get("options", "{}"))
-    except ValueError:
+        value = parse_json((meta or {}).get("options", "{}"), "the options of a kept file")
+    except ArtalkError:
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -123,39 +123,73 @@ class AnimateOptions:
 
 
 def animate(audio: PathLike | AnimateOptions | None = None, *, progress: OptionalProgress = None,
-            **options: Any) -> AnimateResult:
+            read_from: dict[str, Any] | None = None, **options: Any) -> AnimateResult:
     """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``.
 
     ``animate("speech.wav", style="natural_0", size=256)``: the keywords are the fields of
     :class:`AnimateOptions` (TypeError for an unknown one); or ``animate(AnimateOptions(...))``,
-    with keywords overriding its fields.
+    with keywords overriding its fields. ``read_from``: files the caller read the options from
+    (by flag: the CLI's ``--text @notes.txt``), which no output may replace either.
     """
     opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else AnimateOptions(audio=audio, **options)
     if (opts.audio is None) == (opts.text is None):
         raise InputError("give either an audio file or --text (not both)")
-    if opts.glb is not None and Path(opts.glb).suffix.lower() not in (".glb", ".gltf"):
-        raise InputError(f"--glb {opts.glb}: name the glTF output *.glb or *.gltf")
-    style_label = opts.style or "default"
     stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
     look = "mesh" if opts.avatar is None else _slug(Path(str(opts.avatar)).name)
-    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(style_label)}_{look}.mp4")
+    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(opts.style or 'default')}_{look}.mp4")
     from artalk_core.pipeline import check_precision
     from artalk_core.video import video_container
 
-    check_not_input({"-o": out}, {"AUDIO": opts.audio, "--style": opts.style, "--shape": opts.shape,
-                                  "--flame": opts.flame, "--checkpoint": opts.checkpoint,
-                                  "--model-config": opts.model_config})
+    check_not_input(_outputs(opts, out, stem), {**_inputs(opts), **(read_from or {})})
     video_container(out)  # a container we cannot write is refused before any work
+    if opts.text is not None:
+        from artalk_core.tts import check_tts_options, normalize_lang
+
+        normalize_lang(opts.lang)
+        check_tts_options(engine=opts.tts_engine, voice=opts.voice)
+    elif opts.voice is not None:
+        raise InputError("--voice applies to --text (the speech is spoken by espeak-ng); AUDIO is used as it is")
     check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
-        if opts.audio is not None and is_stream_path(opts.audio):
-            # a FIFO or /dev/stdin: read once, into a temp file
-            opts = opts.replace(audio=stack.enter_context(input_file(opts.audio))[0])
+        # FIFOs, /dev/stdin, <(...): read once, into temp files
+        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in ("audio", "shape", "flame", "watermark")})
         if opts.keep is not None:
             make_folder(opts.keep)
             return _run(Path(opts.keep), opts, out, stem, progress)
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="artalk-"))
         return _run(Path(tmp), opts, out, stem, progress)
+
+
+def _outputs(o: AnimateOptions, out: Path, stem: str) -> dict[str, Any]:
+    """Every file `animate` may write: the video, the glTF (and its .bin), the --keep intermediates."""
+    from artalk_core.export import gltf_outputs
+    from artalk_core.styles import style_label
+
+    files: dict[str, Any] = {"-o": out}
+    if o.glb is not None:
+        try:
+            files.update(gltf_outputs(o.glb, "--glb"))
+        except InputError:
+            raise InputError(f"--glb {o.glb}: name the glTF output *.glb or *.gltf") from None
+    if o.keep is not None:
+        keep, label = Path(o.keep), _slug(style_label(o.style))
+        files["--keep"] = [keep / f"{stem}.wav", keep / f"{stem}.features.safetensors",
+                           keep / f"{stem}_{label}.motion.safetensors", keep / f"{stem}_{label}.h5"]
+    return files
+
+
+def _inputs(o: AnimateOptions) -> dict[str, Any]:
+    """Every file `animate` reads (given, or found in the asset folder)."""
+    from artalk_core.assets import asset_inputs
+    from artalk_core.generation import model_inputs
+
+    files = {**model_inputs(input=o.audio, style=o.style, checkpoint=o.checkpoint, model_config=o.model_config,
+                            assets=o.assets, role="AUDIO"),
+             "--shape": o.shape, **asset_inputs(o.assets, {"--flame": o.flame})}
+    if o.avatar is not None:
+        files.update({"--avatar": o.avatar, "--avatar-config": o.avatar_config, "--watermark": o.watermark,
+                      **asset_inputs(o.assets, {"--tracked": o.tracked, "--avatar-checkpoint": o.avatar_checkpoint})})
+    return files
 
 
 def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: OptionalProgress) -> AnimateResult:

@@ -103,18 +103,20 @@ class Animator:
     def render(self, motion: Motion | np.ndarray | PathLike, *, path: PathLike, audio: AudioLike | None = None,
                shape: PathLike | None = None, size: int = IMAGE_SIZE, renderer: str = "gl",
                background: Any = BACKGROUND_COLOR, color: Any = MESH_COLOR, verts: PathLike | None = None,
-               progress: OptionalProgress = None) -> RenderResult:
+               force: bool = False, progress: OptionalProgress = None) -> RenderResult:
         """Render ``motion`` (a :class:`Motion`, an array float32 [T,106] or a motion file) to an MP4
         at ``path`` (the speech muxed in when ``audio`` is given), or to PNG frames for ``path``
-        ending in ``/``. Data is rendered as it is, with no file in between. With an avatar
+        ending in ``/`` (a new or empty folder, or one holding a previous frames set; ``force``:
+        beside other files). Data is rendered as it is, with no file in between. With an avatar
         (``Animator(avatar=...)``) the photoreal head is rendered (``shape``, ``size``,
-        ``renderer``, ``background``, ``color`` and ``verts`` do not apply)."""
+        ``renderer``, ``background``, ``color`` and ``verts`` given away from their defaults are
+        refused: they apply to the mesh only)."""
         from artalk_core.render.stage import render
 
         return render(motion, output=path, flame=self.flame, shape=shape,
                       audio=None if audio is None else self._audio(audio), verts=verts, size=size,
                       renderer=renderer, background=background, color=color, assets=self.assets,
-                      device=self.device, progress=progress, **self.avatar_options)
+                      device=self.device, progress=progress, force=force, **self.avatar_options)
 
     def export(self, motion: Motion | PathLike, path: PathLike, *, shape: PathLike | None = None,
                fps: float = FPS, embed_audio: PathLike | None = None,

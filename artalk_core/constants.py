@@ -14,6 +14,9 @@ MOTION_DIM: int = 106
 """Channels of one motion frame."""
 EXP_DIM: int = 100
 SHAPE_DIM: int = 300
+SHAPE_MAX_ABS: float = 100.0
+"""Largest FLAME shape (identity) value accepted: shapes are in standard deviations (real heads
+within about +-5); far beyond, the head is not a head, and at 1e20 float32 skinning overflows."""
 NUM_JOINTS: int = 5
 """FLAME joints: 0 root (global rotation), 1 neck, 2 jaw, 3 left eye (+x), 4 right eye."""
 EXP_SLICE = slice(0, 100)
@@ -25,6 +28,9 @@ JAW_SLICE = slice(103, 106)
 JAW_OPEN_CHANNEL: int = 103
 JAW_YZ_SLICE = slice(104, 106)
 CHANNEL_LAYOUT: str = "expression[0:100],global_rotation[100:103],jaw_rotation[103:106]"
+
+MAX_EXPORT_FPS: float = 1000.0
+"""Highest keyframe rate of a glTF export (``artalk export --fps``)."""
 
 # Model chunking
 CHUNK_FRAMES: int = 100
@@ -67,6 +73,10 @@ MATERIAL_SPECULAR: float = 0.6
 SHININESS: float = 10.0
 VIDEO_CRF: int = 18
 
+# Untrusted JSON (glTF documents, motion streams, metadata): longer integers are refused, since
+# Python converts them in quadratic time (a file of 4000-digit numbers would parse for minutes)
+JSON_MAX_INT_DIGITS: int = 100
+
 # File names of the reference tool's asset folder
 CHECKPOINT_NAME: str = "ARTalk_wav2vec.pt"
 CHECKPOINT_NAMES: dict[str, str] = {"wav2vec": CHECKPOINT_NAME, "mimi": "ARTalk_mimi.pt"}
@@ -88,6 +98,14 @@ METRICS_MM: float = 1000.0
 """Vertices are in metres; the metrics are in millimetres."""
 FDD_SCALE: float = 100.0
 """FDD is reported x100, as the reference does."""
+
+# Photoreal avatar (GAGAvatar) config limits: sizes from --avatar-config are checked against these
+# before any module is built (a depth of 10**9 builds for ever, a width of 2**40 overflows torch's
+# storage size even on the meta device); the released network is far inside them
+AVATAR_MAX_SIZE: int = 1 << 16
+"""Largest width, image size, channel count or point count of an avatar network."""
+AVATAR_MAX_REPEATS: int = 64
+"""Largest repeat count (ViT depth, mapping layers, harmonics, MLP ratio) of an avatar network."""
 
 # Batch runs (`artalk batch`)
 BATCH_OUTPUT_KINDS: tuple[str, ...] = ("mp4", "motion", "vertices", "glb")

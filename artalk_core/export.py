@@ -26,6 +26,7 @@ LINEAR interpolation. The animation data is written block by block (bounded memo
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artalk_core.constants import EXP_DIM, EXP_SLICE, FPS, GLOBAL_ROT_SLICE, JAW_SLICE, MESH_COLOR, SHAPE_DIM
-from artalk_core.errors import InputError, OutputError
-from artalk_core.fileio import PathLike, provenance, sha256_file
+from artalk_core.constants import (
+    EXP_DIM,
+    EXP_SLICE,
+    FPS,
+    GLOBAL_ROT_SLICE,
+    JAW_SLICE,
+    MAX_EXPORT_FPS,
+    MESH_COLOR,
+    SHAPE_DIM,
+)
+from artalk_core.errors import InputError
+from artalk_core.fileio import PathLike, check_not_input, provenance, sha256_file, spooled
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -183,28 +193,32 @@ def skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
             for s in range(n_sets)]
 
 
-def _check_fps(fps: float) -> float:
+def check_fps(fps: float) -> float:
+    """The keyframe rate as a float: a finite number above 0 and at most MAX_EXPORT_FPS (InputError)."""
     try:
         value = float(fps)
     except (TypeError, ValueError):
-        raise InputError(f"fps must be a number, got {fps!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > 1000:
-        raise InputError(f"fps must be a positive number up to 1000, got {fps}")
+        raise InputError(f"--fps must be a number, got {fps!r}") from None
+    if not math.isfinite(value):
+        raise InputError(f"--fps must be a finite number (keyframes per second), got {fps}")
+    if value <= 0 or value > MAX_EXPORT_FPS:
+        raise InputError(f"--fps must be above 0 and at most {MAX_EXPORT_FPS:g}, got {fps:g}")
     return value
 
 
-def _check_output(output: PathLike, input_path: Path | None) -> None:
+def gltf_outputs(output: PathLike, flag: str = "-o") -> dict[str, Path]:
+    """The files a glTF export to ``output`` writes, by what names them: the file, and for a
+    ``.gltf`` the ``.bin`` beside it (for :func:`~artalk_core.fileio.check_not_input`).
+    InputError for a name that is neither ``.glb`` nor ``.gltf``."""
     from artalk_core.formats.gltf import bin_name
 
     out = Path(output)
     if out.suffix.lower() not in (".glb", ".gltf"):
         raise InputError(f"cannot tell the glTF container from {output}: name the output *.glb or *.gltf")
-    if input_path is None:
-        return
-    targets = [out] + ([out.with_name(bin_name(out))] if out.suffix.lower() == ".gltf" else [])
-    for t in targets:
-        if t.exists() and input_path.exists() and t.resolve() == input_path.resolve():
-            raise OutputError(f"refusing to overwrite the input {input_path} with the export")
+    files = {flag: out}
+    if out.suffix.lower() == ".gltf":
+        files[f"the .bin of {flag}"] = out.with_name(bin_name(out))
+    return files
 
 
 def export(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None = None,
@@ -220,21 +234,32 @@ def export(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
     ``embed_audio``: an audio file stored in the buffer (``asset.extras.audio``; glTF has no
     ratified audio extension, so players ignore it). InputError / AssetError / OutputError.
     """
+    from artalk_core.assets import asset_inputs
     from artalk_core.fileio import input_file
 
-    rate = _check_fps(fps)
-    _check_output(output, None)
-    if embed_audio is not None and not Path(embed_audio).is_file():
-        raise InputError(f"audio to embed not found: {embed_audio}")
-    with input_file(input) as (path, input_sha, name):
-        _check_output(output, path)
+    rate = check_fps(fps)
+    check_not_input(gltf_outputs(output), {"INPUT": input, "--shape": shape, "--embed-audio": embed_audio,
+                                           **asset_inputs(assets, {"--flame": flame})})
+    with contextlib.ExitStack() as stack:
+        flame, shape = spooled(stack, flame), spooled(stack, shape)  # a FIFO: read once, into a temp file
+        audio: tuple[Path, str] | None = None
+        if embed_audio is not None:
+            # a FIFO or <(...) is read once, into a temp file, like every other input
+            audio_path, _, audio_label = stack.enter_context(input_file(embed_audio))
+            if not audio_path.exists():
+                raise InputError(f"audio to embed not found: {embed_audio}")
+            if not audio_path.is_file():
+                raise InputError(f"audio to embed is not a file: {embed_audio}")
+            audio = (audio_path, Path(audio_label).name)
+        path, input_sha, name = stack.enter_context(input_file(input))
         return _export(path, input_sha, name=name, output=output, flame=flame, shape=shape, fps=rate,
-                       embed_audio=embed_audio, assets=assets, allow_standin=allow_standin, progress=progress)
+                       embed_audio=audio, assets=assets, allow_standin=allow_standin, progress=progress)
 
 
 def _export(path: Path, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
-            shape: PathLike | None, fps: float, embed_audio: PathLike | None, assets: PathLike | None,
+            shape: PathLike | None, fps: float, embed_audio: tuple[Path, str] | None, assets: PathLike | None,
             allow_standin: bool, progress: OptionalProgress) -> ExportResult:
+    """:func:`export` of a motion file on disk; ``embed_audio``: (the file to read, its name)."""
     from artalk_core.flame import load_shape, resolve_flame
     from artalk_core.formats.gltf import FORMAT_NAME, FORMAT_VERSION, write_gltf
     from artalk_core.formats.motion import MotionReader
@@ -249,9 +274,9 @@ def _export(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
         if shape is not None:
             inputs["shape"] = sha256_file(shape)
         if embed_audio is not None:
-            inputs["audio"] = sha256_file(embed_audio)
+            inputs["audio"] = sha256_file(embed_audio[0])
         options = {"fps": fps, "shape": str(shape) if shape else None,
-                   "embed_audio": str(embed_audio) if embed_audio else None}
+                   "embed_audio": embed_audio[1] if embed_audio else None}
         meta: dict[str, Any] = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
             **provenance("artalk export", options=options, inputs=inputs),
@@ -260,7 +285,7 @@ def _export(path: Path, input_sha: str, *, name: str, output: PathLike, flame: P
             "morph_weights": "exp_00..exp_99 = motion[0:100]; pose_<joint>_<r><c> = (R_joint - I)[r][c]",
         }
         builder, fill = build_document(rig, motion.frames, fps, _blocks(motion, rig), meta=meta,
-                                       audio=Path(embed_audio) if embed_audio is not None else None,
+                                       audio=embed_audio,
                                        progress=lambda done: report(progress, "export", done, motion.frames))
         bin_path = write_gltf(output, builder, fill)
     return ExportResult(output=Path(output), frames=motion.frames, fps=fps, head=head_label,
@@ -294,10 +319,11 @@ def _audio_mime(head: bytes) -> str:
 
 
 def build_document(rig: Rig, frames: int, fps: float, blocks: Iterator[Keys], *, meta: dict[str, Any],
-                   audio: Path | None = None,
+                   audio: Path | tuple[Path, str] | None = None,
                    progress: Callable[[int], None] | None = None) -> tuple[GltfBuilder, Filler]:
     """The glTF document of ``rig`` animated by ``frames`` frames (``blocks`` of :class:`Keys`),
-    and the function that streams the animation (and the ``audio`` file's bytes) into its buffer."""
+    and the function that streams the animation (and the ``audio`` file's bytes) into its buffer.
+    ``audio``: a file, or (the file to read, the name to record)."""
     import pygltflib
 
     from artalk_core.formats.gltf import (
@@ -366,12 +392,15 @@ def build_document(rig: Rig, frames: int, fps: float, blocks: Iterator[Keys], *,
 
     extras = dict(meta)
     audio_seg = None
+    audio_name = ""
+    if isinstance(audio, tuple):
+        audio, audio_name = audio
     if audio is not None:
         size = audio.stat().st_size
         with open(audio, "rb") as fa:
             mime = _audio_mime(fa.read(1 << 16))
         audio_seg = b.layout.reserve(size)
-        extras["audio"] = {"bufferView": b.view(audio_seg), "mimeType": mime, "name": audio.name,
+        extras["audio"] = {"bufferView": b.view(audio_seg), "mimeType": mime, "name": audio_name or audio.name,
                            "byteLength": size, "start_s": 0.0}
     doc.asset = pygltflib.Asset(version="2.0", generator=f"artalk {meta.get('artalk_version', '')}".strip(),
                                 extras=extras)
@@ -413,5 +442,5 @@ def _write_keys(sink: BinSink, start: int, keys: Keys, w_seg: Any, root_seg: Any
             sink.write(seg.offset + 12 * start, keys.translations[:, j])
 
 
-__all__ = ["ExportResult", "JOINT_NAMES", "TARGET_NAMES", "NUM_TARGETS", "Rig", "Keys", "export", "frame_keys",
-           "skin_sets"]
+__all__ = ["ExportResult", "JOINT_NAMES", "TARGET_NAMES", "NUM_TARGETS", "Rig", "Keys", "check_fps", "export", "frame_keys",
+           "gltf_outputs", "skin_sets"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from artalk_core import __version__
+from artalk_core.constants import JSON_MAX_INT_DIGITS
 from artalk_core.errors import ArtalkError, FormatError, InputError, Interrupted, OutputError
 
 PathLike = str | os.PathLike
@@ -31,6 +32,27 @@ STDIO = "-"
 def is_stdio(path: PathLike | None) -> bool:
     """True for the ``-`` placeholder that means stdin (inputs) or stdout (outputs)."""
     return path is not None and str(path) == STDIO
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > JSON_MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {JSON_MAX_INT_DIGITS} are read)")
+    return int(text)
+
+
+def parse_json(data: str | bytes | bytearray, problem: str, *, error: type[ArtalkError] = FormatError) -> Any:
+    """JSON from a file, any failure as one ``error`` saying ``problem`` (``"x.gltf is not a glTF
+    file"``) and why: invalid JSON or UTF-8, an integer over :data:`JSON_MAX_INT_DIGITS` digits
+    (Python converts long integers in quadratic time) or nesting deeper than Python's recursion
+    limit (json raises RecursionError there)."""
+    try:
+        return json.loads(data, parse_int=_bounded_int)
+    except RecursionError:
+        raise error(f"{problem}: its JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise error(f"{problem}: it is not UTF-8 JSON") from None
+    except ValueError as e:  # JSONDecodeError, or an integer refused above
+        raise error(f"{problem}: its JSON cannot be read ({e})") from None
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -61,6 +83,17 @@ def read_input_bytes(path: PathLike) -> bytes:
         raise InputError(f"cannot read {p}: {e.strerror}") from e
 
 
+def existing_file(path: PathLike, what: str = "input file") -> Path:
+    """``path`` as a Path if it is a file to read; InputError ``{what} not found`` for a missing
+    path and ``{what} is a folder`` for a folder (before any hashing or decoding trips on them)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} is a folder, not a file: {p}")
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    return p
+
+
 def is_stream_path(path: PathLike) -> bool:
     """True for a path that can be read only once, front to back: a FIFO, ``/dev/stdin`` on a
     pipe, a bash ``<(...)`` (pipes), a socket. Such inputs are spooled like ``-``. Devices are not:
@@ -88,7 +121,9 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
     if path_in is not None and not is_stdio(path_in) and not is_stream_path(path_in):
         yield Path(path_in), "", str(path_in)
         return
-    fd, name = tempfile.mkstemp(prefix="artalk-input-")
+    # a named FIFO keeps its extension (shape.npy), for readers that go by it
+    sfx = Path(str(path_in)).suffix if path_in is not None and not is_stdio(path_in) else ""
+    fd, name = tempfile.mkstemp(prefix="artalk-input-", suffix=sfx if sfx.isascii() and len(sfx) <= 16 else "")
     path = Path(name)
     try:
         h = hashlib.sha256()
@@ -119,6 +154,15 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
             path.unlink()
 
 
+def spooled(stack: contextlib.ExitStack, path: Any) -> Any:
+    """``path`` as it is, or for a stream path (a FIFO, ``<(...)``: see :func:`is_stream_path`) a
+    temp copy living as long as ``stack``: side inputs (``--shape``, ``--flame``...) are read more
+    than once (loaded, then hashed), which a pipe cannot be."""
+    if not isinstance(path, (str, os.PathLike)) or is_stdio(path) or not is_stream_path(path):
+        return path
+    return stack.enter_context(input_file(path))[0]
+
+
 # ---- outputs ------------------------------------------------------------------------------
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
@@ -143,14 +187,16 @@ def writing(target: PathLike) -> Iterator[None]:
 
 
 def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
-    """Refuse (InputError, before any work) an output that is one of the inputs.
+    """Refuse (InputError, exit 2, before any work) an output that is one of the inputs.
 
-    ``outputs`` and ``inputs`` map an option name (``-o``, ``--verts``, ``INPUT``...) to a path;
-    None, ``-``, bytes and other non-path values are skipped. Paths are compared as files (same
-    device and inode), so a symlink, a hard link or another spelling of the input is caught; an
-    output that does not exist yet cannot be an input. An input ``-`` is stdin: when the shell
-    redirected a file into it (``< speech.wav``), that file counts. Outputs are also checked
-    against each other.
+    The one check of every command: ``outputs`` maps each file it may write, replace or delete
+    (``-o``, ``--verts``, the ``.bin`` of a ``.gltf``, ``--keep`` intermediates, the frames of
+    ``-o DIR/``...) and ``inputs`` each file it reads (INPUT, ``--audio``, ``--shape``, ``--style``,
+    the checkpoint...) from an option name to a path, or to a list of paths. None, ``-``, bytes and
+    other non-path values are skipped. Paths are compared as files (same device and inode), so a
+    symlink, a hard link or another spelling of the input is caught; an output that does not exist
+    yet cannot be an input. An input ``-`` is stdin: when the shell redirected a file into it
+    (``< speech.wav``), that file counts. Outputs are also checked against each other.
     """
     def ident(value: Any, *, is_input: bool = False) -> tuple[int, int] | None:
         if value is None or not isinstance(value, (str, os.PathLike)) or (is_stdio(value) and not is_input):
@@ -163,16 +209,23 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
             return None
         return st.st_dev, st.st_ino
 
+    def each(mapping: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        for role, value in mapping.items():
+            if isinstance(value, (list, tuple, set, frozenset)):
+                yield from ((role, v) for v in value)
+            else:
+                yield role, value
+
     seen: dict[tuple[int, int], str] = {}
-    for role, value in inputs.items():
+    for role, value in each(inputs):
         key = ident(value, is_input=True)
         if key is not None:
             seen.setdefault(key, f"the input {role} ({value})")
-    for role, value in outputs.items():
+    for role, value in each(outputs):
         key = ident(value)
         if key is None:
             continue
-        if key in seen:
+        if key in seen and seen[key] != f"the output {role}":
             raise InputError(f"{role} {value} is {seen[key]}: writing it would destroy that file; "
                              f"choose another output name")
         seen[key] = f"the output {role}"
@@ -193,14 +246,43 @@ def make_folder(path: PathLike) -> Path:
 
 
 def load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *, error: type[ArtalkError] = FormatError,
-               mmap: bool = False) -> Any:
+               mmap: bool = False, stored_only: bool = False) -> Any:
     """What a ``torch.save`` file holds, loaded with ``weights_only=True`` (no code runs).
 
     Any failure is one ``error`` naming the file: refused pickled objects ("not a plain tensor
     file") or a truncated/corrupt file (zip or legacy format alike: torch raises anything from
     EOFError to IndexError there). PyTorch's own message is not passed on: it suggests retrying
     with ``weights_only=False``, which would run code from the file.
+
+    ``stored_only`` (data read as values: motion, styles, shapes): refuse a tensor that holds more
+    values than the file stores, a view such as ``zeros(1, 106).expand(10**9, 106)`` (2 KB on disk,
+    424 GB once read), so the work is bounded by the file's real content.
     """
+    obj = _load_torch(source, name, error=error, mmap=mmap)
+    if stored_only:
+        _check_stored(obj, name, error)
+    return obj
+
+
+def _check_stored(obj: Any, name: str, error: type[ArtalkError], depth: int = 0) -> None:
+    """Every tensor in ``obj`` (nested in dicts, lists, tuples) holds at most the values its storage holds."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        logical, stored = obj.numel() * obj.element_size(), obj.untyped_storage().nbytes()
+        if logical > stored:
+            raise error(f"{name} holds a {list(obj.shape)} tensor over only {stored} stored bytes (a broadcast "
+                        f"view, as expand() makes): save a real copy, tensor.clone()")
+    elif isinstance(obj, dict) and depth < 8:
+        for value in obj.values():
+            _check_stored(value, name, error, depth + 1)
+    elif isinstance(obj, (list, tuple)) and depth < 8:
+        for value in obj:
+            _check_stored(value, name, error, depth + 1)
+
+
+def _load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *, error: type[ArtalkError],
+                mmap: bool) -> Any:
     import pickle
 
     import torch

@@ -49,6 +49,19 @@ def check_seed(seed: int) -> None:
         raise InputError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
 
 
+def model_inputs(*, input: Any = None, style: Any = None, checkpoint: PathLike | None = None,
+                 model_config: PathLike | None = None, assets: PathLike | None = None,
+                 role: str = "INPUT") -> dict[str, Any]:
+    """The files encode-audio / generate read, for :func:`~artalk_core.fileio.check_not_input`:
+    the speech, the style's file (a name resolved in the asset folder) and the model files (the
+    given ones, else the asset folder's)."""
+    from artalk_core.assets import asset_inputs
+    from artalk_core.styles import style_file
+
+    return {role: input, "--style": style_file(style, assets=assets),
+            **asset_inputs(assets, {"--checkpoint": checkpoint, "--model-config": model_config})}
+
+
 def resolve_clip_length(clip_length: int | None) -> int | None:
     """None -> the reference default (750 frames); 0 -> no limit."""
     if clip_length is None:

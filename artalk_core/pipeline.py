@@ -26,6 +26,7 @@ from artalk_core.generation import (
     check_raw_options,
     check_seed,
     generation_options,
+    model_inputs,
     motion_metadata,
     resolve_clip_length,
     run_engine,
@@ -56,7 +57,8 @@ def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, check
     from artalk_core.audio import Audio
 
     check_precision(precision)
-    check_not_input({"-o": output}, {"AUDIO": audio, "--checkpoint": checkpoint, "--model-config": model_config})
+    check_not_input({"-o": output}, model_inputs(input=audio, checkpoint=checkpoint, model_config=model_config,
+                                                 assets=assets, role="AUDIO"))
     with _input_file(audio) as (source, label):  # stdin: spooled to a temp file, read in blocks
         decoded = source if isinstance(source, Audio) else _open_stream(source, label)
         return _encode_audio(decoded, output=output, checkpoint=checkpoint,
@@ -197,8 +199,8 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
     """
     check_seed(seed)
     check_precision(precision)
-    check_not_input({"-o": output}, {"INPUT": input, "--style": style, "--checkpoint": checkpoint,
-                                     "--model-config": model_config})
+    check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
+                                                 model_config=model_config, assets=assets))
     from artalk_core.audio import Audio
     from artalk_core.engines import EngineSettings, check_engine, create_engine
     from artalk_core.styles import resolve_style

@@ -353,11 +353,11 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
-    from artalk_core.generation import check_precision
+    from artalk_core.generation import check_precision, model_inputs
 
     check_precision(precision)
-    check_not_input({"-o": output}, {"INPUT": input, "--style": style, "--checkpoint": checkpoint,
-                                     "--model-config": model_config})
+    check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
+                                                 model_config=model_config, assets=assets))
     t_start = time.perf_counter()
     f, name, to_close = open_input(input)
     speech: LiveSpeech | None = None

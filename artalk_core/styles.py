@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,33 @@ def suggest(name: str, choices: list[str]) -> str:
     return f"did you mean {', '.join(close)}? " if close else ""
 
 
+def style_label(style: Any) -> str:
+    """The label a style is recorded (and named in files) under, as :func:`resolve_style` gives it:
+    ``default`` for no style, the name or path as given, a :class:`Style`'s own label, ``array``."""
+    if isinstance(style, Style):
+        return style.label
+    if isinstance(style, os.PathLike):
+        style = os.fspath(style)
+    if style is None or (isinstance(style, str) and style.lower() in NO_STYLE_NAMES):
+        return "default"
+    return style if isinstance(style, str) else "array"
+
+
+def style_file(style: Any, *, assets: PathLike | None = None) -> Path | None:
+    """The file ``--style`` names without reading it: an existing path, else
+    ``<assets>/style_motion/<name>.pt`` if present; None for the default style, an unknown name or
+    a style that is not a name (an array, a :class:`Style`)."""
+    if isinstance(style, os.PathLike):
+        style = os.fspath(style)
+    if not isinstance(style, str) or style.lower() in NO_STYLE_NAMES:
+        return None
+    path = Path(style)
+    if path.is_file():
+        return path
+    candidate = style_dir(assets) / f"{style}.pt"
+    return candidate if candidate.is_file() else None
+
+
 def resolve_style(style: None | str | np.ndarray | Style, *, assets: PathLike | None = None,
                   style_start: int = 0) -> Style:
     """Turn ``-s/--style`` into a [50,106] clip.
@@ -47,22 +75,18 @@ def resolve_style(style: None | str | np.ndarray | Style, *, assets: PathLike | 
         return style_from_array(style)
     if style is None or style.lower() in NO_STYLE_NAMES:
         return Style(motion=None, label="default", sha256="")
-    path = Path(style)
-    if not path.is_file():
-        candidate = style_dir(assets) / f"{style}.pt"
-        if candidate.is_file():
-            path = candidate
+    path = style_file(style, assets=assets)
+    if path is None:
+        names = available_styles(assets)
+        looks_like_path = any(sep in style for sep in ("/", "\\")) or Path(style).suffix != ""
+        if looks_like_path:
+            raise StyleError(f"style file not found: {style}")
+        if names:
+            listing = f"available in {style_dir(assets)}: {', '.join(['default', *names])}"
         else:
-            names = available_styles(assets)
-            looks_like_path = any(sep in style for sep in ("/", "\\")) or path.suffix != ""
-            if looks_like_path:
-                raise StyleError(f"style file not found: {style}")
-            if names:
-                listing = f"available in {style_dir(assets)}: {', '.join(['default', *names])}"
-            else:
-                listing = (f"no style files in {style_dir(assets)} (only 'default' is available; "
-                           f"get the released styles with `artalk assets download`)")
-            raise StyleError(f"unknown style '{style}': {suggest(style, names)}{listing}")
+            listing = (f"no style files in {style_dir(assets)} (only 'default' is available; "
+                       f"get the released styles with `artalk assets download`)")
+        raise StyleError(f"unknown style '{style}': {suggest(style, names)}{listing}")
     motion = read_style(path, style_start=style_start)
     return Style(motion=np.asarray(motion, dtype=np.float32), label=style, sha256=sha256_file(path))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
 import subprocess
 
@@ -49,11 +51,71 @@ def read_text(text: str) -> str:
         raise InputError(f"text is not UTF-8: {e}") from e
 
 
-def _espeak(text: str, voice: str, speed: int | None) -> bytes:
+def text_source(text: str) -> str | None:
+    """The file the TEXT argument is read from (``-`` for stdin, the path of ``@file.txt``), or
+    None for literal text: an input that no output may replace."""
+    if is_stdio(text):
+        return text
+    return text[1:] if text.startswith("@") and len(text) > 1 else None
+
+
+def _espeak_exe() -> str:
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
         raise DependencyError("espeak-ng is not installed: `apt-get install espeak-ng` "
                               "(or use --engine gtts when online)")
+    return exe
+
+
+@functools.lru_cache(maxsize=4)
+def _voice_lists(exe: str) -> tuple[dict[str, str], frozenset[str]] | None:
+    """(the spellings of a voice espeak-ng accepts, lower-cased, each mapped to its language code;
+    the variant names, case-sensitive as espeak-ng matches them), from ``--voices`` and
+    ``--voices=variant``; None when the lists cannot be read (an old espeak)."""
+    def rows(arg: str) -> list[list[str]]:
+        try:
+            proc = subprocess.run([exe, arg], capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return []
+        lines = proc.stdout.decode(errors="replace").splitlines()[1:] if proc.returncode == 0 else []
+        return [r for r in (ln.split(maxsplit=5) for ln in lines) if len(r) >= 5]
+
+    voices, variants = rows("--voices"), rows("--voices=variant")
+    if not voices or not variants:
+        return None
+    names: dict[str, str] = {}
+    for r in voices:
+        lang, file = r[1], r[4]
+        # -v takes the language, the voice name (spaces shown as _), the file or its basename,
+        # and any of the other languages the voice serves; the letter case does not matter
+        for spelling in (lang, r[3], r[3].replace("_", " "), file, file.rsplit("/", 1)[-1],
+                         *re.findall(r"\(([^ )]+) \d+\)", r[5] if len(r) > 5 else "")):
+            names.setdefault(spelling.lower(), lang)
+    return names, frozenset(r[4].rsplit("/", 1)[-1] for r in variants)
+
+
+def check_voice(voice: str) -> None:
+    """Refuse (InputError) an espeak-ng ``voice`` (``NAME`` or ``NAME+VARIANT``) that espeak-ng
+    does not have: it would speak another voice without a word (espeak-ng 1.51 does not fail)."""
+    from artalk_core.styles import suggest
+
+    lists = _voice_lists(_espeak_exe())
+    if lists is None:
+        return
+    names, variants = lists
+    base, plus, variant = voice.partition("+")
+    if base.lower() not in names:
+        codes = sorted(set(names.values()))
+        raise InputError(f"unknown espeak-ng voice '{base}': {suggest(base.lower(), codes)}"
+                         f"`espeak-ng --voices` lists them (e.g. en-us, en-gb, de, fr)")
+    if plus and variant not in variants:
+        raise InputError(f"unknown espeak-ng voice variant '{variant}' in '{voice}': "
+                         f"{suggest(variant, sorted(variants))}`espeak-ng --voices=variant` lists them "
+                         f"(e.g. f3, m3)")
+
+
+def _espeak(text: str, voice: str, speed: int | None) -> bytes:
+    exe = _espeak_exe()
     cmd = [exe, "-v", voice, "--stdout", "-b", "1"]  # -b 1: input is UTF-8
     if speed is not None:
         cmd += ["-s", str(speed)]
@@ -84,13 +146,27 @@ def _gtts(text: str, lang: str) -> bytes:
     return buf.getvalue()
 
 
+def check_tts_options(*, engine: str = "espeak", voice: str | None = None, speed: int | None = None) -> None:
+    """The engine, and the espeak-only options (``voice``, ``speed``) refused with gtts or when
+    espeak-ng has no such voice; before any work."""
+    if engine not in TTS_ENGINES:
+        raise InputError(f"unknown TTS engine '{engine}': choose one of {', '.join(TTS_ENGINES)}")
+    if engine != "espeak":
+        given = [flag for flag, value in (("--voice", voice), ("--speed", speed)) if value is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise InputError(f"{' and '.join(given)} {verb} to the espeak engine only (gtts has one voice per "
+                             f"language: choose it with --lang)")
+    elif voice is not None:
+        check_voice(voice)
+
+
 def synthesize(text: str, *, lang: str = "en", engine: str = "espeak", voice: str | None = None,
                speed: int | None = None):  # -> artalk_core.audio.Audio
     """Speak ``text``; returns 16 kHz mono audio (``Audio.samples`` float32 [S])."""
     from artalk_core.audio import load_audio
 
-    if engine not in TTS_ENGINES:
-        raise InputError(f"unknown TTS engine '{engine}': choose one of {', '.join(TTS_ENGINES)}")
+    check_tts_options(engine=engine, voice=voice, speed=speed)
     text = text.strip()
     if not text:
         raise InputError("the text is empty: nothing to speak")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages artalk uses when they are missing: espeak-ng (offline TTS) and
 # Mesa's EGL/OpenGL (offscreen rendering, llvmpipe on a CPU); with --test also Chromium (browser
-# tests of the web app). Needs apt-get and root (or passwordless sudo); otherwise it names what to
+# tests of the web app) and Blender with the numpy its glTF importer needs (the glTF import test;
+# Debian's blender package does not depend on python3-numpy). Needs apt-get and root (or passwordless sudo); otherwise it names what to
 # install and carries on: the commands that need a missing package fail with a clear message.
 set -u
 want=(espeak-ng libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1)
-[ "${1:-}" = "--test" ] && want+=(chromium)
+[ "${1:-}" = "--test" ] && want+=(chromium blender python3-numpy)
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -15,7 +16,10 @@ if command -v dpkg-query >/dev/null 2>&1; then
 else
   command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
   ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || need+=(libegl1 libegl-mesa0)
-  [ "${1:-}" = "--test" ] && { command -v chromium >/dev/null 2>&1 || need+=(chromium); }
+  if [ "${1:-}" = "--test" ]; then
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    command -v blender >/dev/null 2>&1 || need+=(blender python3-numpy)
+  fi
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

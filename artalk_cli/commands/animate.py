@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Video file. Default: <audio stem>_<style>_<mesh or avatar>.mp4 (the reference's name).", show_default=False)] = None,
         lang: Annotated[str, typer.Option("--lang", "-l", help="Language of --text: en, zh, ja, de, fr, es.")] = "en",
         tts_engine: Annotated[str, typer.Option("--tts-engine", help="espeak (offline) or gtts (online).")] = "espeak",
-        voice: Annotated[str | None, typer.Option("--voice", help="espeak-ng voice for --text.", show_default=False)] = None,
+        voice: Annotated[str | None, typer.Option("--voice", help="espeak-ng voice for --text (e.g. en-gb, de+f3; `espeak-ng --voices` lists them); espeak only.", show_default=False)] = None,
         engine: Annotated[str, typer.Option("--engine", "-e", help="artalk (the model) or energy (weight-free preview).")] = "artalk",
         glb: Annotated[Path | None, typer.Option("--glb", help="Also export the animation as glTF (talk.glb, or talk.gltf + .bin; see `artalk export`).", show_default=False)] = None,
         keep: Annotated[Path | None, typer.Option("--keep", help="Keep intermediates (WAV, features, motion, vertices) here and reuse those still valid.", show_default=False)] = None,
@@ -70,14 +70,18 @@ def register(app: typer.Typer) -> None:
         """tts -> generate -> render -> mux: the reference `inference.py -a speech.wav -s style`."""
         with cli_errors(debug):
             from artalk_core.animate import animate
-            from artalk_core.fileio import check_not_input
-            from artalk_core.tts import read_text
+            from artalk_core.tts import read_text, text_source
 
-            if text is not None and text.startswith("@"):
-                check_not_input({"-o": output}, {"--text": text[1:]})
+            if avatar is not None:
+                from artalk_core.render.stage import check_avatar_options
+
+                # here, not in animate(): a batch's mesh defaults reach its avatar rows through it
+                check_avatar_options(size=size, renderer=renderer, background=background, color=color, shape=shape)
 
             with ProgressBars(quiet) as bar:
-                res = animate(audio, text=None if text is None else read_text(text), output=output, style=style,
+                res = animate(audio, text=None if text is None else read_text(text),
+                              read_from={"--text": None if text is None else text_source(text)},
+                              output=output, style=style,
                               lang=lang, tts_engine=tts_engine, voice=voice, engine=engine,
                               clip_length=clip_length, fix_pose=fix_pose, shape=shape, flame=flame, size=size,
                               renderer=renderer, background=background, color=color, keep=keep,

@@ -7,11 +7,17 @@ from typing import Annotated
 
 import typer
 
-from artalk_cli.console import ProgressBars, cli_errors, say
-from artalk_cli.options import Assets, Debug, Quiet
+from artalk_cli.console import ProgressBars, cli_errors, note, say
+from artalk_cli.options import Assets, Debug, Quiet, checked
 from artalk_core.constants import FPS
 
 NO_AUDIO = ("", "no", "none", "false", "off")
+
+
+def _fps(value: float) -> None:
+    from artalk_core.export import check_fps
+
+    check_fps(value)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +27,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="talk.glb (binary, one file) or talk.gltf (JSON + talk.bin beside it). Default: <input stem>.glb.", show_default=False)] = None,
         flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
         shape: Annotated[Path | None, typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
-        fps: Annotated[float, typer.Option("--fps", min=0.001, max=1000, help="Keyframes per second of the animation (motion is made at 25).")] = float(FPS),
+        fps: Annotated[float, typer.Option("--fps", callback=checked(_fps), help="Keyframes per second of the animation (motion is made at 25): above 0, at most 1000.")] = float(FPS),
         embed_audio: Annotated[str, typer.Option("--embed-audio", help="An audio file to store in the glTF buffer (asset.extras.audio), or no.")] = "no",
         no_standin: Annotated[bool, typer.Option("--no-standin", help="Fail instead of using the stand-in head when no FLAME file is found.")] = False,
         assets: Assets = None,
@@ -39,8 +45,8 @@ def register(app: typer.Typer) -> None:
                 res = export(input, output=out, flame=flame, shape=shape, fps=fps, embed_audio=audio,
                              assets=assets, allow_standin=not no_standin, progress=bar)
             if res.head_is_standin:
-                say("[yellow]note:[/] no FLAME_with_eye.pt found: exported the stand-in head "
-                    "(no expression blend shapes; see README: FLAME needs its licence)", quiet=quiet)
+                note("no FLAME_with_eye.pt found: exported the stand-in head "
+                     "(no expression blend shapes; see README: FLAME needs its licence)", quiet=quiet)
             extra = f" + {res.bin}" if res.bin is not None else ""
             say(f"wrote {res.output}{extra}: {res.frames} frames at {res.fps:g} fps ({res.duration:.2f} s), "
                 f"{res.morph_targets} morph targets, head {res.head}", quiet=quiet)

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     @app.command("render")
     def render_cmd(
         input: Annotated[str, typer.Argument(help="Motion file (ours or a reference *_motions.pt), a vertices .h5, or - for stdin (motion).")],
-        output: Annotated[str | None, typer.Option("--output", "-o", help="Video (.mp4), DIR/ for PNG frames, or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
+        output: Annotated[str | None, typer.Option("--output", "-o", help="Video (.mp4), DIR/ for PNG frames (frame_000000.png... and frames.json listing them; see --force), or .h5 for vertices only. Default: <input stem>.mp4.", show_default=False)] = None,
         flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
         shape: Annotated[Path | None, typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
         audio: Annotated[Path | None, typer.Option("--audio", "-a", help="Speech to mux in (any audio file).", show_default=False)] = None,
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         background: Annotated[str, typer.Option("--background", help="Background colour: white, #rrggbb or r,g,b.")] = "white",
         color: Annotated[str, typer.Option("--color", help="Mesh colour (#rrggbb or r,g,b).")] = ",".join(map(str, MESH_COLOR)),
         no_standin: Annotated[bool, typer.Option("--no-standin", help="Fail instead of using the stand-in head when no FLAME file is found.")] = False,
+        force: Annotated[bool, typer.Option("--force", help="With -o DIR/: write the frames into a folder that holds other files too (they are kept). Without it DIR must be new, empty or hold only a previous artalk frames set; only the files a previous frames.json lists are ever replaced or removed.")] = False,
         avatar: Avatar = None,
         tracked: Tracked = None,
         avatar_checkpoint: AvatarCheckpoint = None,
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
                              renderer=renderer, background=background, color=color, assets=assets,
                              device=device, allow_standin=not no_standin, progress=bar, avatar=avatar,
                              tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                             avatar_noise=avatar_noise, watermark=watermark, seed=seed)
+                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
             extra = " with audio" if res.with_audio else ""
             if res.head_is_standin:
                 note("no FLAME_with_eye.pt found: rendered the stand-in head (see README: FLAME needs its licence)",

@@ -28,6 +28,7 @@ from artalk_core.assets.manifest import (
 from artalk_core.assets.paths import (
     DOWNLOAD_HINT,
     HF_REPO,
+    asset_inputs,
     assets_dir,
     available_styles,
     checkpoint_name,
@@ -36,7 +37,8 @@ from artalk_core.assets.paths import (
     style_dir,
 )
 
-__all__ = ["DOWNLOAD_HINT", "HF_REPO", "assets_dir", "available_styles", "checkpoint_name", "checkpoint_path", "config_path",
+__all__ = ["DOWNLOAD_HINT", "HF_REPO", "asset_inputs", "assets_dir", "available_styles", "checkpoint_name", "checkpoint_path",
+           "config_path",
            "style_dir", "FLAME_NOTICE", "LOCK_NAME", "MANIFEST_FORMAT", "MANIFEST_PATH", "MISSING", "OK",
            "PARTIAL_DIR", "UNVERIFIED", "WRONG_HASH", "WRONG_SIZE", "ReleasedFile", "VerifyResult", "flame_notice",
            "flame_path", "list_assets", "load_manifest", "raise_for_problems", "verify"]

@@ -8,9 +8,19 @@ else ``./assets``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from artalk_core.constants import ASSETS_ENV, CHECKPOINT_NAMES, CONFIG_NAME, STYLE_DIR
+from artalk_core.constants import (
+    ASSETS_ENV,
+    AVATAR_CHECKPOINT_FILE,
+    CHECKPOINT_NAME,
+    CHECKPOINT_NAMES,
+    CONFIG_NAME,
+    FLAME_NAME,
+    STYLE_DIR,
+    TRACKED_FILE,
+)
 from artalk_core.errors import AssetError
 from artalk_core.fileio import PathLike
 
@@ -25,6 +35,19 @@ def assets_dir(assets: PathLike | None = None) -> Path:
         return Path(assets)
     env = os.environ.get(ASSETS_ENV)
     return Path(env) if env else Path("assets")
+
+
+ASSET_FLAGS: dict[str, str] = {"--checkpoint": CHECKPOINT_NAME, "--model-config": CONFIG_NAME, "--flame": FLAME_NAME,
+                               "--tracked": TRACKED_FILE, "--avatar-checkpoint": AVATAR_CHECKPOINT_FILE}
+"""The asset file each flag overrides, relative to the asset folder."""
+
+
+def asset_inputs(assets: PathLike | None, given: Mapping[str, PathLike | None]) -> dict[str, PathLike]:
+    """The asset files a step reads, by flag (keys of :data:`ASSET_FLAGS`): the file given with the
+    flag, else its default in the asset folder (for :func:`~artalk_core.fileio.check_not_input`:
+    ``-o assets/ARTalk_wav2vec.pt`` must not replace the checkpoint being used)."""
+    folder = assets_dir(assets)
+    return {flag: value if value is not None else folder / ASSET_FLAGS[flag] for flag, value in given.items()}
 
 
 def _where(assets: PathLike | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import FLAME_NAME, SHAPE_DIM
+from artalk_core.constants import FLAME_NAME, SHAPE_DIM, SHAPE_MAX_ABS
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike, sha256_file
 from artalk_core.flame.buffers import LICENCE_HINT, PickledChumpy, model_from_dict, to_array
@@ -170,6 +170,9 @@ def load_shape(path: PathLike) -> Any:
     if not p.is_file():
         raise InputError(f"shape file not found: {p}")
     suffix = p.suffix.lower()
+    if suffix not in (".npy", ".npz", ".safetensors", ".json", ".txt", ".csv"):
+        with open(p, "rb") as f:  # no telling extension (a <(...) pipe): .npy by its magic, else torch
+            suffix = ".npy" if f.read(6) == b"\x93NUMPY" else suffix
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
@@ -191,7 +194,7 @@ def load_shape(path: PathLike) -> Any:
         else:
             from artalk_core.fileio import load_torch
 
-            obj = load_torch(p, f"shape file {p}", error=InputError)
+            obj = load_torch(p, f"shape file {p}", error=InputError, stored_only=True)
             if isinstance(obj, Mapping):
                 obj = _single(obj, p)
             arr = to_array(obj)
@@ -204,10 +207,14 @@ def load_shape(path: PathLike) -> Any:
         raise InputError(f"shape file {p} does not hold numbers (dtype {arr.dtype})")
     if arr.size != SHAPE_DIM or not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == 1)):
         raise InputError(f"shape file {p} holds {list(arr.shape)}; a FLAME shape is [{SHAPE_DIM}] or [1,{SHAPE_DIM}]")
-    arr = arr.reshape(SHAPE_DIM).astype(np.float32)
+    arr = arr.reshape(SHAPE_DIM).astype(np.float64)
     if not np.isfinite(arr).all():
         raise InputError(f"shape file {p} contains NaN or infinite values")
-    return torch.from_numpy(arr)
+    largest = float(np.abs(arr).max())
+    if largest > SHAPE_MAX_ABS:  # before float32 (1e39 would turn into inf) and before any skinning
+        raise InputError(f"shape file {p} holds {largest:g}; FLAME shape values are standard deviations, at most "
+                         f"{SHAPE_MAX_ABS:g} in size (real heads are within about 5)")
+    return torch.from_numpy(arr.astype(np.float32))
 
 
 def _single(items: Mapping[str, Any], path: Path) -> Any:

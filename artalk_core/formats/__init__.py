@@ -24,7 +24,7 @@ import numpy as np
 
 from artalk_core.constants import GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM
 from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import PathLike, is_stdio, read_input_bytes
+from artalk_core.fileio import PathLike, is_stdio, parse_json, read_input_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from artalk_core.formats.describe import describe_file, format_description
@@ -106,8 +106,8 @@ def safetensors_header(source: Source) -> dict[str, Any] | None:
     if len(raw) < n:
         return None
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = parse_json(raw, "a safetensors header")
+    except FormatError:
         return None
     return header if isinstance(header, dict) else None
 

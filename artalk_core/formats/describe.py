@@ -7,9 +7,10 @@ returns a JSON-ready dict; :func:`format_description` turns it into readable tex
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -92,9 +93,16 @@ def _describe_safetensors(source: Source, name: str) -> dict[str, Any]:
     if header is None:
         raise FormatError(f"{name} is a truncated or corrupt safetensors file")
     meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise FormatError(f"{name} is a corrupt safetensors file: its __metadata__ is not an object")
     tensors = [{"name": k, "dtype": v.get("dtype"), "shape": v.get("shape")}
                for k, v in sorted(header.items()) if isinstance(v, dict)]
-    params = sum(int(np.prod(t["shape"])) for t in tensors if isinstance(t["shape"], list))
+    for t in tensors:
+        shape = t["shape"]
+        if not isinstance(shape, list) or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape):
+            raise FormatError(f"{name} is a corrupt safetensors file: tensor {t['name']!r} has the shape "
+                              f"{json.dumps(shape)[:40]}, not a list of sizes")
+    params = sum(math.prod(cast(list[int], t["shape"])) for t in tensors)  # Python ints: no overflow
     return {"format": "safetensors", "tensor_count": len(tensors), "parameters": params,
             "tensors": tensors[:50], "metadata": meta}
 
@@ -107,7 +115,7 @@ def _describe_torch(source: Source, name: str) -> dict[str, Any]:
     try:
         # mmap: a 2 GB checkpoint is described without reading it all.
         obj = load_torch(source if isinstance(source, (bytes, bytearray, memoryview)) else str(source), name,
-                         mmap=True)
+                         mmap=True, stored_only=True)
     except FormatError:
         tracked = _describe_tracked(source)  # numpy arrays: GAGAvatar's tracked.pt
         if tracked is not None:
@@ -284,7 +292,7 @@ def describe_file(source: Source) -> dict[str, Any]:
     elif kind == "gltf":
         from artalk_core.formats.gltf import gltf_summary, read_gltf_json
 
-        body = gltf_summary(read_gltf_json(src))
+        body = gltf_summary(read_gltf_json(src), name)
     else:
         body = _describe_media(src, name)
         head["kind"] = body.pop("kind")
@@ -308,8 +316,23 @@ def _short(value: Any, limit: int = 100) -> str:
 _SECTIONS = ("channel_ranges", "metadata", "streams", "tensors", "datasets", "groups", "attrs", "keys")
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with every string (keys too) safe for a terminal (see :func:`artalk_core.text.printable`)."""
+    from artalk_core.text import printable
+
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
+
+
 def format_description(d: dict[str, Any]) -> str:
-    """Readable multi-line text of a :func:`describe_file` dict (plain text, no markup)."""
+    """Readable multi-line text of a :func:`describe_file` dict (plain text, no markup; the file's
+    own text, such as metadata and avatar names, with control characters escaped)."""
+    d = _printable(d)
     lines = [f"{d.get('kind', '?')}: {d.get('path', '?')} ({_human_size(int(d.get('size_bytes', 0)))})"]
     if d.get("note"):
         lines.append(f"  note: {d['note']}")

@@ -11,7 +11,6 @@ config as JSON. A file without ``audio_encoder`` (written before Mimi was suppor
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 
 from artalk_core.constants import AUDIO_ENCODERS, CHUNK_AUDIO_TOKENS
 from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import PathLike, atomic_output, input_file
+from artalk_core.fileio import PathLike, atomic_output, input_file, parse_json
 from artalk_core.formats import (
     Source,
     describe_kind,
@@ -75,8 +74,8 @@ class _FeaturesMeta:
     def model_config(self) -> dict[str, Any]:
         """The model config the features were made with ({} when not recorded)."""
         try:
-            value = json.loads(self.meta.get("model_config", "") or "{}")
-        except json.JSONDecodeError:
+            value = parse_json(self.meta.get("model_config", "") or "{}", "features metadata")
+        except FormatError:
             return {}
         return value if isinstance(value, dict) else {}
 
@@ -163,10 +162,7 @@ def _features_meta(meta: Mapping[str, Any], n_chunks: int, tokens: int, feature_
         if key.endswith("_sha256") and not _SHA_RE.match(value):
             raise InputError(f"features metadata {key!r} must be a lowercase sha256 hex digest or empty")
     if "model_config" in out:
-        try:
-            json.loads(out["model_config"])
-        except json.JSONDecodeError as e:
-            raise InputError("features metadata 'model_config' must be JSON") from e
+        parse_json(out["model_config"], "features metadata 'model_config' must be JSON", error=InputError)
     out.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, audio_samples=str(samples),
                frames=str(num_frames(samples)), chunks=str(n_chunks), feature_dim=str(feature_dim))
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from artalk_core.errors import FormatError, InputError, OutputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, parse_json
 
 FORMAT_NAME: str = "artalk.gltf"
 FORMAT_VERSION: str = "1"
@@ -299,11 +300,9 @@ def read_gltf_json(source: PathLike | bytes | bytearray | memoryview) -> dict[st
                 raise FormatError(f"{name} is truncated (its JSON chunk is cut short)")
         else:
             raw = head + f.read()
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{name} is not a glTF file (its JSON cannot be parsed: {e})") from e
-    if not isinstance(doc, dict) or str((doc.get("asset") or {}).get("version", "")) != "2.0":
+    doc = parse_json(raw, f"{name} is not a glTF file")
+    asset = doc.get("asset") if isinstance(doc, dict) else None
+    if not isinstance(asset, dict) or asset.get("version") != "2.0":
         raise FormatError(f"{name} is not a glTF 2.0 document (asset.version is not 2.0)")
     return doc
 
@@ -323,25 +322,88 @@ def read_gltf(path: PathLike) -> Any:
         raise FormatError(f"{path} cannot be read as glTF: {type(e).__name__}: {e}") from e
 
 
-def gltf_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """What ``artalk info`` shows of a glTF document: counts, the animation length, our extras."""
-    accessors = doc.get("accessors") or []
-    meshes = doc.get("meshes") or []
-    out: dict[str, Any] = {"format": "glTF 2.0", "generator": (doc.get("asset") or {}).get("generator")}
-    prims = [p for m in meshes for p in m.get("primitives") or []]
-    verts = sum(int(accessors[p["attributes"]["POSITION"]]["count"]) for p in prims
-                if "POSITION" in (p.get("attributes") or {}) and p["attributes"]["POSITION"] < len(accessors))
-    out.update(meshes=len(meshes), vertices=verts, nodes=len(doc.get("nodes") or []),
-               joints=sum(len(s.get("joints") or []) for s in doc.get("skins") or []),
-               morph_targets=max((len(p.get("targets") or []) for p in prims), default=0))
-    anims = doc.get("animations") or []
+class _Checked:
+    """Typed reads of an untrusted glTF document: each wrong type, count or index is one
+    FormatError naming where it is (``meshes[0].primitives``), never a TypeError."""
+
+    def __init__(self, doc: dict[str, Any], name: str) -> None:
+        self.name = name
+        self.accessors = self.array(doc, "accessors", "")
+
+    def fail(self, what: str) -> FormatError:
+        return FormatError(f"{self.name} is not a valid glTF document: {what}")
+
+    def array(self, obj: dict[str, Any], key: str, where: str) -> list[Any]:
+        value = obj.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(f"{where}{key} is not an array")
+        return value
+
+    def object(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(f"{where} is not an object")
+        return value
+
+    def integer(self, value: Any, where: str, *, below: int) -> int:
+        """A glTF integer (an index or a count): 0 <= value < ``below``."""
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < below:
+            raise self.fail(f"{where} is {_shown(value)}, not an integer from 0 to {below - 1}")
+        return value
+
+    def accessor(self, index: Any, where: str) -> dict[str, Any]:
+        i = self.integer(index, where, below=max(len(self.accessors), 1))
+        if i >= len(self.accessors):
+            raise self.fail(f"{where} names accessor {i}, but the document has none")
+        return self.object(self.accessors[i], f"accessors[{i}]")
+
+    def count(self, acc: dict[str, Any], where: str) -> int:
+        return self.integer(acc.get("count"), f"{where}.count", below=1 << 32)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def gltf_summary(doc: dict[str, Any], name: str = "<glTF>") -> dict[str, Any]:
+    """What ``artalk info`` shows of a glTF document (``name`` for messages): counts, the animation
+    length, our extras. FormatError for a document whose fields have the wrong types or indices."""
+    c = _Checked(doc, name)
+    asset = c.object(doc.get("asset"), "asset")
+    out: dict[str, Any] = {"format": "glTF 2.0", "generator": asset.get("generator")
+                           if isinstance(asset.get("generator"), str) else None}
+    meshes = c.array(doc, "meshes", "")
+    prims: list[dict[str, Any]] = []
+    for m, mesh in enumerate(meshes):
+        where = f"meshes[{m}]"
+        for p, prim in enumerate(c.array(c.object(mesh, where), "primitives", f"{where}.")):
+            prims.append(c.object(prim, f"{where}.primitives[{p}]"))
+    verts = 0
+    for prim in prims:
+        attrs = c.object(prim.get("attributes", {}), "a primitive's attributes")
+        if "POSITION" in attrs:
+            verts += c.count(c.accessor(attrs["POSITION"], "POSITION"), "POSITION accessor")
+    joints = sum(len(c.array(c.object(s, f"skins[{i}]"), "joints", f"skins[{i}]."))
+                 for i, s in enumerate(c.array(doc, "skins", "")))
+    out.update(meshes=len(meshes), vertices=verts, nodes=len(c.array(doc, "nodes", "")), joints=joints,
+               morph_targets=max((len(c.array(p, "targets", "a primitive's ")) for p in prims), default=0))
+    anims = c.array(doc, "animations", "")
     if anims:
-        inputs = {int(s["input"]) for a in anims for s in a.get("samplers") or []}
-        ends = [float((accessors[i].get("max") or [0.0])[0]) for i in inputs if i < len(accessors)]
-        keys = [int(accessors[i]["count"]) for i in inputs if i < len(accessors)]
+        keys, ends = [], []
+        for a, anim in enumerate(anims):
+            where = f"animations[{a}]"
+            for k, sampler in enumerate(c.array(c.object(anim, where), "samplers", f"{where}.")):
+                acc = c.accessor(c.object(sampler, f"{where}.samplers[{k}]").get("input"),
+                                 f"{where}.samplers[{k}].input")
+                keys.append(c.count(acc, "a sampler's input accessor"))
+                top = acc.get("max", [0.0])
+                if (not isinstance(top, list) or not top or isinstance(top[0], bool)
+                        or not isinstance(top[0], (int, float)) or not math.isfinite(top[0])):
+                    raise c.fail(f"the max of {where}.samplers[{k}]'s input times is {_shown(top)}, not [seconds]")
+                ends.append(float(top[0]))
         out.update(animations=len(anims), keyframes=max(keys, default=0),
                    duration_s=round(max(ends, default=0.0), 6))
-    extras = (doc.get("asset") or {}).get("extras") or {}
+    extras = asset.get("extras")
     if isinstance(extras, dict) and extras.get("format") == FORMAT_NAME:
         out["metadata"] = dict(extras)
     return out

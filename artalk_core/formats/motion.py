@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 
 from artalk_core.constants import CHANNEL_LAYOUT, FPS, MOTION_DIM, STYLE_FRAMES
 from artalk_core.errors import FormatError, InputError, StyleError
-from artalk_core.fileio import PathLike, atomic_output, input_file, is_stdio
+from artalk_core.fileio import PathLike, atomic_output, input_file, is_stdio, parse_json
 from artalk_core.formats import (
     Source,
     channel_name,
@@ -120,8 +119,8 @@ class Motion:
     def options(self) -> dict[str, Any]:
         """The generating command's options (the ``options`` JSON metadata), or {}."""
         try:
-            value = json.loads(self.meta.get("options", "") or "{}")
-        except json.JSONDecodeError:
+            value = parse_json(self.meta.get("options", "") or "{}", "motion metadata")
+        except FormatError:
             return {}
         return value if isinstance(value, dict) else {}
 
@@ -141,7 +140,7 @@ def load_torch_tensor(data: bytes, name: str) -> np.ndarray:
 
     from artalk_core.fileio import load_torch
 
-    obj = load_torch(data, name)
+    obj = load_torch(data, name, stored_only=True)
     if not isinstance(obj, torch.Tensor):
         raise FormatError(f"{name} holds a {type(obj).__name__}, not a [T, {MOTION_DIM}] motion tensor")
     try:

@@ -16,6 +16,7 @@ import numpy as np
 
 from artalk_core.constants import CHANNEL_LAYOUT, FPS, MOTION_DIM
 from artalk_core.errors import FormatError
+from artalk_core.fileio import parse_json
 from artalk_core.formats import check_motion_array, is_motion_stream, metadata_strings, to_float32_array
 
 STREAM_FORMAT = "artalk.motion-stream"
@@ -89,13 +90,27 @@ class MotionStreamWriter:
 
 
 def _stream_line(line: bytes | str, name: str, lineno: int) -> dict[str, Any]:
-    try:
-        obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FormatError(f"{name} is a corrupt motion stream: line {lineno} is not JSON (cut short?)") from None
+    obj = parse_json(line, f"{name} is a corrupt motion stream: line {lineno} is not JSON")
     if not isinstance(obj, dict):
         raise FormatError(f"{name} is a corrupt motion stream: line {lineno} is not a JSON object")
     return obj
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _frame(row: list[Any], name: str, t: int) -> np.ndarray:
+    """One frame's 106 JSON numbers as float32 [106]: strings, booleans, nulls and nested lists are
+    refused (numpy would read "1" as 1.0 and null as NaN), as are finite numbers float32 cannot
+    hold (they would turn into inf); NaN and inf are left to the motion checks, which name them."""
+    if not all(type(x) in (int, float) for x in row):  # bool is not int here: type(), not isinstance()
+        raise FormatError(f"{name} is a corrupt motion stream: frame {t} holds non-numbers")
+    wide = np.array(row, dtype=np.float64)  # ints have at most JSON_MAX_INT_DIGITS digits: they fit
+    big = np.flatnonzero(np.isfinite(wide) & (np.abs(wide) > _FLOAT32_MAX))
+    if big.size:
+        raise FormatError(f"{name} is a corrupt motion stream: frame {t}, channel {int(big[0])} holds "
+                          f"{wide[big[0]]:g}, beyond what a float32 motion value can hold")
+    return wide.astype(np.float32)
 
 
 def _stream_header(line: bytes | str, name: str) -> dict[str, Any]:
@@ -140,10 +155,7 @@ def iter_motion_stream(lines: Iterable[bytes | str], name: str = "<stream>") -> 
             if not isinstance(row, list) or len(row) != MOTION_DIM:
                 raise FormatError(f"{name} is a corrupt motion stream: frame {count} does not hold "
                                   f"{MOTION_DIM} numbers")
-            try:
-                frame = np.asarray(row, dtype=np.float32)
-            except (TypeError, ValueError):
-                raise FormatError(f"{name} is a corrupt motion stream: frame {count} holds non-numbers") from None
+            frame = _frame(row, name, count)
             count += 1
             yield header, frame
         elif obj.get("end") is True:

@@ -13,6 +13,7 @@ Layout (readable by any HDF5 tool; attributes described by ``artalk_core/schemas
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,25 @@ MAX_VERTEX_ABS = 1e4
 far beyond it are damage, and at ~1e19 the renderer's float32 products overflow (a blank video)."""
 
 
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_stored(dset: Any, what: str) -> None:
+    """FormatError unless every value of ``dset`` is stored in the file: HDF5 reads unwritten data
+    as zeros, so a 2 KB file can announce a billion frames (hours of rendering, or terabytes read)."""
+    if dset.chunks is not None:
+        total = math.prod(-(-n // c) for n, c in zip(dset.shape, dset.chunks))
+        stored = dset.id.get_num_chunks()
+        short = stored < total
+    else:
+        short = dset.id.get_storage_size() < dset.size * dset.dtype.itemsize
+    if short:
+        raise FormatError(f"{what} announces {list(dset.shape)} values but the file does not hold them "
+                          f"(truncated, or never written)")
+
+
 class VerticesFile:
     """An open vertices file. ``frames``, ``fps``, ``faces`` [F,3] int32, ``meta`` (root attributes),
     ``num_vertices``; ``f[i]`` -> [V,3] float32; iterating yields frames lazily. Close it (or use
@@ -207,6 +227,8 @@ class VerticesFile:
         if self._dset.ndim != 3 or self._dset.shape[2] != 3 or self._dset.dtype.kind != "f":
             raise FormatError(f"{self.path}: 'vertices' must be float [T,V,3], got {self._dset.dtype} "
                               f"{list(self._dset.shape)}")
+        for name in ("faces", "vertices"):
+            _check_stored(f[name], f"{self.path}: '{name}'")
         faces = f["faces"][()]
         if faces.ndim != 2 or faces.shape[1] != 3 or faces.dtype.kind not in "iu":
             raise FormatError(f"{self.path}: 'faces' must be integer [F,3], got {faces.dtype} {list(faces.shape)}")
@@ -227,13 +249,16 @@ class VerticesFile:
         if version is not None and str(version) != FORMAT_VERSION:
             raise FormatError(f"{self.path} is {FORMAT_NAME} version {version}; this artalk reads version "
                               f"{FORMAT_VERSION}")
-        if "frames" in meta and int(meta["frames"]) != self._dset.shape[0]:
+        if "frames" in meta and str(meta["frames"]) != str(self._dset.shape[0]):
             raise FormatError(f"{self.path}: attribute frames={meta['frames']} but the dataset has "
                               f"{self._dset.shape[0]} frames (truncated file?)")
         self.meta: dict[str, Any] = meta
         self.frames: int = int(self._dset.shape[0])
         self.num_vertices: int = int(self._dset.shape[1])
-        self.fps: int = int(meta.get("fps", FPS))
+        try:
+            self.fps: int = int(meta.get("fps", FPS))
+        except (TypeError, ValueError):
+            raise FormatError(f"{self.path}: attribute fps={_short_repr(meta['fps'])} is not a number") from None
 
     def __len__(self) -> int:
         return self.frames

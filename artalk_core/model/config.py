@@ -29,6 +29,7 @@ from artalk_core.constants import (
     SAMPLE_RATE,
 )
 from artalk_core.errors import ConfigError
+from artalk_core.fileio import parse_json
 
 C = TypeVar("C")
 
@@ -85,10 +86,8 @@ def read_config_file(path: str | Path, what: str, parse: Callable[[Any], C]) -> 
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {what} '{path}': {exc}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} '{path}' is not valid JSON: {exc}") from exc
+    # json.loads would raise RecursionError on deep nesting and convert 5000-digit integers slowly
+    data = parse_json(text, f"{what} '{path}' is not valid JSON", error=ConfigError)
     try:
         return parse(data)
     except ConfigError as exc:

@@ -17,7 +17,7 @@ import numpy as np
 
 from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, is_stdio, is_stream_path, provenance
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, provenance, spooled
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
@@ -45,6 +45,30 @@ def _is_h5(path: PathLike) -> bool:
     return str(path).lower().endswith((".h5", ".hdf5"))
 
 
+def mesh_only_options(*, size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
+                      color: Color = MESH_COLOR, shape: Any = None, verts: Any = None) -> list[str]:
+    """The mesh-only options given away from their defaults (``--size``, ``--color``...): the
+    photoreal ``--avatar`` has its network's size and its photo's colours, so it refuses them
+    rather than ignore them."""
+    from artalk_core.render.mesh import _check_color
+
+    given = [flag for flag, used in (
+        ("--size", size != IMAGE_SIZE), ("--renderer", renderer != "gl"),
+        ("--background", _check_color(background, "background") != tuple(BACKGROUND_COLOR)),
+        ("--color", _check_color(color, "mesh") != tuple(MESH_COLOR)),
+        ("--shape", shape is not None), ("--verts", verts is not None)) if used]
+    return given
+
+
+def check_avatar_options(**mesh_options: Any) -> None:
+    """InputError naming the mesh-only options given with ``--avatar`` (see :func:`mesh_only_options`)."""
+    given = mesh_only_options(**mesh_options)
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise InputError(f"{', '.join(given)} {verb} to the mesh only; --avatar renders the photoreal head at its "
+                         f"network's size, with its own colours and FLAME shape")
+
+
 def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, flame: PathLike | None = None,
            shape: PathLike | None = None, audio: PathLike | bytes | Audio | None = None, verts: PathLike | None = None,
            size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
@@ -52,12 +76,15 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
            allow_standin: bool = True, progress: OptionalProgress = None,
            avatar: str | PathLike | None = None, tracked: PathLike | None = None,
            avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
-           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0) -> RenderResult:
+           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0,
+           force: bool = False) -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``), a vertices file (``.h5``), or motion
     data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4.
 
     ``output`` ending in ``.h5`` writes the vertices only; ending in ``/`` (or an existing folder)
-    lossless PNG frames ``frame_000000.png``... ``audio`` (a file or decoded
+    lossless PNG frames ``frame_000000.png``... into a new or empty folder, or one holding only a
+    previous artalk frames set (``force``: also beside other files, which are kept; see
+    :mod:`artalk_core.frames`). ``audio`` (a file or decoded
     :class:`~artalk_core.audio.Audio`) muxes the speech in (AAC, cut to the video's length as the
     reference does); ``verts`` also writes the vertices.
 
@@ -69,16 +96,46 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
     """
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
+    if avatar is not None:
+        check_avatar_options(size=size, renderer=renderer, background=background, color=color, shape=shape,
+                             verts=verts)
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    check_not_input({"-o": output, "--verts": verts},
-                    {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
-    from artalk_core.frames import is_frames_dir
+    from artalk_core.assets import asset_inputs
+    from artalk_core.frames import frames_outputs, is_frames_dir
 
+    inputs: dict[str, Any] = {"INPUT": input, "--shape": shape, "--audio": audio,
+                              **asset_inputs(assets, {"--flame": flame})}
+    if avatar is not None:
+        inputs.update({"--avatar": avatar, "--avatar-config": avatar_config, "--watermark": watermark,
+                       **asset_inputs(assets, {"--tracked": tracked, "--avatar-checkpoint": avatar_checkpoint})})
+    # -o DIR/: the files of a previous frames set that would be replaced (others refused unless force)
+    check_not_input({"-o": frames_outputs(output, force=force) if is_frames_dir(output) else output,
+                     "--verts": verts}, inputs)
     if not _is_h5(output) and not is_frames_dir(output):
         from artalk_core.video import video_container
 
         video_container(output)  # refuse x.avi before rendering anything
+    with contextlib.ExitStack() as stack:
+        # side inputs given as FIFOs or <(...): read once, into temp files
+        flame, shape, watermark = (spooled(stack, p) for p in (flame, shape, watermark))
+        if isinstance(audio, (str, os.PathLike)):
+            audio = spooled(stack, audio)
+        return _render_input(stack, input, output=output, flame=flame, shape=shape, audio=audio, verts=verts,
+                             size=size, renderer=renderer, background=background, color=color, assets=assets,
+                             device=device, allow_standin=allow_standin, progress=progress, avatar=avatar,
+                             tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
+                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
+
+
+def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike,
+                  flame: PathLike | None, shape: PathLike | None, audio: PathLike | bytes | Audio | None,
+                  verts: PathLike | None, size: int, renderer: str, background: Color, color: Color,
+                  assets: PathLike | None, device: str, allow_standin: bool, progress: OptionalProgress,
+                  avatar: str | PathLike | None, tracked: PathLike | None, avatar_checkpoint: PathLike | None,
+                  avatar_config: PathLike | None, avatar_noise: str, watermark: PathLike | None, seed: int,
+                  force: bool) -> RenderResult:
+    """:func:`render` once its options are checked: motion data as it is, a file (or stdin) block by block."""
     from artalk_core.fileio import input_file
     from artalk_core.formats.motion import Motion
 
@@ -90,40 +147,34 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         # Checks the frames (shape, finite) and records the hash the same motion has as a file.
         sha = sha256_bytes(motion_bytes(motion.data, motion.meta))
         if avatar is not None:
-            if size != IMAGE_SIZE or renderer != "gl":
-                raise InputError("--size and --renderer apply to the mesh; --avatar frames have the network's size")
             return _render_avatar(None, sha, name="<motion>", data=motion.data, output=output, flame=flame,
                                   shape=shape, audio=audio, verts=verts, assets=assets, device=device,
                                   progress=progress, avatar=avatar, tracked=tracked,
                                   avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed)
+                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
         return _render(None, sha, name="<motion>", data=motion.data, output=output, flame=flame, shape=shape,
                        audio=audio, verts=verts, size=size, renderer=renderer, background=background, color=color,
-                       assets=assets, device=device, allow_standin=allow_standin, progress=progress)
+                       assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
 
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
-    with contextlib.ExitStack() as stack:
-        path, input_sha, name = stack.enter_context(input_file(input))
-        if isinstance(audio, (str, os.PathLike)) and is_stream_path(audio):
-            audio = stack.enter_context(input_file(audio))[0]  # a FIFO: read once, into a temp file
-        if avatar is not None:
-            if size != IMAGE_SIZE or renderer != "gl":
-                raise InputError("--size and --renderer apply to the mesh; --avatar frames have the network's size")
-            return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
-                                  audio=audio, verts=verts, assets=assets, device=device, progress=progress,
-                                  avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
-                                  avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
-                                  seed=seed)
-        return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
-                       verts=verts, size=size, renderer=renderer, background=background, color=color,
-                       assets=assets, device=device, allow_standin=allow_standin, progress=progress)
+    path, input_sha, name = stack.enter_context(input_file(input))
+    if avatar is not None:
+        return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
+                              audio=audio, verts=verts, assets=assets, device=device, progress=progress,
+                              avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
+                              avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
+                              seed=seed, force=force)
+    return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
+                   verts=verts, size=size, renderer=renderer, background=background, color=color,
+                   assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
 
 
 def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
             shape: PathLike | None, audio: PathLike | bytes | Audio | None, verts: PathLike | None, size: int,
             renderer: str, background: Color, color: Color, assets: PathLike | None, device: str,
-            allow_standin: bool, progress: OptionalProgress, data: np.ndarray | None = None) -> RenderResult:
+            allow_standin: bool, progress: OptionalProgress, data: np.ndarray | None = None,
+            force: bool = False) -> RenderResult:
     """:func:`render` of a file on disk (``input_sha``: its hash when already known, else ""), or
     of motion ``data`` [T,106] (``path`` None, ``input_sha`` its hash)."""
     from artalk_core.fileio import sha256_file
@@ -183,7 +234,7 @@ def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, f
         return _render_video(frames_iter, faces, n_frames=n_frames, output=output, verts=verts, audio=audio,
                              size=size, renderer=renderer, background=background,
                              color=color, device=device, meta=meta, head_label=head_label,
-                             standin=standin, progress=progress)
+                             standin=standin, progress=progress, force=force)
     finally:
         closer.close()
 
@@ -223,7 +274,7 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                   verts: PathLike | None, audio: PathLike | bytes | Audio | None, size: int, renderer: str,
                   background: Color, color: Color, device: str,
                   meta: dict[str, str], head_label: str, standin: bool,
-                  progress: OptionalProgress) -> RenderResult:
+                  progress: OptionalProgress, force: bool = False) -> RenderResult:
     from artalk_core.frames import is_frames_dir
     from artalk_core.render.mesh import create_renderer
 
@@ -246,19 +297,20 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                 yield rend.render(v)
                 report(progress, "render", i + 1, n_frames)
 
-        count = _write_images(output, images(), samples, meta)
+        count = _write_images(output, images(), samples, meta, force=force)
     return RenderResult(output=Path(output), frames=count, head=head_label, head_is_standin=standin,
                         vertices=Path(verts) if verts is not None else None, with_audio=samples is not None,
                         meta=meta)
 
 
-def _write_images(output: PathLike, images: Iterator[np.ndarray], samples: Any, meta: dict[str, str]) -> int:
+def _write_images(output: PathLike, images: Iterator[np.ndarray], samples: Any, meta: dict[str, str], *,
+                  force: bool = False) -> int:
     """Frames to an MP4 (with the audio samples, if any) or, for ``-o DIR/``, to PNG frames."""
     from artalk_core.frames import is_frames_dir, write_frames
     from artalk_core.video import write_video
 
     if is_frames_dir(output):
-        return write_frames(output, images, meta=meta)
+        return write_frames(output, images, meta=meta, force=force)
     return write_video(output, images, audio=samples, fps=FPS, meta=meta)
 
 
@@ -288,7 +340,7 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
                    assets: PathLike | None, device: str, progress: OptionalProgress, avatar: str | PathLike,
                    tracked: PathLike | None, avatar_checkpoint: PathLike | None, avatar_config: PathLike | None,
                    avatar_noise: str, watermark: PathLike | None, seed: int,
-                   data: np.ndarray | None = None) -> RenderResult:
+                   data: np.ndarray | None = None, force: bool = False) -> RenderResult:
     """Motion (a file, or ``data`` [T,106] with ``path`` None) -> photoreal frames (MP4 or PNG folder).
     Every input is checked before any frame is made."""
     from artalk_core.fileio import sha256_file
@@ -298,8 +350,6 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
 
     if _is_h5(output):
         raise InputError("--avatar renders frames; -o FILE.h5 (vertices only) does not apply")
-    if shape is not None or verts is not None:
-        raise InputError("--shape and --verts do not apply to --avatar (the avatar carries its own FLAME shape)")
     if is_frames_dir(output) and audio is not None:
         raise InputError("--audio needs a video output; -o DIR/ writes PNG frames only")
     if path is not None and sniff_kind(path) == "vertices":
@@ -321,7 +371,7 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
                 "head_is_standin": "false", "fps": str(FPS)}
         samples = _audio_samples(audio, meta)
         frames = rend.frames(motion.iter_blocks(64), total=n_frames, progress=progress)
-        count = _write_images(output, frames, samples, meta)
+        count = _write_images(output, frames, samples, meta, force=force)
     return RenderResult(output=Path(output), frames=count, head=meta["head"], head_is_standin=False,
                         with_audio=samples is not None, meta=meta)
 
@@ -340,10 +390,11 @@ def mux(video: PathLike, audio: PathLike, *, output: PathLike) -> dict[str, Any]
     if is_stdio(output):
         raise InputError("mux cannot write to stdout (MP4 needs a seekable file): give -o FILE.mp4")
     video_container(output)
-    from artalk_core.fileio import input_file
+    from artalk_core.fileio import existing_file, input_file
 
     # A FIFO or /dev/stdin is read once into a temp file (a regular file is used as it is).
     with input_file(video) as (video_path, _, _), input_file(audio) as (audio_path, _, audio_name):
+        existing_file(video_path, "video file")  # before hashing it
         stream = iter_audio(audio_path, label=audio_name)
         meta = provenance("artalk mux", inputs={"video": sha256_file(video_path), "audio": stream.sha256})
         mux_video(video_path, iter(stream), output, meta=meta)  # the decoded blocks, read as the video is copied

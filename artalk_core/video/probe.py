@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artalk_core.errors import DependencyError, FormatError, InputError
-from artalk_core.fileio import PathLike, atomic_output
+from artalk_core.fileio import PathLike, atomic_output, existing_file, input_file
 
 
 def _av() -> Any:
@@ -29,8 +29,7 @@ def count_video_frames(container: Any, stream: Any) -> int:
 
 def _open_video(av: Any, path: Path) -> Any:
     """An input container for ``path``, or the typed error saying why not."""
-    if not path.is_file():
-        raise InputError(f"video file not found: {path}")
+    existing_file(path, "video file")
     try:
         return av.open(str(path))
     except av.FFmpegError as e:
@@ -65,6 +64,19 @@ def probe_video(path: PathLike) -> dict[str, Any]:
     return info
 
 
+def _frame_at(container: Any, name: PathLike, index: int) -> Any:
+    """Frame ``index`` of an open container as [H,W,3] uint8 (the container is closed)."""
+    with container:
+        if not container.streams.video:
+            raise FormatError(f"{name} has no video stream")
+        count = 0
+        for frame in container.decode(video=0):
+            if count == index:
+                return frame.to_ndarray(format="rgb24")
+            count += 1
+    raise InputError(f"{name} has only {count} frames, no frame {index}")
+
+
 def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> tuple[int, int]:
     """Save frame ``index`` of a video as a PNG (for READMEs, thumbnails, checks); returns (width, height)."""
     av = _av()
@@ -73,18 +85,9 @@ def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> 
     from artalk_core.fileio import check_not_input
 
     check_not_input({"-o": output}, {"VIDEO": video_path})
-    container = _open_video(av, Path(video_path))
-    with container:
-        if not container.streams.video:
-            raise FormatError(f"{video_path} has no video stream")
-        count = 0
-        for frame in container.decode(video=0):
-            if count == index:
-                rgb = frame.to_ndarray(format="rgb24")
-                break
-            count += 1
-        else:
-            raise InputError(f"{video_path} has only {count} frames, no frame {index}")
+    with input_file(video_path) as (path, _, _):  # a FIFO or <(...) is read once, into a temp file
+        container = _open_video(av, path)
+        rgb = _frame_at(container, video_path, index)
     h, w = rgb.shape[:2]
     with atomic_output(output) as tmp:
         out = av.open(str(tmp), "w", format="image2")

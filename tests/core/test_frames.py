@@ -1,4 +1,5 @@
-"""PNG frame folders (`-o DIR/`): lossless, all or nothing, replacing the previous frames."""
+"""PNG frame folders (`-o DIR/`): lossless, all or nothing, replacing the previous frames and
+nothing else (issue 18.7: never delete what the run did not make)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def test_lossless_frames_and_metadata(tmp_path: Path) -> None:
     assert names == ["frame_000000.png", "frame_000001.png", "frame_000002.png", "frames.json"]
     for i, f in enumerate(frames):
         np.testing.assert_array_equal(read_frame_png(tmp_path / "out" / f"frame_{i:06d}.png"), f)
-    assert json.loads((tmp_path / "out" / "frames.json").read_text()) == {"tool": "test"}
+    assert json.loads((tmp_path / "out" / "frames.json").read_text()) == {
+        "tool": "test", "files": ["frame_000000.png", "frame_000001.png", "frame_000002.png"]}
 
 
 def test_a_failure_leaves_the_folder_as_it_was_and_a_rerun_replaces_it(tmp_path: Path) -> None:
@@ -63,3 +65,47 @@ def test_mesh_render_to_a_frames_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="PNG frames only"):
         render(tmp_path / "m.pt", output=f"{tmp_path / 'png2'}/", size=32, assets=tmp_path / "none",
                verts=tmp_path / "v.h5")
+
+
+def test_only_files_a_previous_frames_set_listed_are_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_frames(out, iter(_frames(5)))
+    mine = out / "notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(InputError, match="notes.txt.*--force"):  # a folder with other files: refused
+        write_frames(out, iter(_frames(2)))
+    assert len(list(out.glob("frame_*.png"))) == 5 and mine.read_text() == "mine"
+    assert write_frames(out, iter(_frames(2, seed=3)), force=True) == 2  # --force: beside them, kept
+    assert sorted(p.name for p in out.iterdir()) == ["frame_000000.png", "frame_000001.png", "frames.json",
+                                                      "notes.txt"]
+    np.testing.assert_array_equal(read_frame_png(out / "frame_000001.png"), _frames(2, seed=3)[1])
+
+
+def test_a_users_frame_named_files_are_never_deleted_or_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frame_of_mind.png").write_bytes(b"a picture")
+    (out / "frame_000009.png").write_bytes(b"a motion file")
+    for force in (False, True):  # frame_000009.png would be overwritten: refused even with --force
+        with pytest.raises(InputError, match="frame_000009.png"):
+            write_frames(out, iter(_frames(12)), force=force)
+    (out / "frame_000009.png").unlink()
+    write_frames(out, iter(_frames(12)), force=True)
+    assert (out / "frame_of_mind.png").read_bytes() == b"a picture"
+    # a crafted manifest cannot reach other files
+    (tmp_path / "precious.txt").write_text("x")
+    manifest = json.loads((out / "frames.json").read_text())
+    manifest["files"] += ["../precious.txt", "frame_of_mind.png", "/etc/passwd"]
+    (out / "frames.json").write_text(json.dumps(manifest))
+    write_frames(out, iter(_frames(1)), force=True)
+    assert (tmp_path / "precious.txt").read_text() == "x" and (out / "frame_of_mind.png").is_file()
+    assert sorted(p.name for p in out.glob("frame_0*.png")) == ["frame_000000.png"]
+
+
+def test_a_foreign_frames_json_is_not_a_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frames.json").write_text('{"mine": true}')
+    with pytest.raises(InputError, match="frames.json"):
+        write_frames(out, iter(_frames(1)), force=True)
+    assert json.loads((out / "frames.json").read_text()) == {"mine": True}

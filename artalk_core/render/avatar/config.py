@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artalk_core.constants import AVATAR_MAX_REPEATS, AVATAR_MAX_SIZE
 from artalk_core.errors import ConfigError
 from artalk_core.model.config import read_config_file
 
@@ -264,8 +265,28 @@ class _Reader:
         kw[name] = tuple(pairs)
 
 
+_REPEATS = ("dino_depth", "dino_mlp_ratio", "num_mlp", "n_harmonic")
+"""Fields that repeat modules (bounded by AVATAR_MAX_REPEATS; every other integer by AVATAR_MAX_SIZE)."""
+
+
+def _check_bounds(c: AvatarConfig) -> None:
+    """Every integer within the limits, before anything is built from the sizes."""
+    def ints(value: Any) -> list[int]:
+        if isinstance(value, (tuple, list)):
+            return [i for v in value for i in ints(v)]
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+
+    for f in dataclasses.fields(c):
+        limit = AVATAR_MAX_REPEATS if f.name in _REPEATS else AVATAR_MAX_SIZE
+        big = [v for v in ints(getattr(c, f.name)) if v > limit]
+        if big:
+            raise ConfigError(f"avatar config: {f.name} {big[0]} is larger than an avatar network can be "
+                              f"(at most {limit}; the released network has {getattr(AvatarConfig, f.name)!r})")
+
+
 def _validate(c: AvatarConfig) -> None:
     """Sizes that cannot build a working network (ConfigError names the fields)."""
+    _check_bounds(c)
     if c.dino_img_size % c.dino_patch_size:
         raise ConfigError(f"avatar config: DINO.img_size ({c.dino_img_size}) must be a multiple of "
                           f"DINO.patch_size ({c.dino_patch_size})")

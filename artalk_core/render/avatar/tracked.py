@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from artalk_core.constants import SHAPE_MAX_ABS
 from artalk_core.errors import AssetError, FormatError, InputError
 from artalk_core.fileio import PathLike
 
@@ -33,6 +34,8 @@ TRACKED_SHAPES: dict[str, tuple[int, ...]] = {
 }
 """The keys every tracked entry holds (GAGAVATAR.md §1.2) and their shapes; others (``vis_image``)
 are ignored."""
+ROTATION_TOLERANCE: float = 1e-3
+"""How far R R^T of a tracked transform may be from the identity (the tracker's R is a rotation)."""
 
 
 @dataclass(frozen=True)
@@ -135,19 +138,66 @@ def entry_from_dict(name: str, data: Mapping[str, Any], *, source: str = "") -> 
         if not np.isfinite(arr).all():
             raise InputError(f"{where}: '{key}' contains NaN or infinite values")
         arrays[key] = arr
+    _check_values(where, arrays)
     return TrackedEntry(name=name, **arrays)
+
+
+def _check_values(where: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Values the renderer relies on: an image in [0, 1], a rotation in the transform, an identity
+    within the bounds of a FLAME shape."""
+    image = arrays["image"]
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"{where}: 'image' values range over [{lo:g}, {hi:g}]; a tracked image is in [0, 1]")
+    rot = arrays["transform_matrix"][:, :3].astype(np.float64)
+    error = float(np.abs(rot @ rot.T - np.eye(3)).max())
+    if error > ROTATION_TOLERANCE:
+        raise InputError(f"{where}: 'transform_matrix' [R | T] does not hold a rotation R (R R^T differs from "
+                         f"the identity by {error:.3g}): it is not a camera pose")
+    shape = arrays["shapecode"]
+    if float(np.abs(shape).max()) > SHAPE_MAX_ABS:
+        raise InputError(f"{where}: 'shapecode' holds {float(np.abs(shape).max()):g}; FLAME shape values are at most "
+                         f"{SHAPE_MAX_ABS:g} in size")
 
 
 def _is_single_entry(data: Mapping[str, Any]) -> bool:
     return "image" in data and "transform_matrix" in data
 
 
-def load_tracked(path: PathLike) -> dict[str, TrackedEntry]:
+class TrackedAvatars(Mapping[str, TrackedEntry]):
+    """The avatars of a tracked file by name, in file order. Each entry is checked when it is first
+    asked for (:func:`entry_from_dict`), so one malformed entry fails only the avatar that uses it;
+    listing the names checks none."""
+
+    def __init__(self, raw: Mapping[str, Any], source: str) -> None:
+        self._raw = dict(raw)
+        self._source = source
+        self._checked: dict[str, TrackedEntry] = {}
+
+    def __getitem__(self, name: str) -> TrackedEntry:
+        if name not in self._checked:
+            value = self._raw[name]  # KeyError for an unknown name, as a dict
+            if not isinstance(value, Mapping):
+                raise FormatError(f"{self._source}: entry {name!r} is a {type(value).__name__}, not a dict of arrays")
+            self._checked[name] = entry_from_dict(name, value, source=self._source)
+        return self._checked[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def load_tracked(path: PathLike) -> TrackedAvatars:
     """All avatars of a ``tracked.pt`` (``{name: {image, transform_matrix, ...}}``) or of a single-entry
-    file (the same keys at top level; its name is the file name), in file order.
+    file (the same keys at top level; its name is the file name), by name (see :class:`TrackedAvatars`).
 
     AssetError when the file is missing, FormatError when it is not a tracked file or its pickle
-    asks for anything but tensors and numpy arrays, InputError on a malformed entry.
+    asks for anything but tensors and numpy arrays; InputError on a malformed entry, when it is used.
     """
     p = Path(path)
     if not p.is_file():
@@ -156,15 +206,10 @@ def load_tracked(path: PathLike) -> dict[str, TrackedEntry]:
     if not isinstance(data, Mapping):
         raise FormatError(f"{p} holds a {type(data).__name__}, not a dict of tracked avatars")
     if _is_single_entry(data):
-        return {p.name: entry_from_dict(p.name, data, source=str(p))}
-    entries: dict[str, TrackedEntry] = {}
-    for name, value in data.items():
-        if not isinstance(value, Mapping):
-            raise FormatError(f"{p}: entry {name!r} is a {type(value).__name__}, not a dict of arrays")
-        entries[str(name)] = entry_from_dict(str(name), value, source=str(p))
-    if not entries:
+        return TrackedAvatars({p.name: data}, str(p))
+    if not data:
         raise FormatError(f"{p} holds no tracked avatars")
-    return entries
+    return TrackedAvatars({str(name): value for name, value in data.items()}, str(p))
 
 
 def select_avatar(entries: Mapping[str, TrackedEntry], name: str, *, source: str = "tracked.pt") -> TrackedEntry:

@@ -17,7 +17,11 @@ from artalk_core.render.avatar.tracked import TRACKED_SHAPES, load_tracked, sele
 
 def _entry(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {k: rng.random(shape, dtype=np.float32) for k, shape in TRACKED_SHAPES.items()}
+    entry = {k: rng.random(shape, dtype=np.float32) for k, shape in TRACKED_SHAPES.items()}
+    angle = float(rng.random())  # a camera pose: a rotation about y, then a translation
+    c, s = np.cos(angle), np.sin(angle)
+    entry["transform_matrix"][:, :3] = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], np.float32)
+    return entry
 
 
 def test_fixture_tracked_loads_with_numpy_1_pickle_names(gaga_dir: Path) -> None:
@@ -73,17 +77,17 @@ def test_bad_entries_name_key_and_shape(tmp_path: Path) -> None:
     bad["transform_matrix"] = np.zeros((4, 4), np.float32)
     torch.save({"x.jpg": bad}, tmp_path / "t.pt")
     with pytest.raises(InputError, match=r"'transform_matrix' has shape \[4, 4\], expected \[3, 4\]"):
-        load_tracked(tmp_path / "t.pt")
+        load_tracked(tmp_path / "t.pt")["x.jpg"]
     nan = _entry(0)
     nan["shapecode"][3] = np.nan
     torch.save({"x.jpg": nan}, tmp_path / "n.pt")
     with pytest.raises(InputError, match="'shapecode' contains NaN"):
-        load_tracked(tmp_path / "n.pt")
+        load_tracked(tmp_path / "n.pt")["x.jpg"]
     missing = _entry(0)
     del missing["bbox"]
     torch.save({"x.jpg": missing}, tmp_path / "m.pt")
     with pytest.raises(InputError, match="lacks bbox"):
-        load_tracked(tmp_path / "m.pt")
+        load_tracked(tmp_path / "m.pt")["x.jpg"]
     with pytest.raises(AssetError, match="not found"):
         load_tracked(tmp_path / "absent.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
@@ -110,3 +114,30 @@ def test_avatar_given_as_a_single_entry_file(tmp_path: Path) -> None:
         resolve_entry(str(tmp_path / "two.pt"))
     entry, _ = resolve_entry("b.jpg", tracked=tmp_path / "two.pt")
     assert entry.name == "b.jpg"
+
+
+def test_one_bad_entry_fails_only_the_avatar_that_uses_it(tmp_path: Path) -> None:
+    """Entries are checked when used (issue 18.17): a broken one does not block the others."""
+    torch.save({"good.jpg": _entry(0), "bad.jpg": {"image": np.zeros(3)}, "odd.jpg": 5}, tmp_path / "t.pt")
+    entries = load_tracked(tmp_path / "t.pt")
+    assert list(entries) == ["good.jpg", "bad.jpg", "odd.jpg"] and "bad.jpg" in entries
+    assert select_avatar(entries, "good.jpg").name == "good.jpg"
+    with pytest.raises(InputError, match="'bad.jpg'.*lacks"):
+        select_avatar(entries, "bad.jpg")
+    with pytest.raises(FormatError, match="'odd.jpg' is a int"):
+        entries["odd.jpg"]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("image", lambda e: e["image"] * 255, r"'image' values range over \[0\S*, 255\]; a tracked image is in \[0, 1\]"),
+    ("image", lambda e: e["image"] - 0.5, r"'image' values range over \[-0.4\d*, 0.5\]"),
+    ("transform_matrix", lambda e: np.zeros((3, 4), np.float32), "does not hold a rotation"),
+    ("transform_matrix", lambda e: e["transform_matrix"] * 2, "does not hold a rotation"),
+    ("shapecode", lambda e: e["shapecode"] * 1e20, r"'shapecode' holds \S+e\+\d+; FLAME shape values are at most 100"),
+])
+def test_values_the_renderer_relies_on_are_checked(tmp_path: Path, key: str, value: Any, words: str) -> None:
+    entry = _entry(0)
+    entry[key] = value(entry).astype(np.float32)
+    torch.save({"x.jpg": entry}, tmp_path / "t.pt")
+    with pytest.raises(InputError, match=words):
+        load_tracked(tmp_path / "t.pt")["x.jpg"]
