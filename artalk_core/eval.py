@@ -34,7 +34,7 @@ import numpy as np
 
 from artalk_core.constants import FDD_SCALE, FLAME_VERTICES, METRICS_MM
 from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import PathLike
+from artalk_core.fileio import PathLike, parse_json
 from artalk_core.progress import OptionalProgress, report
 
 METRICS: tuple[str, ...] = ("LVE", "MHD", "FDD")
@@ -87,8 +87,8 @@ def load_masks(path: PathLike) -> Masks:
             with np.load(p, allow_pickle=False) as z:
                 data: Any = {k: z[k] for k in z.files}
         else:
-            data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+            data = parse_json(p.read_bytes(), f"masks file {p} is not readable", error=InputError)
+    except (OSError, ValueError) as e:
         raise InputError(f"masks file {p} is not readable JSON or .npz: {e}") from None
     return _masks_from(data, f"masks file {p}", None)
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from artalk_core.audio.resample import to_mono
 from artalk_core.constants import SAMPLE_RATE
-from artalk_core.errors import AudioError, InputError
-from artalk_core.fileio import PathLike, atomic_output
+from artalk_core.errors import AudioError, FormatError, InputError
+from artalk_core.fileio import PathLike, atomic_output, parse_json
 
 WAVE_PCM, WAVE_FLOAT, WAVE_EXTENSIBLE = 1, 3, 0xFFFE
 _SAMPLE_FORMATS: dict[tuple[int, int], str] = {
@@ -222,9 +222,9 @@ def read_wav_metadata(path: PathLike) -> dict[str, str]:
         if cid == b"LIST" and body[:4] == b"INFO":
             for tag, q, n in iter_chunks(body, 4):
                 if tag == b"ICMT":
-                    try:
-                        meta = json.loads(body[q:q + n].rstrip(b"\0").decode("utf-8"))
-                    except ValueError:
+                    try:  # a stranger's WAV: deep nesting and huge numbers are refused, not obeyed
+                        meta = parse_json(body[q:q + n].rstrip(b"\0"), f"{path}: its ICMT comment")
+                    except FormatError:
                         return {}
                     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
     return {}

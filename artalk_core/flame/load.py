@@ -10,7 +10,6 @@ rebuild numpy arrays and sparse matrices.
 from __future__ import annotations
 
 import functools
-import json
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ import numpy as np
 
 from artalk_core.constants import FLAME_NAME, SHAPE_DIM, SHAPE_MAX_ABS
 from artalk_core.errors import AssetError, InputError
-from artalk_core.fileio import PathLike, sha256_file
+from artalk_core.fileio import PathLike, parse_json, sha256_file
 from artalk_core.flame.buffers import LICENCE_HINT, PickledChumpy, model_from_dict, to_array
 from artalk_core.flame.model import FlameModel
 from artalk_core.flame.standin import load_standin
@@ -184,7 +183,7 @@ def load_shape(path: PathLike) -> Any:
 
             arr = _single(load_file(str(p)), p)
         elif suffix == ".json":
-            obj = json.loads(p.read_text(encoding="utf-8"))
+            obj = parse_json(p.read_bytes(), f"shape file {p} is not readable", error=InputError)
             if isinstance(obj, Mapping):
                 obj = _single({k: v for k, v in obj.items() if isinstance(v, list)}, p)
             arr = np.asarray(obj, dtype=np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import io
 import struct
 import sys
@@ -405,6 +406,19 @@ def test_write_wav_round_trip_and_metadata(tmp_path: Path) -> None:
     with av.open(str(p)) as c:
         assert "artalk_version" in c.metadata.get("comment", "")
     assert not list(tmp_path.glob(".*part*"))
+
+
+def test_wav_metadata_of_a_hostile_comment_is_ignored(tmp_path: Path) -> None:
+    """A stranger's WAV whose ICMT comment nests JSON deeper than Python recurses: no metadata,
+    not an unexpected RecursionError."""
+    p = tmp_path / "deep.wav"
+    write_wav(p, np.zeros(1600, np.float32), metadata={"k": "X" * 200_000})
+    raw = p.read_bytes()
+    old = json.dumps({"k": "X" * 200_000}).encode()
+    assert raw.count(old) == 1
+    deep = b"[" * 100_000 + b"]" * 100_000
+    p.write_bytes(raw.replace(old, deep.ljust(len(old), b" ")))  # the same size: the chunks stay valid
+    assert read_wav_metadata(p) == {}
 
 
 def test_write_wav_clips_and_rejects(tmp_path: Path) -> None:

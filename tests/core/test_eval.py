@@ -184,6 +184,8 @@ def test_hostile_inputs(cases: dict[str, np.ndarray], tmp_path: Path) -> None:
     ('{"lip": [1.5], "upper": [1]}', "whole numbers"),
     ('{"lip": [-1], "upper": [1]}', "whole numbers"),
     ("[1, 2", "not readable"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"lip": [' + "9" * 5000 + '], "upper": [1]}', "5000 digits"),
 ])
 def test_bad_masks(tmp_path: Path, text: str, match: str) -> None:
     p = tmp_path / "m.json"

@@ -232,6 +232,9 @@ def test_load_shape_errors(tmp_path) -> None:
     save_file({"a": _shape(), "b": _shape(1)}, str(tmp_path / "many.safetensors"))
     with pytest.raises(InputError, match="exactly one"):
         load_shape(tmp_path / "many.safetensors")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)  # json.loads: RecursionError
+    with pytest.raises(InputError, match="nested too deeply"):
+        load_shape(tmp_path / "deep.json")
     (tmp_path / "junk.txt").write_text("1 2 three")
     with pytest.raises(InputError, match="cannot read"):
         load_shape(tmp_path / "junk.txt")
