@@ -61,6 +61,15 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 
 # Rendering (the reference mesh video)
 IMAGE_SIZE: int = 512
+MIN_IMAGE_SIZE: int = 16
+MAX_IMAGE_SIZE: int = 4096
+"""Image sizes `--size` takes (pixels, square)."""
+MESH_RENDERERS: tuple[str, ...] = ("gl", "pytorch3d")
+"""Mesh renderers: moderngl offscreen (default) and pytorch3d (where installed)."""
+AVATAR_NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
+"""The photoreal upsampler's noise: from --seed, the checkpoint's buffers, or none."""
+SEED_LIMIT: int = 2**32
+"""Seeds are 0 <= seed < SEED_LIMIT (numpy's limit)."""
 MESH_COLOR: tuple[int, int, int] = (142, 179, 247)
 BACKGROUND_COLOR: tuple[int, int, int] = (255, 255, 255)
 FOCAL_NDC: float = 12.0

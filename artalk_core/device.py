@@ -1,7 +1,8 @@
-"""Choosing the torch device from a user string (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+"""The machine: the torch device from a user string (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``), and its cores."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from artalk_core.errors import InputError
@@ -36,4 +37,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-__all__ = ["resolve_device"]
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask where there is one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+__all__ = ["cpu_count", "resolve_device"]

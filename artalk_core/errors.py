@@ -15,6 +15,11 @@ class InputError(ArtalkError):
     exit_code = 2
 
 
+class OptionsError(InputError, ValueError):
+    """An option value, or a combination of options, that cannot work (raised when the options are
+    made, before any work; a ValueError too, as configuration classes raise)."""
+
+
 class AudioError(InputError):
     """Audio that cannot be decoded, is empty, or is shorter than one frame."""
 

@@ -25,6 +25,7 @@ from typing import Any
 from artalk_core.batch.clip import ClipResult, WorkerConfig, lost_result, partial_files, run_clip
 from artalk_core.batch.jobs import Job
 from artalk_core.constants import BATCH_CLIP_TRIES
+from artalk_core.device import cpu_count
 from artalk_core.errors import DependencyError, InputError
 
 
@@ -107,7 +108,6 @@ def run_ray(jobs: list[Job], cfg: WorkerConfig, *, workers: int | None, threads:
     if not jobs:
         return
     ray = _ray()
-    from artalk_core.batch.runner import cpu_count
 
     started = False
     if not ray.is_initialized():

@@ -21,6 +21,7 @@ from typing import Any
 from artalk_core.batch.clip import ClipResult, WorkerConfig, run_clip
 from artalk_core.batch.jobs import Job, load_jobs
 from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME
+from artalk_core.device import cpu_count
 from artalk_core.errors import InputError, OutputError
 from artalk_core.fileio import PathLike, atomic_output
 
@@ -60,14 +61,6 @@ class BatchSummary:
 
 
 StatusFn = Callable[[BatchStatus], None]
-
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask where there is one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def plan_workers(workers: int | None, threads: int | None, *, jobs: int, device: str = "auto") -> tuple[int, int]:

@@ -61,7 +61,7 @@ def test_render_avatar_clean_errors(artalk, gaga_motion: Path, tmp_path: Path) -
 
 
 def test_info_lists_tracked_avatars() -> None:
-    from artalk_core.formats.describe import describe_file, format_description
+    from artalk_core.info import describe_file, format_description
 
     d = describe_file(GAGA / "tracked.pt")  # what `artalk info` prints
     assert d["keys"] == ["fix.jpg"] and d["avatar_count"] == 1

@@ -214,8 +214,8 @@ def test_gltf_evaluation_matches_standin_and_fps(files) -> None:
 def test_structure_names_and_extras(files) -> None:
     import jsonschema
 
-    from artalk_core.formats import load_schema
     from artalk_core.formats.gltf import read_gltf_json
+    from artalk_core.schemas import load as load_schema
 
     out = files["root"] / "names.glb"
     export(files["motion"], output=out, flame=FLAME)
@@ -250,7 +250,7 @@ def test_structure_names_and_extras(files) -> None:
 
 def test_glb_and_gltf_are_recognised_by_content(files) -> None:
     from artalk_core.formats import sniff_kind
-    from artalk_core.formats.describe import describe_file
+    from artalk_core.info import describe_file
 
     export(files["motion"], output=files["root"] / "k.gltf")
     export(files["motion"], output=files["root"] / "k.glb")
@@ -293,7 +293,7 @@ def test_embedded_audio(files) -> None:
     ev = GltfEval(out)
     import jsonschema
 
-    from artalk_core.formats import load_schema
+    from artalk_core.schemas import load as load_schema
 
     extras = read_gltf_json(out)["asset"]["extras"]
     jsonschema.validate(extras, load_schema("gltf-extras"))

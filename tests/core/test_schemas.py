@@ -12,10 +12,11 @@ from artalk_core import schemas
 from artalk_core.constants import AUDIO_ENCODERS, CHANNEL_LAYOUT, CHUNK_AUDIO_TOKENS, MOTION_DIM
 from artalk_core.errors import AssetError
 from artalk_core.fileio import provenance
-from artalk_core.formats import load_schema, safetensors_header
+from artalk_core.formats import safetensors_header
 from artalk_core.formats.features import write_features
 from artalk_core.formats.motion import write_motion
 from artalk_core.postprocess import postprocess_metadata
+from artalk_core.schemas import load as load_schema
 
 jsonschema = pytest.importorskip("jsonschema")
 

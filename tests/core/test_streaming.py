@@ -236,7 +236,7 @@ def test_motion_stream_round_trips_float32_exactly() -> None:
 
 def test_motion_stream_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    from artalk_core.formats import load_schema
+    from artalk_core.schemas import load as load_schema
 
     schema = load_schema("motion-stream")
     jsonschema.Draft202012Validator.check_schema(schema)

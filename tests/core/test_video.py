@@ -209,7 +209,7 @@ def test_memory_does_not_grow_with_duration(tmp_path):
 
 
 def test_half_written_mp4_reports_the_frames_that_decode(tmp_path: Path) -> None:
-    from artalk_core.formats.describe import describe_file
+    from artalk_core.info import describe_file
 
     full = tmp_path / "full.mp4"
     write_video(full, (frame(i, 64) for i in range(50)), audio=sine(32000))

@@ -127,7 +127,7 @@ def test_plan_workers_never_oversubscribes(monkeypatch: pytest.MonkeyPatch) -> N
 def _validate_results(path: Path) -> list[dict]:
     import jsonschema
 
-    from artalk_core.formats import load_schema
+    from artalk_core.schemas import load as load_schema
 
     validator = jsonschema.Draft202012Validator(load_schema("batch-results"))
     lines = [json.loads(line) for line in path.read_text().splitlines()]

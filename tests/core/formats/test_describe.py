@@ -16,9 +16,9 @@ from safetensors.numpy import save as st_save
 from artalk_core.errors import FormatError, InputError
 from artalk_core.fileio import provenance
 from artalk_core.formats import sniff_kind
-from artalk_core.formats.describe import describe_file, format_description
 from artalk_core.formats.features import write_features
 from artalk_core.formats.motion import write_motion
+from artalk_core.info import describe_file, format_description
 
 SHA = "c" * 64
 
