@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import threading
 from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 import typer
@@ -79,78 +77,24 @@ def where(path: object) -> str:
 
 # ---- signals -------------------------------------------------------------------------------
 
-_HANDLED = ("SIGINT", "SIGTERM", "SIGHUP")
-
 stopped_by: list[int] = []
 """Signals that stopped a command in this process (read by :func:`artalk_cli.main.main`)."""
 
 
-def _on_signal(signo: int, frame: FrameType | None) -> None:
-    """Raise :class:`~artalk_core.errors.Interrupted` in the main thread, and remember the signal.
-
-    The exception unwinds the work (temp files removed, outputs left untouched). If it lands in a
-    finaliser (a ``__del__`` or weakref callback, where Python can only print it and go on), the
-    remembered signal is raised again at the next safe point: the progress callback and every
-    output's commit (:func:`artalk_core.fileio.check_interrupted`), so the run still stops.
-    """
-    from artalk_core.errors import Interrupted
-    from artalk_core.fileio import note_interrupt
-
-    note_interrupt(signo)
-    raise Interrupted(signo)
-
-
-@contextlib.contextmanager
-def _signals() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP all unwind as an :class:`Interrupted` (main thread only)."""
-    from artalk_core.errors import Interrupted
-    from artalk_core.fileio import clear_interrupt
-
-    clear_interrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-    for name in _HANDLED:
-        signo = getattr(signal, name, None)
-        if signo is not None:
-            with contextlib.suppress(ValueError, OSError):
-                previous[signo] = signal.signal(signo, _on_signal)
-    old_hook = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        # An interrupt swallowed by a finaliser: silent here, it is re-raised at the next safe point.
-        if isinstance(unraisable.exc_value, Interrupted):
-            return
-        old_hook(unraisable)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        sys.unraisablehook = old_hook
-        for signo, handler in previous.items():
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signo, handler if handler is not None else signal.SIG_DFL)
-        clear_interrupt()
-
-
 # ---- errors --------------------------------------------------------------------------------
-
-_OUTPUT_ERRNOS = {"ENOSPC", "EFBIG", "EROFS", "EDQUOT"}
-
 
 @contextlib.contextmanager
 def cli_errors(debug: bool = False) -> Iterator[None]:
-    """Turn library errors into one red line and the error's exit code (a traceback with --debug).
-
-    Also: warnings of the library as yellow lines, and SIGINT/SIGTERM/SIGHUP as a clean stop
-    (exit 130 for SIGINT, 128 + the signal number otherwise; no partial output left).
+    """Turn any exception into one red line and an exit code (a traceback with --debug), as
+    :func:`artalk_core.errors.explain` says: the library's typed errors with their codes, a stop
+    signal (SIGINT/SIGTERM/SIGHUP, through :func:`artalk_core.interrupt.stop_signals`) as 130 or
+    128 + N with no partial output left, a bug as "unexpected ...". Warnings of the library are
+    yellow lines.
     """
-    import errno
     import warnings
 
-    from artalk_core.errors import ArtalkError, ArtalkWarning, Interrupted
+    from artalk_core.errors import ArtalkWarning, Interrupted, explain
+    from artalk_core.interrupt import stop_signals
 
     def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
         if issubclass(category, ArtalkWarning):
@@ -165,46 +109,25 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
     warnings.simplefilter("always", ArtalkWarning)
     warnings.showwarning = show
     try:
-        with _signals():
+        with stop_signals():
             yield
     except typer.Exit:
         raise
-    except ArtalkError as e:
-        if debug:
-            err.print_exception()
-        error(e)
-        raise typer.Exit(e.exit_code) from None
-    except KeyboardInterrupt as e:
-        signo = e.signo if isinstance(e, Interrupted) else int(signal.SIGINT)
-        stopped_by.append(signo)
-        error("interrupted" if signo == signal.SIGINT else f"stopped by {signal.Signals(signo).name}")
-        raise typer.Exit(130 if signo == signal.SIGINT else 128 + signo) from None
     except BrokenPipeError:
         # The reader of our stdout went away (e.g. `| head`): not an error of ours.
         with contextlib.suppress(Exception):
             sys.stdout = None
         raise typer.Exit(1) from None
-    except OSError as e:
-        if e.errno is not None and errno.errorcode.get(e.errno) in _OUTPUT_ERRNOS:
-            # A write that failed below the output helpers (a library writing on its own): still
-            # the output's fault, said plainly.
-            if debug:
-                err.print_exception()
-            error(f"cannot write the output: {e.strerror}" + (f" ({e.filename})" if e.filename else ""))
-            raise typer.Exit(4) from None
-        _unexpected(e, debug)
-    except Exception as e:  # an unexpected bug: still one line unless --debug
-        _unexpected(e, debug)
+    except (Exception, KeyboardInterrupt) as e:
+        said = explain(e)
+        if isinstance(e, KeyboardInterrupt):
+            stopped_by.append(e.signo if isinstance(e, Interrupted) else int(signal.SIGINT))
+        elif debug:
+            err.print_exception()
+        error(said.text if said.expected or debug else f"{said.text} (rerun with --debug for the traceback)")
+        raise typer.Exit(said.exit_code) from None
     finally:
         guard.__exit__(None, None, None)
-
-
-def _unexpected(e: Exception, debug: bool) -> None:
-    if debug:
-        err.print_exception()
-    else:
-        error(f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)")
-    raise typer.Exit(1) from None
 
 
 class ProgressBars:
@@ -245,7 +168,7 @@ class ProgressBars:
         return self._progress
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        from artalk_core.fileio import check_interrupted
+        from artalk_core.interrupt import check_interrupted
 
         check_interrupted()
         if self.quiet:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from artalk_core.fileio import (
     spooled,
 )
 from artalk_core.progress import OptionalProgress
+from artalk_core.text import slug
 
 
 @dataclass
@@ -41,10 +41,6 @@ class AnimateResult:
     files: dict[str, Path] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
     glb: Path | None = None  # the glTF export (``glb``), when asked for
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
 
 
 def _meta_of(path: Path, reader: Callable[[Path], Any]) -> dict[str, str] | None:
@@ -134,9 +130,9 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else AnimateOptions(audio=audio, **options)
     if (opts.audio is None) == (opts.text is None):
         raise InputError("give either an audio file or --text (not both)")
-    stem = _slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
-    look = "mesh" if opts.avatar is None else _slug(Path(str(opts.avatar)).name)
-    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{_slug(opts.style or 'default')}_{look}.mp4")
+    stem = slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
+    look = "mesh" if opts.avatar is None else slug(Path(str(opts.avatar)).name)
+    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{slug(opts.style or 'default')}_{look}.mp4")
     from artalk_core.pipeline import check_precision
     from artalk_core.video import video_container
 
@@ -172,7 +168,7 @@ def _outputs(o: AnimateOptions, out: Path, stem: str) -> dict[str, Any]:
         except InputError:
             raise InputError(f"--glb {o.glb}: name the glTF output *.glb or *.gltf") from None
     if o.keep is not None:
-        keep, label = Path(o.keep), _slug(style_label(o.style))
+        keep, label = Path(o.keep), slug(style_label(o.style))
         files["--keep"] = [keep / f"{stem}.wav", keep / f"{stem}.features.safetensors",
                            keep / f"{stem}_{label}.motion.safetensors", keep / f"{stem}_{label}.h5"]
     return files
@@ -236,7 +232,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
 
     # 2. motion (via cached features for the model engine)
     sty = resolve_style(o.style, assets=o.assets)
-    motion_path = work / f"{stem}_{_slug(sty.label)}.motion.safetensors"
+    motion_path = work / f"{stem}_{slug(sty.label)}.motion.safetensors"
     want_motion = {"audio_sha256": audio_sha, "style_sha256": sty.sha256, "engine": o.engine,
                    "fix_pose": str(bool(o.fix_pose)).lower()}
     source: Any = audio
@@ -289,7 +285,7 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused,
                              glb=glb_path)
 
-    verts_path = work / f"{stem}_{_slug(sty.label)}.h5"
+    verts_path = work / f"{stem}_{slug(sty.label)}.h5"
     want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
     if o.shape is not None:
         want_verts["shape_sha256"] = sha256_file(o.shape)

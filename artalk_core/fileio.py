@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import io
 import json
@@ -23,7 +22,8 @@ from typing import Any, BinaryIO
 
 from artalk_core import __version__
 from artalk_core.constants import JSON_MAX_INT_DIGITS
-from artalk_core.errors import ArtalkError, FormatError, InputError, Interrupted, OutputError
+from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError
+from artalk_core.interrupt import check_interrupted
 
 PathLike = str | os.PathLike
 STDIO = "-"
@@ -142,7 +142,7 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
                             h.update(block)
                             f.write(block)
                     except OSError as e:
-                        if e.errno in _WRITE_ERRNOS:
+                        if e.errno in WRITE_ERRNOS:
                             raise OutputError(f"cannot spool {label} to the temp folder: {e.strerror}") from e
                         raise InputError(f"cannot read {label}: {e.strerror}") from e
         if label != "<bytes>" and path.stat().st_size == 0:
@@ -165,8 +165,6 @@ def spooled(stack: contextlib.ExitStack, path: Any) -> Any:
 
 # ---- outputs ------------------------------------------------------------------------------
 
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
-"""Errors of a write that only the output explains (disk full, file too large, read-only disk)."""
 
 
 def output_error(target: PathLike, e: OSError) -> OutputError:
@@ -181,7 +179,7 @@ def writing(target: PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        if e.errno in _WRITE_ERRNOS and not isinstance(e, ArtalkError):
+        if e.errno in WRITE_ERRNOS and not isinstance(e, ArtalkError):
             raise output_error("stdout" if is_stdio(target) else target, e) from e
         raise
 
@@ -305,26 +303,6 @@ def _load_torch(source: PathLike | bytes | bytearray | memoryview, name: str, *,
         raise error(f"{name} is truncated or corrupt (torch file cannot be read)") from None
 
 
-_interrupts: list[int] = []
-
-
-def note_interrupt(signo: int) -> None:
-    """Remember that a stop signal arrived (the CLI's signal handler calls this)."""
-    _interrupts.append(signo)
-
-
-def clear_interrupt() -> None:
-    _interrupts.clear()
-
-
-def check_interrupted() -> None:
-    """Raise :class:`Interrupted` if a stop signal arrived and its exception was swallowed (by a
-    finaliser: Python cannot raise out of ``__del__`` or a weakref callback). Called at safe
-    points, above all before an output replaces an existing file."""
-    if _interrupts:
-        raise Interrupted(_interrupts[0])
-
-
 def _check_writable_dir(folder: Path, target: Path) -> None:
     if not folder.exists():
         raise OutputError(f"cannot write {target}: folder {folder} does not exist")
@@ -365,7 +343,7 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
             yield tmp
         except OSError as e:
             # Disk full, file too large (ulimit -f), read-only disk while writing the temp file.
-            if e.errno in _WRITE_ERRNOS and not isinstance(e, ArtalkError):
+            if e.errno in WRITE_ERRNOS and not isinstance(e, ArtalkError):
                 raise output_error("stdout" if to_stdout else target, e) from e
             raise
         check_interrupted()  # an interrupt swallowed on the way never lets a file replace a good one

@@ -22,4 +22,15 @@ def printable(text: str, *, keep_lines: bool = False) -> str:
     return text if keep_lines else _LINE_BREAKS.sub(_escape, text)
 
 
-__all__ = ["printable"]
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def slug(text: str, *, max_len: int | None = None, default: str = "x") -> str:
+    """``text`` as a file-name part: runs of anything but ASCII letters, digits, ``_`` and ``-``
+    become ``_`` (so no path separator, dot or space survives), cut to ``max_len``; ``default``
+    when nothing is left (``speech.wav`` -> ``speech_wav``, ``happy 1`` -> ``happy_1``)."""
+    out = _UNSAFE.sub("_", text).strip("_")[:max_len]
+    return out or default
+
+
+__all__ = ["printable", "slug"]

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Shape, duration and metadata of a file."""
         with cli_errors(debug):
-            from artalk_core.formats.describe import describe_file, format_description
+            from artalk_core.info import describe_file, format_description
 
             desc = describe_file(file)
             if as_json:

@@ -27,15 +27,14 @@ from artalk_core.app.config import CHARS_PER_SECOND, MESH, AppConfig, Catalog, a
 from artalk_core.app.jobs import Cancelled, Job, JobStore
 from artalk_core.constants import FPS, SAMPLE_RATE
 from artalk_core.errors import (
+    BUG_SUMMARY,
     ArtalkError,
-    AssetError,
     AudioError,
-    DependencyError,
     InputError,
-    OutputError,
-    RenderError,
     StyleError,
+    explain,
 )
+from artalk_core.text import slug
 
 log = logging.getLogger("artalk.app")
 
@@ -43,10 +42,7 @@ MSG_NO_INPUT = "Please upload or record speech, or type a text."
 MSG_BOTH_INPUTS = "Give either speech or a text, not both."
 MSG_CANCELLED = "Cancelled."
 MSG_SHUTDOWN = "The server is shutting down, so the video was not made; try again once it is back."
-MSG_BUG = "Something went wrong on the server while making the video; its log has the details."
-MSG_ASSETS = "The server's model files are missing or damaged, so it cannot make videos right now."
-MSG_PROGRAM = "This server lacks a program it needs for that, so it cannot do it right now."
-MSG_SERVER = "The video could not be made on this server; its log has the details."
+MSG_BUG = BUG_SUMMARY
 
 # Where each core stage sits in the whole job (fractions), and what a visitor reads for it.
 STAGES: dict[str, tuple[float, float, str]] = {
@@ -143,15 +139,10 @@ def plain_message(e: BaseException, names: dict[str, str] | None = None) -> str:
     """
     if isinstance(e, Cancelled):
         return MSG_SHUTDOWN if e.shutdown else MSG_CANCELLED
-    if not isinstance(e, ArtalkError):
-        return MSG_BUG
-    if isinstance(e, AssetError):
-        return MSG_ASSETS
-    if isinstance(e, DependencyError):
-        return MSG_PROGRAM
-    if isinstance(e, (RenderError, OutputError)):
-        return MSG_SERVER
-    text = str(e)
+    said = explain(e)
+    if not said.about_input:
+        return said.summary  # the server's own problem: its text is for the log
+    text = said.text
     for path, name in sorted((names or {}).items(), key=lambda item: -len(item[0])):
         text = text.replace(path, name)
     text = text.replace("<audio bytes>", "the audio").replace("<bytes>", "the file").replace("<stdin>", "the input")
@@ -160,11 +151,9 @@ def plain_message(e: BaseException, names: dict[str, str] | None = None) -> str:
     text = text.strip().rstrip(".")
     if text:
         text = text[0].upper() + text[1:] + "."
-    if isinstance(e, AudioError):
-        return f"The speech could not be used. {text}".strip()
-    if isinstance(e, StyleError):
-        return f"The style could not be used. {text}".strip()
-    return text or "The input could not be used."
+    if isinstance(e, (AudioError, StyleError)):
+        return f"{said.summary} {text}".strip()
+    return text or said.summary
 
 
 class Generator:
@@ -317,8 +306,7 @@ def preview_glb(files: list[str]) -> str | None:
 
 
 def _stem(name: str) -> str:
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:40] or "speech"
+    return slug(name.rsplit(".", 1)[0] if "." in name else name, max_len=40, default="speech")
 
 
 class ProgressBridge:

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -406,18 +405,18 @@ class AppServer:
     def run(self, ready: Callable[[AppServer], None] | None = None) -> None:
         """Serve in this (main) thread until Ctrl+C or SIGTERM, then remove every job's files."""
 
-        def stop(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt  # uvicorn re-raises the signal it caught after its clean shutdown
+        from artalk_core.interrupt import stop_signals
 
-        previous = signal.signal(signal.SIGTERM, stop)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal it caught again:
+        # stop_signals turns that into an Interrupted, which ends serving here.
         try:
-            if ready is not None or self._share:
-                threading.Thread(target=self._announce, args=(ready,), daemon=True).start()
-            self.server.run(sockets=[self.sock])
+            with stop_signals():
+                if ready is not None or self._share:
+                    threading.Thread(target=self._announce, args=(ready,), daemon=True).start()
+                self.server.run(sockets=[self.sock])
         except KeyboardInterrupt:
             pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
             self.close()
 
     def _announce(self, ready: Callable[[AppServer], None] | None) -> None:

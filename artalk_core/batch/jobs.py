@@ -22,6 +22,7 @@ from artalk_core.constants import BATCH_MAX_CELL_CHARS
 from artalk_core.constants import BATCH_OUTPUT_KINDS as OUTPUT_KINDS
 from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike
+from artalk_core.text import slug
 
 # Per-row options: name -> parser. Paths are resolved against the jobs file's folder.
 _STR = ("text", "lang", "voice", "tts_engine", "style", "appearance", "engine", "renderer", "background",
@@ -62,8 +63,8 @@ class Job:
         return {"row": self.row, "name": self.name, "options": self.options, "outputs": list(self.outputs)}
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:80] or "x"
+def _name_part(text: str) -> str:
+    return slug(text, max_len=80)
 
 
 def _parse_bool(value: Any, key: str) -> bool:
@@ -182,15 +183,15 @@ def parse_row(raw: Mapping[str, Any], *, base: Path, defaults: Mapping[str, Any]
 
 def _base_name(opts: Mapping[str, Any]) -> str:
     if opts.get("name"):
-        return _slug(str(opts["name"]))
+        return _name_part(str(opts["name"]))
     if opts.get("audio"):
-        stem = _slug(Path(str(opts["audio"])).stem)
+        stem = _name_part(Path(str(opts["audio"])).stem)
     else:
         stem = "text-" + hashlib.sha256(str(opts.get("text")).encode()).hexdigest()[:8]
-    parts = [stem, _slug(str(opts.get("style") or "default"))]
+    parts = [stem, _name_part(str(opts.get("style") or "default"))]
     appearance = str(opts.get("appearance") or "mesh")
     if appearance != "mesh":
-        parts.append(_slug(Path(appearance).stem))
+        parts.append(_name_part(Path(appearance).stem))
     return "_".join(parts)
 
 

@@ -31,21 +31,11 @@ from artalk_core.batch.jobs import Job
 from artalk_core.constants import BATCH_CLIP_TRIES, BATCH_STOP_GRACE_S
 
 
-def _on_stop(signo: int, frame: Any) -> None:
-    """A worker's SIGTERM: unwind like an interrupt, and remember it, so that an exception swallowed
-    on the way (by a finaliser) still stops the clip at its next output commit."""
-    from artalk_core.errors import Interrupted
-    from artalk_core.fileio import note_interrupt
-
-    note_interrupt(signo)
-    raise Interrupted(signo)
-
-
 def init_worker(threads: int) -> None:
-    """In a worker process: the torch thread budget; Ctrl-C belongs to the parent, SIGTERM unwinds."""
+    """In a worker process: the torch thread budget; Ctrl-C belongs to the parent, SIGTERM unwinds
+    (:func:`artalk_core.interrupt.stop_signals`, entered by the worker's loop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
-    signal.signal(signal.SIGTERM, _on_stop)
     import torch
 
     torch.set_num_threads(threads)
@@ -54,17 +44,19 @@ def init_worker(threads: int) -> None:
 def _serve(conn: Any, threads: int) -> None:
     """A worker's life: clips in, results out, until the parent sends None or goes away."""
     from artalk_core.errors import Interrupted
+    from artalk_core.interrupt import stop_signals
 
     try:
         init_worker(threads)
-        while True:
-            try:
-                task = conn.recv()
-            except EOFError:
-                return
-            if task is None:
-                return
-            conn.send(run_clip(*task))
+        with stop_signals(("SIGTERM",)):
+            while True:
+                try:
+                    task = conn.recv()
+                except EOFError:
+                    return
+                if task is None:
+                    return
+                conn.send(run_clip(*task))
     except (Interrupted, BrokenPipeError):
         return  # stopped by the parent (its temporary files are gone), or the parent is gone
 

@@ -255,7 +255,7 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
                for i, j in enumerate(job_list)]
     if stop is not None:
         from artalk_core.batch.clip import partial_files
-        from artalk_core.fileio import clear_interrupt
+        from artalk_core.interrupt import clear_interrupt
 
         # The interrupt is handled here: forget it, or the results file's commit would raise it again.
         clear_interrupt()

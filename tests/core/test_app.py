@@ -138,8 +138,10 @@ def test_cap_speech_keeps_short_speech_and_refuses_at_the_limit(tmp_path):
 
 
 def test_plain_messages_name_no_server_paths(tmp_path):
-    from artalk_core.app.handlers import MSG_ASSETS, MSG_PROGRAM, MSG_SERVER, MSG_SHUTDOWN
-    from artalk_core.errors import DependencyError, OutputError
+    from artalk_core.app.handlers import MSG_SHUTDOWN
+    from artalk_core.errors import DependencyError, OutputError, explain
+
+    MSG_ASSETS, MSG_PROGRAM, MSG_SERVER = (explain(k("x")).summary for k in (AssetError, DependencyError, OutputError))
 
     upload = tmp_path / "artalk-app-xyz" / "cache" / "abc" / "speech_sample.wav"
     names = {str(upload): "the speech file"}

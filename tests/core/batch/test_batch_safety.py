@@ -150,7 +150,7 @@ def test_reruns_leave_no_hidden_files(speech_dir: Path, tmp_path: Path) -> None:
 
 
 def test_a_signal_mid_batch_still_writes_the_results(speech_dir: Path, tmp_path: Path) -> None:
-    from artalk_core.fileio import note_interrupt
+    from artalk_core.interrupt import note_interrupt
 
     out = tmp_path / "out"
     jobs = load_jobs(speech_dir, defaults=DEFAULTS)
