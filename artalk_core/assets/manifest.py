@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from artalk_core.assets.paths import assets_dir, available_styles, checkpoint_name, style_dir
+from artalk_core.assets.paths import asset_default, assets_dir, available_styles, checkpoint_name, style_dir
 from artalk_core.constants import CHECKPOINT_NAME, CONFIG_NAME, FLAME_NAME, STYLE_DIR
 from artalk_core.errors import AssetError, ConfigError, FormatError
 from artalk_core.fileio import PathLike, atomic_output, sha256_file, sha256_file_cached
@@ -226,7 +226,7 @@ def raise_for_problems(results: list[VerifyResult]) -> None:
 
 def flame_path(root: PathLike | None = None) -> Path:
     """Where the licensed FLAME head is expected: ``<assets>/FLAME_with_eye.pt``."""
-    return assets_dir(root) / FLAME_NAME
+    return asset_default("--flame", root)
 
 
 def flame_notice(root: PathLike | None = None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from artalk_core.constants import (
@@ -25,6 +26,9 @@ from artalk_core.errors import AssetError
 from artalk_core.fileio import PathLike
 
 HF_REPO = "xg-chu/ARTalk"
+AVATAR_HINT = "get it with `artalk assets download --include-optional`"
+LICENCE_HINT = ("the FLAME head model needs the FLAME licence: register at https://flame.is.tue.mpg.de and "
+                f"download it (ARTalk's {FLAME_NAME} or FLAME 2020/2023 generic_model.pkl)")
 DOWNLOAD_HINT = (f"download the released files from https://huggingface.co/{HF_REPO} "
                  f"(or run `artalk assets download`) into the assets folder")
 
@@ -37,17 +41,37 @@ def assets_dir(assets: PathLike | None = None) -> Path:
     return Path(env) if env else Path("assets")
 
 
-ASSET_FLAGS: dict[str, str] = {"--checkpoint": CHECKPOINT_NAME, "--model-config": CONFIG_NAME, "--flame": FLAME_NAME,
-                               "--tracked": TRACKED_FILE, "--avatar-checkpoint": AVATAR_CHECKPOINT_FILE}
-"""The asset file each flag overrides, relative to the asset folder."""
+@dataclass(frozen=True)
+class Asset:
+    """One file of the asset folder that a flag can name instead."""
+
+    flag: str
+    """The flag that names another file (``--checkpoint``)."""
+    name: str
+    """Its place in the asset folder (``GAGAvatar/tracked.pt``); the checkpoint's depends on the config."""
+    what: str
+    """What it is, in messages."""
+    hint: str
+    """How to get it, in messages."""
+    hint_when_given: bool = False
+    """Whether the hint applies to a file the flag named too (the FLAME licence does)."""
 
 
-def asset_inputs(assets: PathLike | None, given: Mapping[str, PathLike | None]) -> dict[str, PathLike]:
-    """The asset files a step reads, by flag (keys of :data:`ASSET_FLAGS`): the file given with the
-    flag, else its default in the asset folder (for :func:`~artalk_core.fileio.check_not_input`:
-    ``-o assets/ARTalk_wav2vec.pt`` must not replace the checkpoint being used)."""
-    folder = assets_dir(assets)
-    return {flag: value if value is not None else folder / ASSET_FLAGS[flag] for flag, value in given.items()}
+ASSETS: dict[str, Asset] = {a.flag: a for a in (
+    Asset("--checkpoint", CHECKPOINT_NAME, "model checkpoint",
+          f"{DOWNLOAD_HINT}, pass --checkpoint FILE, or use --engine energy for a weight-free preview"),
+    Asset("--model-config", CONFIG_NAME, "model config", "without it the released config is used"),
+    Asset("--flame", FLAME_NAME, "FLAME head", LICENCE_HINT, hint_when_given=True),
+    Asset("--tracked", TRACKED_FILE, "tracked avatars file",
+          f"{AVATAR_HINT}, or pass --tracked FILE (or --avatar PATH to a single tracked entry)"),
+    Asset("--avatar-checkpoint", AVATAR_CHECKPOINT_FILE, "avatar checkpoint",
+          f"{AVATAR_HINT}, or pass --avatar-checkpoint FILE"),
+)}
+"""Every asset file the tools read, by the flag that overrides it: the one table of the folder's layout."""
+
+NOT_RELEASED_HINT = ("{name} (the Mimi audio encoder variant, named by the reference's loading code) is not "
+                     "released yet, so it cannot be downloaded: pass --checkpoint FILE with your own Mimi "
+                     "checkpoint, or use the released wav2vec2 model (AR_CONFIG.AUDIO_ENCODER wav2vec)")
 
 
 def _where(assets: PathLike | None) -> str:
@@ -56,27 +80,48 @@ def _where(assets: PathLike | None) -> str:
     return f"${ASSETS_ENV}" if os.environ.get(ASSETS_ENV) else "the default ./assets"
 
 
-def asset_file(given: PathLike | None, name: str, assets: PathLike | None, *, what: str, flag: str,
-               hint: str) -> Path:
-    """An asset file: ``given`` (from ``flag``) if set, else ``<assets>/<name>``.
+def asset_default(flag: str, assets: PathLike | None = None, *, model_config: PathLike | None = None) -> Path:
+    """Where the asset of ``flag`` sits in the asset folder (whether or not it is there)."""
+    name = checkpoint_name(model_config, assets) if flag == "--checkpoint" else ASSETS[flag].name
+    return assets_dir(assets) / name
 
-    AssetError if it is not a file, naming where it was looked for and ``hint`` (how to get it).
-    """
+
+def find_asset(flag: str, given: PathLike | None, assets: PathLike | None = None, *, required: bool = True,
+               model_config: PathLike | None = None) -> Path | None:
+    """The one asset lookup: the file ``given`` with ``flag`` (it must exist), else its place in the
+    asset folder (:func:`asset_default`). A missing asset is an AssetError naming where it was
+    looked for and how to get it; unless ``required``, a missing default is None (the model config:
+    the released one is built in; the FLAME head: the stand-in)."""
+    asset = ASSETS[flag]
     if given is not None:
         p = Path(given)
         if not p.is_file():
-            raise AssetError(f"{what} not found: {p} (given with {flag})")
+            hint = f"; {asset.hint}" if asset.hint_when_given else ""
+            raise AssetError(f"{asset.what} not found: {p.resolve()} (given with {flag}){hint}")
         return p
-    p = assets_dir(assets) / name
-    if not p.is_file():
-        raise AssetError(f"{what} {name} not found: looked for {p.resolve()} (asset folder from {_where(assets)}); "
-                         f"{hint}")
-    return p
+    p = asset_default(flag, assets, model_config=model_config)
+    if p.is_file():
+        return p
+    if not required:
+        return None
+    hint = NOT_RELEASED_HINT.format(name=p.name) if p.name == CHECKPOINT_NAMES["mimi"] else asset.hint
+    raise AssetError(f"{asset.what} {p.name} not found: looked for {p.resolve()} (asset folder from "
+                     f"{_where(assets)}); {hint}")
 
 
-NOT_RELEASED_HINT = ("{name} (the Mimi audio encoder variant, named by the reference's loading code) is not "
-                     "released yet, so it cannot be downloaded: pass --checkpoint FILE with your own Mimi "
-                     "checkpoint, or use the released wav2vec2 model (AR_CONFIG.AUDIO_ENCODER wav2vec)")
+def asset_file(flag: str, given: PathLike | None, assets: PathLike | None = None, *,
+               model_config: PathLike | None = None) -> Path:
+    """:func:`find_asset` of a required asset (never None)."""
+    path = find_asset(flag, given, assets, model_config=model_config)
+    assert path is not None
+    return path
+
+
+def asset_inputs(assets: PathLike | None, given: Mapping[str, PathLike | None]) -> dict[str, PathLike]:
+    """The asset files a step reads, by flag: the file given with the flag, else its place in the
+    asset folder (for :func:`~artalk_core.fileio.check_not_input`: ``-o assets/ARTalk_wav2vec.pt``
+    must not replace the checkpoint being used)."""
+    return {flag: value if value is not None else asset_default(flag, assets) for flag, value in given.items()}
 
 
 def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None = None, *,
@@ -84,10 +129,7 @@ def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None 
     """The model weights: ``checkpoint`` if given, else ``<assets>/ARTalk_<encoder>.pt`` as the reference
     names them, the encoder being the model config's ``AR_CONFIG.AUDIO_ENCODER`` (``model_config``, else
     ``<assets>/config.json``; ``wav2vec`` when it names none); AssetError if absent."""
-    name = checkpoint_name(model_config, assets) if checkpoint is None else ""
-    hint = (NOT_RELEASED_HINT.format(name=name) if name == CHECKPOINT_NAMES["mimi"] else
-            f"{DOWNLOAD_HINT}, pass --checkpoint FILE, or use --engine energy for a weight-free preview")
-    return asset_file(checkpoint, name, assets, what="model checkpoint", flag="--checkpoint", hint=hint)
+    return asset_file("--checkpoint", checkpoint, assets, model_config=model_config)
 
 
 def checkpoint_name(model_config: PathLike | None = None, assets: PathLike | None = None) -> str:
@@ -102,13 +144,7 @@ def checkpoint_name(model_config: PathLike | None = None, assets: PathLike | Non
 def config_path(model_config: PathLike | None = None, assets: PathLike | None = None) -> Path | None:
     """The model config JSON: ``model_config`` if given, else ``<assets>/config.json`` if present, else None
     (meaning: the released config built into the package)."""
-    if model_config is not None:
-        p = Path(model_config)
-        if not p.is_file():
-            raise AssetError(f"model config not found: {p} (given with --model-config)")
-        return p
-    p = assets_dir(assets) / CONFIG_NAME
-    return p if p.is_file() else None
+    return find_asset("--model-config", model_config, assets, required=False)
 
 
 def style_dir(assets: PathLike | None = None) -> Path:

@@ -8,13 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import EXP_DIM, FLAME_NAME, NUM_JOINTS, SHAPE_DIM
+from artalk_core.assets.paths import LICENCE_HINT
+from artalk_core.constants import EXP_DIM, NUM_JOINTS, SHAPE_DIM
 from artalk_core.errors import AssetError
 from artalk_core.flame.model import FlameModel
 
-FLAME_URL = "https://flame.is.tue.mpg.de"
-LICENCE_HINT = (f"the FLAME head model needs the FLAME licence: register at {FLAME_URL} and download it "
-                f"(ARTalk's {FLAME_NAME} or FLAME 2020/2023 generic_model.pkl)")
 NUM_POSE_FEATURES: int = (NUM_JOINTS - 1) * 9  # 36
 
 
@@ -112,4 +110,4 @@ def model_from_dict(fm: Mapping[str, Any], *, source: str, sha256: str, is_stand
                       faces=faces.astype(np.int32), is_standin=is_standin, source=source, sha256=sha256)
 
 
-__all__ = ["FLAME_URL", "LICENCE_HINT", "NUM_POSE_FEATURES", "PickledChumpy", "model_from_dict", "to_array"]
+__all__ = ["LICENCE_HINT", "NUM_POSE_FEATURES", "PickledChumpy", "model_from_dict", "to_array"]

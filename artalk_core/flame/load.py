@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import FLAME_NAME, SHAPE_DIM, SHAPE_MAX_ABS
+from artalk_core.assets.paths import find_asset
+from artalk_core.constants import SHAPE_DIM, SHAPE_MAX_ABS
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike, parse_json, sha256_file
 from artalk_core.flame.buffers import LICENCE_HINT, PickledChumpy, model_from_dict, to_array
@@ -139,21 +140,8 @@ def resolve_flame(flame: PathLike | None = None, assets: PathLike | None = None,
 
     ``assets`` defaults to ``$ARTALK_ASSETS`` or ``./assets`` (see :mod:`artalk_core.assets`).
     """
-    if flame is not None:
-        p = Path(flame)
-        if not p.is_file():
-            raise AssetError(f"FLAME head file not found: looked for {p.resolve()} (given explicitly); "
-                             f"{LICENCE_HINT}")
-        return load_flame(p)
-    from artalk_core.assets import assets_dir
-
-    candidate = assets_dir(assets) / FLAME_NAME
-    if candidate.is_file():
-        return load_flame(candidate)
-    if allow_standin:
-        return load_standin()
-    raise AssetError(f"FLAME head {FLAME_NAME} not found: looked for {candidate.resolve()}; {LICENCE_HINT}; "
-                     f"or allow the bundled stand-in head")
+    found = find_asset("--flame", flame, assets, required=not allow_standin)
+    return load_standin() if found is None else load_flame(found)
 
 
 def load_shape(path: PathLike) -> Any:

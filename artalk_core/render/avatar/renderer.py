@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from artalk_core.assets.paths import asset_file
-from artalk_core.constants import AVATAR_CHECKPOINT_FILE, TRACKED_FILE
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike
 from artalk_core.progress import OptionalProgress, report
@@ -24,7 +23,6 @@ from artalk_core.progress import OptionalProgress, report
 NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
 CUDA_BATCH: int = 8
 """Frames upsampled at once on a GPU (one frame at a time on a CPU: no gain there, more memory)."""
-GET_HINT = "get it with `artalk assets download --include-optional`"
 
 
 @dataclass
@@ -56,8 +54,7 @@ def resolve_entry(avatar: str | PathLike, *, tracked: PathLike | None = None,
             raise InputError(f"{as_path} holds {len(entries)} avatars ({', '.join(list(entries)[:5])}); "
                              f"pass it with --tracked and choose one with --avatar NAME")
         return next(iter(entries.values())), as_path
-    path = asset_file(tracked, TRACKED_FILE, assets, what="tracked avatars file", flag="--tracked",
-                      hint=f"{GET_HINT}, or pass --tracked FILE (or --avatar PATH to a single tracked entry)")
+    path = asset_file("--tracked", tracked, assets)
     return select_avatar(load_tracked(path), name, source=str(path)), path
 
 
@@ -71,8 +68,7 @@ def resolve_source(avatar: str | PathLike, *, tracked: PathLike | None = None,
     entry, tracked_path = resolve_entry(avatar, tracked=tracked, assets=assets)
     head = resolve_flame(flame, assets, allow_standin=True)
     check_flame(head)
-    ckpt = asset_file(avatar_checkpoint, AVATAR_CHECKPOINT_FILE, assets, what="avatar checkpoint",
-                      flag="--avatar-checkpoint", hint=f"{GET_HINT}, or pass --avatar-checkpoint FILE")
+    ckpt = asset_file("--avatar-checkpoint", avatar_checkpoint, assets)
     cfg = Path(avatar_config) if avatar_config is not None else None
     if cfg is not None and not cfg.is_file():
         raise AssetError(f"avatar config not found: {cfg} (given with --avatar-config)")
