@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
-from artalk_core.errors import ArtalkError, AudioError, InputError
+from artalk_core.errors import AudioError, InputError
 from artalk_core.fileio import (
     PathLike,
     check_not_input,
     make_folder,
-    parse_json,
     sha256_bytes,
     sha256_file,
     spooled,
 )
 from artalk_core.progress import OptionalProgress
+from artalk_core.records import Recipe, RecordFolder
 from artalk_core.text import slug
 
 
@@ -41,35 +42,6 @@ class AnimateResult:
     files: dict[str, Path] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
     glb: Path | None = None  # the glTF export (``glb``), when asked for
-
-
-def _meta_of(path: Path, reader: Callable[[Path], Any]) -> dict[str, str] | None:
-    """Metadata of an existing intermediate, or None if absent or unreadable (then it is remade)."""
-    if not path.is_file():
-        return None
-    try:
-        return dict(reader(path))
-    except ArtalkError:
-        return None
-
-
-def _vertices_meta(path: Path) -> dict[str, str]:
-    from artalk_core.formats.vertices import read_vertices
-
-    with read_vertices(path) as vf:
-        return {k: str(v) for k, v in vf.meta.items()}
-
-
-def _matches(meta: dict[str, str] | None, **want: str) -> bool:
-    return meta is not None and all(meta.get(k) == v for k, v in want.items())
-
-
-def _options(meta: dict[str, str] | None) -> dict[str, Any]:
-    try:
-        value = parse_json((meta or {}).get("options", "{}"), "the options of a kept file")
-    except ArtalkError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -189,15 +161,25 @@ def _inputs(o: AnimateOptions) -> dict[str, Any]:
 
 
 def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: OptionalProgress) -> AnimateResult:
-    from artalk_core.audio import read_wav_metadata
-    from artalk_core.formats.features import read_features_meta
-    from artalk_core.formats.motion import read_motion_meta
     from artalk_core.pipeline import encode_audio, generate, load_artalk
     from artalk_core.render.stage import render
     from artalk_core.styles import resolve_style
 
     reused: list[str] = []
     files: dict[str, Path] = {}
+    records = RecordFolder(work) if o.keep is not None else None
+
+    def step(name: str, path: Path, recipe: Recipe, make: Callable[[], object]) -> None:
+        """Make ``path`` unless --keep holds it, made from the same recipe (see artalk_core.records)."""
+        if records is not None and records.current(path, recipe):
+            reused.append(name)
+            return
+        if records is not None:
+            records.forget(path)
+        make()
+        if records is not None:
+            records.write(path, recipe)
+
     audio, text = o.audio, o.text
     avatar_opts: dict[str, Any] = {}
     if o.avatar is not None:
@@ -215,13 +197,9 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
         from artalk_core.tts import normalize_lang, tts
 
         speech = work / f"{stem}.wav"
-        want = {"text_sha256": sha256_bytes(text.encode())}
-        opts = {"lang": normalize_lang(o.lang), "engine": o.tts_engine, "voice": o.voice}
-        meta = _meta_of(speech, read_wav_metadata)
-        if _matches(meta, **want) and all(_options(meta).get(k) == v for k, v in opts.items()):
-            reused.append("speech")
-        else:
-            tts(text, output=speech, lang=o.lang, engine=o.tts_engine, voice=o.voice)
+        step("speech", speech, Recipe({"text": sha256_bytes(text.encode())},
+                                      {"lang": normalize_lang(o.lang), "tts_engine": o.tts_engine, "voice": o.voice}),
+             lambda: tts(text, output=speech, lang=o.lang, engine=o.tts_engine, voice=o.voice))
         files["speech"] = speech
         audio = speech
     assert audio is not None
@@ -233,38 +211,33 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     # 2. motion (via cached features for the model engine)
     sty = resolve_style(o.style, assets=o.assets)
     motion_path = work / f"{stem}_{slug(sty.label)}.motion.safetensors"
-    want_motion = {"audio_sha256": audio_sha, "style_sha256": sty.sha256, "engine": o.engine,
-                   "fix_pose": str(bool(o.fix_pose)).lower()}
+    model: dict[str, str] = {}
     source: Any = audio
     if o.engine == "artalk":
         loaded = load_artalk(checkpoint=o.checkpoint, model_config=o.model_config, assets=o.assets,
                              device=o.device)
-        want_motion["checkpoint_sha256"] = loaded.checkpoint_sha256
         if precision == "auto":  # kept files match the precision auto picks here (files record that)
             from artalk_core.model.precision import resolve_precision
 
             precision = resolve_precision("auto", loaded.device, loaded.model.config)
+        model = {"checkpoint": loaded.checkpoint_sha256,
+                 "model_config": sha256_bytes(json.dumps(loaded.config, sort_keys=True).encode())}
     if o.engine == "artalk" and o.keep is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
-        fmeta = _meta_of(feats_path, read_features_meta)
-        if (_matches(fmeta, audio_sha256=audio_sha, checkpoint_sha256=loaded.checkpoint_sha256)
-                and _options(fmeta).get("precision", "fp32") == precision):
-            reused.append("features")
-        else:
-            encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
-                         assets=o.assets, device=o.device, precision=o.precision, progress=progress)
+        step("features", feats_path, Recipe({"audio": audio_sha, **model}, {"precision": precision}),
+             lambda: encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
+                                  assets=o.assets, device=o.device, precision=o.precision, progress=progress))
         files["features"] = feats_path
         source = feats_path
-    mmeta = _meta_of(motion_path, read_motion_meta)
-    if (_matches(mmeta, **want_motion) and _options(mmeta).get("clip_length") == o.clip_length
-            and (o.engine != "artalk" or _options(mmeta).get("precision", "fp32") == precision)):
-        reused.append("motion")
-    else:
-        generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,
-                 engine=o.engine, checkpoint=o.checkpoint, model_config=o.model_config,
-                 assets=o.assets, device=o.device, precision=o.precision, progress=progress)
+    engine_options = {"precision": precision} if o.engine == "artalk" else {"seed": o.seed}
+    step("motion", motion_path,
+         Recipe({"audio": audio_sha, "style": sty.sha256, **model},
+                {"engine": o.engine, "fix_pose": o.fix_pose, "clip_length": o.clip_length, **engine_options}),
+         lambda: generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,
+                          engine=o.engine, checkpoint=o.checkpoint, model_config=o.model_config, seed=o.seed,
+                          assets=o.assets, device=o.device, precision=o.precision, progress=progress))
     files["motion"] = motion_path
     glb_path = _export_glb(motion_path, o, progress)
 
@@ -286,15 +259,10 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
                              glb=glb_path)
 
     verts_path = work / f"{stem}_{slug(sty.label)}.h5"
-    want_verts = {"motion_sha256": sha256_file(motion_path), "head_sha256": head.sha256}
-    if o.shape is not None:
-        want_verts["shape_sha256"] = sha256_file(o.shape)
-    vmeta = _meta_of(verts_path, _vertices_meta)
-    if _matches(vmeta, **want_verts) and (o.shape is not None or "shape_sha256" not in (vmeta or {})):
-        reused.append("vertices")
-    else:
-        render(motion_path, output=verts_path, flame=o.flame, shape=o.shape, assets=o.assets,
-               progress=progress)
+    shape = {"shape": sha256_file(o.shape)} if o.shape is not None else {}
+    step("vertices", verts_path, Recipe({"motion": sha256_file(motion_path), "head": head.sha256, **shape}),
+         lambda: render(motion_path, output=verts_path, flame=o.flame, shape=o.shape, assets=o.assets,
+                        progress=progress))
     files["vertices"] = verts_path
     res = render(verts_path, output=out, **look)
     return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,

@@ -10,18 +10,18 @@ changed style does not re-encode the audio.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from artalk_core import __version__
+from artalk_core import records
 from artalk_core.batch.jobs import Job
 from artalk_core.constants import BATCH_STATE_DIR
 from artalk_core.errors import ArtalkError, DependencyError, OutputError
-from artalk_core.fileio import atomic_output, make_folder, sha256_file, sha256_file_cached
+from artalk_core.fileio import atomic_output, make_folder, sha256_file_cached
+from artalk_core.records import Recipe
 
 SUFFIXES: dict[str, str] = {"mp4": ".mp4", "motion": ".motion.safetensors", "vertices": ".h5", "glb": ".glb"}
 """File name ending of each output kind."""
@@ -97,34 +97,16 @@ def input_hashes(job: Job, cfg: WorkerConfig) -> dict[str, str]:
     return hashes
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    """A clip's record, or None when it is missing, unreadable or not a JSON object."""
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # a folder, damaged text, absurd nesting
-        return None
-    return rec if isinstance(rec, dict) else None
+def recipe(job: Job, inputs: dict[str, str]) -> Recipe:
+    """What a clip is made from: its inputs' hashes and its row's key (options and outputs)."""
+    return Recipe(inputs, {"key": job.key})
 
 
 def is_current(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> bool:
-    """True when the clip's record matches the row and its inputs, and every output is as recorded.
-
-    A record of any other shape (hand-edited, from another version, damaged) is not current: the
-    clip is remade, never failed for it.
-    """
+    """True when the clip's record matches the row and its inputs, and every output is as recorded
+    (:mod:`artalk_core.records`: a record of any other shape means the clip is remade)."""
     out = Path(cfg.output_dir)
-    rec = _read_record(record_path(job, out))
-    if rec is None or rec.get("key") != job.key or rec.get("inputs") != inputs:
-        return False
-    recorded = rec.get("outputs")
-    if not isinstance(recorded, dict):
-        return False
-    for kind, path in targets(job, out).items():
-        entry = recorded.get(kind)
-        sha = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(sha, str) or not path.is_file() or sha != sha256_file(path):
-            return False
-    return True
+    return records.is_current(record_path(job, out), recipe(job, inputs), targets(job, out))
 
 
 def partial_files(job: Job, output_dir: Path) -> list[Path]:
@@ -142,30 +124,6 @@ def partial_files(job: Job, output_dir: Path) -> list[Path]:
         found += matching(path.parent, f".{glob.escape(path.name)}.*.part*")
     found += matching(output_dir / BATCH_STATE_DIR / "work" / job.name, ".*.part*")
     return [p for p in found if p.is_file()]
-
-
-def drop_damaged_cache(job: Job, output_dir: Path) -> None:
-    """Before a remake: an output published as a hard link of its cached intermediate is one file
-    under two names, so an output edited in place changed the cache too, and ``animate --keep``
-    (which checks what a cached file was made from, not its bytes) would publish the damage again
-    on every rerun. Every cached file that is the same file as an output not matching its record
-    (or with no readable record) is removed from the work folder (ours), so it is made anew."""
-    work = output_dir / BATCH_STATE_DIR / "work" / job.name
-    if not work.is_dir():
-        return
-    rec = _read_record(record_path(job, output_dir)) or {}
-    recorded = rec["outputs"] if isinstance(rec.get("outputs"), dict) else {}
-    for kind, path in targets(job, output_dir).items():
-        if not path.is_file():
-            continue
-        entry = recorded.get(kind)
-        sha = entry.get("sha256") if isinstance(entry, dict) else None
-        if isinstance(sha, str) and sha == sha256_file(path):
-            continue  # intact: the cache behind it is too
-        for cached in work.iterdir():
-            with contextlib.suppress(OSError):
-                if cached.is_file() and os.path.samefile(cached, path):
-                    cached.unlink()
 
 
 def check_writable(job: Job, output_dir: Path) -> None:
@@ -239,11 +197,7 @@ def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, 
             raise DependencyError("glb output needs the glTF exporter (`artalk export`)") from None
         export(res.files["motion"], output=want["glb"], flame=job.options.get("flame"),
                shape=job.options.get("shape"), assets=cfg.assets)
-    record = {"artalk_version": __version__, "key": job.key, "row": job.as_dict(), "inputs": inputs,
-              "outputs": {k: {"file": p.name, "sha256": sha256_file(p)} for k, p in want.items()}}
-    rec = record_path(job, out)
-    with atomic_output(rec) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    records.write_record(record_path(job, out), recipe(job, inputs), want, row=job.as_dict())
     return want
 
 
@@ -262,9 +216,7 @@ def run_clip(job: Job, cfg: WorkerConfig) -> ClipResult:
             result.outputs = {k: str(p) for k, p in targets(job, Path(cfg.output_dir)).items()}
         else:
             check_writable(job, Path(cfg.output_dir))
-            drop_damaged_cache(job, Path(cfg.output_dir))
-            with contextlib.suppress(FileNotFoundError):  # a stale record must not survive a failed remake
-                record_path(job, Path(cfg.output_dir)).unlink()
+            records.forget(record_path(job, Path(cfg.output_dir)))  # a failed remake must not look current
             made = make_clip(job, cfg, inputs)
             result.status = "done"
             result.outputs = {k: str(p) for k, p in made.items()}

@@ -66,11 +66,22 @@ def test_animate_text_with_energy_engine_and_keep(artalk, tmp_path):
     assert res.returncode == 0, res.stderr
     info = probe_video(out)
     assert info["frames"] > 25 and info["audio_codec"] == "aac"
-    kept = sorted(p.suffix for p in keep.iterdir())
+    kept = sorted(p.suffix for p in keep.iterdir() if not p.name.startswith("."))
     assert kept == [".h5", ".safetensors", ".wav"]
+    records = sorted(p.name for p in (keep / ".artalk-records").iterdir())  # what made each (artalk_core.records)
+    assert records == sorted(f"{p.name}.json" for p in keep.iterdir() if not p.name.startswith("."))
     res = artalk("animate", "--text", "Hello there, this is artalk.", "--engine", "energy", "-o", out,
                  "--keep", keep, "--size", "128")
     assert res.returncode == 0 and "reused" in res.stderr and "speech, motion, vertices" in res.stderr
+    # a kept file damaged in place is made again, not reused (its record holds its hash)
+    motion = next(keep.glob("*.motion.safetensors"))
+    data = bytearray(motion.read_bytes())
+    data[-100] ^= 0xFF  # one byte of the frames (the file's last bytes are the zeroed jaw channels)
+    motion.write_bytes(bytes(data))
+    res = artalk("animate", "--text", "Hello there, this is artalk.", "--engine", "energy", "-o", out,
+                 "--keep", keep, "--size", "128")
+    assert res.returncode == 0 and "reused from" in res.stderr and "speech" in res.stderr
+    assert "motion" not in res.stderr.split("reused from", 1)[1].splitlines()[0]
 
 
 def test_animate_with_the_model_reuses_features_across_styles(artalk, tiny_assets, tmp_path):
