@@ -46,7 +46,7 @@ from artalk_core.constants import (
     SHAPE_DIM,
 )
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, provenance, sha256_file, spooled
+from artalk_core.fileio import PathLike, check_not_input, input_file, provenance, sha256_file, spooled
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -235,7 +235,6 @@ def export(input: PathLike | bytes, *, output: PathLike, flame: PathLike | None 
     ratified audio extension, so players ignore it). InputError / AssetError / OutputError.
     """
     from artalk_core.assets import asset_inputs
-    from artalk_core.fileio import input_file
 
     rate = check_fps(fps)
     check_not_input(gltf_outputs(output), {"INPUT": input, "--shape": shape, "--embed-audio": embed_audio,

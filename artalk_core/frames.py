@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from artalk_core.errors import FormatError, InputError, OutputError
-from artalk_core.fileio import PathLike, parse_json
+from artalk_core.fileio import PathLike, atomic_output, parse_json
 from artalk_core.progress import OptionalProgress, report
 
 FRAME_PATTERN: str = "frame_{:06d}.png"
@@ -136,7 +136,6 @@ def _commit(tmp: Path, target: Path, count: int, meta: dict[str, Any], *, force:
     changed while the frames were made), and the manifest always lists every artalk-made file
     present, so an interrupted move is cleaned up by the next run: first the union of the old and
     new files, then (once the new frames are in and the old ones removed) the new files only."""
-    from artalk_core.fileio import atomic_output
     from artalk_core.interrupt import check_interrupted
 
     def manifest(names: list[str]) -> None:

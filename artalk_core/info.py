@@ -23,8 +23,8 @@ from artalk_core.constants import (
     MOTION_DIM,
     STYLE_FRAMES,
 )
-from artalk_core.errors import FormatError, InputError
-from artalk_core.fileio import is_stdio, is_stream_path
+from artalk_core.errors import ArtalkError, FormatError, InputError
+from artalk_core.fileio import is_stdio, is_stream_path, load_torch
 from artalk_core.formats import Source, safetensors_header, sniff_kind, source_bytes, source_name
 
 CHANNEL_GROUPS: dict[str, slice] = {
@@ -110,7 +110,6 @@ def _describe_safetensors(source: Source, name: str) -> dict[str, Any]:
 def _describe_torch(source: Source, name: str) -> dict[str, Any]:
     import torch
 
-    from artalk_core.fileio import load_torch
 
     try:
         # mmap: a 2 GB checkpoint is described without reading it all.
@@ -161,7 +160,6 @@ def _describe_tracked(source: Source) -> dict[str, Any] | None:
     """A GAGAvatar tracked-avatars file (numpy arrays, read with the allow-list loader), else None."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return None
-    from artalk_core.errors import ArtalkError
     from artalk_core.render.avatar.tracked import load_tracked
 
     try:

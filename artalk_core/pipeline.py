@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artalk_core.constants import FPS
+from artalk_core.constants import CHUNK_SAMPLES, FPS
 from artalk_core.engines.artalk import LoadedModel, audio_tensor, chunk_groups, load_artalk
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, provenance
+from artalk_core.fileio import PathLike, check_not_input, input_file, provenance, sha256_file
 from artalk_core.generation import (
     MotionOutput,
     MotionSink,
@@ -139,7 +139,6 @@ def _input_file(source: Any) -> Iterator[tuple[Any, str | None]]:
     (:func:`artalk_core.fileio.input_file`: stdin and bytes spooled to a temp file), so it is
     sniffed and then read in blocks like a path."""
     from artalk_core.audio import Audio
-    from artalk_core.fileio import input_file
 
     if isinstance(source, Audio):
         yield source, None
@@ -151,7 +150,6 @@ def _input_file(source: Any) -> Iterator[tuple[Any, str | None]]:
 def _open_stream(source: Source, label: str | None = None) -> AudioStream:
     """The audio decoded progressively, in blocks of ``DEFAULT_CHUNK_BATCH`` model chunks."""
     from artalk_core.audio import iter_audio
-    from artalk_core.constants import CHUNK_SAMPLES
     from artalk_core.model.artalk import DEFAULT_CHUNK_BATCH
 
     return iter_audio(source, block=CHUNK_SAMPLES * DEFAULT_CHUNK_BATCH, label=label)
@@ -235,7 +233,6 @@ def smooth(input: Source, *, output: PathLike | None = None, clip_length: int | 
     A motion file on disk is read, smoothed and written block by block (memory does not grow
     with its length); the result equals :func:`artalk_core.postprocess.postprocess` of the whole.
     """
-    from artalk_core.fileio import sha256_file
     from artalk_core.formats.motion import MotionReader
     from artalk_core.postprocess import postprocess_metadata
 

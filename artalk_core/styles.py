@@ -12,7 +12,7 @@ import numpy as np
 
 from artalk_core.assets import available_styles, style_dir
 from artalk_core.errors import StyleError
-from artalk_core.fileio import PathLike, sha256_file
+from artalk_core.fileio import PathLike, sha256_bytes, sha256_file
 
 NO_STYLE_NAMES = ("default", "none")
 
@@ -94,7 +94,6 @@ def resolve_style(style: None | str | np.ndarray | Style, *, assets: PathLike | 
 def style_from_array(motion: Any, *, label: str = "array") -> Style:
     """A style from an in-memory [50,106] array (numpy or torch)."""
     from artalk_core.constants import MOTION_DIM, STYLE_FRAMES
-    from artalk_core.fileio import sha256_bytes
 
     arr = np.asarray(motion.detach().cpu() if hasattr(motion, "detach") else motion, dtype=np.float32)
     if arr.shape != (STYLE_FRAMES, MOTION_DIM):

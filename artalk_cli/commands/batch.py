@@ -9,7 +9,7 @@ import typer
 
 from artalk_cli.console import cli_errors, err, say
 from artalk_cli.options import Assets, Checkpoint, ClipLength, Debug, Device, FixPose, ModelConfig, Precision, Quiet
-from artalk_core.constants import BATCH_RAY_TIMEOUT_S
+from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_SUMMARY_ROWS
 
 
 class _Bar:
@@ -47,7 +47,6 @@ def _summary_table(summary: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from artalk_core.constants import BATCH_SUMMARY_ROWS
 
     results = summary.results
     if len(results) > BATCH_SUMMARY_ROWS:

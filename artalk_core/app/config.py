@@ -177,7 +177,6 @@ def _has_model(folder: Path) -> bool:
     """Whether the asset folder holds the checkpoint its config names (ARTalk_wav2vec.pt, or ARTalk_mimi.pt
     for a config saying AUDIO_ENCODER mimi)."""
     from artalk_core.assets import checkpoint_path
-    from artalk_core.errors import ArtalkError
 
     try:
         checkpoint_path(None, folder)

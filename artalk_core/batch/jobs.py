@@ -21,7 +21,7 @@ from artalk_core.constants import BATCH_AUDIO_SUFFIXES as AUDIO_SUFFIXES
 from artalk_core.constants import BATCH_MAX_CELL_CHARS
 from artalk_core.constants import BATCH_OUTPUT_KINDS as OUTPUT_KINDS
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike
+from artalk_core.fileio import PathLike, input_file, is_stdio, is_stream_path
 from artalk_core.text import slug
 
 # Per-row options: name -> parser. Paths are resolved against the jobs file's folder.
@@ -231,7 +231,6 @@ def _read_source(path: Path) -> tuple[list[Record], Path]:
     """(records, folder its relative paths start from) of a jobs file. A pipe (``-``, a FIFO,
     ``<(...)``) is spooled once (:func:`artalk_core.fileio.input_file`); its relative paths start
     from the current folder."""
-    from artalk_core.fileio import input_file, is_stdio, is_stream_path
 
     stream = is_stdio(path) or is_stream_path(path)
     if not stream and not path.is_file():
@@ -254,7 +253,6 @@ def load_jobs(source: PathLike | list[Mapping[str, Any]], *, defaults: Mapping[s
     folder). Raises InputError when the source as a whole, or a default, is unusable; a bad row
     becomes a Job with ``error`` set.
     """
-    from artalk_core.fileio import is_stdio, is_stream_path
 
     base_opts, base_outputs = parse_defaults(defaults or {})
     raw: list[Record]

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artalk_core.batch.clip import ClipResult, WorkerConfig, run_clip
-from artalk_core.batch.jobs import Job, load_jobs
-from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME
-from artalk_core.device import cpu_count
+from artalk_core.batch.clip import ClipResult, WorkerConfig, partial_files, record_path, run_clip, targets
+from artalk_core.batch.jobs import PATH_FIELDS, Job, load_jobs
+from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME, BATCH_STATE_DIR
+from artalk_core.device import cpu_count, resolve_device
 from artalk_core.errors import InputError, OutputError
-from artalk_core.fileio import PathLike, atomic_output
+from artalk_core.fileio import PathLike, atomic_output, check_not_input, make_folder
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
@@ -115,7 +115,6 @@ def _check_options(*, backend: str, gpus_per_worker: float, ray_address: str | N
     name = (device or "auto").strip().lower()
     if name == "auto" or (name.startswith("egl:") and name[4:].isdigit()):  # egl:N: the GL renderer's own
         return
-    from artalk_core.device import resolve_device
 
     if backend == "ray" and name.startswith("cuda"):
         import torch
@@ -133,10 +132,6 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
     its inputs (the jobs file, a file a row names), compared as files (hard links and symlinks
     too); a folder of audio is not its own output folder (the outputs would be taken as speech
     next time); the output folder and its state folder can be made, the results file written."""
-    from artalk_core.batch.clip import record_path, targets
-    from artalk_core.batch.jobs import PATH_FIELDS
-    from artalk_core.constants import BATCH_STATE_DIR
-    from artalk_core.fileio import check_not_input, make_folder
 
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and out.is_dir() \
             and os.path.samefile(source, out):
@@ -254,7 +249,6 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
                                             options=dict(j.options))
                for i, j in enumerate(job_list)]
     if stop is not None:
-        from artalk_core.batch.clip import partial_files
         from artalk_core.interrupt import clear_interrupt
 
         # The interrupt is handled here: forget it, or the results file's commit would raise it again.

@@ -21,7 +21,7 @@ import numpy as np
 from artalk_core.assets.paths import find_asset
 from artalk_core.constants import SHAPE_DIM, SHAPE_MAX_ABS
 from artalk_core.errors import AssetError, InputError
-from artalk_core.fileio import PathLike, parse_json, sha256_file
+from artalk_core.fileio import PathLike, load_torch, parse_json, sha256_file
 from artalk_core.flame.buffers import LICENCE_HINT, PickledChumpy, model_from_dict, to_array
 from artalk_core.flame.model import FlameModel
 from artalk_core.flame.standin import load_standin
@@ -75,7 +75,6 @@ def _read_pickle(path: Path) -> Any:
 
 
 def _read_torch(path: Path) -> Any:
-    from artalk_core.fileio import load_torch
 
     return load_torch(path, str(path))
 
@@ -179,7 +178,6 @@ def load_shape(path: PathLike) -> Any:
             text = p.read_text(encoding="utf-8").replace(",", " ")
             arr = np.asarray([float(t) for t in text.split()], dtype=np.float64)
         else:
-            from artalk_core.fileio import load_torch
 
             obj = load_torch(p, f"shape file {p}", error=InputError, stored_only=True)
             if isinstance(obj, Mapping):

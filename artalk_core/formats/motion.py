@@ -25,7 +25,7 @@ import numpy as np
 
 from artalk_core.constants import CHANNEL_LAYOUT, FPS, MOTION_DIM, STYLE_FRAMES
 from artalk_core.errors import FormatError, InputError, StyleError
-from artalk_core.fileio import PathLike, atomic_output, input_file, is_stdio, parse_json
+from artalk_core.fileio import PathLike, atomic_output, input_file, is_stdio, load_torch, parse_json
 from artalk_core.formats import (
     Source,
     channel_name,
@@ -138,7 +138,6 @@ def load_torch_tensor(data: bytes, name: str) -> np.ndarray:
     """
     import torch
 
-    from artalk_core.fileio import load_torch
 
     obj = load_torch(data, name, stored_only=True)
     if not isinstance(obj, torch.Tensor):

@@ -23,7 +23,7 @@ import numpy as np
 from artalk_core import __version__
 from artalk_core.constants import FPS
 from artalk_core.errors import FormatError, InputError, OutputError
-from artalk_core.fileio import PathLike, atomic_output
+from artalk_core.fileio import PathLike, atomic_output, provenance
 
 FORMAT_NAME: str = "artalk.vertices"
 FORMAT_VERSION: str = "1"
@@ -49,7 +49,6 @@ def _meta_str(value: Any) -> str:
 def vertices_meta(head: Any, *, motion_sha256: str, tool: str, options: Mapping[str, Any] | None = None,
                   inputs: Mapping[str, str] | None = None) -> dict[str, str]:
     """The string metadata of a vertices file made from ``head`` (a FlameModel) and a motion."""
-    from artalk_core.fileio import provenance
 
     meta = provenance(tool, options=options, inputs=inputs)
     meta.update({"motion_sha256": motion_sha256, "head_sha256": str(head.sha256),

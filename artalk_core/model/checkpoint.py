@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from artalk_core.errors import CheckpointError, ConfigError
-from artalk_core.fileio import PathLike
+from artalk_core.fileio import PathLike, load_torch
 from artalk_core.model.artalk import ARTalkModel
 from artalk_core.model.config import ModelConfig
 from artalk_core.model.encoders import convert_encoder_keys, state_audio_encoder
@@ -43,7 +43,6 @@ def load_state_dict(path: PathLike) -> dict[str, Tensor]:
         except Exception as exc:  # safetensors raises several private error types
             raise CheckpointError(f"cannot read safetensors checkpoint '{p}': {exc}") from exc
     else:
-        from artalk_core.fileio import load_torch
 
         # pickle / zip errors of any kind mean "not a torch checkpoint" (torch's advice to load
         # with weights_only=False is never passed on)

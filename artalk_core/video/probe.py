@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artalk_core.errors import DependencyError, FormatError, InputError
-from artalk_core.fileio import PathLike, atomic_output, existing_file, input_file
+from artalk_core.fileio import PathLike, atomic_output, check_not_input, existing_file, input_file
 
 
 def _av() -> Any:
@@ -82,7 +82,6 @@ def extract_frame(video_path: PathLike, output: PathLike, *, index: int = 0) -> 
     av = _av()
     if index < 0:
         raise InputError(f"frame index must be >= 0, got {index}")
-    from artalk_core.fileio import check_not_input
 
     check_not_input({"-o": output}, {"VIDEO": video_path})
     with input_file(video_path) as (path, _, _):  # a FIFO or <(...) is read once, into a temp file

@@ -17,7 +17,7 @@ import numpy as np
 
 from artalk_core.assets.paths import asset_file
 from artalk_core.errors import AssetError, InputError
-from artalk_core.fileio import PathLike
+from artalk_core.fileio import PathLike, sha256_file, sha256_file_cached
 from artalk_core.progress import OptionalProgress, report
 
 NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
@@ -196,7 +196,6 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
     import torch
 
     from artalk_core.device import resolve_device
-    from artalk_core.fileio import sha256_file_cached
     from artalk_core.render.avatar.cache import cached_gaussians
     from artalk_core.render.avatar.config import AvatarConfig
     from artalk_core.render.avatar.driving import Driver, ForeheadSmoother
@@ -230,7 +229,6 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
     meta = {"avatar": entry.name, "avatar_sha256": entry.sha256, "avatar_checkpoint_sha256": ckpt_sha,
             "flame_sha256": src.flame.sha256}
     if watermark is not None:
-        from artalk_core.fileio import sha256_file
 
         meta["watermark_sha256"] = sha256_file(watermark)
     return AvatarRenderer(net=net, gaussians=gaussians, driver=driver, noise=avatar_noise, seed=int(seed),
