@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Protocol, TypeVar
@@ -23,7 +24,7 @@ import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, writing
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
@@ -254,6 +255,37 @@ class LazyStreamOutput:
             self._stack.__exit__(RuntimeError, RuntimeError("stream failed"), None)
 
 
+class StreamLines:
+    """The motion stream's destination (stdout, a pipe, or a file written atomically): the header
+    is written with the first frames, so an error before any output leaves nothing behind."""
+
+    def __init__(self, output: PathLike | BinaryIO, header: str, t_start: float) -> None:
+        self._out = LazyStreamOutput(output)
+        self._name: PathLike = output if isinstance(output, (str, os.PathLike)) else "the output"
+        self._header = header
+        self._t_start = t_start
+        self._file: BinaryIO | None = None
+        self.first_output_s: float | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._file is not None
+
+    def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        if self._file is None:
+            self._file = self._out.open()
+            lines = [self._header, *lines]
+            self.first_output_s = time.perf_counter() - self._t_start
+        with writing(self._name):
+            self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
+            self._file.flush()
+
+    def close(self, *, ok: bool) -> None:
+        self._out.close(ok)
+
+
 def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
     """Write motion as ours (safetensors with metadata), or as the reference tool's ``.pt`` (a bare
     float32 [T,106] tensor, which keeps no metadata) when ``path`` ends in ``.pt``."""
@@ -269,5 +301,5 @@ def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
         write_motion(path, data, meta)
 
 
-__all__ = ["LazyStreamOutput", "MotionOutput", "MotionSink", "MotionTarget", "check_input_kind", "close_iterator", "check_raw_options", "generation_options",
+__all__ = ["LazyStreamOutput", "StreamLines", "MotionOutput", "MotionSink", "MotionTarget", "check_input_kind", "close_iterator", "check_raw_options", "generation_options",
            "motion_metadata", "resolve_clip_length", "run_engine", "save_motion"]

@@ -266,6 +266,7 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     """
     from artalk_core.engines import EngineSettings, check_engine, create_engine
     from artalk_core.generation import (
+        StreamLines,
         check_precision,
         check_raw_options,
         generation_options,
@@ -297,7 +298,7 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
                                      fix_pose=fix_pose, stream=True, stream_format=stream_format)
         meta = motion_metadata(eng, sty, options=options, raw=raw, clip_length=clip_n, fix_pose=fix_pose, audio=None)
         session = LiveSession(eng, sty, layout, meta=meta, raw=raw, clip_length=clip_n, fix_pose=fix_pose, name=name)
-        out = _StreamLines(output, session.header, t_start)
+        out = StreamLines(output, session.header, t_start)
         pieces = _Prefetch(reader.pieces(), PREFETCH_PIECES)
         try:
             for data in pieces:
@@ -336,7 +337,7 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
             to_close.close()
 
 
-def _compute(session: Any, out: _StreamLines, progress: OptionalProgress) -> None:
+def _compute(session: Any, out: Any, progress: OptionalProgress) -> None:
     """Compute every block the session has complete and write its lines."""
     while session.ready:
         work = session.take()
@@ -344,41 +345,6 @@ def _compute(session: Any, out: _StreamLines, progress: OptionalProgress) -> Non
             return
         out.write(session.compute(work))
         report(progress, "stream", session.frames, session.frames)
-
-
-class _StreamLines:
-    """The motion stream's destination (stdout, a pipe, or a file written atomically): the header
-    is written with the first frames, so an error before any output leaves nothing behind."""
-
-    def __init__(self, output: PathLike | BinaryIO, header: str, t_start: float) -> None:
-        from artalk_core.generation import LazyStreamOutput
-
-        self._out = LazyStreamOutput(output)
-        self._name: PathLike = output if isinstance(output, (str, os.PathLike)) else "the output"
-        self._header = header
-        self._t_start = t_start
-        self._file: BinaryIO | None = None
-        self.first_output_s: float | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._file is not None
-
-    def write(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        if self._file is None:
-            self._file = self._out.open()
-            lines = [self._header, *lines]
-            self.first_output_s = time.perf_counter() - self._t_start
-        from artalk_core.fileio import writing
-
-        with writing(self._name):
-            self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
-            self._file.flush()
-
-    def close(self, *, ok: bool) -> None:
-        self._out.close(ok)
 
 
 __all__ = ["AudioStreamReader", "PREFETCH_PIECES", "PcmLayout",
