@@ -231,8 +231,10 @@ class ArtalkStream:
 
     def _features(self, chunks: np.ndarray) -> Any:
         """Features of ``chunks``: the next rows of those provided, else encoded now."""
-        if self._provided is None:
-            return self.encoder.encode(chunks)
+        if self._provided is None:  # one chunk per call, as generate --stream always encoded them
+            import torch
+
+            return torch.cat([self.encoder.encode(chunks[g:g + 1]) for g in range(chunks.shape[0])])
         n = chunks.shape[0]
         if self._provided.shape[0] < n:
             raise RuntimeError(f"features of {self._provided.shape[0]} chunks were provided for {n}")

@@ -40,8 +40,10 @@ def head_glb(*, flame: PathLike | None = None, assets: PathLike | None = None) -
     meta: dict[str, Any] = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         **provenance("artalk serve", options={"rest_pose": True}, inputs={"head": head.sha256}),
-        "head": "stand-in" if head.is_standin else "FLAME", "head_is_standin": bool(head.is_standin),
-        "fps": FPS, "frames": 1, "joints": list(JOINT_NAMES), "live_rig": live_rig(rig),
+        "motion_sha256": "", "head": "stand-in" if head.is_standin else "FLAME",
+        "head_is_standin": bool(head.is_standin), "fps": FPS, "frames": 1, "joints": list(JOINT_NAMES),
+        "morph_weights": "exp_00..exp_99 = motion[0:100]; pose_<joint>_<r><c> = (R_joint - I)[r][c]",
+        "live_rig": live_rig(rig),
     }
     keys = frame_keys(rig, np.zeros((1, MOTION_DIM), np.float32))
     builder, fill = build_document(rig, 1, FPS, iter([keys]), meta=meta)

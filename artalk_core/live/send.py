@@ -130,13 +130,15 @@ async def _run(url: str, source: _Source, output: PathLike | BinaryIO, *, fast: 
         try:
             block = int(client.header.get("block_frames", 100))
             delay = int(client.header.get("delay_frames", 0))
+            # post-processed: frames 0..4 also wait for the first whole 9-frame smoothing window
+            first = 5 + delay if client.header.get("meta", {}).get("postprocessed") == "true" else 0
             last_need = -1
             async for line in client.lines():
                 out.write([line])
                 if line.startswith('{"t"'):
                     result.frames += 1
                     t = result.frames - 1
-                    need = -(-(t + 1 + delay) // block) * block
+                    need = -(-max(t + 1 + delay, first) // block) * block
                     if not fast and need != last_need:
                         last_need = need
                         left = _sent_at(client.sent, need * SAMPLES_PER_FRAME * source.bytes_per_16k)

@@ -126,9 +126,29 @@ class LiveService:
         elif cfg.engine == "auto":
             self.model_note = "no ARTalk model checkpoint found: streams use the weight-free energy engine"
         self.default_engine = ("artalk" if self._artalk is not None else "energy") if cfg.engine == "auto" else cfg.engine
+        self._warm_up()
         self.scheduler = Scheduler(batch=cfg.batch, lock=self._lock, hold=hold)
         self._started.set()
         return self
+
+    def _warm_up(self) -> None:
+        """One short silent stream through each engine streams may use (imports, the first call's
+        kernel choices: seconds on a busy machine), so the first client's lag is its compute only."""
+        import numpy as np
+
+        names = {"energy", self.default_engine} | ({"artalk"} if self._artalk is not None else set())
+        for name in sorted(names):
+            session = self.open_session(StartMessage(engine=name, sample_rate=16000), tool="artalk serve (warm-up)")
+            try:
+                session.feed(np.zeros(16000, "<i2").tobytes())
+                session.end()
+                while session.ready:
+                    work = session.take()
+                    if work is None:
+                        break
+                    session.compute(work)
+            finally:
+                session.close()
 
     def _model_present(self) -> bool:
         from artalk_core.assets import checkpoint_path

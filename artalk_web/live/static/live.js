@@ -93,11 +93,17 @@ function wsUrl() {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/live`;
 }
 
-// When the page sent the audio that made frame t final (frame t needs the block holding t + delay).
-function sentTimeFor(t) {
+// When (performance.now(), ms) the page sent the audio that made frame t final (the block holding t + delay).
+function neededFrames(t) {
   const h = state.header;
   const block = h.block_frames || 100;
-  const need = Math.ceil((t + 1 + h.delay_frames) / block) * block * SAMPLES_PER_FRAME;
+  // post-processed streams: frames 0..4 also wait for the first whole 9-frame smoothing window
+  const first = h.meta.postprocessed === "true" ? 5 + h.delay_frames : 0;
+  return Math.ceil(Math.max(t + 1 + h.delay_frames, first) / block) * block;
+}
+
+function sentTimeFor(t) {
+  const need = neededFrames(t) * SAMPLES_PER_FRAME;
   for (const [samples, time] of state.sent) if (samples >= need) return time;
   return state.sent.length ? state.sent[state.sent.length - 1][1] : null; // the end of the speech
 }
@@ -109,12 +115,12 @@ function onFrame(t, motion) {
   state.maxT = Math.max(state.maxT, t);
   const h = state.header;
   const block = h.block_frames || 100;
-  const need = Math.ceil((t + 1 + h.delay_frames) / block);
+  const need = neededFrames(t);
   if (need === lastBurstNeed) return;
   lastBurstNeed = need;
   const sent = sentTimeFor(t);
   if (sent === null) return;
-  const lag = Math.max(0, ctx.currentTime - sent);
+  const lag = Math.max(0, (performance.now() - sent) / 1000);
   state.lags.push(lag);
   const recent = state.lags.slice(-20);
   const mean = recent.reduce((a, b) => a + b, 0) / recent.length;
@@ -207,7 +213,7 @@ async function start() {
     if (state.t0 === null) state.t0 = piece.end - (PIECE - 1) / RATE;
     ws.send(piece.pcm.buffer);
     state.sentSamples += piece.pcm.length;
-    state.sent.push([state.sentSamples, ctx.currentTime]);
+    state.sent.push([state.sentSamples, performance.now()]);
     if (state.sent.length > 4000) state.sent.splice(0, 1000);
   }
   capture.port.onmessage = (e) => {
