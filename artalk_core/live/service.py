@@ -87,6 +87,8 @@ class LiveConfig:
     max_ahead_seconds: float = LIVE_MAX_AHEAD_SECONDS
     batch: int = 1
     """Model chunks encoded together across streams (1: the exact mode; see the scheduler)."""
+    warm_up: bool = True
+    """Run one silent chunk through the model at start (the energy engine is always warmed up)."""
 
 
 class LiveService:
@@ -136,7 +138,7 @@ class LiveService:
         kernel choices: seconds on a busy machine), so the first client's lag is its compute only."""
         import numpy as np
 
-        names = {"energy", self.default_engine} | ({"artalk"} if self._artalk is not None else set())
+        names = {"energy"} | ({"artalk"} if self._artalk is not None and self.config.warm_up else set())
         for name in sorted(names):
             session = self.open_session(StartMessage(engine=name, sample_rate=16000), tool="artalk serve (warm-up)")
             try:
