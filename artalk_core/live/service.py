@@ -142,7 +142,11 @@ class LiveService:
         for name in sorted(names):
             session = self.open_session(StartMessage(engine=name, sample_rate=16000), tool="artalk serve (warm-up)")
             try:
-                session.feed(np.zeros(16000, "<i2").tobytes())
+                silence = np.zeros(4000, "<i2").tobytes()
+                for _ in range(8):  # 2 s in pieces: the interior steps of the smoothing too
+                    session.feed(silence)
+                    while session.ready and (work := session.take()) is not None:
+                        session.compute(work)
                 session.end()
                 while session.ready:
                     work = session.take()
