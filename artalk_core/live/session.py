@@ -79,9 +79,10 @@ class _LinesTarget:
 
 @dataclass
 class LiveWork:
-    """The engine's input one :meth:`LiveSession.compute` takes: whole blocks, and at the end the
-    last samples and the utterance's length. ``chunks`` (batchable engines only) are the model
-    chunks this work encodes, for a scheduler that encodes several streams' chunks in one call."""
+    """The engine's input one :meth:`LiveSession.compute` takes: ``audio`` whole blocks float32
+    [k * block], and at the end ``rest`` (the last samples, fewer than a block) and ``total`` (the
+    utterance's 16 kHz samples). :meth:`LiveSession.model_chunks` names the model chunks it will
+    encode, for a scheduler that encodes several streams' chunks in one call."""
 
     audio: np.ndarray
     rest: np.ndarray | None = None
