@@ -80,6 +80,10 @@ class LiveServer:
         self.server = Server(uvicorn.Config(
             app, log_level="warning", http=deadline_protocol(header_seconds), lifespan="off", server_header=False,
             ws_max_size=MAX_FRAME_BYTES, limit_concurrency=max(64, 4 * config.max_streams), backlog=2048,
+            # no keepalive pings: uvicorn reads a socket only as the app takes its messages, so a stream
+            # held back by backpressure (a sender faster than the model) would miss its pongs and be
+            # failed; idle streams are closed by the service's own timeout instead
+            ws_ping_interval=None,
             timeout_keep_alive=5, timeout_graceful_shutdown=3))
         self._thread: threading.Thread | None = None
 
