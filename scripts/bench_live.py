@@ -15,7 +15,7 @@ lag <= 1.1 x offline chunk compute + 50 ms (one stream), streams kept = floor(1 
 (at least 1 in fp32), the energy engine: 32 streams with lag <= 0.2 s. The first client of each
 configuration also checks its frames against offline `generate` of the same speech, bit for bit.
 
-    python scripts/bench_live.py                     # energy (1 8 32), full model fp32 and auto (1 2 4 8)
+    python scripts/bench_live.py                     # energy (1 2 4 8 32), full model fp32 and auto (1 2 4 8)
     python scripts/bench_live.py --quick             # the tiny config, short speech (a smoke test)
     python scripts/bench_live.py --device cuda --precision fp32 --batch 1 8 --clients 1 8 32 64 --no-energy
 """
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", nargs="+", default=["fp32", "auto"], help="precisions of the model (one server each)")
     p.add_argument("--batch", nargs="+", type=int, default=[1], help="--batch of the server (1: the exact mode)")
     p.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8], help="simultaneous streams (model)")
-    p.add_argument("--energy-clients", nargs="+", type=int, default=[1, 8, 32], help="simultaneous streams (energy)")
+    p.add_argument("--energy-clients", nargs="+", type=int, default=[1, 2, 4, 8, 32], help="simultaneous streams (energy)")
     p.add_argument("--no-energy", action="store_true")
     p.add_argument("--no-model", action="store_true")
     p.add_argument("--seconds", type=float, default=16.0, help="speech per client")

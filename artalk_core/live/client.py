@@ -107,7 +107,10 @@ class LiveClient:
         except ImportError:
             raise DependencyError("the live client needs the websockets package: pip install 'artalk[live]'") from None
         try:
-            self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=None, compression="deflate")
+            # no keepalive pings: a server busy with other streams stops reading a fast sender for a
+            # while (backpressure) and so would miss its pongs; the server closes idle streams itself
+            self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=None, compression="deflate",
+                                     ping_interval=None)
         except (OSError, TimeoutError) as e:
             raise LiveError(f"cannot connect to {self.url}: {getattr(e, 'strerror', None) or e}") from None
         except Exception as e:  # websockets' handshake errors (403 for a refused Origin ...)
