@@ -118,7 +118,7 @@ class AudioStreamReader:
             return self.layout
         from artalk_core.audio.wav import read_wav_header
 
-        wav = read_wav_header(self._read_exact, self.name, expected="--stream reads a 16 kHz WAV, or "
+        wav = read_wav_header(self._read_exact, self.name, expected="--stream reads a WAV stream, or "
                               "headerless 16-bit mono PCM with --stream-format raw")
         tag, channels, rate, bits = wav.format_tag, wav.channels, wav.rate, wav.bits
         sample_format = wav.sample_format

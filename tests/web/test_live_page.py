@@ -40,3 +40,18 @@ def test_the_page_maps_frames_as_export_does(tmp_path: Path) -> None:
     ref = load_flame(head_path).vertices(motion).numpy().astype(np.float64)
     size = float(np.linalg.norm(ref[0].max(0) - ref[0].min(0)))
     assert np.abs(got - ref).max() <= 1e-5 * size, (np.abs(got - ref).max(), size)
+
+
+def test_the_page_ships_as_package_data() -> None:
+    """Every file the page serves is package data of artalk_web (an installed wheel has it)."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = RIG_JS.parents[2]
+    config = tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert any(fnmatch.fnmatch("artalk_web", p) for p in config["packages"]["find"]["include"])
+    patterns = config["package-data"]["artalk_web"]
+    files = [p.relative_to(root).as_posix() for p in (root / "live" / "static").rglob("*") if p.is_file()]
+    assert len(files) >= 10
+    for rel in files:
+        assert any(fnmatch.fnmatch(rel, p) and "/" not in rel[len(p.rsplit("/", 1)[0]) + 1:] for p in patterns), rel
