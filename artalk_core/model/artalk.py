@@ -452,6 +452,10 @@ class ARTalkModel(nn.Module):
                     last_motion = motion
                     i += 1
                     report(progress, "generate", i, max(total, i))
+                    if j % cond_batch == cond_batch - 1 or j == feats.shape[0] - 1:
+                        # the modulations are used up: not held while suspended (40 MB at full size,
+                        # per stream for a live server keeping many generators waiting for audio)
+                        mods, head_mod = [], feats.new_empty(0)
                     yield motion[0].float().cpu(), bits.cpu()
                 del feats, mods, head_mod
 

@@ -189,3 +189,20 @@ def test_an_abandoned_stream_is_freed(tiny_assets: Path) -> None:
     gc.collect()
     scheduler.close()
     assert ref() is None  # nothing kept the session alive
+
+
+def test_a_waiting_stream_holds_no_modulations() -> None:
+    """A live model stream waits for audio inside the generator; the audio modulations of its last
+    chunk (40 MB at full size) must not be held meanwhile, or every waiting stream costs that."""
+    import torch
+
+    from artalk_core.model.checkpoint import load_model
+    from artalk_core.model.config import ModelConfig
+
+    model = load_model(FIXTURE / "weights.safetensors", ModelConfig.from_file(FIXTURE / "model_config.json"))
+    feats = model.encode_chunks(torch.from_numpy(speech(64_000)))
+    gen = model._generate_stream(iter([feats, feats]), None, None, fast=True, precision="fp32", cond_batch=4, total=0)
+    next(gen)
+    assert gen.gi_frame is not None and gen.gi_frame.f_locals["mods"] == []
+    assert gen.gi_frame.f_locals["head_mod"].numel() == 0
+    gen.close()
