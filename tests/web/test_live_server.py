@@ -178,7 +178,8 @@ def test_hostile_clients_cost_the_server_nothing(server: Server) -> None:
     freed; a message over the protocol's limit is refused; the server serves on."""
     import websockets
 
-    pcm = np.round(np.tile(np.sin(np.arange(16000) / 5.0), 300) * 8000).astype("<i2").tobytes()  # 300 s
+    pcm = np.round(np.tile(np.sin(np.arange(16000) / 5.0), 300) * 8000).astype("<i2").tobytes()  # 300 s: 9 MB of lines
+    # (more than the kernel buffers of a loopback connection hold, plus the 1000 lines of the queue)
 
     async def slow() -> None:
         sock = socket.socket()
@@ -188,7 +189,7 @@ def test_hostile_clients_cost_the_server_nothing(server: Server) -> None:
             await ws.send(json.dumps({"type": "start", "engine": "energy"}))
             try:
                 for i in range(0, len(pcm), 64_000):
-                    await asyncio.wait_for(ws.send(pcm[i:i + 64_000]), 5)
+                    await asyncio.wait_for(ws.send(pcm[i:i + 64_000]), 1)
             except (TimeoutError, websockets.ConnectionClosed):
                 pass  # the server stopped reading, or dropped us
             deadline = time.monotonic() + 15  # well before the 30-s idle timeout
