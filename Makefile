@@ -61,6 +61,7 @@ app: venv sysdeps
 bench: venv
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_batch.py
+	$(PY) scripts/bench_live.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

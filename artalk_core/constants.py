@@ -138,3 +138,22 @@ BATCH_MAX_CELL_CHARS: int = 1 << 24
 BATCH_SUMMARY_ROWS: int = 50
 """Clips listed in the summary table on stderr; a bigger batch lists its failures only, up to this many."""
 
+
+# Live streams (`artalk serve`, the /live WebSocket; artalk_core/live)
+LIVE_PORT: int = 8961
+"""Default port of `artalk serve` (`artalk app` is 8960)."""
+LIVE_MAX_STREAMS: int = 16
+"""Default number of streams served at once; more are refused (close 1013)."""
+LIVE_IDLE_SECONDS: float = 30.0
+"""A stream whose client sends nothing for this long is closed (4000); the start message too."""
+LIVE_SEND_QUEUE_LINES: int = 1000
+"""Motion-stream lines (40 s of frames) queued for a client that does not read, before it is dropped (4001)."""
+LIVE_MAX_AHEAD_SECONDS: float = 8.0
+"""Audio a stream may have received but not computed (a sender faster than real time) before the
+server stops reading from it (TCP backpressure): two model chunks."""
+LIVE_MAX_TEXT_BYTES: int = 64 * 1024
+"""Largest text message read (a start message is a few hundred bytes)."""
+LIVE_MAX_BINARY_BYTES: int = 1 << 20
+"""Largest PCM message read; a larger one gets an error line (32 s of 16 kHz s16 mono)."""
+LIVE_MAX_FRAME_BYTES: int = 4 << 20
+"""Largest message the WebSocket layer accepts at all (beyond it: close 1009 without an error line)."""

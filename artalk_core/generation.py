@@ -1,9 +1,9 @@
 """Generation written once: an engine's raw motion blocks -> post-processing -> a writer.
 
-Both ``artalk generate`` (:func:`artalk_core.pipeline.generate`, a motion file or memory) and
-``generate --stream`` (:func:`artalk_core.streaming.stream_generate`, the NDJSON motion stream)
-are :func:`run_engine` into a :class:`MotionSink`; they differ only in the speech they read and
-the :class:`MotionTarget` they write to. The sink post-processes causally
+``artalk generate`` (:func:`artalk_core.pipeline.generate`, a motion file or memory) is
+:func:`run_engine` into a :class:`MotionSink`; the live paths (``generate --stream``,
+``artalk serve``: :class:`artalk_core.live.session.LiveSession`) push an engine stream's blocks
+into the same sink, writing motion-stream lines. The sink post-processes causally
 (:class:`~artalk_core.postprocess.StreamingPostprocessor`, the same bits as offline) unless raw,
 and the engine is stopped once the clip length is reached (generation is causal: the rest of the
 speech cannot change the clip). :func:`motion_metadata` is the one place the output's metadata
@@ -24,7 +24,7 @@ import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, writing
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class MotionOutput:
             self._writer.__exit__(None if error is None else type(error), error, None)
 
 
-class _LazyStreamOutput:
+class LazyStreamOutput:
     """The motion stream's destination: stdout, a pipe/device written directly, or a regular file
     written atomically (renamed into place at the end). The header is written with the first frames,
     so an error before any output leaves stdout empty."""
@@ -268,46 +268,35 @@ class _LazyStreamOutput:
             self._stack.__exit__(RuntimeError, RuntimeError("stream failed"), None)
 
 
-class MotionStreamOutput:
-    """A :class:`~artalk_core.generation.MotionTarget` writing the NDJSON motion stream: the
-    header (``meta``) with the first frames, each block flushed as it comes, the end line with
-    the fields :meth:`finish` adds to ``meta``; after an error, an error line (a reader of a
-    half-written stream learns why it stops) and no partial file."""
+class StreamLines:
+    """The motion stream's destination (stdout, a pipe, or a file written atomically): the header
+    is written with the first frames, so an error before any output leaves nothing behind."""
 
-    def __init__(self, output: PathLike | BinaryIO, meta: dict[str, str], *, delay_frames: int, name: str,
-                 t_start: float) -> None:
-        self._out = _LazyStreamOutput(output)
-        self.meta = meta
-        self._delay = delay_frames
-        self._name = name
+    def __init__(self, output: PathLike | BinaryIO, header: str, t_start: float) -> None:
+        self._out = LazyStreamOutput(output)
+        self._name: PathLike = output if isinstance(output, (str, os.PathLike)) else "the output"
+        self._header = header
         self._t_start = t_start
-        self.writer: Any = None
+        self._file: BinaryIO | None = None
         self.first_output_s: float | None = None
 
-    def write(self, frames: np.ndarray) -> None:
-        from artalk_core.formats.motion_stream import MotionStreamWriter
+    @property
+    def started(self) -> bool:
+        return self._file is not None
 
-        if frames.shape[0] == 0:
+    def write(self, lines: list[str]) -> None:
+        if not lines:
             return
-        if self.writer is None:
-            self.writer = MotionStreamWriter(self._out.open(), self.meta, delay_frames=self._delay)
+        if self._file is None:
+            self._file = self._out.open()
+            lines = [self._header, *lines]
             self.first_output_s = time.perf_counter() - self._t_start
-        self.writer.write_frames(frames)
+        with writing(self._name):
+            self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
+            self._file.flush()
 
-    def finish(self, meta: dict[str, Any]) -> int:
-        """Write the end line with what ``meta`` adds to the header's; the frames written."""
-        if self.writer is None:  # nothing could be emitted (cannot happen for valid input)
-            from artalk_core.errors import AudioError
-
-            raise AudioError(f"{self._name}: no motion frames were produced")
-        self.writer.end(**{k: v for k, v in meta.items() if k not in self.meta})
-        return int(self.writer.frames)
-
-    def close(self, error: BaseException | None) -> None:
-        if isinstance(error, Exception) and self.writer is not None:
-            with contextlib.suppress(Exception):
-                self.writer.error(str(error))
-        self._out.close(error is None)
+    def close(self, *, ok: bool) -> None:
+        self._out.close(ok)
 
 
 def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
@@ -325,5 +314,5 @@ def save_motion(path: PathLike, data: np.ndarray, meta: dict[str, str]) -> None:
         write_motion(path, data, meta)
 
 
-__all__ = ["MotionOutput", "MotionSink", "MotionStreamOutput", "MotionTarget", "check_input_kind", "close_iterator", "check_raw_options", "generation_options",
+__all__ = ["LazyStreamOutput", "StreamLines", "MotionOutput", "MotionSink", "MotionTarget", "check_input_kind", "close_iterator", "check_raw_options", "generation_options",
            "motion_metadata", "resolve_clip_length", "run_engine", "save_motion"]

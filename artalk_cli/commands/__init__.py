@@ -15,11 +15,13 @@ from artalk_cli.commands import (
     frame,
     generate,
     info,
+    live,
     mux,
     render,
+    serve,
     smooth,
     tts,
 )
 
 ALL: list[ModuleType] = [animate, tts, encode_audio, generate, smooth, render, export, mux, info, frame, assets, app,
-                         batch, eval]
+                         batch, eval, serve, live]

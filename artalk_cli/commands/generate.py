@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
         assets: Assets = None,
         device: Device = "auto",
         precision: Precision = "fp32",
-        stream: Annotated[bool, typer.Option("--stream", help="Read the speech progressively (stdin or a pipe: a 16 kHz WAV, or raw PCM with --stream-format raw) and write each 4-s chunk's frames as soon as they are made, as an NDJSON motion stream (default -o -; see schemas/README.md). Same numbers as without --stream; post-processing runs with a 4-frame delay.")] = False,
-        stream_format: Annotated[str, typer.Option("--stream-format", help="With --stream: wav (a RIFF/WAVE stream at 16 kHz, any channels, PCM or float) or raw (headerless 16-bit little-endian mono PCM at 16 kHz).")] = "wav",
+        stream: Annotated[bool, typer.Option("--stream", help="Read the speech progressively (stdin or a pipe: a WAV stream, or raw PCM with --stream-format raw) and write the frames as soon as they are made (each 4-s chunk's with the model, each 40-ms frame's with the energy engine), as an NDJSON motion stream (default -o -; see schemas/README.md). Same numbers as without --stream; post-processing runs with a 4-frame delay.")] = False,
+        stream_format: Annotated[str, typer.Option("--stream-format", help="With --stream: wav (a RIFF/WAVE stream at any rate, any channels, PCM or float; resampled as files are) or raw (headerless 16-bit little-endian mono PCM at 16 kHz).")] = "wav",
         quiet: Quiet = False,
         debug: Debug = False,
     ) -> None:
@@ -76,10 +76,8 @@ def _stream(input: str, *, output: Path | None, engine: str, stream: bool, strea
         raise InputError("--stream-format applies to --stream only")
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown --stream-format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
-    if engine != "artalk":
-        raise InputError("--stream works with the artalk engine only")
     out = output if output is not None else "-"
-    result = stream_generate(input, out, stream_format=stream_format, **options)  # type: ignore[arg-type]
+    result = stream_generate(input, out, stream_format=stream_format, engine=engine, **options)  # type: ignore[arg-type]
     kind = "raw" if result.raw else "post-processed"
     first = "" if result.first_output_s is None else f", first frames after {result.first_output_s:.2f} s"
     stop = " (clip length reached: input not read further)" if result.stopped_early else ""

@@ -140,7 +140,8 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
 
     styles = ["default", *catalog.styles]
     with checked_blocks(policy)(title=TITLE, analytics_enabled=False, delete_cache=delete_cache) as demo:
-        gr.Markdown(f"# {TITLE}\nSpeech-driven 3D head animation: speech or text in, a talking head out.")
+        gr.Markdown(f"# {TITLE}\nSpeech-driven 3D head animation: speech or text in, a talking head out. "
+                    "[Live: speak, and the head speaks with you →](/live)", elem_id="intro")
         if catalog.notice:
             gr.Markdown(html.escape(catalog.notice), elem_id="notice")
         with gr.Row(equal_height=False):

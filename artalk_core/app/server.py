@@ -260,9 +260,13 @@ class AppParts:
     jobs: JobStore
     previous_temp_dir: str | None = None
     """``GRADIO_TEMP_DIR`` before this app pointed it at its own cache (restored on close)."""
+    live: Any = None
+    """The /live streams (:class:`artalk_core.live.service.LiveService`) served beside the page."""
 
     def close(self) -> None:
         """Remove every file and give ``GRADIO_TEMP_DIR`` back."""
+        if self.live is not None:
+            self.live.close()
         _close_store(self.jobs, self.previous_temp_dir)
 
 
@@ -309,13 +313,20 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         for route in app.routes:  # Gradio's own app, mounted at "/": its routes raise the validation errors
             if isinstance(route, Mount) and isinstance(route.app, fastapi.FastAPI):
                 route.app.add_exception_handler(RequestValidationError, plain_validation_error)
+        # the live endpoint and page (artalk serve's) at /live, sharing the model under the generator's lock
+        from artalk_core.live.service import LiveConfig, LiveService
+        from artalk_web.live.app import HeadFile, live_routes
+
+        live = LiveService(LiveConfig(assets=config.assets, device=config.device, engine=config.engine,
+                                      warm_up=False), lock=generator.model_lock).start()
+        app.router.routes[0:0] = live_routes(live, HeadFile(assets=config.assets), in_app=True)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
                            loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
     except BaseException:
         _close_store(jobs, previous)
         raise
     return AppParts(asgi=app, blocks=blocks, catalog=catalog, generator=generator, jobs=jobs,
-                    previous_temp_dir=previous)
+                    previous_temp_dir=previous, live=live)
 
 
 class AppServer:
@@ -349,11 +360,12 @@ class AppServer:
         self.share_url: str | None = None
         self.share_error: str | None = None
         self._share = share
-        jobs = self.parts.jobs
+        jobs, live = self.parts.jobs, self.parts.live
 
         class Server(uvicorn.Server):
             async def shutdown(self, sockets: Any = None) -> None:
                 jobs.stop()  # a running job stops at its next step, so its stream can end in the grace
+                await live.shutdown()  # every /live stream: an error line and close 1001
                 await super().shutdown(sockets)
 
         limits = ConnectionLimits(header_seconds=config.header_seconds, body_seconds=config.body_seconds,
@@ -362,7 +374,7 @@ class AppServer:
                                   # every visitor of the share link comes through the local tunnel client
                                   exempt=LOOPBACK_ADDRESSES if share else frozenset())
         self.server = Server(uvicorn.Config(
-            self.parts.asgi, log_level="warning", http=limited_protocol(limits), ws="none", lifespan="on",
+            self.parts.asgi, log_level="warning", http=limited_protocol(limits), lifespan="on",
             server_header=False, limit_concurrency=MAX_CONNECTIONS, backlog=2048, timeout_keep_alive=5,
             timeout_graceful_shutdown=10, h11_max_incomplete_event_size=64 * 1024))
         self._thread: threading.Thread | None = None

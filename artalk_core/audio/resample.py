@@ -195,8 +195,9 @@ class BlockResampler:
         self._out += y.shape[1]
         return y
 
-    def push(self, x: np.ndarray) -> np.ndarray:
-        """Add float32 [C, n]; returns the 16 kHz output [C, m] that became final."""
+    def push(self, x: np.ndarray, *, eager: bool = False) -> np.ndarray:
+        """Add float32 [C, n]; returns the 16 kHz output [C, m] that became final. Tiny pieces are
+        gathered (4096 samples) before computing unless ``eager`` (live input: no added lag)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise ValueError(f"expected [{self.channels}, n] samples, got shape {x.shape}")
@@ -205,7 +206,7 @@ class BlockResampler:
             return x
         self._pending.append(x)
         self._n_pending += x.shape[1]
-        if self._n_pending < _MIN_PENDING:
+        if self._n_pending < _MIN_PENDING and not eager:
             return np.zeros((self.channels, 0), np.float32)
         self._take_pending()
         return self._run(self._base + self._buf.shape[1])

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from artalk_core.audio.pcm import SAMPLE_BYTES
 from artalk_core.audio.resample import to_mono
 from artalk_core.constants import SAMPLE_RATE
 from artalk_core.errors import AudioError, FormatError, InputError
@@ -27,7 +28,6 @@ WAVE_PCM, WAVE_FLOAT, WAVE_EXTENSIBLE = 1, 3, 0xFFFE
 _SAMPLE_FORMATS: dict[tuple[int, int], str] = {
     (WAVE_PCM, 8): "u8", (WAVE_PCM, 16): "s16", (WAVE_PCM, 24): "s24", (WAVE_PCM, 32): "s32",
     (WAVE_FLOAT, 32): "f32", (WAVE_FLOAT, 64): "f64"}
-SAMPLE_BYTES: dict[str, int] = {"u8": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 4, "f64": 8}
 _STREAMED_SIZE = 0xFFFFFF00  # data sizes from here up (and 0) mean "until the end": a writer to a pipe
 
 
@@ -109,26 +109,10 @@ def read_wav_header(read_exact: Callable[[int, str], bytes], name: str, *, expec
 def pcm_to_float(raw: bytes, sample_format: str, channels: int) -> np.ndarray:
     """Interleaved PCM bytes -> float32 mono [n], with FFmpeg's conversion (int16 / 32768 ...) and
     the decoder's channel mean (:func:`artalk_core.audio.resample.to_mono`)."""
-    fmt = sample_format
-    if fmt == "u8":
-        x = np.frombuffer(raw, dtype=np.uint8)
-        f = ((x.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
-    elif fmt == "s16":
-        f = (np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0).astype(np.float32)
-    elif fmt == "s24":
-        # FFmpeg decodes 24-bit PCM to s32 (shifted left by 8), then it is divided by 2**31.
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        xi = (b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)
-        f = (xi.astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif fmt == "s32":
-        f = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif fmt == "f32":
-        f = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-    elif fmt == "f64":
-        f = np.frombuffer(raw, dtype="<f8").astype(np.float32)
-    else:
-        raise ValueError(f"unknown sample format {fmt!r}")
-    return to_mono(f.reshape(-1, channels).T) if channels > 1 else f.astype(np.float32, copy=True)
+    from artalk_core.audio.pcm import pcm_to_channels
+
+    x = pcm_to_channels(raw, sample_format, channels)
+    return to_mono(x) if channels > 1 else x[0].copy()
 
 
 # ----------------------------------------------------------------------------------------------

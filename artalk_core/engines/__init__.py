@@ -10,7 +10,9 @@ from __future__ import annotations
 from artalk_core.engines.base import (
     EngineFactory,
     EngineSettings,
+    EngineStream,
     MotionEngine,
+    StreamingEngine,
     check_engine,
     create_engine,
     motion_engines,
@@ -33,5 +35,5 @@ def _energy(settings: EngineSettings) -> MotionEngine:
 register_engine("artalk", _artalk)
 register_engine("energy", _energy)
 
-__all__ = ["EngineFactory", "EngineSettings", "MotionEngine", "check_engine", "create_engine", "motion_engines",
+__all__ = ["EngineFactory", "EngineSettings", "EngineStream", "MotionEngine", "StreamingEngine", "check_engine", "create_engine", "motion_engines",
            "register_engine"]

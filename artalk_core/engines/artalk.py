@@ -18,10 +18,11 @@ import numpy as np
 
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES
 from artalk_core.engines.base import EngineSettings
-from artalk_core.engines.speech import ChunkedSpeech, DecodedSpeech, FeaturesSpeech, Speech, StreamSpeech
+from artalk_core.engines.speech import DecodedSpeech, FeaturesSpeech, Speech, StreamSpeech
 from artalk_core.fileio import PathLike, sha256_file_cached
 from artalk_core.generation import close_iterator
 from artalk_core.progress import OptionalProgress, report
+from artalk_core.timing import num_frames, padded_samples
 
 if TYPE_CHECKING:
     from artalk_core.audio import Audio
@@ -155,8 +156,6 @@ class ArtalkEngine:
             parts = model.iter_generate_from_audio(audio_tensor(speech.audio, self.loaded.device), style_t,
                                                    progress, precision=precision)
             return cut_to_length(parts, speech.frames)
-        if isinstance(speech, ChunkedSpeech):
-            return self._live(speech, style_t, progress)
         if not isinstance(speech, StreamSpeech):
             raise TypeError(f"the artalk engine cannot read {type(speech).__name__}")
         stream, estimate = speech.stream, speech.estimated_chunks()
@@ -168,30 +167,111 @@ class ArtalkEngine:
         parts = model.iter_generate_from_audio(groups, style_t, prog if progress else None, precision=precision)
         return cut_to_length(parts, speech.frames)
 
-    def _live(self, speech: ChunkedSpeech, style_t: Any, progress: OptionalProgress) -> Iterator[np.ndarray]:
-        """Each chunk's frames as soon as the chunk is generated (no block held back): a whole
-        chunk gives 100 frames, the last shorter one what remains of ``speech.frames()``."""
+    def style_tensor(self, style: Style) -> Any:
+        """The style clip as a tensor on the model's device (None for the default style)."""
         import torch
 
-        lengths: deque[int] = deque()  # samples in each chunk handed to the model, not yet generated
+        return None if style.motion is None else torch.from_numpy(style.motion).to(self.loaded.device)
 
-        def chunks() -> Iterator[Any]:
-            for block in speech.audio_blocks():
-                lengths.append(block.shape[0])
-                yield torch.from_numpy(block)
+    def encode(self, chunks: np.ndarray) -> Any:
+        """Audio chunks float32 [G,64000] -> features [G,199,C] on the model's device. Rows are
+        independent (each is normalised on its own), so chunks of several streams may share a call."""
+        import torch
 
-        done = 0
-        motions = self.loaded.model.iter_generate_from_audio(chunks(), style_t, precision=self.precision)
-        try:
-            for motion in motions:
-                whole = lengths.popleft() == CHUNK_SAMPLES
-                valid = CHUNK_FRAMES if whole else speech.frames() - done * CHUNK_FRAMES
-                done += 1
-                report(progress, "stream", done, done)
-                yield motion.numpy()[:valid]
-        finally:
-            close_iterator(motions)
+        return self.loaded.model.encode_chunks(torch.from_numpy(np.ascontiguousarray(chunks)), precision=self.precision)
+
+    def open_stream(self, style: Style) -> ArtalkStream:
+        """A live stream: each 4-s chunk's frames as soon as its audio is in and it is generated."""
+        return ArtalkStream(self, self.style_tensor(style))
+
+    def hold_precision(self) -> Any:
+        """A context keeping the generator's weights cast to this engine's precision (a server)."""
+        return self.loaded.model.hold_precision(self.precision)
 
 
-__all__ = ["ArtalkEngine", "ENGINE_NAME", "LoadedModel", "audio_tensor", "chunk_groups", "cut_to_length",
+class ArtalkStream:
+    """The model fed chunk by chunk as the audio arrives (an :class:`~artalk_core.engines.base.EngineStream`).
+
+    :meth:`push` takes whole 64,000-sample chunks and returns their 100 frames each as soon as they
+    are generated; :meth:`finish` zero-pads the last, shorter chunk and cuts its frames to the
+    utterance's length. The previous chunk's context is kept between pushes (the model's generator
+    is suspended in between), so the output equals ``generate`` of the whole audio bit for bit.
+    Features may be computed elsewhere first (:meth:`provide`: a scheduler encoding the chunks of
+    several streams in one call); they are the same numbers.
+    """
+
+    block_samples = CHUNK_SAMPLES
+    lookahead_frames = 0
+
+    def __init__(self, engine: ArtalkEngine, style_t: Any) -> None:
+        self.encoder = engine
+        self._feats: deque[Any] = deque()
+        self._provided: Any = None
+        self._chunks = 0  # chunks generated
+        self._gen = engine.loaded.model.iter_generate(self._pull(), style_t, precision=engine.precision)
+
+    def _pull(self) -> Iterator[Any]:
+        while True:  # the generator is advanced only after a chunk's features were queued
+            yield self._feats.popleft()
+
+    def model_chunks(self, samples: np.ndarray, rest: np.ndarray | None = None,
+                     total: int | None = None) -> np.ndarray:
+        """The model chunks float32 [G,64000] that ``push(samples)`` (and then ``finish(rest,
+        total)`` when ``total`` is given) will encode: whole chunks, then the zero-padded last one."""
+        whole = samples.reshape(-1, CHUNK_SAMPLES)
+        if total is None:
+            return whole
+        n_last = padded_samples(total) // CHUNK_SAMPLES - self._chunks - whole.shape[0] if total else 0
+        last = np.zeros((max(0, n_last), CHUNK_SAMPLES), np.float32)
+        if n_last > 0 and rest is not None:
+            last.reshape(-1)[:len(rest)] = rest
+        return np.concatenate([whole, last]) if last.shape[0] else whole
+
+    def provide(self, feats: Any) -> None:
+        """The features of the chunks :meth:`model_chunks` named, computed by the caller."""
+        self._provided = feats
+
+    def _features(self, chunks: np.ndarray) -> Any:
+        """Features of ``chunks``: the next rows of those provided, else encoded now."""
+        if self._provided is None:  # one chunk per call, as generate --stream always encoded them
+            import torch
+
+            return torch.cat([self.encoder.encode(chunks[g:g + 1]) for g in range(chunks.shape[0])])
+        n = chunks.shape[0]
+        if self._provided.shape[0] < n:
+            raise RuntimeError(f"features of {self._provided.shape[0]} chunks were provided for {n}")
+        feats, rest = self._provided[:n], self._provided[n:]
+        self._provided = rest if rest.shape[0] else None
+        return feats
+
+    def _generate(self, feats: Any, valid: list[int]) -> np.ndarray:
+        out = []
+        for g, n in enumerate(valid):
+            self._feats.append(feats[g])
+            motion = next(self._gen)
+            self._chunks += 1
+            out.append(motion.numpy()[:n])
+        return np.concatenate(out) if len(out) != 1 else out[0]
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Whole chunks float32 [k * 64000] in; their raw frames [100 k,106] out."""
+        chunks = self.model_chunks(samples)
+        if chunks.shape[0] == 0:
+            return np.zeros((0, 106), np.float32)
+        return self._generate(self._features(chunks), [CHUNK_FRAMES] * chunks.shape[0])
+
+    def finish(self, samples: np.ndarray, total_samples: int) -> np.ndarray:
+        """The last samples (fewer than a chunk) and the utterance's length: the remaining frames."""
+        chunks = self.model_chunks(np.zeros(0, np.float32), samples, total_samples)
+        if chunks.shape[0] == 0:
+            return np.zeros((0, 106), np.float32)
+        valid = num_frames(total_samples) - self._chunks * CHUNK_FRAMES
+        return self._generate(self._features(chunks), [CHUNK_FRAMES] * (chunks.shape[0] - 1) + [valid])
+
+    def close(self) -> None:
+        close_iterator(self._gen)
+        self._feats.clear()
+
+
+__all__ = ["ArtalkEngine", "ArtalkStream", "ENGINE_NAME", "LoadedModel", "audio_tensor", "chunk_groups", "cut_to_length",
            "load_artalk"]

@@ -10,6 +10,13 @@ engine's facts (``name``, ``checkpoint_sha256``, ``options``) in what it writes.
 
 A new engine is one class with the four attributes below and one :func:`register_engine` call;
 nothing in the pipeline or the streaming path changes.
+
+Live use (``generate --stream``, ``artalk serve``) feeds speech as it is spoken. An engine that can
+make frames from the audio heard so far also offers :meth:`StreamingEngine.open_stream`: an
+:class:`EngineStream` pushed audio block by block, which returns each block's raw frames as soon as
+they are final, and whose frames equal :meth:`MotionEngine.motion`'s bit for bit. An engine without
+it still works live (:mod:`artalk_core.live.adapter` runs its ``motion`` in a helper thread, fed as
+the audio arrives), but gives its frames only when it yields them.
 """
 
 from __future__ import annotations
@@ -61,6 +68,41 @@ class MotionEngine(Protocol):
         ...
 
 
+class EngineStream(Protocol):
+    """One utterance fed to an engine as it arrives: 16 kHz mono float32 audio in, raw motion out.
+
+    ``block_samples``: audio is pushed in whole multiples of it (the model's 64,000-sample chunk,
+    or one 640-sample frame); ``lookahead_frames``: raw frame t is final once the audio of frames
+    up to t + lookahead_frames is in (beyond the block holding t).
+    """
+
+    block_samples: int
+    lookahead_frames: int
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Audio float32 [k * block_samples] in; the raw frames float32 [n,106] now final."""
+        ...
+
+    def finish(self, samples: np.ndarray, total_samples: int) -> np.ndarray:
+        """The end: the last audio (fewer than ``block_samples``; may be empty) and the number of
+        samples of the whole utterance; returns the remaining raw frames (the concatenation of every
+        output then has ``num_frames(total_samples)`` frames)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the stream holds (also when it is abandoned before :meth:`finish`)."""
+        ...
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    """A :class:`MotionEngine` that also makes frames from the audio heard so far."""
+
+    def open_stream(self, style: Style) -> EngineStream:
+        """A new :class:`EngineStream` for one utterance in ``style``."""
+        ...
+
+
 EngineFactory = Callable[[EngineSettings], MotionEngine]
 _FACTORIES: dict[str, EngineFactory] = {}
 
@@ -91,5 +133,5 @@ def create_engine(engine: str | MotionEngine, settings: EngineSettings | None = 
     return _FACTORIES[engine](settings or EngineSettings())
 
 
-__all__ = ["EngineFactory", "EngineSettings", "MotionEngine", "check_engine", "create_engine", "motion_engines",
+__all__ = ["EngineFactory", "EngineSettings", "EngineStream", "MotionEngine", "StreamingEngine", "check_engine", "create_engine", "motion_engines",
            "register_engine"]

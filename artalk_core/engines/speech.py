@@ -3,12 +3,11 @@
 - :class:`DecodedSpeech`: 16 kHz samples already in memory (an :class:`~artalk_core.audio.Audio`).
 - :class:`StreamSpeech`: a file decoded progressively (:class:`~artalk_core.audio.AudioStream`).
 - :class:`FeaturesSpeech`: a features file from ``encode-audio`` (``kind == "features"``).
-- :class:`ChunkedSpeech`: live input cut into whole 64,000-sample model chunks as it arrives
-  (``generate --stream``; :class:`artalk_core.streaming.LiveSpeech`).
 
 Every form knows the facts recorded in the output (``audio_sha256``, ``audio_samples``), the
 number of motion frames (once its audio is read) and the warnings to give at the end (decoding
-notes, silence).
+notes, silence). Live input does not come as a Speech: it is pushed into an engine's live
+stream (:class:`artalk_core.engines.base.EngineStream`).
 """
 
 from __future__ import annotations
@@ -123,10 +122,5 @@ class FeaturesSpeech(Speech):
         return {"audio_sha256": meta.get("audio_sha256", ""), "audio_samples": meta.get("audio_samples", "")}
 
 
-class ChunkedSpeech(Speech):
-    """Live speech whose :meth:`audio_blocks` are whole model chunks [64000] as they arrive, the
-    last one shorter; :meth:`frames` is final once a shorter block (or the end) has come."""
-
-
-__all__ = ["ChunkedSpeech", "DecodedSpeech", "FeaturesSpeech", "SILENCE_WARNING", "Speech", "StreamSpeech",
+__all__ = ["DecodedSpeech", "FeaturesSpeech", "SILENCE_WARNING", "Speech", "StreamSpeech",
            "stream_warnings"]

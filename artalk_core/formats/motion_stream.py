@@ -35,7 +35,10 @@ class MotionStreamWriter:
     "channels": 106, "channel_layout": ..., "delay_frames": D, "meta": {...}}`` where ``meta`` is
     the string metadata a motion file would carry (engine, style, postprocessed, smoothed,
     clip_length, fix_pose, checkpoint_sha256, provenance) and ``delay_frames`` how many frames of
-    input the writer waited for beyond each frame (4 for post-processed motion, 0 for raw).
+    input the writer waited for beyond each frame (4 for post-processed motion, 0 for raw, plus
+    the engine's look-ahead). A live producer adds ``block_frames``: the engine works on the audio
+    in blocks of that many frames (100 for the model's 4-s chunks, 1 for the energy engine), so
+    frame t comes out once the block holding frame t + delay_frames is in.
     Then one line per frame, ``{"t": i, "motion": [106 numbers]}`` with t = 0, 1, 2, ... and each
     number the shortest decimal that reads back to the same float32. Last, ``{"end": true,
     "frames": T, ...}`` (extra string fields such as ``audio_samples``, ``audio_sha256``), or, if
@@ -44,15 +47,19 @@ class MotionStreamWriter:
     soon as it is made.
     """
 
-    def __init__(self, f: Any, meta: Mapping[str, Any] | None = None, *, delay_frames: int = 0) -> None:
+    def __init__(self, f: Any, meta: Mapping[str, Any] | None = None, *, delay_frames: int = 0,
+                 block_frames: int | None = None) -> None:
         self._f = f
         self.frames = 0
         self._closed = False
         meta_s = metadata_strings(meta)
         for key in ("format", "format_version", "frames"):
             meta_s.pop(key, None)
-        header = {"format": STREAM_FORMAT, "version": STREAM_VERSION, "fps": FPS, "channels": MOTION_DIM,
-                  "channel_layout": CHANNEL_LAYOUT, "delay_frames": int(delay_frames), "meta": meta_s}
+        header: dict[str, Any] = {"format": STREAM_FORMAT, "version": STREAM_VERSION, "fps": FPS,
+                                  "channels": MOTION_DIM, "channel_layout": CHANNEL_LAYOUT,
+                                  "delay_frames": int(delay_frames), "meta": meta_s}
+        if block_frames is not None:
+            header["block_frames"] = int(block_frames)
         self._write(json.dumps(header) + "\n")
 
     def _write(self, text: str) -> None:

@@ -219,6 +219,16 @@ class ARTalkModel(nn.Module):
             start = end
         return torch.cat(parts, dim=1)
 
+    def _cast_modules(self) -> list[nn.Module]:
+        """The modules whose linear weights a bf16/fp16 generation holds cast (not the audio encoder)."""
+        return [self.attn_blocks, self.cond_logits_head, self.logits_head, self.vqfeat_embed, self.basic_vae]
+
+    def hold_precision(self, precision: str) -> AbstractContextManager[None]:
+        """Keep the generator's linear weights cast to ``precision`` while inside (a server running
+        many interleaved generations casts them once, not once per generation); same numbers. Only
+        for a process whose generations all run in ``precision``, from one thread."""
+        return linear_weights_cast(self._cast_modules(), PRECISIONS[self._precision(precision)])
+
     # ---- public API --------------------------------------------------------------------------
     def _precision(self, precision: str) -> str:
         """``precision`` checked; ``auto`` resolved to what runs fastest here (artalk_core.model.precision)."""
@@ -386,7 +396,6 @@ class ARTalkModel(nn.Module):
         n = cfg.num_tokens
         sync = torch.cuda.synchronize if ref.device.type == "cuda" else (lambda: None)
         seconds = seconds if seconds is not None else {"ar": 0.0, "vae": 0.0}
-        cast_modules = [self.attn_blocks, self.cond_logits_head, self.logits_head, self.vqfeat_embed, self.basic_vae]
 
         def compute() -> contextlib.ExitStack:
             stack = contextlib.ExitStack()
@@ -396,7 +405,7 @@ class ARTalkModel(nn.Module):
 
         # The weight cast lasts the whole loop (casting per chunk would cost time); autocast is
         # thread-local state, so it is entered per chunk and never held across a ``yield``.
-        with linear_weights_cast(cast_modules, autocast_dtype):
+        with linear_weights_cast(self._cast_modules(), autocast_dtype):
             with compute():
                 s = self._style_condition(style_motion)
                 lvl = self.lvl_embed(self.lvl_idx)
@@ -446,6 +455,10 @@ class ARTalkModel(nn.Module):
                     last_motion = motion
                     i += 1
                     report(progress, "generate", i, max(total, i))
+                    if j % cond_batch == cond_batch - 1 or j == feats.shape[0] - 1:
+                        # the modulations are used up: not held while suspended (40 MB at full size,
+                        # per stream for a live server keeping many generators waiting for audio)
+                        mods, head_mod = [], feats.new_empty(0)
                     yield motion[0].float().cpu(), bits.cpu()
                 del feats, mods, head_mod
 

@@ -12,6 +12,7 @@ from artalk_cli.main import app
 
 COMMANDS = ["tts", "encode-audio", "generate", "smooth", "render", "export", "mux", "animate", "info", "frame", "app",
             "assets download", "assets verify", "assets list"]
+COMMANDS += ["serve", "live"]
 
 
 def test_root_help_lists_every_command():

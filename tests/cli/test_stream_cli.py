@@ -130,18 +130,35 @@ def _wav(rate: int = 16000, channels: int = 1, n: int = 20000) -> bytes:
 
 
 @pytest.mark.parametrize("args, data, words", [
-    ([], _wav(rate=44100), ["44100 Hz", "16000", "ffmpeg"]),
+    ([], _wav(rate=44101), ["44101 Hz", "cannot be resampled"]),
     ([], b"", ["empty"]),
     ([], _wav()[:30], ["cut short", "header"]),
     ([], b"fLaC" + bytes(200), ["not a wav stream", "--stream-format raw"]),
     (["--stream-format", "raw"], bytes(600), ["too short"]),
     (["--stream-format", "aiff"], _wav(), ["stream-format"]),
-    (["--engine", "energy"], _wav(), ["artalk engine"]),
     (["--raw", "--fix-pose"], _wav(), ["--raw"]),
 ])
 def test_stream_errors_are_one_line(artalk, tiny_assets, args, data, words) -> None:
     res = artalk("generate", "-", "--stream", *args, "--assets", tiny_assets, input=data)
     assert_clean_error(res, *words)
+
+
+def test_energy_engine_streams_stereo_44k_like_offline(artalk, tmp_path) -> None:
+    """--stream takes the energy engine and any WAV rate: the same frames as the offline command."""
+    from artalk_core.audio import load_audio
+
+    x = load_audio(WAV).samples[:50_000]
+    pcm = np.round(np.stack([x, 0.5 * x], axis=1) * 32767).astype("<i2").tobytes()
+    wav = _wav(rate=44100, channels=2, n=0)[:-8] + b"data" + len(pcm).to_bytes(4, "little") + pcm
+    wav = wav[:4] + (len(wav) - 8).to_bytes(4, "little") + wav[8:]
+    (tmp_path / "in.wav").write_bytes(wav)
+    res = artalk("generate", tmp_path / "in.wav", "--engine", "energy", "--clip-length", "0", "-o",
+                 tmp_path / "o.safetensors", "-q")
+    assert res.returncode == 0, res.stderr
+    res = artalk("generate", "-", "--stream", "--engine", "energy", "--clip-length", "0", input=wav)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["delay_frames"] == 5  # 4 of smoothing + 1 of look-ahead
+    np.testing.assert_array_equal(motion_of(res.stdout), motion_of(tmp_path / "o.safetensors"))
 
 
 def test_stream_format_needs_stream(artalk, tiny_assets) -> None:

@@ -85,13 +85,17 @@ def test_energy_engine_streams_the_same_motion(speech, tmp_path):
     assert np.array_equal(motion.data, want)
 
 
-def test_energy_blocks_equal_the_whole(speech):
+@pytest.mark.parametrize("piece", [1, 639, 640, 7000, 10**6])
+def test_energy_blocks_equal_the_whole(speech, piece):
+    """The energy engine is causal: fed in pieces of any size, each piece's frames come out at once
+    (all but the newest frame, the one-frame look-ahead) and the whole is the same bit for bit."""
     from artalk_core.engines.energy import energy_motion, iter_energy_motion
 
-    x = load_audio(speech).samples
+    x = load_audio(speech).samples[:40_000 if piece == 1 else None]
     whole = energy_motion(x, seed=2)
-    pieces = list(iter_energy_motion((x[i:i + 7000] for i in range(0, len(x), 7000)), seed=2, block_frames=50))
-    assert [p.shape[0] for p in pieces] == [50, 50, 50, 50, 33]
+    pieces = list(iter_energy_motion((x[i:i + piece] for i in range(0, len(x), piece)), seed=2))
+    heard = np.cumsum([min(piece, len(x) - i) for i in range(0, len(x), piece)])
+    assert [p.shape[0] for p in pieces[:-1]] == list(np.diff(np.maximum(heard // 640 - 1, 0), prepend=0))
     assert np.array_equal(np.concatenate(pieces), whole)
 
 

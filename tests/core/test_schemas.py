@@ -38,7 +38,8 @@ def _meta_of(path: Path) -> dict[str, str]:
 
 def test_schemas_are_package_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # They ship inside artalk_core (so a wheel has them), documented in the repository's schemas/README.md.
-    assert schemas.names() == ["batch-results", "features", "gltf-extras", "motion", "motion-stream", "vertices"]
+    assert schemas.names() == ["batch-results", "features", "gltf-extras", "live-client", "motion", "motion-stream",
+                               "vertices"]
     assert (REPO / "schemas" / "README.md").is_file()
     assert not list((REPO / "schemas").glob("*.json"))
     for name in schemas.names():

@@ -47,10 +47,13 @@ def wav_bytes(samples: np.ndarray, *, rate: int = 16000, tag: int = 1, bits: int
 
 
 def read_all(data: bytes, fmt: str = "wav") -> tuple[np.ndarray, AudioStreamReader]:
+    """The reader's PCM pieces through the decoder: 16 kHz mono samples, as a stream gives them."""
+    from artalk_core.audio.pcm import PcmDecoder
+
     reader = AudioStreamReader(io.BytesIO(data), stream_format=fmt, name="<test>")
-    blocks = list(reader.chunks())
-    assert all(b.shape == (CHUNK_SAMPLES,) for b in blocks[:-1])
-    return np.concatenate(blocks), reader
+    decoder = PcmDecoder(reader.read_header(), name="<test>")
+    parts = [decoder.push(p) for p in reader.pieces(size=7001)] + [decoder.finish()]
+    return np.concatenate(parts), reader
 
 
 # ---- causal post-processing ---------------------------------------------------------------------
@@ -96,11 +99,13 @@ def test_reader_equals_offline_decoder_for_pcm16_wav() -> None:
     samples, reader = read_all(data)
     want = load_audio(data)
     np.testing.assert_array_equal(samples, want.samples)
-    assert reader.complete and reader.sha256 == want.sha256 and reader.samples == want.num_samples
+    assert reader.complete and reader.sha256 == want.sha256 and len(samples) == want.num_samples
 
 
-@pytest.mark.parametrize("kind", ["s16_stereo", "s24", "s32", "u8", "f32", "f64_3ch", "extensible", "extra_chunk"])
+@pytest.mark.parametrize("kind", ["s16_stereo", "s24", "s32", "u8", "f32", "f64_3ch", "extensible", "extra_chunk",
+                                  "s16_44k_stereo", "f32_8k"])
 def test_reader_equals_offline_decoder_for_other_layouts(kind: str) -> None:
+    """Every WAV layout, other sample rates included (resampled block by block as files are)."""
     rng = np.random.default_rng(3)
     n = 70_001  # one whole chunk and a partial one
     x = rng.uniform(-0.9, 0.9, size=(n, 3))
@@ -116,6 +121,10 @@ def test_reader_equals_offline_decoder_for_other_layouts(kind: str) -> None:
         data = wav_bytes(x[:, 0].astype("<f4"), tag=3, bits=32)
     elif kind == "f64_3ch":
         data = wav_bytes(x.astype("<f8").ravel(), tag=3, bits=64, channels=3)
+    elif kind == "s16_44k_stereo":
+        data = wav_bytes((x[:, :2] * 32767).astype("<i2").ravel(), channels=2, rate=44100)
+    elif kind == "f32_8k":
+        data = wav_bytes(x[:, 0].astype("<f4"), tag=3, bits=32, rate=8000)
     elif kind == "extensible":
         pcm = (x[:, 0] * 32767).astype("<i2")
         fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, 16000, 32000, 2, 16, 22, 16, 4) + struct.pack("<H", 1) + GUID_TAIL
@@ -124,8 +133,9 @@ def test_reader_equals_offline_decoder_for_other_layouts(kind: str) -> None:
     else:
         data = wav_bytes((x[:, 0] * 32767).astype("<i2"), extra_chunk=True)
     samples, reader = read_all(data)
-    np.testing.assert_array_equal(samples, load_audio(data).samples)
-    assert samples.shape == (n,)
+    want = load_audio(data).samples
+    np.testing.assert_array_equal(samples, want)
+    assert samples.shape == want.shape and (kind in ("s16_44k_stereo", "f32_8k") or samples.shape == (n,))
 
 
 def test_reader_raw_pcm_and_streamed_header() -> None:
@@ -133,7 +143,7 @@ def test_reader_raw_pcm_and_streamed_header() -> None:
     want = (pcm.astype(np.float64) / 32768).astype(np.float32)
     got, reader = read_all(pcm.tobytes() + b"\x01", "raw")  # a dangling half sample is dropped
     np.testing.assert_array_equal(got, want)
-    assert reader.samples == 130_000
+    assert reader.bytes_read == 260_001
     # A WAV written to a pipe declares an unknown size: read to the end.
     got, _ = read_all(wav_bytes(pcm, data_size=0xFFFFFFFF))
     np.testing.assert_array_equal(got, want)
@@ -152,15 +162,19 @@ def test_reader_cut_short_wav_is_a_note() -> None:
     (b"RIFF\x00\x00", "wav", "cut short"),
     (wav_bytes(np.zeros(10, "<i2"))[:30], "wav", "cut short"),
     (b"ID3\x03" + bytes(100), "wav", "not a WAV stream"),
-    (wav_bytes(np.zeros(20_000, "<i2"), rate=44100), "wav", "44100 Hz"),
+    (wav_bytes(np.zeros(20_000, "<i2"), rate=44101), "wav", "cannot be resampled"),
     (wav_bytes(np.zeros(20_000, "<i2"), tag=6, bits=8), "wav", "cannot be streamed"),
     (wav_bytes(np.zeros(639, "<i2")), "wav", "too short"),
     (bytes(100), "raw", "too short"),
     (wav_bytes(np.array([0.0, np.nan], "<f4"), tag=3, bits=32), "wav", "NaN"),
 ])
-def test_reader_errors(data: bytes, fmt: str, words: str) -> None:
+def test_stream_input_errors(data: bytes, fmt: str, words: str) -> None:
+    """Header errors come from the reader, sample errors from the decoder and the session; either
+    way before any output (energy engine: no model to load)."""
+    out = io.BytesIO()
     with pytest.raises(AudioError, match=words):
-        read_all(data, fmt)
+        stream_generate(io.BytesIO(data), out, stream_format=fmt, engine="energy")
+    assert out.getvalue() == b""
 
 
 # ---- the chunk-wise generator -------------------------------------------------------------------
@@ -296,8 +310,27 @@ def test_stream_generate_equals_offline(tiny_assets: Path, tmp_path: Path, n_sam
 
 def test_stream_generate_error_leaves_no_output(tiny_assets: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.ndjson"
-    with pytest.raises(AudioError, match="16000 Hz"):
+    with pytest.raises(AudioError, match="too short"):
         stream_generate(io.BytesIO(wav_bytes(np.zeros(100, "<i2"), rate=8000)), out, assets=tiny_assets)
     assert not out.exists() and list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="--raw"):
         stream_generate(io.BytesIO(WAV.read_bytes()), out, raw=True, fix_pose=True, assets=tiny_assets)
+
+
+@pytest.mark.parametrize("engine, rate, channels", [("artalk", 44100, 2), ("energy", 8000, 1), ("energy", 48000, 2)])
+def test_stream_generate_resamples_as_files_are(tiny_assets: Path, tmp_path: Path, engine: str, rate: int,
+                                                channels: int) -> None:
+    """A WAV stream at another rate (stereo too) is resampled block by block exactly as the offline
+    decoder resamples the file: the frames are the offline ones, for the model and the energy engine."""
+    from artalk_core.pipeline import generate
+
+    x = load_audio(WAV).samples[:90_000]
+    pcm = np.round(np.stack([x, x[::-1]][:channels], axis=1) * 32767).astype("<i2").ravel()
+    path = tmp_path / "in.wav"
+    path.write_bytes(wav_bytes(pcm, rate=rate, channels=channels))
+    offline = generate(str(path), engine=engine, style="tiny_0", clip_length=0, assets=tiny_assets)
+    out = io.BytesIO()
+    with open(path, "rb") as f:
+        res = stream_generate(f, out, engine=engine, style="tiny_0", clip_length=0, assets=tiny_assets)
+    np.testing.assert_array_equal(read_motion(out.getvalue()).data, offline.data)
+    assert res.audio_sha256 == offline.meta["audio_sha256"] and str(res.audio_samples) == offline.meta["audio_samples"]
