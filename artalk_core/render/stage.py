@@ -52,7 +52,8 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
            allow_standin: bool = True, progress: OptionalProgress = None,
            avatar: str | PathLike | None = None, tracked: PathLike | None = None,
            avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
-           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0) -> RenderResult:
+           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0,
+           precision: str = "fp32") -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``), a vertices file (``.h5``), or motion
     data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4.
 
@@ -65,12 +66,18 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
     entry file) renders the photoreal GAGAvatar head instead of the mesh (see
     :mod:`artalk_core.render.avatar`): ``avatar_checkpoint`` / ``avatar_config`` override the
     weights and sizes, ``avatar_noise`` is ``seeded`` (from ``seed``), ``stored`` or ``none``,
-    ``watermark`` an RGBA image blended at the bottom right.
+    ``watermark`` an RGBA image blended at the bottom right, ``precision`` the upsampler's (fp32
+    exact, bf16, fp16, or auto: the fastest here, measured once; see docs/avatar_performance.md).
     """
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
+    from artalk_core.model.precision import check_precision
+
+    check_precision(precision)
+    if precision != "fp32" and avatar is None:
+        raise InputError("--precision applies to --avatar (the photoreal upsampler); the mesh renderer has none")
     check_not_input({"-o": output, "--verts": verts},
                     {"INPUT": input, "--flame": flame, "--shape": shape, "--audio": audio})
     from artalk_core.frames import is_frames_dir
@@ -96,7 +103,8 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
                                   shape=shape, audio=audio, verts=verts, assets=assets, device=device,
                                   progress=progress, avatar=avatar, tracked=tracked,
                                   avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed)
+                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed,
+                                  precision=precision)
         return _render(None, sha, name="<motion>", data=motion.data, output=output, flame=flame, shape=shape,
                        audio=audio, verts=verts, size=size, renderer=renderer, background=background, color=color,
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
@@ -114,7 +122,7 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
                                   audio=audio, verts=verts, assets=assets, device=device, progress=progress,
                                   avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
                                   avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
-                                  seed=seed)
+                                  seed=seed, precision=precision)
         return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
                        verts=verts, size=size, renderer=renderer, background=background, color=color,
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress)
@@ -287,7 +295,7 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
                    shape: PathLike | None, audio: PathLike | bytes | Audio | None, verts: PathLike | None,
                    assets: PathLike | None, device: str, progress: OptionalProgress, avatar: str | PathLike,
                    tracked: PathLike | None, avatar_checkpoint: PathLike | None, avatar_config: PathLike | None,
-                   avatar_noise: str, watermark: PathLike | None, seed: int,
+                   avatar_noise: str, watermark: PathLike | None, seed: int, precision: str = "fp32",
                    data: np.ndarray | None = None) -> RenderResult:
     """Motion (a file, or ``data`` [T,106] with ``path`` None) -> photoreal frames (MP4 or PNG folder).
     Every input is checked before any frame is made."""
@@ -312,9 +320,11 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
     with contextlib.closing(reader) as motion:
         n_frames = motion.frames  # the reader refused NaN/inf on opening: no frame is made from bad motion
         rend = open_avatar(avatar, source=src, device=device, avatar_noise=avatar_noise, seed=seed,
-                           watermark=watermark, progress=progress)
+                           watermark=watermark, precision=precision, progress=progress)
+        from artalk_core.model.precision import precision_options
+
         options = {"avatar": str(avatar), "avatar_noise": avatar_noise, "seed": seed,
-                   "rasterizer": rend.backend_used}
+                   "rasterizer": rend.backend_used, **precision_options(precision, rend.precision)}
         meta = {**provenance("artalk render", options=options,
                              inputs={"motion": input_sha or sha256_file(path or ""), "head": src.flame.sha256}),
                 **rend.meta, "head": f"GAGAvatar '{src.entry.name}' (FLAME {src.flame.source})",
