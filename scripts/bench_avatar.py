@@ -27,6 +27,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -230,7 +231,16 @@ def run(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
 
     # 4. Whole frames as `render --avatar` makes them (the last row: --precision auto).
     best = "numba" if "numba" in backends else backends[0]
-    auto = resolve_upsampler_precision("auto", net)  # measured once per machine, then cached
+    with tempfile.TemporaryDirectory() as tmp:  # measured now, as a first run here would (not a cached decision)
+        old = os.environ.get("XDG_CACHE_HOME")
+        os.environ["XDG_CACHE_HOME"] = tmp
+        try:
+            auto = resolve_upsampler_precision("auto", net)
+        finally:
+            if old is None:
+                del os.environ["XDG_CACHE_HOME"]
+            else:
+                os.environ["XDG_CACHE_HOME"] = old
     variants: list[tuple[str, dict[str, Any]]] = []
     if dev.type == "cpu":
         variants.append((f"whole frame, fp32, sequential ({best} rasterizer, then upsampler)",

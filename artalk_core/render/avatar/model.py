@@ -141,7 +141,8 @@ class GAGAvatarNet(nn.Module):
             noises = self.upsampler.make_noise(x.shape[0], noise, generator=generator, device=x.device)
             if dtype == torch.float32:
                 return self.upsampler(x, noises)
-            out = self._upsampler_in(dtype)(x.to(dtype), [None if n is None else n.to(dtype) for n in noises])
+            x = x.to(dtype, memory_format=torch.channels_last)  # one pass (the upsampler wants channels-last)
+            out = self._upsampler_in(dtype)(x, [None if n is None else n.to(dtype) for n in noises])
             return out.float()
 
     def _upsampler_in(self, dtype: torch.dtype) -> StyleUNet:
@@ -153,7 +154,7 @@ class GAGAvatarNet(nn.Module):
             if dtype not in copies:
                 import copy
 
-                copies[dtype] = copy.deepcopy(self.upsampler).to(dtype).reduced_()
+                copies[dtype] = copy.deepcopy(self.upsampler).to(dtype)
             return copies[dtype]
 
 

@@ -57,28 +57,13 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(cin, cout, 3, 1, 1)
         self.skip = nn.Conv2d(cin, cout, 1, bias=False)
         self.scale = scale
-        self.reduced = False
-        """Reduced-precision graph (see StyleUNet.reduced_): the same maths in cheaper steps."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.reduced:
-            return self._forward_reduced(x)
         out = _lrelu_(self.conv1(x))
         out = F.interpolate(out, scale_factor=self.scale, mode="bilinear", align_corners=False)
         out = _lrelu_(self.conv2(out))
         x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return out.add_(self.skip(x))
-
-    def _forward_reduced(self, x: Tensor) -> Tensor:
-        # bilinear x0.5 (align_corners=False) is exactly the mean of each 2x2 block; the 1x1 skip and
-        # the bilinear x2 commute (both linear), so the skip runs at the lower resolution
-        out = _lrelu_(self.conv1(x))
-        if self.scale == 0.5:
-            out = _lrelu_(self.conv2(F.avg_pool2d(out, 2)))
-            return out.add_(self.skip(F.avg_pool2d(x, 2)))
-        out = F.interpolate(out, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        out = _lrelu_(self.conv2(out))
-        return out.add_(F.interpolate(self.skip(x), scale_factor=self.scale, mode="bilinear", align_corners=False))
 
 
 class ModulatedConv2d(nn.Module):
@@ -166,13 +151,9 @@ class ConstantInput(nn.Module):
     def __init__(self, ch: int, size: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(normal_tensor(1, ch, size, size))
-        self.reduced = False
 
     def forward(self, batch: int) -> Tensor:
-        out = self.weight.repeat(batch, 1, 1, 1)
-        # reduced precision: the decoder channels-last from its first layer (oneDNN's bf16/fp16
-        # convolutions want it; the fp32 graph keeps its layout, so its frames stay bit for bit)
-        return channels_last(out) if self.reduced else out
+        return self.weight.repeat(batch, 1, 1, 1)
 
 
 class StyleGAN2GeneratorCSFT(nn.Module):
@@ -249,15 +230,6 @@ class StyleUNet(nn.Module):
             cu, cd = u(2 ** i), cfg.decoder_ch(2 ** i)
             for lst in (self.condition_scale, self.condition_shift):
                 lst.append(nn.Sequential(nn.Conv2d(cu, cu, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(cu, cd, 3, 1, 1)))
-
-    def reduced_(self) -> StyleUNet:
-        """Switch to the reduced-precision graph (for a bf16/fp16 copy; in place, returns self):
-        the decoder channels-last, 2x2 means for the x0.5 resamplings, the 1x1 skips of the
-        upsampling blocks before their resampling. The same maths, its own rounding."""
-        for mod in self.modules():
-            if isinstance(mod, (ResBlock, ConstantInput)):
-                mod.reduced = True
-        return self
 
     def make_noise(self, batch: int, mode: str, *, generator: torch.Generator | None = None,
                    device: torch.device | None = None) -> list[Tensor | None]:
