@@ -217,7 +217,8 @@ def run(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     if dev.type == "cuda" and R.cuda_module_available():
         backends.append("cuda")
     for be in backends:
-        R.render_features(frame_g, cam, backend=be)  # warm-up (numba loads its cached machine code)
+        if be != "torch" or dev.type != "cpu":  # warm-up (numba loads its machine code; the CPU torch needs none)
+            R.render_features(frame_g, cam, backend=be)
         rows.append(timed(f"rasterizer ({be}), {len(gaussians):,} Gaussians, {size} px",
                           functools.partial(R.render_features, frame_g, cam, backend=be), dev,
                           repeat=1 if be == "torch" and dev.type == "cpu" else args.repeat))  # the slow fallback once

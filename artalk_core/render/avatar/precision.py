@@ -86,7 +86,24 @@ def measure_upsampler(net: GAGAvatarNet, precisions: list[str],
                       repeat: int = MEASURE_REPEAT) -> dict[str, dict[str, float]]:
     """Seconds of one frame through the upsampler: {precision: {"upsampler", "total"}} for fp32 and
     each of ``precisions`` the device can run (a probe convolution first: a candidate over
-    :data:`PROBE_SLOWDOWN` times slower than fp32 there, or one that raises, is left out)."""
+    :data:`PROBE_SLOWDOWN` times slower than fp32 there, or one that raises, is left out).
+
+    On a CPU with one thread: the question is whether the kernels are native, and one thread
+    answers it the same (fp32 0.86 s, bf16 0.41 s here) while a busy machine disturbs it far less
+    (at 2 threads with another process on a core, bf16's threads wait for each other and it
+    measured slower than fp32)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if net.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _measure(net, precisions, repeat)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(net: GAGAvatarNet, precisions: list[str], repeat: int) -> dict[str, dict[str, float]]:
     import torch
 
     with torch.inference_mode():

@@ -51,8 +51,10 @@ def test_auto_is_measured_once_and_cached(gaga_net: Any, tmp_path: Path, monkeyp
     from artalk_core.render.avatar import precision as P
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    threads = torch.get_num_threads()
     seconds = P.measure_upsampler(gaga_net, ["bf16", "fp16"], repeat=1)  # the real measurement, small net
     assert "fp32" in seconds and all(s["total"] > 0 for s in seconds.values())
+    assert torch.get_num_threads() == threads  # measured on one thread, then put back
     calls: list[int] = []
 
     def fake(net: Any, precisions: list[str], repeat: int = 3) -> dict[str, dict[str, float]]:
