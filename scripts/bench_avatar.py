@@ -9,9 +9,11 @@ ahead on a second thread), in bf16, and with ``--precision auto``; on CUDA the b
 rasterizer and the reference's ``diff_gaussian_rasterization_32d`` (when installed) side by side.
 
 Every row also gives r = seconds x G / 137 GFLOP, G the machine's fp32 GEMM rate (2048 x 2048,
-2 threads) measured in the same run right before the row, interleaved with its repetitions (the
-median of the per-repetition ratios): r = 1 means the row costs what the upsampler's arithmetic
-alone costs at the machine's fp32 matrix rate, which makes machines (and loads) comparable.
+2 threads) measured in the same run right before each repetition (the median of the
+per-repetition ratios): r = 1 means the row costs what the upsampler's arithmetic alone costs at
+the machine's fp32 matrix rate, which makes machines (and loads) comparable. Rows of one kind
+(the upsamplers, the whole frames) are timed in interleaved rounds, so a passing load on a shared
+machine falls on all of them alike.
 
     python scripts/bench_avatar.py                 # CPU, < 3 minutes on 2 cores
     python scripts/bench_avatar.py --json out.json
@@ -71,28 +73,29 @@ def gemm_rate(device: torch.device, runs: int = 5) -> float:
     return 2 * GEMM_SIZE ** 3 / best / 1e9
 
 
-def timed(name: str, fn: Callable[[], Any], device: torch.device, *, repeat: int, per: int = 1,
-          note: str = "") -> dict[str, Any]:
-    """A row: ``fn`` run ``repeat`` times (after the caller's warm-up), each after a GEMM measurement;
-    seconds / CPU seconds per unit (``per`` units a run) and r as medians."""
-    walls, cpus, gemms, ratios = [], [], [], []
+def timed(named: list[tuple[str, Callable[[], Any]]], device: torch.device, *, repeat: int,
+          per: int = 1) -> list[dict[str, Any]]:
+    """Rows of ``named`` (name, fn) functions (warmed up by the caller), timed in ``repeat`` rounds,
+    each round running every function once after its own GEMM measurement (interleaved: a load
+    that comes and goes falls on every row alike). Seconds and CPU seconds per unit (``per``
+    units a run) and r as medians."""
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in named}
     for _ in range(repeat):
-        g = gemm_rate(device)
-        sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        wall = (time.perf_counter() - t0) / per
-        walls.append(wall)
-        cpus.append((time.process_time() - c0) / per)
-        gemms.append(g)
-        ratios.append(wall * g / UPSAMPLER_GFLOP)
-    row = {"step": name, "seconds": statistics.median(walls), "seconds_min": min(walls),
-           "cpu_seconds": statistics.median(cpus), "gemm_gflops": statistics.median(gemms),
-           "ratio": statistics.median(ratios)}
-    if note:
-        row["note"] = note
-    return row
+        for name, fn in named:
+            g = gemm_rate(device)
+            sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            sync(device)
+            samples[name].append(((time.perf_counter() - t0) / per, (time.process_time() - c0) / per, g))
+    rows = []
+    for name, got in samples.items():
+        walls = [w for w, _, _ in got]
+        rows.append({"step": name, "seconds": statistics.median(walls), "seconds_min": min(walls),
+                     "cpu_seconds": statistics.median(c for _, c, _ in got),
+                     "gemm_gflops": statistics.median(g for _, _, g in got),
+                     "ratio": statistics.median(w * g / UPSAMPLER_GFLOP for w, _, g in got)})
+    return rows
 
 
 def synthetic_entry(size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,20 +222,19 @@ def run(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     for be in backends:
         if be != "torch" or dev.type != "cpu":  # warm-up (numba loads its machine code; the CPU torch needs none)
             R.render_features(frame_g, cam, backend=be)
-        rows.append(timed(f"rasterizer ({be}), {len(gaussians):,} Gaussians, {size} px",
-                          functools.partial(R.render_features, frame_g, cam, backend=be), dev,
-                          repeat=1 if be == "torch" and dev.type == "cpu" else args.repeat))  # the slow fallback once
+        rows += timed([(f"rasterizer ({be}), {len(gaussians):,} Gaussians, {size} px",
+                        functools.partial(R.render_features, frame_g, cam, backend=be))], dev,
+                      repeat=1 if be == "torch" and dev.type == "cpu" else args.repeat)  # the slow fallback once
 
     # 3. The upsampler per precision (those the device runs at least half as fast as fp32).
     seconds = measure_upsampler(net, ["bf16", "fp16"], repeat=1)  # fp16 on most CPUs: left out by the probe
     precisions = [p for p in ("fp32", "bf16", "fp16")
                   if p in seconds and seconds[p]["total"] < 2 * seconds["fp32"]["total"]]
     feats, _ = R.render_features(frame_g, cam, backend=backends[-1])
-    for p in precisions:
-        gen = torch.Generator().manual_seed(0)
-        rows.append(timed(f"StyleUNet upsampler, {p}, 1 frame, {size} px",
-                          functools.partial(net.upsample, feats[None], noise="seeded", generator=gen, precision=p),
-                          dev, repeat=args.repeat))
+    gen = torch.Generator().manual_seed(0)
+    rows += timed([(f"StyleUNet upsampler, {p}, 1 frame, {size} px",
+                    functools.partial(net.upsample, feats[None], noise="seeded", generator=gen, precision=p))
+                   for p in precisions], dev, repeat=args.repeat)
 
     # 4. Whole frames as `render --avatar` makes them (the last row: --precision auto).
     best = "numba" if "numba" in backends else backends[0]
@@ -261,6 +263,7 @@ def run(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     def clip(rend: AvatarRenderer) -> np.ndarray:
         return np.stack(list(rend.frames([motion[:n]])))
 
+    named: list[tuple[str, Callable[[], Any]]] = []
     for name, kw in variants:
         rend = renderer(**kw)
         got = clip(rend)  # also the warm-up
@@ -268,8 +271,9 @@ def run(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
         if key in frames and not np.array_equal(frames[key], got):  # sequential = pipelined, bit for bit
             raise AssertionError(f"{name}: the frames differ from the same precision's other run")
         frames[key] = got
-        rows.append(timed(name, functools.partial(clip, rend), dev, repeat=args.repeat, per=n))
-        rows[-1]["frames_per_second"] = 1.0 / rows[-1]["seconds"]
+        named.append((name, functools.partial(clip, rend)))
+    for row in timed(named, dev, repeat=args.repeat, per=n):
+        rows.append({**row, "frames_per_second": 1.0 / row["seconds"]})
     out["auto_precision"] = auto
     out["vs_fp32"] = {f"{p} ({be} rasterizer)": frame_difference(f, frames[(be, "fp32")])
                       for (be, p), f in frames.items() if p != "fp32" and (be, "fp32") in frames}
