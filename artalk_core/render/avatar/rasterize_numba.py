@@ -225,63 +225,58 @@ def _build_prep() -> tuple[Any, Any, Any]:
             if (rect[i, 2] - rect[i, 0]) * (rect[i, 3] - rect[i, 1]) > 0:
                 valid[i] = True
 
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def tile_pairs(i: int, rect: Any, xy: Any, conic: Any, opac: Any, gx: int, width: int, height: int,
-                   counts: Any, fill: Any, point_list: Any, place: bool) -> None:  # pragma: no cover
-        """Gaussian i's tiles that it can reach: counted (counts[t] += 1) or placed (point_list)."""
-        o = np.float64(opac[i])
-        thr = math.log(1.0 / (255.0 * o)) if o > 0.0 else np.inf
-        a, b, c = np.float64(conic[i, 0]), np.float64(conic[i, 1]), np.float64(conic[i, 2])
-        det = a * c - b * b
-        checkable = a > 0.0 and c > 0.0 and det > 0.0
-        px, py = np.float64(xy[i, 0]), np.float64(xy[i, 1])
-        for ty in range(rect[i, 1], rect[i, 3]):
-            y0 = ty * block
-            dy = max(0.0, y0 - py, py - min(y0 + block - 1, height - 1))
-            for tx in range(rect[i, 0], rect[i, 2]):
-                x0 = tx * block
-                dx = max(0.0, x0 - px, px - min(x0 + block - 1, width - 1))
-                if checkable:  # alpha < 1/255 everywhere in the tile: the pair changes nothing
-                    bound = min(-0.5 * dy * dy * det / a, -0.5 * dx * dx * det / c)
-                    if bound < thr - 1e-3 - 1e-4 * abs(bound):
-                        continue
-                t = ty * gx + tx
-                if place:
-                    point_list[fill[t]] = i
-                    fill[t] += 1
-                else:
-                    counts[t] += 1
-
     @numba.njit(parallel=True, cache=True, nogil=True)
     def bin_pairs(order: Any, rect: Any, xy: Any, conic: Any, opac: Any, width: int, height: int,
                   parts: int) -> tuple[Any, Any]:  # pragma: no cover - compiled
         """A stable counting sort by tile of the depth-ordered pairs, in ``parts`` consecutive slices
-        of ``order`` at once: each slice counts its pairs per tile, a prefix sum over (tile, slice)
-        gives every slice its place in each tile's list, then the slices place their pairs."""
+        of ``order`` at once: each slice counts its pairs per tile (round 0), a prefix sum over
+        (tile, slice) gives every slice its place in each tile's list, then the slices place their
+        pairs (round 1). One body for both rounds (a jitted helper called from here would make
+        numba's on-disk cache miss in every new process: it recompiled this kernel each time)."""
         gx = (width + block - 1) // block
         gy = (height + block - 1) // block
         tiles = gx * gy
         n = order.shape[0]
         step = (n + parts - 1) // parts
         counts = np.zeros((parts, tiles), np.int64)
-        dummy = np.empty(0, np.int64)
-        for s in numba.prange(parts):
-            for j in range(s * step, min(n, (s + 1) * step)):
-                tile_pairs(order[j], rect, xy, conic, opac, gx, width, height, counts[s], dummy, dummy, False)
+        fill = np.zeros((parts, tiles), np.int64)
         offsets = np.zeros(tiles + 1, np.int64)
-        starts = np.empty((parts, tiles), np.int64)
-        run = 0
-        for t in range(tiles):
-            offsets[t] = run
-            for s in range(parts):
-                starts[s, t] = run
-                run += counts[s, t]
-        offsets[tiles] = run
-        point_list = np.empty(run, np.int64)
-        for s in numba.prange(parts):
-            fill = starts[s].copy()
-            for j in range(s * step, min(n, (s + 1) * step)):
-                tile_pairs(order[j], rect, xy, conic, opac, gx, width, height, dummy, fill, point_list, True)
+        point_list = np.empty(0, np.int64)
+        for rnd in range(2):
+            if rnd == 1:
+                run = 0
+                for t in range(tiles):
+                    offsets[t] = run
+                    for s in range(parts):
+                        fill[s, t] = run
+                        run += counts[s, t]
+                offsets[tiles] = run
+                point_list = np.empty(run, np.int64)
+            for s in numba.prange(parts):
+                for j in range(s * step, min(n, (s + 1) * step)):
+                    i = order[j]
+                    o = np.float64(opac[i])
+                    thr = math.log(1.0 / (255.0 * o)) if o > 0.0 else np.inf
+                    a, b, c = np.float64(conic[i, 0]), np.float64(conic[i, 1]), np.float64(conic[i, 2])
+                    det = a * c - b * b
+                    checkable = a > 0.0 and c > 0.0 and det > 0.0
+                    px, py = np.float64(xy[i, 0]), np.float64(xy[i, 1])
+                    for ty in range(rect[i, 1], rect[i, 3]):
+                        y0 = ty * block
+                        dy = max(0.0, y0 - py, py - min(y0 + block - 1, height - 1))
+                        for tx in range(rect[i, 0], rect[i, 2]):
+                            x0 = tx * block
+                            dx = max(0.0, x0 - px, px - min(x0 + block - 1, width - 1))
+                            if checkable:  # alpha < 1/255 everywhere in the tile: the pair changes nothing
+                                bound = min(-0.5 * dy * dy * det / a, -0.5 * dx * dx * det / c)
+                                if bound < thr - 1e-3 - 1e-4 * abs(bound):
+                                    continue
+                            t = ty * gx + tx
+                            if rnd == 0:
+                                counts[s, t] += 1
+                            else:
+                                point_list[fill[s, t]] = i
+                                fill[s, t] += 1
         return point_list, offsets
 
     @numba.njit(parallel=True, cache=True, nogil=True)

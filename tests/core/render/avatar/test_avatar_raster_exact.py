@@ -118,3 +118,36 @@ def test_parallel_binning_equals_the_sorted_pairs() -> None:
     for parts in (1, 3, 16):
         got = nb.bin_tiles_numba(pr, g.opacities, (56, 56), parts=parts)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_kernels_load_from_numba_disk_cache_in_a_new_process() -> None:
+    """A new process loads the compiled kernels instead of compiling them again (seconds at every
+    `render --avatar` start: a cached kernel calling another jitted function missed its cache)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from artalk_core.render.avatar import rasterize_numba as nb\n"
+        "project, bin_pairs, reach_of = nb._build_prep()\n"
+        "composite = nb._build_kernel()\n"
+        "f = np.zeros((1, 2), np.float32)\n"
+        "reach = np.zeros(1)\n"
+        "reach_of(np.ones(1, np.float32), reach)\n"
+        "project(np.zeros((1, 3), np.float32), np.ones((1, 3), np.float32), np.ones((1, 4), np.float32),\n"
+        "        np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32), np.float32(1), np.float32(1),\n"
+        "        np.float32(8), np.float32(8), 16, 16, f, np.zeros(1, np.float32), np.zeros((1, 3), np.float32),\n"
+        "        np.zeros(1, np.float32), np.zeros((1, 4), np.int64), np.zeros(1, np.bool_))\n"
+        "pl, off = bin_pairs(np.zeros(1, np.int64), np.zeros((1, 4), np.int64), f, np.ones((1, 3), np.float32),\n"
+        "                    np.ones(1, np.float32), 16, 16, 2)\n"
+        "composite(np.zeros(1, np.int64), pl, off, f, np.ones((1, 3), np.float32), np.ones(1, np.float32), reach,\n"
+        "          np.ones((1, 32), np.float32), 1, 16, 16, np.zeros((32, 16, 16), np.float32),\n"
+        "          np.ones((16, 16), np.float32))\n")
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]  # the first may compile (a fresh checkout); the second must not
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert "data loaded" in runs[1].stdout + runs[1].stderr
+    assert "data saved" not in runs[1].stdout + runs[1].stderr
