@@ -51,7 +51,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gemm_rate(device: torch.device, runs: int = 5) -> float:
+def gemm_rate(device: torch.device, runs: int = 3) -> float:
     """GFLOP/s of a float32 2048 x 2048 matrix product (2 threads on a CPU), the fastest of ``runs``."""
     threads = torch.get_num_threads()
     if device.type == "cpu":
