@@ -65,6 +65,11 @@ Precision = Annotated[str, typer.Option(
     "--precision", callback=checked(_precision),
     help="fp32 (exact, default), bf16 or fp16: faster where the hardware has fast kernels for them, but the "
          "motion drifts from fp32; auto: the fastest one here, measured once and cached (see README, Performance).")]
+AvatarPrecision = Annotated[str, typer.Option(
+    "--precision", callback=checked(_precision),
+    help="With --avatar, the upsampler's precision: fp32 (exact, default), bf16 or fp16 (faster where the CPU or "
+         "GPU has native kernels for them; frames differ by about 1/255 at most); auto: the fastest one here, "
+         "measured once and cached.")]
 Seed = Annotated[int, typer.Option("--seed", callback=checked(_seed),
                                    help="Seed of the random parts: the energy engine's head sway, the avatar "
                                         "upsampler's noise.")]

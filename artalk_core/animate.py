@@ -244,8 +244,9 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
     if avatar_opts:
+        # --precision applies to the avatar's upsampler too (auto: measured for it on its own)
         res = render(motion_path, output=out, flame=o.flame, assets=o.assets, audio=audio, device=o.device,
-                     progress=progress, **avatar_opts)
+                     progress=progress, precision=o.precision, **avatar_opts)
         return AnimateResult(output=out, frames=res.frames, head_is_standin=False, files=files, reused=reused,
                              glb=glb_path)
     from artalk_core.flame import resolve_flame

@@ -37,7 +37,8 @@ class Animator:
     fastest one here, measured once and cached; see README, Performance). ``avatar="12.jpg"`` (a name
     in ``<assets>/GAGAvatar/tracked.pt`` or a tracked entry file) renders the photoreal GAGAvatar head
     instead of the mesh; ``tracked``, ``avatar_checkpoint``, ``avatar_config``, ``avatar_noise``,
-    ``watermark`` and ``seed`` as the ``render`` command's flags.
+    ``watermark`` and ``seed`` as the ``render`` command's flags; ``precision`` applies to the avatar's
+    upsampler too.
     """
 
     def __init__(self, assets: PathLike | None = None, *, device: str = "auto", engine: str = "artalk",
@@ -67,7 +68,7 @@ class Animator:
                            flame=flame, assets=assets)
             self.avatar_options = {"avatar": avatar, "tracked": tracked, "avatar_checkpoint": avatar_checkpoint,
                                    "avatar_config": avatar_config, "avatar_noise": avatar_noise,
-                                   "watermark": watermark, "seed": seed}
+                                   "watermark": watermark, "seed": seed, "precision": precision}
         if engine == "artalk":  # fail early, and load the weights once
             load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
 

@@ -14,6 +14,7 @@ from artalk_cli.options import (
     AvatarCheckpoint,
     AvatarConfig,
     AvatarNoise,
+    AvatarPrecision,
     Debug,
     Device,
     Quiet,
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
         avatar_noise: AvatarNoise = "seeded",
         watermark: Watermark = None,
         seed: Seed = 0,
+        precision: AvatarPrecision = "fp32",
         assets: Assets = None,
         device: Device = "auto",
         quiet: Quiet = False,
@@ -63,7 +65,8 @@ def register(app: typer.Typer) -> None:
                              renderer=renderer, background=background, color=color, assets=assets,
                              device=device, allow_standin=not no_standin, progress=bar, avatar=avatar,
                              tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
+                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force,
+                             precision=precision)
             extra = " with audio" if res.with_audio else ""
             if res.head_is_standin:
                 note("no FLAME_with_eye.pt found: rendered the stand-in head (see README: FLAME needs its licence)",

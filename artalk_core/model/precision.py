@@ -82,8 +82,9 @@ def _cpu_identity() -> str:
     return f"{name} flags:{hashlib.sha256(flags.encode()).hexdigest()[:12]}"
 
 
-def device_key(device: torch.device, config: ModelConfig) -> str:
-    """The cache key: device identity, torch version, threads (CPU) and the measured layer shapes."""
+def device_identity(device: torch.device) -> str:
+    """What a measured speed depends on besides the work: the device (CPU model and flags with the
+    thread count, or the GPU and its compute capability) and the torch version."""
     import torch
 
     if device.type == "cuda":
@@ -94,6 +95,11 @@ def device_key(device: torch.device, config: ModelConfig) -> str:
         ident = f"cpu {_cpu_identity()} threads:{torch.get_num_threads()}"
     else:
         ident = f"{device.type} {platform.machine()}"
+    return f"{ident} | torch {torch.__version__}"
+
+
+def device_key(device: torch.device, config: ModelConfig) -> str:
+    """The cache key: device identity, torch version, threads (CPU) and the measured layer shapes."""
     shapes = (f"E{config.embed_dim} H{config.ar_heads} D{config.ar_depth} C{config.audio_dim} "
               f"P{'-'.join(map(str, config.patch_nums))} R{config.prev_ratio} ")
     if config.audio_encoder == "mimi":  # the whole Mimi config: every size shows in its cost
@@ -101,7 +107,7 @@ def device_key(device: torch.device, config: ModelConfig) -> str:
     else:
         w = config.wav2vec2
         shapes += f"I{w.get('intermediate_size')} L{w.get('num_hidden_layers')} conv{w.get('conv_dim')}"
-    return f"{ident} | torch {torch.__version__} | {hashlib.sha256(shapes.encode()).hexdigest()[:12]}"
+    return f"{device_identity(device)} | {hashlib.sha256(shapes.encode()).hexdigest()[:12]}"
 
 
 def candidates(device: torch.device) -> list[str]:
@@ -290,38 +296,52 @@ def _write_cache(key: str, entry: dict[str, Any]) -> None:
         pass
 
 
-def measurement(config: ModelConfig, device: torch.device) -> dict[str, Any]:
-    """The cached decision for ``device`` and these layer shapes, measured (and cached) on first use:
-    {"seconds": {precision: {"encoder", "ar", "total"}}, "choice": precision, "measured": ISO time}."""
-    key = device_key(device, config)
+def cached_measurement(key: str, measure_fn: Callable[[], dict[str, dict[str, float]]],
+                       device_type: str) -> dict[str, Any]:
+    """The decision cached under ``key``, else ``measure_fn()`` ({precision: {part: seconds, ...,
+    "total"}}, fp32 included) run now and cached: {"seconds", "choice", "measured": ISO time}."""
     memo_key = f"{cache_path()}|{key}"  # another cache file (tests, a changed $XDG_CACHE_HOME) is another memo
     entry = _memo.get(memo_key) or _read_cache().get(key)
     if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), dict) or "fp32" not in entry["seconds"]:
-        seconds = measure(config, device, candidates(device))
-        entry = {"seconds": seconds, "choice": choose(seconds, device.type),
+        seconds = measure_fn()
+        entry = {"seconds": seconds, "choice": choose(seconds, device_type),
                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         _write_cache(key, entry)
     _memo[memo_key] = entry
     return entry
 
 
+def measurement(config: ModelConfig, device: torch.device) -> dict[str, Any]:
+    """The cached decision for ``device`` and these layer shapes, measured (and cached) on first use:
+    {"seconds": {precision: {"encoder", "ar", "total"}}, "choice": precision, "measured": ISO time}."""
+    return cached_measurement(device_key(device, config), lambda: measure(config, device, candidates(device)),
+                              device.type)
+
+
 def resolve_precision(precision: str, device: torch.device | str, config: ModelConfig) -> str:
     """The precision to run: ``auto`` -> the measured fastest (fp32 where nothing is faster);
     fp32/bf16/fp16 unchanged, with a warning when an explicit bf16/fp16 measured slower than fp32
     here (measured once per machine, then cached; fp32 never measures)."""
+    return resolve_measured(precision, device, lambda dev: measurement(config, dev))
+
+
+def resolve_measured(precision: str, device: torch.device | str,
+                     entry_of: Callable[[torch.device], dict[str, Any]], what: str = "") -> str:
+    """:func:`resolve_precision` for any measured work: ``entry_of(device)`` gives its cached
+    decision (see :func:`cached_measurement`); ``what`` names the work in the warning."""
     import torch
 
     check_precision(precision)
     if precision == "fp32":
         return precision
     dev = torch.device(device)
-    entry = measurement(config, dev)
+    entry = entry_of(dev)
     if precision == "auto":
         return str(entry["choice"])
     secs = entry["seconds"]
     if precision in secs and secs[precision]["total"] > secs["fp32"]["total"]:
         ratio = secs[precision]["total"] / secs["fp32"]["total"]
-        warn(f"--precision {precision} is slower than fp32 on this {dev.type} ({ratio:.2f}x the fp32 time, "
+        warn(f"--precision {precision} is slower than fp32{what} on this {dev.type} ({ratio:.2f}x the fp32 time, "
              f"measured once and cached in {cache_path()}): use --precision fp32 (exact) or auto")
     return precision
 
@@ -331,6 +351,6 @@ def precision_options(requested: str, resolved: str) -> dict[str, str]:
     return {"precision": resolved, **({"precision_requested": requested} if requested != resolved else {})}
 
 
-__all__ = ["AUTO_MIN_SPEEDUP", "PRECISION_CHOICES", "cache_path", "candidates", "check_precision", "choose",
-           "device_key", "measure", "measurement", "precision_options",
-           "resolve_precision"]
+__all__ = ["AUTO_MIN_SPEEDUP", "PRECISION_CHOICES", "cache_path", "cached_measurement", "candidates",
+           "check_precision", "choose", "device_identity", "device_key", "measure", "measurement", "precision_options",
+           "resolve_measured", "resolve_precision"]

@@ -77,7 +77,7 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
            avatar: str | PathLike | None = None, tracked: PathLike | None = None,
            avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
            avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0,
-           force: bool = False) -> RenderResult:
+           force: bool = False, precision: str = "fp32") -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``), a vertices file (``.h5``), or motion
     data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4.
 
@@ -92,7 +92,8 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
     entry file) renders the photoreal GAGAvatar head instead of the mesh (see
     :mod:`artalk_core.render.avatar`): ``avatar_checkpoint`` / ``avatar_config`` override the
     weights and sizes, ``avatar_noise`` is ``seeded`` (from ``seed``), ``stored`` or ``none``,
-    ``watermark`` an RGBA image blended at the bottom right.
+    ``watermark`` an RGBA image blended at the bottom right, ``precision`` the upsampler's (fp32
+    exact, bf16, fp16, or auto: the fastest here, measured once; see docs/avatar_performance.md).
     """
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
@@ -103,6 +104,11 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
     from artalk_core.assets import asset_inputs
     from artalk_core.frames import frames_outputs, is_frames_dir
+    from artalk_core.model.precision import check_precision
+
+    check_precision(precision)
+    if precision != "fp32" and avatar is None:
+        raise InputError("--precision applies to --avatar (the photoreal upsampler); the mesh renderer has none")
 
     inputs: dict[str, Any] = {"INPUT": input, "--shape": shape, "--audio": audio,
                               **asset_inputs(assets, {"--flame": flame})}
@@ -125,7 +131,8 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
                              size=size, renderer=renderer, background=background, color=color, assets=assets,
                              device=device, allow_standin=allow_standin, progress=progress, avatar=avatar,
                              tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
+                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force,
+                             precision=precision)
 
 
 def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike,
@@ -134,7 +141,7 @@ def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion 
                   assets: PathLike | None, device: str, allow_standin: bool, progress: OptionalProgress,
                   avatar: str | PathLike | None, tracked: PathLike | None, avatar_checkpoint: PathLike | None,
                   avatar_config: PathLike | None, avatar_noise: str, watermark: PathLike | None, seed: int,
-                  force: bool) -> RenderResult:
+                  force: bool, precision: str) -> RenderResult:
     """:func:`render` once its options are checked: motion data as it is, a file (or stdin) block by block."""
     from artalk_core.fileio import input_file
     from artalk_core.formats.motion import Motion
@@ -151,7 +158,8 @@ def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion 
                                   shape=shape, audio=audio, verts=verts, assets=assets, device=device,
                                   progress=progress, avatar=avatar, tracked=tracked,
                                   avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force)
+                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force,
+                                  precision=precision)
         return _render(None, sha, name="<motion>", data=motion.data, output=output, flame=flame, shape=shape,
                        audio=audio, verts=verts, size=size, renderer=renderer, background=background, color=color,
                        assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
@@ -164,7 +172,7 @@ def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion 
                               audio=audio, verts=verts, assets=assets, device=device, progress=progress,
                               avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
                               avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
-                              seed=seed, force=force)
+                              seed=seed, force=force, precision=precision)
     return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
                    verts=verts, size=size, renderer=renderer, background=background, color=color,
                    assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
@@ -340,7 +348,7 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
                    assets: PathLike | None, device: str, progress: OptionalProgress, avatar: str | PathLike,
                    tracked: PathLike | None, avatar_checkpoint: PathLike | None, avatar_config: PathLike | None,
                    avatar_noise: str, watermark: PathLike | None, seed: int,
-                   data: np.ndarray | None = None, force: bool = False) -> RenderResult:
+                   data: np.ndarray | None = None, force: bool = False, precision: str = "fp32") -> RenderResult:
     """Motion (a file, or ``data`` [T,106] with ``path`` None) -> photoreal frames (MP4 or PNG folder).
     Every input is checked before any frame is made."""
     from artalk_core.fileio import sha256_file
@@ -362,9 +370,11 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
     with contextlib.closing(reader) as motion:
         n_frames = motion.frames  # the reader refused NaN/inf on opening: no frame is made from bad motion
         rend = open_avatar(avatar, source=src, device=device, avatar_noise=avatar_noise, seed=seed,
-                           watermark=watermark, progress=progress)
+                           watermark=watermark, precision=precision, progress=progress)
+        from artalk_core.model.precision import precision_options
+
         options = {"avatar": str(avatar), "avatar_noise": avatar_noise, "seed": seed,
-                   "rasterizer": rend.backend_used}
+                   "rasterizer": rend.backend_used, **precision_options(precision, rend.precision)}
         meta = {**provenance("artalk render", options=options,
                              inputs={"motion": input_sha or sha256_file(path or ""), "head": src.flame.sha256}),
                 **rend.meta, "head": f"GAGAvatar '{src.entry.name}' (FLAME {src.flame.source})",

@@ -8,6 +8,7 @@ rasterizer live elsewhere.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,23 +117,48 @@ class GAGAvatarNet(nn.Module):
         return out.gaussians
 
     # ---------------------------------------------------------------- per frame
-    def upsample(self, features: Tensor, *, noise: str, generator: torch.Generator | None = None) -> Tensor:
-        """StyleUNet: feature images [B,32,S,S] -> RGB [B,3,S,S] in (0,1) (sigmoid, not clamped).
+    def upsample(self, features: Tensor, *, noise: str, generator: torch.Generator | None = None,
+                 precision: str = "fp32") -> Tensor:
+        """StyleUNet: feature images [B,32,S,S] -> RGB [B,3,S,S] float32 in (0,1) (sigmoid, not clamped).
 
         ``noise``: ``seeded`` (fresh draws from ``generator``, frame by frame; ``None`` = torch's
         global RNG, unseeded like the reference), ``stored`` (the checkpoint's buffers, as the
-        parity fixture) or ``none``. Runs under inference_mode on the net's device; the result is
-        an inference tensor on that device.
+        parity fixture) or ``none``. ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` (a copy
+        of the upsampler's weights in that dtype, made on first use; the noise is drawn as for
+        fp32 and cast). Runs under inference_mode on the net's device; the result is an inference
+        tensor on that device.
         """
+        from artalk_core.render.avatar.precision import upsampler_dtype
+
         c = self.config
         s = c.unet_in_size
         if features.ndim != 4 or tuple(features.shape[1:]) != (c.unet_in_dim, s, s):
             raise InputError(f"the upsampler takes feature images [B,{c.unet_in_dim},{s},{s}], "
                              f"got {tuple(features.shape)}")
+        dtype = upsampler_dtype(precision)
         with torch.inference_mode():
             x = features.to(device=self.device, dtype=torch.float32)
             noises = self.upsampler.make_noise(x.shape[0], noise, generator=generator, device=x.device)
-            return self.upsampler(x, noises)
+            if dtype == torch.float32:
+                return self.upsampler(x, noises)
+            x = x.to(dtype, memory_format=torch.channels_last)  # one pass (the upsampler wants channels-last)
+            out = self._upsampler_in(dtype)(x, [None if n is None else n.to(dtype) for n in noises])
+            return out.float()
+
+    def _upsampler_in(self, dtype: torch.dtype) -> StyleUNet:
+        """The upsampler with its weights in ``dtype``: made once per net and dtype (a cast of 49 M
+        weights at every frame would cost more than it saves), then kept; not a submodule (the
+        state dict keeps the checkpoint's keys)."""
+        with _REDUCED_LOCK:
+            copies: dict[torch.dtype, StyleUNet] = self.__dict__.setdefault("_reduced_upsamplers", {})
+            if dtype not in copies:
+                import copy
+
+                copies[dtype] = copy.deepcopy(self.upsampler).to(dtype)
+            return copies[dtype]
+
+
+_REDUCED_LOCK = threading.Lock()
 
 
 def _check_source(image: Tensor, transform_matrix: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -82,6 +82,9 @@ class AvatarRenderer:
     ``noise``: the upsampler's per-frame noise, ``seeded`` (from ``seed``; the reference draws
     unseeded noise), ``stored`` (the checkpoint's buffers) or ``none``. ``backend``: the rasterizer
     backend (see :mod:`artalk_core.render.avatar.rasterize`). ``batch``: frames upsampled at once.
+    ``precision``: the upsampler's, fp32 (exact), bf16 or fp16 (see :mod:`.precision`).
+    ``overlap``: with ``batch`` 1, frame t+1 is rasterized on a second thread while the upsampler
+    runs frame t (one frame ahead: memory does not grow with the clip; the frames are the same).
     """
 
     net: Any
@@ -92,16 +95,20 @@ class AvatarRenderer:
     backend: str = "auto"
     watermark: Any = None  # logo tensor [4,h,w] or None
     batch: int = 1
+    precision: str = "fp32"
+    overlap: bool = True
     meta: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from artalk_core.render.avatar.precision import upsampler_dtype
         from artalk_core.render.avatar.rasterize import choose_backend
 
         if self.noise not in NOISE_MODES:
             raise InputError(f"unknown avatar noise '{self.noise}': choose one of {', '.join(NOISE_MODES)}")
+        upsampler_dtype(self.precision)  # a resolved precision (not auto)
         self.backend_used = choose_backend(self.backend, self.gaussians.device)
         self.meta = {**self.meta, "rasterizer": self.backend_used, "avatar_noise": self.noise,
-                     "seed": str(self.seed)}
+                     "seed": str(self.seed), "upsampler_precision": self.precision}
 
     @property
     def size(self) -> int:
@@ -120,22 +127,42 @@ class AvatarRenderer:
             self.driver.reset()
         gen = torch.Generator().manual_seed(int(self.seed)) if self.noise == "seeded" else None
         done = 0
-        pending: list[tuple[Any, Any]] = []
+        for frame in self._stream(self._inputs(blocks), gen):
+            done += 1
+            report(progress, "avatar", done, total or 0)
+            yield frame
+
+    def _inputs(self, blocks: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        """(FLAME points [5023,3], camera [R|T] [3,4]) of each frame, in order."""
         for block in blocks:
             points, transforms = self.driver(block)
             for b in range(points.shape[0]):
-                pending.append((points[b], transforms[b]))
+                yield points[b], transforms[b]
+
+    def _stream(self, inputs: Iterator[tuple[Any, Any]], gen: Any) -> Iterator[np.ndarray]:
+        if self.batch > 1 or not self.overlap:
+            pending: list[tuple[Any, Any]] = []
+            for item in inputs:
+                pending.append(item)
                 if len(pending) >= self.batch:
-                    for frame in self._finish(pending, gen):
-                        done += 1
-                        report(progress, "avatar", done, total or 0)
-                        yield frame
+                    yield from self._finish(self._features(pending), gen)
                     pending = []
-        if pending:
-            for frame in self._finish(pending, gen):
-                done += 1
-                report(progress, "avatar", done, total or 0)
-                yield frame
+            if pending:
+                yield from self._finish(self._features(pending), gen)
+            return
+        # Two stages: the rasterizer (numba, GIL released) on a worker thread one frame ahead, the
+        # upsampler (torch) here. The upsampler's many small layers leave cores idle that the
+        # rasterizer fills (docs/avatar_performance.md); at most one frame waits, so memory stays flat.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="artalk-rasterizer") as pool:
+            first = next(inputs, None)
+            ahead = None if first is None else pool.submit(self._features, [first])
+            while ahead is not None:
+                features = ahead.result()
+                following = next(inputs, None)
+                ahead = None if following is None else pool.submit(self._features, [following])
+                yield from self._finish(features, gen)
 
     def _features(self, frames: list[tuple[Any, Any]]) -> Any:
         """32-channel feature images [B,C,S,S] of frames given as (FLAME points, camera [R|T])."""
@@ -155,10 +182,11 @@ class AvatarRenderer:
         images, _ = render_features_batch(self.gaussians, xyz, cams, backend=self.backend_used, bg=cfg.render_bg)
         return images
 
-    def _finish(self, frames: list[tuple[Any, Any]], gen: Any) -> Iterator[np.ndarray]:
+    def _finish(self, features: Any, gen: Any) -> Iterator[np.ndarray]:
+        """uint8 frames [S,S,3] of feature images [B,C,S,S]."""
         import torch
 
-        rgb = self.net.upsample(self._features(frames), noise=self.noise, generator=gen)
+        rgb = self.net.upsample(features, noise=self.noise, generator=gen, precision=self.precision)
         rgb = rgb.clamp(0.0, 1.0)
         if self.watermark is not None:
             from artalk_core.render.avatar.watermark import apply_watermark
@@ -185,10 +213,11 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
                 avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
                 flame: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
                 avatar_noise: str = "seeded", seed: int = 0, watermark: PathLike | None = None,
-                backend: str = "auto", cache_dir: PathLike | None = None,
+                backend: str = "auto", cache_dir: PathLike | None = None, precision: str = "fp32",
                 source: AvatarSource | None = None, progress: OptionalProgress = None) -> AvatarRenderer:
     """Everything an avatar render needs, checked and loaded: net (from the checkpoint), the avatar's
     Gaussians (from the on-disk cache or built once), the FLAME driver, the watermark.
+    ``precision`` (fp32 | bf16 | fp16 | auto): the upsampler's (``auto`` measured once per machine).
 
     Raises AssetError (missing file, stand-in head, bad checkpoint), InputError (unknown avatar,
     bad entry, bad option) before any per-frame work.
@@ -196,11 +225,15 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
     import torch
 
     from artalk_core.device import resolve_device
+    from artalk_core.model.precision import check_precision
     from artalk_core.render.avatar.cache import cached_gaussians
     from artalk_core.render.avatar.config import AvatarConfig
     from artalk_core.render.avatar.driving import Driver, ForeheadSmoother
+    from artalk_core.render.avatar.precision import resolve_upsampler_precision
+
     if avatar_noise not in NOISE_MODES:
         raise InputError(f"unknown --avatar-noise '{avatar_noise}': choose one of {', '.join(NOISE_MODES)}")
+    check_precision(precision)
     src = source or resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
                                    avatar_config=avatar_config, flame=flame, assets=assets)
     logo = None
@@ -223,6 +256,7 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
                                  transform_matrix=torch.from_numpy(entry.transform_matrix),
                                  checkpoint_sha256=ckpt_sha, entry_sha256=entry.sha256, cache_dir=cache_dir)
     report(progress, "avatar setup", 3, 3)
+    resolved = resolve_upsampler_precision(precision, net)  # auto: measured on first use, then cached
     smoother = ForeheadSmoother(momentum=float(config.forehead_ema[0]))
     driver = Driver(src.flame, shapecode=entry.shapecode, transform_matrix=entry.transform_matrix,
                     device=dev, smoother=smoother, scale=float(config.flame_scale))
@@ -233,4 +267,4 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
         meta["watermark_sha256"] = sha256_file(watermark)
     return AvatarRenderer(net=net, gaussians=gaussians, driver=driver, noise=avatar_noise, seed=int(seed),
                           backend=backend, watermark=logo, batch=CUDA_BATCH if dev.type == "cuda" else 1,
-                          meta=meta)
+                          precision=resolved, meta=meta)
