@@ -127,11 +127,15 @@ def _check_options(*, backend: str, gpus_per_worker: float, ray_address: str | N
     resolve_device(device)
 
 
-def _check_files(source: object, job_list: list[Job], out: Path) -> None:
+def _check_files(source: object, job_list: list[Job], out: Path, cfg: WorkerConfig) -> None:
     """Before any work: no output of the batch (results file, a clip's files or record) is one of
-    its inputs (the jobs file, a file a row names), compared as files (hard links and symlinks
-    too); a folder of audio is not its own output folder (the outputs would be taken as speech
-    next time); the output folder and its state folder can be made, the results file written."""
+    its inputs (the jobs file, a file a row names, a row's or the batch's style file, an avatar
+    given as a file, the model and head files given or in the asset folder), compared as files
+    (hard links and symlinks too); a folder of audio is not its own output folder (the outputs
+    would be taken as speech next time); the output folder and its state folder can be made, the
+    results file written."""
+    from artalk_core.assets import asset_inputs
+    from artalk_core.styles import style_file
 
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and out.is_dir() \
             and os.path.samefile(source, out):
@@ -140,6 +144,10 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
     inputs: dict[str, object] = {}
     if isinstance(source, (str, os.PathLike)):
         inputs["JOBS"] = source
+    # every asset a clip may read, whether or not a row uses it (a row's own --flame... is a column)
+    inputs.update(asset_inputs(cfg.assets, {"--checkpoint": cfg.checkpoint, "--model-config": cfg.model_config,
+                                            "--flame": None, "--tracked": None, "--avatar-checkpoint": None}))
+    styles: dict[str, Path | None] = {}  # rows mostly share a style: look each up once
     outputs: dict[str, object] = {"the results file": out / BATCH_RESULTS_NAME}
     for job in job_list:
         if job.error is not None:
@@ -147,6 +155,12 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
         for key in PATH_FIELDS:
             if job.options.get(key):
                 inputs[f"{key} of row {job.row}"] = job.options[key]
+        style = str(job.options.get("style") or "default")
+        if style not in styles:
+            styles[style] = style_file(style, assets=cfg.assets)
+        inputs[f"style of row {job.row}"] = styles[style]
+        if str(job.options.get("appearance") or "mesh") != "mesh":  # an avatar name, or a tracked entry's file
+            inputs[f"appearance of row {job.row}"] = job.options["appearance"]
         for kind, path in targets(job, out).items():
             outputs[f"the {kind} output of row {job.row}"] = path
         outputs[f"the record of row {job.row}"] = record_path(job, out)
@@ -195,10 +209,10 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
         from artalk_core.batch.ray_backend import check_address
 
         check_address(ray_address, ray_timeout)  # seconds, not Ray's minutes of retries
-    _check_files(jobs if not isinstance(jobs, list) else None, job_list, out)
     cfg = WorkerConfig(output_dir=str(out.resolve()), assets=None if assets is None else str(assets),
                        checkpoint=None if checkpoint is None else str(checkpoint),
                        model_config=None if model_config is None else str(model_config), device=device, force=force)
+    _check_files(jobs if not isinstance(jobs, list) else None, job_list, out, cfg)
     start = time.perf_counter()
     n_workers, n_threads = plan_workers(workers, threads, jobs=max(1, len(runnable)), device=device)
     status = BatchStatus(total=len(job_list))

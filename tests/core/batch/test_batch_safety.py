@@ -17,6 +17,7 @@ from artalk_core.batch import load_jobs, run
 from artalk_core.errors import DependencyError, InputError, Interrupted, OutputError
 
 DEFAULTS = {"engine": "energy", "outputs": "motion"}
+GAGA = Path(__file__).parents[2] / "fixtures" / "tiny_gaga"
 
 
 def _speech(path: Path, freq: float = 180.0) -> Path:
@@ -70,6 +71,56 @@ def test_a_rows_input_is_never_another_rows_output(speech_dir: Path, tmp_path: P
     with pytest.raises(InputError, match="row 1") as info:
         run(load_jobs(rows, base=speech_dir, defaults=DEFAULTS), output_dir=out, workers=1, on_result=_never)
     assert "audio of row 2" in str(info.value)
+
+
+def _motion_file(path: Path) -> Path:
+    from artalk_core.formats.motion import write_motion
+
+    write_motion(path, np.zeros((60, 106), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("where", ["row style", "batch style", "appearance", "checkpoint", "model config",
+                                   "asset checkpoint", "asset config", "asset head"])
+def test_no_output_is_a_style_an_avatar_or_a_model_file(speech_dir: Path, tmp_path: Path, tiny_assets: Path,
+                                                        where: str) -> None:
+    """Every input of a clip counts, not only the row's path columns: a style named by the row or by
+    the batch, an avatar given as a file, the model files given or found in the asset folder."""
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_assets, assets)
+    mine = _motion_file(out / "clip.motion.safetensors")  # the user's file, where clip's output would go
+    before = mine.read_bytes()
+    row: dict = {"audio": "a.wav", "name": "clip"}
+    kwargs: dict = {"defaults": {**DEFAULTS, "outputs": "motion"}, "assets": assets}
+    if where == "row style":
+        row["style"] = str(mine)
+    elif where == "batch style":
+        kwargs["defaults"]["style"] = str(mine)
+    elif where == "appearance":
+        row["appearance"] = str(mine)
+    elif where == "checkpoint":
+        kwargs["checkpoint"] = mine
+    elif where == "model config":
+        shutil.copy(assets / "config.json", mine)
+        before = mine.read_bytes()
+        kwargs["model_config"] = mine
+    else:  # the asset folder's own files, hard-linked where the output would go
+        name = {"asset checkpoint": "ARTalk_wav2vec.pt", "asset config": "config.json",
+                "asset head": "FLAME_with_eye.pt"}[where]
+        if where == "asset head":
+            shutil.copy(GAGA / "flame_synthetic_5023.pt", assets / name)
+        mine.unlink()
+        os.link(assets / name, mine)
+        before = mine.read_bytes()
+    defaults = kwargs.pop("defaults")
+    with pytest.raises(InputError, match="would destroy"):
+        run(load_jobs([row], base=speech_dir, defaults=defaults), output_dir=out, workers=1, on_result=_never,
+            **kwargs)
+    assert mine.read_bytes() == before
 
 
 def test_a_folder_is_not_its_own_output_folder(speech_dir: Path) -> None:
