@@ -18,9 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artalk_core.batch.clip import ClipResult, WorkerConfig, partial_files, record_path, run_clip, targets
+from artalk_core.batch.clip import (
+    ClipResult,
+    WorkerConfig,
+    partial_files,
+    record_path,
+    run_clip,
+    state_folder,
+    targets,
+)
 from artalk_core.batch.jobs import PATH_FIELDS, Job, load_jobs
-from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME, BATCH_STATE_DIR
+from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME
 from artalk_core.device import cpu_count, resolve_device
 from artalk_core.errors import InputError, OutputError
 from artalk_core.fileio import PathLike, atomic_output, check_not_input, make_folder
@@ -170,8 +178,7 @@ def _check_files(source: object, job_list: list[Job], out: Path, cfg: WorkerConf
         raise OutputError(f"cannot write the results file {results}: it is "
                           f"{'a folder' if results.is_dir() else 'not a regular file'}")
     make_folder(out)  # one at a time: each says which of them is in the way
-    make_folder(out / BATCH_STATE_DIR)
-    make_folder(out / BATCH_STATE_DIR / "work")
+    state_folder(out, "work")
 
 
 def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: PathLike, workers: int | None = None,

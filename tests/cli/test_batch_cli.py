@@ -54,6 +54,7 @@ def test_batch_cli_bad_backend_is_one_line(artalk, tmp_path: Path) -> None:
 @pytest.mark.parametrize("option, words", [
     (["--outputs", "bogus"], "unknown bogus"), (["-e", "bogus"], "unknown engine 'bogus'"),
     (["-s", "nosuch"], "unknown style 'nosuch'"), (["--device", "bogus"], "device 'bogus'"),
+    (["--lang", "zz"], "unsupported language 'zz'"),
 ])
 def test_a_bad_batch_option_exits_2_before_any_work(artalk, tmp_path: Path, option: list[str], words: str) -> None:
     _speech(tmp_path / "a.wav")

@@ -154,6 +154,33 @@ def test_state_files_in_the_way_are_found_before_any_clip(speech_dir: Path, tmp_
         run(speech_dir, output_dir=out, defaults=DEFAULTS, workers=1, on_result=_never)
 
 
+@pytest.mark.parametrize("planted", [".artalk-batch/work/a_default", ".artalk-batch/work/a_default/.artalk-records",
+                                     ".artalk-batch/work", ".artalk-batch"])
+def test_a_link_planted_in_the_state_folder_is_never_followed(speech_dir: Path, tmp_path: Path,
+                                                              planted: str) -> None:
+    """The batch writes intermediates (and deletes its temporary ones) in .artalk-batch/work/NAME: a
+    link planted there must not make it write, or delete, outside the output folder."""
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "video.mp4").write_bytes(b"the user's video")  # what the clip's work folder would hold
+    (elsewhere / ".video.mp4.x.part.mp4").write_bytes(b"the user's file")
+    link = out / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    jobs = load_jobs(speech_dir, defaults=DEFAULTS)
+    if planted.count("/") < 2:  # the batch's own folders: refused before any work
+        with pytest.raises(OutputError, match="symbolic link"):
+            run(jobs, output_dir=out, workers=1, on_result=_never)
+    else:  # a clip's folder: that clip fails, the others are made
+        summary = run(jobs, output_dir=out, workers=1)
+        assert [r.status for r in summary.results] == ["failed", "done"]
+        assert "symbolic link" in (summary.results[0].error or "")
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".video.mp4.x.part.mp4", "video.mp4"]
+    assert (elsewhere / "video.mp4").read_bytes() == b"the user's video"
+    assert link.is_symlink()  # refused, left as it is
+
+
 # --- resume ----------------------------------------------------------------------------------
 
 
