@@ -107,6 +107,9 @@ METRICS_MM: float = 1000.0
 """Vertices are in metres; the metrics are in millimetres."""
 FDD_SCALE: float = 100.0
 """FDD is reported x100, as the reference does."""
+METRIC_MASK_MAX_INDICES: int = 1 << 24
+"""Most entries an ``eval --masks`` index list may have (the reference's have 254 and 884): an .npz
+member's size is checked in its header, before it is decompressed."""
 
 # Photoreal avatar (GAGAvatar) config limits: sizes from --avatar-config are checked against these
 # before any module is built (a depth of 10**9 builds for ever, a width of 2**40 overflows torch's
