@@ -119,6 +119,15 @@ AVATAR_MAX_SIZE: int = 1 << 16
 AVATAR_MAX_REPEATS: int = 64
 """Largest repeat count (ViT depth, mapping layers, harmonics, MLP ratio) of an avatar network."""
 
+# ARTalk model config limits: every integer of config.json (its WAV2VEC2_CONFIG / MIMI_CONFIG
+# overrides too) is checked against these before any module is built, as the avatar's are; the
+# released sizes are far inside them. A config within them but unlike its checkpoint is then found by
+# comparing the checkpoint's key shapes with a model made on the meta device (nothing allocated).
+MODEL_MAX_SIZE: int = 1 << 16
+"""Largest width, head count, kernel, codebook or other size in a model config."""
+MODEL_MAX_REPEATS: int = 128
+"""Largest layer count (T_DEPTH, num_hidden_layers, num_quantizers...), PREV_RATIO or list length."""
+
 # Batch runs (`artalk batch`)
 BATCH_OUTPUT_KINDS: tuple[str, ...] = ("mp4", "motion", "vertices", "glb")
 """Files a batch row can ask for, in the order they are made."""
