@@ -287,6 +287,26 @@ def test_a_ray_address_that_does_not_answer_is_one_quick_error(speech_dir: Path,
         run(speech_dir, output_dir=tmp_path / "out", backend="ray", ray_address="http://x", defaults=DEFAULTS)
 
 
+def test_an_address_that_accepts_but_is_not_ray_is_one_error_within_the_timeout(speech_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """A port that accepts TCP but speaks no Ray (another service, a hung head): Ray's client retried
+    for minutes, printing a warning every few seconds, and Ctrl-C waited for it."""
+    from artalk_core.batch.ray_backend import check_address
+
+    with socket.socket() as listener:  # the kernel accepts connections into the backlog; nothing answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        words = f"cannot reach the Ray cluster at {address}: it accepts connections, but no Ray cluster answered " \
+                f"within 1 s"
+        with pytest.raises(InputError, match=words):
+            check_address(address, 1.0)
+        with pytest.raises(InputError, match=words):
+            run(speech_dir, output_dir=tmp_path / "out", backend="ray", ray_address=address, ray_timeout=1.0,
+                defaults=DEFAULTS)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_stop_outside_the_pool_stops_its_workers_at_once(speech_dir: Path, tmp_path: Path, test_engines: None,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import time
