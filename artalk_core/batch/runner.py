@@ -212,6 +212,12 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
             resolve_style(str(defaults["style"]), assets=assets)  # a bad --style: one error, not one per row
     out = Path(output_dir)
     runnable = [j for j in job_list if j.error is None]
+    n_workers, n_threads = plan_workers(workers, threads, jobs=max(1, len(runnable)), device=device)
+    if any(str(j.options.get("engine") or "artalk") == "artalk" for j in runnable):
+        from artalk_core.assets import checkpoint_path
+
+        # a missing --checkpoint (or asset folder), a bad --model-config: one error, not one per row
+        checkpoint_path(checkpoint, assets, model_config=model_config)
     if backend == "ray" and runnable:
         from artalk_core.batch.ray_backend import check_address
 
@@ -221,7 +227,6 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
                        model_config=None if model_config is None else str(model_config), device=device, force=force)
     _check_files(jobs if not isinstance(jobs, list) else None, job_list, out, cfg)
     start = time.perf_counter()
-    n_workers, n_threads = plan_workers(workers, threads, jobs=max(1, len(runnable)), device=device)
     status = BatchStatus(total=len(job_list))
     results: dict[int, ClipResult] = {}
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from artalk_core.batch import load_jobs, run
-from artalk_core.errors import DependencyError, InputError, Interrupted, OutputError
+from artalk_core.errors import AssetError, DependencyError, InputError, Interrupted, OutputError
 
 DEFAULTS = {"engine": "energy", "outputs": "motion"}
 GAGA = Path(__file__).parents[2] / "fixtures" / "tiny_gaga"
@@ -135,10 +135,14 @@ def test_a_folder_is_not_its_own_output_folder(speech_dir: Path) -> None:
     ({"defaults": {**DEFAULTS, "engine": "bogus"}}, "unknown engine"),
     ({"defaults": DEFAULTS, "device": "bogus"}, "device 'bogus'"),
     ({"defaults": DEFAULTS, "ray_timeout": 0.0}, "ray-timeout"),
+    ({"defaults": DEFAULTS, "threads": 0}, "--threads must be at least 1"),
+    ({"defaults": {**DEFAULTS, "engine": "artalk"}, "checkpoint": "nosuch.pt"}, "model checkpoint not found"),
+    ({"defaults": {**DEFAULTS, "engine": "artalk"}, "assets": "/nonexistent"}, "ARTalk_wav2vec.pt not found"),
+    ({"defaults": {**DEFAULTS, "engine": "artalk"}, "model_config": __file__}, "model config"),
 ])
 def test_bad_batch_options_fail_before_the_output_folder_exists(speech_dir: Path, tmp_path: Path, options: dict,
                                                                   error: str) -> None:
-    with pytest.raises(InputError, match=error):
+    with pytest.raises((InputError, AssetError), match=error):
         run(speech_dir, output_dir=tmp_path / "out", workers=1, on_result=_never, **options)
     assert not (tmp_path / "out").exists()
 
