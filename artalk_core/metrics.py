@@ -89,7 +89,8 @@ def load_masks(path: PathLike) -> Masks:
     (``-``, a FIFO, ``<(...)``), read once. Messages name it as given."""
     with input_file(path) as (p, _, label):
         if not p.is_file():
-            raise InputError(f"masks file {label} is a folder" if p.is_dir() else f"masks file not found: {label}")
+            problem = "is a folder" if p.is_dir() else "is not a regular file" if p.exists() else None
+            raise InputError(f"masks file {label} {problem}" if problem else f"masks file not found: {label}")
         where = f"masks file {label}"
         try:
             with open(p, "rb") as f:

@@ -77,6 +77,15 @@ def test_a_huge_index_list_is_refused_from_its_header(tmp_path: Path) -> None:
         load_masks(path)
 
 
+def test_a_masks_path_that_is_no_file_says_what_it_is(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="masks file /dev/zero is not a regular file"):
+        load_masks("/dev/zero")  # never read: it would not end
+    with pytest.raises(InputError, match="is a folder"):
+        load_masks(tmp_path)
+    with pytest.raises(InputError, match="masks file not found"):
+        load_masks(tmp_path / "absent.json")
+
+
 @pytest.mark.parametrize("text", ['{"lip": [[1], [1, 2]], "upper": [1]}', '{"lip": {"a": 1}, "upper": [1]}'])
 def test_index_lists_of_the_wrong_shape(tmp_path: Path, text: str) -> None:
     (tmp_path / "m.json").write_text(text)
