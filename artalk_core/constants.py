@@ -107,6 +107,9 @@ METRICS_MM: float = 1000.0
 """Vertices are in metres; the metrics are in millimetres."""
 FDD_SCALE: float = 100.0
 """FDD is reported x100, as the reference does."""
+METRIC_MASK_MAX_INDICES: int = 1 << 24
+"""Most entries an ``eval --masks`` index list may have (the reference's have 254 and 884): an .npz
+member's size is checked in its header, before it is decompressed."""
 
 # Photoreal avatar (GAGAvatar) config limits: sizes from --avatar-config are checked against these
 # before any module is built (a depth of 10**9 builds for ever, a width of 2**40 overflows torch's
@@ -115,6 +118,15 @@ AVATAR_MAX_SIZE: int = 1 << 16
 """Largest width, image size, channel count or point count of an avatar network."""
 AVATAR_MAX_REPEATS: int = 64
 """Largest repeat count (ViT depth, mapping layers, harmonics, MLP ratio) of an avatar network."""
+
+# ARTalk model config limits: every integer of config.json (its WAV2VEC2_CONFIG / MIMI_CONFIG
+# overrides too) is checked against these before any module is built, as the avatar's are; the
+# released sizes are far inside them. A config within them but unlike its checkpoint is then found by
+# comparing the checkpoint's key shapes with a model made on the meta device (nothing allocated).
+MODEL_MAX_SIZE: int = 1 << 16
+"""Largest width, head count, kernel, codebook or other size in a model config."""
+MODEL_MAX_REPEATS: int = 128
+"""Largest layer count (T_DEPTH, num_hidden_layers, num_quantizers...), PREV_RATIO or list length."""
 
 # Batch runs (`artalk batch`)
 BATCH_OUTPUT_KINDS: tuple[str, ...] = ("mp4", "motion", "vertices", "glb")

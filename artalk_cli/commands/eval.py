@@ -26,14 +26,15 @@ def _table(result: EvalResult) -> None:
     from rich.text import Text
 
     from artalk_core.eval import METRICS
+    from artalk_core.text import printable
 
     table = Table(title=None, show_edge=True, header_style="bold")
     table.add_column("clip")
     table.add_column("frames", justify="right")
     for key, unit in zip(METRICS, ("mm", "mm", "x100")):
         table.add_column(f"{key} ({unit})", justify="right")
-    for clip in result.clips:  # names are printed literally, never as markup
-        table.add_row(Text(clip.name), str(clip.frames), *(_number(clip.metrics[k]) for k in METRICS))
+    for clip in result.clips:  # names are printed literally, never as markup, control characters escaped
+        table.add_row(Text(printable(clip.name)), str(clip.frames), *(_number(clip.metrics[k]) for k in METRICS))
     if result.folders:
         table.add_section()
         table.add_row(Text(f"mean of {len(result.clips)} clips"), str(result.frames),

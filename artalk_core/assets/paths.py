@@ -120,8 +120,11 @@ def asset_file(flag: str, given: PathLike | None, assets: PathLike | None = None
 def asset_inputs(assets: PathLike | None, given: Mapping[str, PathLike | None]) -> dict[str, PathLike]:
     """The asset files a step reads, by flag: the file given with the flag, else its place in the
     asset folder (for :func:`~artalk_core.fileio.check_not_input`: ``-o assets/ARTalk_wav2vec.pt``
-    must not replace the checkpoint being used)."""
-    return {flag: value if value is not None else asset_default(flag, assets) for flag, value in given.items()}
+    must not replace the checkpoint being used). The default checkpoint's name follows the
+    ``--model-config`` given with it (``ARTalk_mimi.pt`` for a Mimi config)."""
+    config = given.get("--model-config")
+    return {flag: value if value is not None else asset_default(flag, assets, model_config=config)
+            for flag, value in given.items()}
 
 
 def checkpoint_path(checkpoint: PathLike | None = None, assets: PathLike | None = None, *,

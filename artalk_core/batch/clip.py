@@ -122,8 +122,42 @@ def partial_files(job: Job, output_dir: Path) -> list[Path]:
     found: list[Path] = []
     for path in [*targets(job, output_dir).values(), record_path(job, output_dir)]:
         found += matching(path.parent, f".{glob.escape(path.name)}.*.part*")
-    found += matching(output_dir / BATCH_STATE_DIR / "work" / job.name, ".*.part*")
+    if _linked_folder(output_dir, BATCH_STATE_DIR, "work", job.name) is None:  # never clean up through a link
+        found += matching(output_dir / BATCH_STATE_DIR / "work" / job.name, ".*.part*")
     return [p for p in found if p.is_file()]
+
+
+def _linked_folder(output_dir: Path, *parts: str) -> Path | None:
+    """The first of ``output_dir/parts[0]``, ``output_dir/parts[0]/parts[1]``... that is a symbolic
+    link, else None."""
+    path = output_dir
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
+
+
+def state_folder(output_dir: Path, *parts: str) -> Path:
+    """``output_dir/BATCH_STATE_DIR/parts...`` made (as :func:`~artalk_core.fileio.make_folder`) and
+    returned; OutputError when it or a folder on the way there is a symbolic link: the state folder
+    is the batch's own, and writing (or cleaning up) through a link planted there would touch files
+    outside the output folder. The link is refused, never followed, and left as it is."""
+    link = _linked_folder(output_dir, BATCH_STATE_DIR, *parts)
+    if link is not None:
+        raise OutputError(f"cannot use {link}: it is a symbolic link, and the batch keeps its state only inside "
+                          f"the output folder; remove the link")
+    path = output_dir
+    for part in (BATCH_STATE_DIR, *parts):  # one at a time: each says which of them is in the way
+        path = make_folder(path / part)
+    return path
+
+
+def work_folder(job: Job, output_dir: Path) -> Path:
+    """The clip's folder of intermediates, ``.artalk-batch/work/NAME`` (no link on the way, nor its
+    records' folder: see :func:`state_folder`)."""
+    state_folder(output_dir, "work", job.name, records.RecordFolder.DIR)
+    return output_dir / BATCH_STATE_DIR / "work" / job.name
 
 
 def check_writable(job: Job, output_dir: Path) -> None:
@@ -182,7 +216,7 @@ def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, 
 
     out = Path(cfg.output_dir)
     want = targets(job, out)
-    work = make_folder(out / BATCH_STATE_DIR / "work" / job.name)
+    work = work_folder(job, out)
     video = want.get("mp4", work / "video.mp4")
     res = animate(_animate_options(job, cfg), output=video, keep=work)
     if "mp4" not in want:

@@ -101,6 +101,13 @@ def _parse_outputs(value: Any) -> tuple[str, ...]:
     return tuple(k for k in OUTPUT_KINDS if k in wanted)  # a fixed order: stable keys
 
 
+def _shown(value: Any) -> str:
+    """A JSON value as a message shows it (a long list cut short)."""
+    import reprlib
+
+    return reprlib.repr(value)
+
+
 def _suggest(name: str) -> str:
     import difflib
 
@@ -117,6 +124,7 @@ def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any]
     from artalk_core.engines import check_engine
     from artalk_core.generation import check_seed
     from artalk_core.model.precision import check_precision
+    from artalk_core.tts import check_tts_options, normalize_lang
 
     opts: dict[str, Any] = {}
     outputs: tuple[str, ...] | None = None
@@ -134,7 +142,9 @@ def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any]
         if isinstance(value, str) and len(value) > BATCH_MAX_CELL_CHARS:
             raise InputError(f"{key}: longer than {BATCH_MAX_CELL_CHARS} characters")
         if key in PATH_FIELDS:
-            path = Path(str(value).strip()).expanduser()
+            if not isinstance(value, str):  # a JSONL number, list or object is no path (not "./5")
+                raise InputError(f"{key} must be a file path (a string), got {_shown(value)}")
+            path = Path(value.strip()).expanduser()
             opts[key] = str(path if path.is_absolute() else (base / path))
         elif key in _INTS:
             opts[key] = _parse_int(value, key)
@@ -145,11 +155,18 @@ def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any]
         elif key == "outputs":
             outputs = _parse_outputs(value)
         else:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):  # a number reads as its digits
+                raise InputError(f"{key} must be text, got {_shown(value)}")
             opts[key] = str(value)
+            # misspelt names fail their row now (or the batch, as a default), not in a worker
             if key == "engine":
-                check_engine(opts[key])  # a misspelt engine fails its row now, not in a worker
+                check_engine(opts[key])
             elif key == "precision":
                 check_precision(opts[key])
+            elif key == "lang":
+                normalize_lang(opts[key])
+            elif key == "tts_engine":
+                check_tts_options(engine=opts[key])
     return opts, outputs
 
 

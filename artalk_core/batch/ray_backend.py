@@ -27,6 +27,7 @@ from artalk_core.batch.jobs import Job
 from artalk_core.constants import BATCH_CLIP_TRIES
 from artalk_core.device import cpu_count
 from artalk_core.errors import DependencyError, InputError
+from artalk_core.text import printable
 
 
 class ClipWorker:
@@ -79,6 +80,7 @@ def check_address(address: str | None, timeout: float) -> None:
     host, colon, port = rest.split("/", 1)[0].rpartition(":")
     if not colon or not host or not port.isdigit():
         raise InputError(f"--ray-address {target}: use HOST:PORT, ray://HOST:PORT or auto")
+    deadline = time.monotonic() + timeout
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
@@ -88,6 +90,31 @@ def check_address(address: str | None, timeout: float) -> None:
     except (OSError, OverflowError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise InputError(f"cannot reach the Ray cluster at {target}: {reason}") from None
+    if scheme != "ray":  # Ray Client (ray://) has its own handshake limit: 3 tries, about 30 s, in Python
+        _check_gcs(target, max(0.0, deadline - time.monotonic()), timeout)
+
+
+def _check_gcs(target: str, seconds: float, timeout: float) -> None:
+    """A Ray cluster's head answers at ``target`` within ``seconds``: Ray's own health check, run
+    in a child process that is killed at the deadline (or at Ctrl-C). An address that accepts TCP
+    but is not a Ray GCS (another service, a hung head) makes Ray retry for minutes inside its C++
+    client, where neither a timeout nor a signal reaches it in this process, printing a warning
+    every few seconds; the child's are discarded. (`ray health-check` is what KubeRay's probes run;
+    a thread would keep retrying, and printing, after the deadline.)"""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "health-check", "--address", target, "--skip-version-check"]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"cannot reach the Ray cluster at {target}: it accepts connections, but no Ray cluster "
+                         f"answered within {timeout:g} s (--ray-timeout; a head's address is HOST:6379 "
+                         f"unless it was started with another --port)") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"the Ray health check failed (exit status {proc.returncode})"
+        raise InputError(f"cannot reach the Ray cluster at {target}: {printable(reason)[:300]}")
 
 
 @contextlib.contextmanager

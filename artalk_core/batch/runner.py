@@ -18,9 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artalk_core.batch.clip import ClipResult, WorkerConfig, partial_files, record_path, run_clip, targets
+from artalk_core.batch.clip import (
+    ClipResult,
+    WorkerConfig,
+    partial_files,
+    record_path,
+    run_clip,
+    state_folder,
+    targets,
+)
 from artalk_core.batch.jobs import PATH_FIELDS, Job, load_jobs
-from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME, BATCH_STATE_DIR
+from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME
 from artalk_core.device import cpu_count, resolve_device
 from artalk_core.errors import InputError, OutputError
 from artalk_core.fileio import PathLike, atomic_output, check_not_input, make_folder
@@ -127,11 +135,15 @@ def _check_options(*, backend: str, gpus_per_worker: float, ray_address: str | N
     resolve_device(device)
 
 
-def _check_files(source: object, job_list: list[Job], out: Path) -> None:
+def _check_files(source: object, job_list: list[Job], out: Path, cfg: WorkerConfig) -> None:
     """Before any work: no output of the batch (results file, a clip's files or record) is one of
-    its inputs (the jobs file, a file a row names), compared as files (hard links and symlinks
-    too); a folder of audio is not its own output folder (the outputs would be taken as speech
-    next time); the output folder and its state folder can be made, the results file written."""
+    its inputs (the jobs file, a file a row names, a row's or the batch's style file, an avatar
+    given as a file, the model and head files given or in the asset folder), compared as files
+    (hard links and symlinks too); a folder of audio is not its own output folder (the outputs
+    would be taken as speech next time); the output folder and its state folder can be made, the
+    results file written."""
+    from artalk_core.assets import asset_inputs
+    from artalk_core.styles import style_file
 
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and out.is_dir() \
             and os.path.samefile(source, out):
@@ -140,6 +152,10 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
     inputs: dict[str, object] = {}
     if isinstance(source, (str, os.PathLike)):
         inputs["JOBS"] = source
+    # every asset a clip may read, whether or not a row uses it (a row's own --flame... is a column)
+    inputs.update(asset_inputs(cfg.assets, {"--checkpoint": cfg.checkpoint, "--model-config": cfg.model_config,
+                                            "--flame": None, "--tracked": None, "--avatar-checkpoint": None}))
+    styles: dict[str, Path | None] = {}  # rows mostly share a style: look each up once
     outputs: dict[str, object] = {"the results file": out / BATCH_RESULTS_NAME}
     for job in job_list:
         if job.error is not None:
@@ -147,6 +163,12 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
         for key in PATH_FIELDS:
             if job.options.get(key):
                 inputs[f"{key} of row {job.row}"] = job.options[key]
+        style = str(job.options.get("style") or "default")
+        if style not in styles:
+            styles[style] = style_file(style, assets=cfg.assets)
+        inputs[f"style of row {job.row}"] = styles[style]
+        if str(job.options.get("appearance") or "mesh") != "mesh":  # an avatar name, or a tracked entry's file
+            inputs[f"appearance of row {job.row}"] = job.options["appearance"]
         for kind, path in targets(job, out).items():
             outputs[f"the {kind} output of row {job.row}"] = path
         outputs[f"the record of row {job.row}"] = record_path(job, out)
@@ -156,8 +178,7 @@ def _check_files(source: object, job_list: list[Job], out: Path) -> None:
         raise OutputError(f"cannot write the results file {results}: it is "
                           f"{'a folder' if results.is_dir() else 'not a regular file'}")
     make_folder(out)  # one at a time: each says which of them is in the way
-    make_folder(out / BATCH_STATE_DIR)
-    make_folder(out / BATCH_STATE_DIR / "work")
+    state_folder(out, "work")
 
 
 def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: PathLike, workers: int | None = None,
@@ -191,16 +212,21 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
             resolve_style(str(defaults["style"]), assets=assets)  # a bad --style: one error, not one per row
     out = Path(output_dir)
     runnable = [j for j in job_list if j.error is None]
+    n_workers, n_threads = plan_workers(workers, threads, jobs=max(1, len(runnable)), device=device)
+    if any(str(j.options.get("engine") or "artalk") == "artalk" for j in runnable):
+        from artalk_core.assets import checkpoint_path
+
+        # a missing --checkpoint (or asset folder), a bad --model-config: one error, not one per row
+        checkpoint_path(checkpoint, assets, model_config=model_config)
     if backend == "ray" and runnable:
         from artalk_core.batch.ray_backend import check_address
 
         check_address(ray_address, ray_timeout)  # seconds, not Ray's minutes of retries
-    _check_files(jobs if not isinstance(jobs, list) else None, job_list, out)
     cfg = WorkerConfig(output_dir=str(out.resolve()), assets=None if assets is None else str(assets),
                        checkpoint=None if checkpoint is None else str(checkpoint),
                        model_config=None if model_config is None else str(model_config), device=device, force=force)
+    _check_files(jobs if not isinstance(jobs, list) else None, job_list, out, cfg)
     start = time.perf_counter()
-    n_workers, n_threads = plan_workers(workers, threads, jobs=max(1, len(runnable)), device=device)
     status = BatchStatus(total=len(job_list))
     results: dict[int, ClipResult] = {}
 

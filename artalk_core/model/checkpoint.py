@@ -62,9 +62,20 @@ def build_model(config: ModelConfig, device: str | torch.device = "cpu") -> ARTa
     try:
         with torch.device(device):
             model = ARTalkModel(config)
-    except (ValueError, TypeError) as exc:  # transformers rejects an inconsistent audio encoder config
+    # transformers rejects an inconsistent audio encoder config (ValueError, TypeError); torch sizes
+    # that cannot be (RuntimeError, OverflowError: a dilation growing past int64)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise ConfigError(f"model config cannot build the model: {exc}") from exc
     return model.eval()
+
+
+def expected_state(config: ModelConfig) -> dict[str, Tensor]:
+    """The state dict a checkpoint of ``config`` holds, as meta tensors (names, shapes, dtypes):
+    nothing is allocated, the Mimi encoder included."""
+    from artalk_core.model.mimi import shapes_only
+
+    with shapes_only():
+        return build_model(config, device="meta").state_dict()
 
 
 def _shape(t: Tensor) -> str:
@@ -120,10 +131,12 @@ def load_model(checkpoint: PathLike | dict[str, Tensor], config: ModelConfig,
         else:
             hint = (f"the checkpoint holds a {held} audio encoder but the model config says AR_CONFIG.AUDIO_ENCODER "
                     f"{config.audio_encoder!r}: set it to {held!r} or give the matching --model-config")
-    model = build_model(config, device="meta")
-    expected = model.state_dict()
+    # The checkpoint's keys and shapes are compared with the config's before the model is made: a
+    # Mimi encoder is made on the CPU (its computed buffers must be real), sized by the config.
+    expected = expected_state(config)
     state = convert_encoder_keys(state, set(expected))
     check_state_dict(state, expected, source, hint=hint)
+    model = build_model(config, device="meta")
     cast = {}
     for key, val in state.items():
         want = expected[key].dtype
@@ -135,4 +148,4 @@ def load_model(checkpoint: PathLike | dict[str, Tensor], config: ModelConfig,
     return model.to(device).requires_grad_(False).eval()
 
 
-__all__ = ["build_model", "check_state_dict", "load_model", "load_state_dict"]
+__all__ = ["build_model", "check_state_dict", "expected_state", "load_model", "load_state_dict"]

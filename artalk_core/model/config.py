@@ -25,6 +25,8 @@ from artalk_core.constants import (
     CHUNK_FRAMES,
     CHUNK_SAMPLES,
     MIMI_SAMPLE_RATE,
+    MODEL_MAX_REPEATS,
+    MODEL_MAX_SIZE,
     MOTION_DIM,
     SAMPLE_RATE,
 )
@@ -76,7 +78,40 @@ def _pos_int(sec: dict[str, Any], section: str, key: str, default: int | None = 
     val = sec[key]
     if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
         raise ConfigError(f"model config: '{section}.{key}' must be a positive integer, got {val!r}")
+    limit = MODEL_MAX_REPEATS if key in _REPEATS else MODEL_MAX_SIZE
+    if val > limit:
+        raise ConfigError(f"model config: '{section}.{key}' {val} is larger than an ARTalk model can be "
+                          f"(at most {limit})")
     return val
+
+
+_REPEATS = ("T_DEPTH", "PREV_RATIO")
+"""AR_CONFIG / VAE_CONFIG fields that repeat modules or tokens (at most MODEL_MAX_REPEATS)."""
+
+
+def _check_bounds(value: Any, where: str, depth: int = 0) -> None:
+    """Every integer in an audio encoder's config (nested in lists and objects) at most
+    MODEL_MAX_SIZE, a layer count (``num_*layers``, ``num_*quantizers``) or a list's length at
+    most MODEL_MAX_REPEATS: checked before transformers builds anything from them (a layer count
+    of 10**9 builds for ever, a width of 2**40 overflows torch's storage size even on meta)."""
+    if depth > 8:
+        raise ConfigError(f"model config: {where} is nested too deeply")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{key}"
+            repeats = str(key).startswith("num_") and str(key).endswith(("layers", "quantizers"))
+            if repeats and isinstance(item, int) and not isinstance(item, bool) and item > MODEL_MAX_REPEATS:
+                raise ConfigError(f"model config: {name} {item} is larger than an ARTalk model can be "
+                                  f"(at most {MODEL_MAX_REPEATS})")
+            _check_bounds(item, name, depth + 1)
+    elif isinstance(value, list):
+        if len(value) > MODEL_MAX_REPEATS:
+            raise ConfigError(f"model config: {where} lists {len(value)} values (at most {MODEL_MAX_REPEATS})")
+        for item in value:
+            _check_bounds(item, where, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MODEL_MAX_SIZE:
+        raise ConfigError(f"model config: {where} {value} is larger than an ARTalk model can be "
+                          f"(at most {MODEL_MAX_SIZE})")
 
 
 def read_config_file(path: str | Path, what: str, parse: Callable[[Any], C]) -> C:
@@ -177,8 +212,10 @@ class ModelConfig:
                               f"{CHUNK_FRAMES}, got {pn!r}")
 
         w2v = _merged(d, "WAV2VEC2_CONFIG", builtin_wav2vec2_config())
+        _check_bounds(w2v, "WAV2VEC2_CONFIG")
         _check_wav2vec2(w2v)
         mimi = _merged(d, "MIMI_CONFIG", builtin_mimi_config())
+        _check_bounds(mimi, "MIMI_CONFIG")
         _check_mimi(mimi)
 
         return cls(ar_depth=ar_depth, ar_heads=ar_heads, prev_ratio=prev_ratio, embed_dim=embed_dim,

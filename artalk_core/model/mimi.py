@@ -10,7 +10,9 @@ codebooks), so a checkpoint carries every number; nothing is read from a hub.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,21 @@ LAYOUT_PREFIXES: tuple[tuple[str, str], ...] = (
     ("decoder_transformer.", "decoder.decoder_transformer."),
     ("decoder.layers.", "decoder.decoder_seanet.layers."),
 )
+
+
+_SHAPES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("artalk_mimi_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Within the block, a Mimi encoder made on the meta device stays there whole (its computed
+    buffers too): a model made only for its state dict's shapes allocates nothing, so a checkpoint
+    is compared with a model config before the encoder is made on the CPU (see ``__init__``)."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
 
 
 def _mimi_classes() -> tuple[Any, Any]:
@@ -67,7 +84,7 @@ class MimiAudioEncoder(nn.Module):
         mimi_config_cls, mimi_model_cls = _mimi_classes()
         cfg = mimi_config_cls(**config)
         here = torch.empty(0).device
-        if here.type == "meta":
+        if here.type == "meta" and not _SHAPES_ONLY.get():
             # Built for a checkpoint to be assigned into (checkpoint.load_model). MimiModel computes
             # non-persistent buffers in __init__ (the causal convolutions' paddings, the rotary
             # frequencies) that no checkpoint holds: they must be real numbers, so the module is made
@@ -134,4 +151,4 @@ def convert_layout_keys(state_dict: dict[str, Tensor], expected_keys: set[str]) 
 
 
 __all__ = ["LAYOUT_PREFIXES", "MIMI_TRANSFORMERS_HINT", "MimiAudioEncoder", "PREFIX", "convert_layout_keys",
-           "is_mimi_state", "resample_chunks"]
+           "is_mimi_state", "resample_chunks", "shapes_only"]

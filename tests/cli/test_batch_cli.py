@@ -54,6 +54,7 @@ def test_batch_cli_bad_backend_is_one_line(artalk, tmp_path: Path) -> None:
 @pytest.mark.parametrize("option, words", [
     (["--outputs", "bogus"], "unknown bogus"), (["-e", "bogus"], "unknown engine 'bogus'"),
     (["-s", "nosuch"], "unknown style 'nosuch'"), (["--device", "bogus"], "device 'bogus'"),
+    (["--lang", "zz"], "unsupported language 'zz'"),
 ])
 def test_a_bad_batch_option_exits_2_before_any_work(artalk, tmp_path: Path, option: list[str], words: str) -> None:
     _speech(tmp_path / "a.wav")
@@ -83,9 +84,9 @@ def test_jobs_from_stdin(artalk, tmp_path: Path) -> None:
 
 def test_the_summary_of_a_big_batch_lists_its_failures(artalk, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import artalk_core.constants
-
-    monkeypatch.setattr(artalk_core.constants, "BATCH_SUMMARY_ROWS", 3)
+    # where the command reads it (it imports the name: patching artalk_core.constants worked only when
+    # this test was the first to load the command's module)
+    monkeypatch.setattr("artalk_cli.commands.batch.BATCH_SUMMARY_ROWS", 3)
     _speech(tmp_path / "a.wav")
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"audio": "a.wav", "size": 64}) + "\n"
@@ -154,3 +155,37 @@ def test_a_signal_stops_a_pool_batch_at_once_and_writes_the_results(tmp_path: Pa
     for mark in marks.iterdir():  # the workers are gone too
         with pytest.raises(ProcessLookupError):
             os.kill(int(mark.name), 0)
+
+
+def test_ctrl_c_while_a_silent_ray_address_is_tried_acts_at_once(tmp_path: Path) -> None:
+    """The handshake with a port that accepts TCP but is not Ray runs in a child process: Ctrl-C (to the
+    process group, as a terminal sends it) ends the command at once, the child too (it took 33 s)."""
+    _speech(tmp_path / "a.wav")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        proc = subprocess.Popen([sys.executable, "-m", "artalk_cli.main", "batch", str(tmp_path), "-o",
+                                 str(tmp_path / "out"), "-e", "energy", "--backend", "ray", "--ray-address", address,
+                                 "--ray-timeout", "600"], env=process_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and not children.read_text().split() and time.monotonic() < deadline:
+                time.sleep(0.1)  # until the handshake's child process runs
+            probe = [int(p) for p in children.read_text().split()]
+            assert probe, proc.communicate(timeout=5)
+            os.killpg(proc.pid, signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)  # a guard against a hang, not a speed check
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = stderr.decode()
+    assert proc.returncode == 130, text
+    assert [ln for ln in text.splitlines() if ln.strip()] == ["error: interrupted"], text
+    for pid in probe:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (tmp_path / "out").exists()
+

@@ -89,3 +89,29 @@ def test_errors_are_one_line(artalk, cases, tmp_path: Path, make, words, code) -
     res = artalk("eval", pred, gt, "--assets", tmp_path)
     assert res.returncode == code
     assert_clean_error(res, *words)
+
+
+def test_the_table_shows_control_characters_escaped(artalk, cases, tmp_path: Path) -> None:
+    """A clip's name comes from a file name: \\x1b[31m in it must not recolour the terminal (the notes
+    escaped it; the table did not)."""
+    for side in ("pred", "gt"):
+        (tmp_path / side).mkdir()
+        write_h5(tmp_path / side / "\x1b[31mred\u202e.h5", cases[f"case0_{side}"])
+    res = artalk("eval", tmp_path / "pred", tmp_path / "gt")
+    assert res.returncode == 0, res.stderr
+    table = res.stdout.decode()
+    assert "\\x1b[31mred\\u202e" in table and "\x1b" not in table and "\u202e" not in table
+
+
+def test_a_folder_with_a_pipe_in_it_is_one_line_before_any_work(artalk, cases, tmp_path: Path) -> None:
+    import os
+
+    for side in ("pred", "gt"):
+        (tmp_path / side).mkdir()
+        write_h5(tmp_path / side / "a.h5", cases[f"case0_{side}"])
+    os.mkfifo(tmp_path / "pred" / "b.h5")
+    write_h5(tmp_path / "gt" / "b.h5", cases["case0_gt"])
+    res = artalk("eval", tmp_path / "pred", tmp_path / "gt")
+    assert res.returncode == 2
+    assert_clean_error(res, "b.h5 is a FIFO (named pipe), not a regular file")
+    assert res.stdout == b""

@@ -58,6 +58,23 @@ def test_explicit_checkpoint_and_config_files(artalk, expected, tmp_path):
     np.testing.assert_allclose(load_motion(out), expected["motion_raw_nostyle"], atol=1e-4, rtol=0)
 
 
+def test_a_model_config_of_absurd_sizes_is_one_line(artalk, tmp_path):
+    """EMBED_DIM 2**40 was an unexpected RuntimeError (exit 1); sizes that fit no checkpoint exit 3."""
+    cfg = json.loads((FIXTURE / "model_config.json").read_text())
+    cfg["AR_CONFIG"]["EMBED_DIM"] = 2**40
+    (tmp_path / "huge.json").write_text(json.dumps(cfg))
+    cfg["AR_CONFIG"]["EMBED_DIM"] = 128
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    common = ("generate", WAV, "-o", tmp_path / "m.safetensors", "--checkpoint", FIXTURE / "weights.safetensors")
+    res = artalk(*common, "--model-config", tmp_path / "huge.json")
+    assert res.returncode == 2
+    assert_clean_error(res, "AR_CONFIG.EMBED_DIM' 1099511627776 is larger than an ARTalk model can be")
+    res = artalk(*common, "--model-config", tmp_path / "other.json")
+    assert res.returncode == 3
+    assert_clean_error(res, "does not match the model config")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_encode_audio_then_generate_from_features(artalk, tiny_assets, expected, tmp_path):
     feats = tmp_path / "speech.features.safetensors"
     res = artalk("encode-audio", WAV, "-o", feats, "--assets", tiny_assets)

@@ -40,6 +40,16 @@ def test_missing_checkpoint_message(tmp_path, monkeypatch):
     assert config_path(assets=tmp_path) is None
 
 
+def test_the_default_checkpoint_follows_the_model_config_given(tmp_path):
+    """What a step reads (the outputs are checked against it): with --model-config naming the Mimi
+    encoder and no --checkpoint, the asset folder's ARTalk_mimi.pt, as checkpoint_path finds it."""
+    from artalk_core.assets import asset_inputs
+
+    mimi = FIXTURE.parent / "tiny_mimi" / "model_config.json"
+    files = asset_inputs(tmp_path, {"--checkpoint": None, "--model-config": mimi})
+    assert files == {"--checkpoint": tmp_path / "ARTalk_mimi.pt", "--model-config": mimi}
+
+
 def test_styles(tmp_path):
     (tmp_path / "style_motion").mkdir()
     for name in ("happy_1", "natural_0"):

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from artalk_core.batch import load_jobs, run
-from artalk_core.errors import DependencyError, InputError, Interrupted, OutputError
+from artalk_core.errors import AssetError, DependencyError, InputError, Interrupted, OutputError
 
 DEFAULTS = {"engine": "energy", "outputs": "motion"}
+GAGA = Path(__file__).parents[2] / "fixtures" / "tiny_gaga"
 
 
 def _speech(path: Path, freq: float = 180.0) -> Path:
@@ -72,6 +73,56 @@ def test_a_rows_input_is_never_another_rows_output(speech_dir: Path, tmp_path: P
     assert "audio of row 2" in str(info.value)
 
 
+def _motion_file(path: Path) -> Path:
+    from artalk_core.formats.motion import write_motion
+
+    write_motion(path, np.zeros((60, 106), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("where", ["row style", "batch style", "appearance", "checkpoint", "model config",
+                                   "asset checkpoint", "asset config", "asset head"])
+def test_no_output_is_a_style_an_avatar_or_a_model_file(speech_dir: Path, tmp_path: Path, tiny_assets: Path,
+                                                        where: str) -> None:
+    """Every input of a clip counts, not only the row's path columns: a style named by the row or by
+    the batch, an avatar given as a file, the model files given or found in the asset folder."""
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_assets, assets)
+    mine = _motion_file(out / "clip.motion.safetensors")  # the user's file, where clip's output would go
+    before = mine.read_bytes()
+    row: dict = {"audio": "a.wav", "name": "clip"}
+    kwargs: dict = {"defaults": {**DEFAULTS, "outputs": "motion"}, "assets": assets}
+    if where == "row style":
+        row["style"] = str(mine)
+    elif where == "batch style":
+        kwargs["defaults"]["style"] = str(mine)
+    elif where == "appearance":
+        row["appearance"] = str(mine)
+    elif where == "checkpoint":
+        kwargs["checkpoint"] = mine
+    elif where == "model config":
+        shutil.copy(assets / "config.json", mine)
+        before = mine.read_bytes()
+        kwargs["model_config"] = mine
+    else:  # the asset folder's own files, hard-linked where the output would go
+        name = {"asset checkpoint": "ARTalk_wav2vec.pt", "asset config": "config.json",
+                "asset head": "FLAME_with_eye.pt"}[where]
+        if where == "asset head":
+            shutil.copy(GAGA / "flame_synthetic_5023.pt", assets / name)
+        mine.unlink()
+        os.link(assets / name, mine)
+        before = mine.read_bytes()
+    defaults = kwargs.pop("defaults")
+    with pytest.raises(InputError, match="would destroy"):
+        run(load_jobs([row], base=speech_dir, defaults=defaults), output_dir=out, workers=1, on_result=_never,
+            **kwargs)
+    assert mine.read_bytes() == before
+
+
 def test_a_folder_is_not_its_own_output_folder(speech_dir: Path) -> None:
     with pytest.raises(InputError, match="folder of audio files itself"):
         run(speech_dir, output_dir=speech_dir, defaults=DEFAULTS, workers=1, on_result=_never)
@@ -84,10 +135,14 @@ def test_a_folder_is_not_its_own_output_folder(speech_dir: Path) -> None:
     ({"defaults": {**DEFAULTS, "engine": "bogus"}}, "unknown engine"),
     ({"defaults": DEFAULTS, "device": "bogus"}, "device 'bogus'"),
     ({"defaults": DEFAULTS, "ray_timeout": 0.0}, "ray-timeout"),
+    ({"defaults": DEFAULTS, "threads": 0}, "--threads must be at least 1"),
+    ({"defaults": {**DEFAULTS, "engine": "artalk"}, "checkpoint": "nosuch.pt"}, "model checkpoint not found"),
+    ({"defaults": {**DEFAULTS, "engine": "artalk"}, "assets": "/nonexistent"}, "ARTalk_wav2vec.pt not found"),
+    ({"defaults": {**DEFAULTS, "engine": "artalk"}, "model_config": __file__}, "model config"),
 ])
 def test_bad_batch_options_fail_before_the_output_folder_exists(speech_dir: Path, tmp_path: Path, options: dict,
                                                                   error: str) -> None:
-    with pytest.raises(InputError, match=error):
+    with pytest.raises((InputError, AssetError), match=error):
         run(speech_dir, output_dir=tmp_path / "out", workers=1, on_result=_never, **options)
     assert not (tmp_path / "out").exists()
 
@@ -101,6 +156,33 @@ def test_state_files_in_the_way_are_found_before_any_clip(speech_dir: Path, tmp_
     (out / ".artalk-batch").write_text("not a folder")
     with pytest.raises(OutputError, match="a file of that name exists"):
         run(speech_dir, output_dir=out, defaults=DEFAULTS, workers=1, on_result=_never)
+
+
+@pytest.mark.parametrize("planted", [".artalk-batch/work/a_default", ".artalk-batch/work/a_default/.artalk-records",
+                                     ".artalk-batch/work", ".artalk-batch"])
+def test_a_link_planted_in_the_state_folder_is_never_followed(speech_dir: Path, tmp_path: Path,
+                                                              planted: str) -> None:
+    """The batch writes intermediates (and deletes its temporary ones) in .artalk-batch/work/NAME: a
+    link planted there must not make it write, or delete, outside the output folder."""
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "video.mp4").write_bytes(b"the user's video")  # what the clip's work folder would hold
+    (elsewhere / ".video.mp4.x.part.mp4").write_bytes(b"the user's file")
+    link = out / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    jobs = load_jobs(speech_dir, defaults=DEFAULTS)
+    if planted.count("/") < 2:  # the batch's own folders: refused before any work
+        with pytest.raises(OutputError, match="symbolic link"):
+            run(jobs, output_dir=out, workers=1, on_result=_never)
+    else:  # a clip's folder: that clip fails, the others are made
+        summary = run(jobs, output_dir=out, workers=1)
+        assert [r.status for r in summary.results] == ["failed", "done"]
+        assert "symbolic link" in (summary.results[0].error or "")
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".video.mp4.x.part.mp4", "video.mp4"]
+    assert (elsewhere / "video.mp4").read_bytes() == b"the user's video"
+    assert link.is_symlink()  # refused, left as it is
 
 
 # --- resume ----------------------------------------------------------------------------------
@@ -207,6 +289,26 @@ def test_a_ray_address_that_does_not_answer_is_one_quick_error(speech_dir: Path,
             defaults=DEFAULTS)
     with pytest.raises(InputError, match="HOST:PORT"):
         run(speech_dir, output_dir=tmp_path / "out", backend="ray", ray_address="http://x", defaults=DEFAULTS)
+
+
+def test_an_address_that_accepts_but_is_not_ray_is_one_error_within_the_timeout(speech_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """A port that accepts TCP but speaks no Ray (another service, a hung head): Ray's client retried
+    for minutes, printing a warning every few seconds, and Ctrl-C waited for it."""
+    from artalk_core.batch.ray_backend import check_address
+
+    with socket.socket() as listener:  # the kernel accepts connections into the backlog; nothing answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        words = f"cannot reach the Ray cluster at {address}: it accepts connections, but no Ray cluster answered " \
+                f"within 1 s"
+        with pytest.raises(InputError, match=words):
+            check_address(address, 1.0)
+        with pytest.raises(InputError, match=words):
+            run(speech_dir, output_dir=tmp_path / "out", backend="ray", ray_address=address, ray_timeout=1.0,
+                defaults=DEFAULTS)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_stop_outside_the_pool_stops_its_workers_at_once(speech_dir: Path, tmp_path: Path, test_engines: None,

@@ -97,6 +97,30 @@ def test_hostile_json_rows_are_row_errors(folder: Path) -> None:
     assert all("not valid JSON" in (j.error or "") or "clip_length" in (j.error or "") for j in jobs[:3])
 
 
+@pytest.mark.parametrize("row, words", [
+    ({"audio": 5}, "audio must be a file path (a string), got 5"),
+    ({"audio": ["a.wav"]}, "audio must be a file path (a string), got ['a.wav']"),
+    ({"audio": "a.wav", "shape": {"p": 1}}, "shape must be a file path (a string), got {'p': 1}"),
+    ({"audio": "a.wav", "flame": True}, "flame must be a file path (a string), got True"),
+    ({"audio": "a.wav", "style": ["happy"]}, "style must be text, got ['happy']"),
+    ({"audio": "a.wav", "color": [1, 2, 3]}, "color must be text, got [1, 2, 3]"),
+    ({"audio": "a.wav", "name": list(range(100))}, "name must be text, got [0, 1, 2, 3, 4, 5, ...]"),
+])
+def test_jsonl_values_of_the_wrong_type_say_so(folder: Path, row: dict, words: str) -> None:
+    (folder / "jobs.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({"audio": "b.wav", "name": 7}) + "\n")
+    jobs = load_jobs(folder / "jobs.jsonl")
+    assert jobs[0].error == words
+    assert jobs[1].error is None and jobs[1].name == "7"  # a number where text goes reads as its digits
+
+
+def test_text_rows_with_an_unknown_language_or_speaker_fail_at_once(folder: Path) -> None:
+    jobs = load_jobs([{"text": "hi", "lang": "zz"}, {"text": "hi", "tts_engine": "bogus"}, {"text": "hi"}],
+                     base=folder)
+    assert "unsupported language 'zz'" in (jobs[0].error or "")
+    assert "unknown TTS engine 'bogus'" in (jobs[1].error or "")
+    assert jobs[2].error is None
+
+
 def test_a_seed_beyond_32_bits_fails_its_row(folder: Path) -> None:
     jobs = load_jobs([{"audio": "a.wav", "seed": 2**32 - 1}, {"audio": "b.wav", "seed": str(2**32)}], base=folder)
     assert jobs[0].error is None and jobs[0].options["seed"] == 2**32 - 1
@@ -109,6 +133,8 @@ def test_a_seed_beyond_32_bits_fails_its_row(folder: Path) -> None:
     ({"precision": "fp8"}, "unknown precision"),
     ({"seed": 2**40}, "seed"),
     ({"clip_length": "ten"}, "clip_length"),
+    ({"lang": "zz"}, "unsupported language 'zz'"),
+    ({"tts_engine": "bogus"}, "unknown TTS engine"),
 ])
 def test_bad_defaults_are_one_error_for_the_batch(folder: Path, defaults: dict, words: str) -> None:
     with pytest.raises(InputError, match=words):

@@ -78,6 +78,38 @@ def test_wrong_config_lists_counts(state: dict[str, torch.Tensor]) -> None:
         load_model(state, ModelConfig.released())
 
 
+def test_a_mimi_config_unlike_its_checkpoint_is_found_before_the_encoder_is_made(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Mimi encoder is made on the CPU (its computed buffers must be real numbers), sized by the
+    config: a config unlike the checkpoint must be refused before that, from shapes alone (a width of
+    65536 allocated 17 GB, then failed)."""
+    import json
+
+    import artalk_core.model.mimi as mimi
+
+    fixture = FIXTURE.parent / "tiny_mimi"
+    state = load_state_dict(fixture / "weights.safetensors")
+    cfg = json.loads((fixture / "model_config.json").read_text())
+    cfg["MIMI_CONFIG"] = {**cfg["MIMI_CONFIG"], "intermediate_size": 4096, "num_filters": 16}
+    made_on: list[str] = []
+    real = mimi._mimi_classes
+
+    def spying() -> tuple:
+        config_cls, model_cls = real()
+
+        def make(*args: object, **kwargs: object) -> object:
+            made_on.append(torch.empty(0).device.type)
+            return model_cls(*args, **kwargs)
+        return config_cls, make
+
+    monkeypatch.setattr(mimi, "_mimi_classes", spying)
+    with pytest.raises(CheckpointError, match="wrong-shape key"):
+        load_model(state, ModelConfig.from_dict(cfg))
+    assert made_on == ["meta"]  # shapes only: never on the CPU
+    model = load_model(state, ModelConfig.from_file(fixture / "model_config.json"))  # the matching config loads
+    assert made_on == ["meta", "meta", "cpu"] and model is not None
+
+
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"this is not a checkpoint at all")

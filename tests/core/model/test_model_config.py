@@ -65,6 +65,33 @@ def test_invalid_fields(edit, message: str) -> None:
         ModelConfig.from_dict(d)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["AR_CONFIG"].update(EMBED_DIM=2**40, T_NUM_HEADS=1), "AR_CONFIG.EMBED_DIM' 1099511627776 is larger"),
+    (lambda d: d["AR_CONFIG"].update(T_DEPTH=10**9), "AR_CONFIG.T_DEPTH' 1000000000 is larger .*at most 128"),
+    (lambda d: d["AR_CONFIG"].update(PREV_RATIO=10**6), "PREV_RATIO"),
+    (lambda d: d["VAE_CONFIG"].update(T_HIDDEN_DIM=2**40), "VAE_CONFIG.T_HIDDEN_DIM"),
+    (lambda d: d["VAE_CONFIG"].update(T_DEPTH=10**9), "VAE_CONFIG.T_DEPTH"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"num_hidden_layers": 10**9}), "WAV2VEC2_CONFIG.num_hidden_layers"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"add_adapter": True, "num_adapter_layers": 10**9}), "num_adapter_layers"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"intermediate_size": 2**40}), "WAV2VEC2_CONFIG.intermediate_size"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"conv_dim": [512] * 6 + [2**40]}), "WAV2VEC2_CONFIG.conv_dim 1099511627776"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"conv_dim": [8] * 10**4, "conv_kernel": [2] * 10**4,
+                                         "conv_stride": [1] * 10**4}), "lists 10000 values"),
+    (lambda d: d.update(WAV2VEC2_CONFIG={"output_hidden_size": 2**40}), "output_hidden_size"),
+    (lambda d: d.update(MIMI_CONFIG={"num_filters": 2**40}), "MIMI_CONFIG.num_filters"),
+    (lambda d: d.update(MIMI_CONFIG={"num_quantizers": 10**9}), "MIMI_CONFIG.num_quantizers"),
+    (lambda d: d.update(MIMI_CONFIG={"num_residual_layers": 10**9}), "MIMI_CONFIG.num_residual_layers"),
+    (lambda d: d.update(MIMI_CONFIG={"rope_scaling": {"factor": {"x": [2**40]}}}), "rope_scaling.factor.x"),
+])
+def test_sizes_and_depths_are_bounded_before_anything_is_built(edit, message: str) -> None:
+    """A 2**40 width overflowed torch's storage size (an unexpected RuntimeError), a 10**9 depth built for
+    ever: ConfigError (exit 2) as the config is read, for the audio encoders' overrides too."""
+    d = _released_dict()
+    edit(d)
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict(d)
+
+
 def test_from_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         ModelConfig.from_file(tmp_path / "absent.json")
