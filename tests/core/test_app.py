@@ -303,6 +303,28 @@ def test_chunked_body_bounded_while_streaming(app):
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
+def test_json_body_bounded_at_one_mb(app):
+    """A JSON body (queue/join: Gradio reads it whole into memory) may not be an upload's size: 1 MB,
+    whether announced or chunked, while multipart uploads keep --max-upload-mb plus 1 MB."""
+    join = json.dumps({"data": [None, "x" * 1_500_000], "fn_index": 0, "session_hash": "big"}).encode()
+    status, text = request(app, "POST", "/gradio_api/queue/join", join, {"Content-Type": "application/json"})
+    assert status == 413 and b"at most 1 MB" in text
+    host, port = app.sock.getsockname()[:2]
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n"
+                  "Content-Type: application/json\r\n\r\n".encode())
+        try:
+            for i in range(0, len(join), 65536):
+                piece = join[i:i + 65536]
+                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        except OSError:
+            pass
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413") and b"at most 1 MB" in answer, answer[:200]
+    body, ctype = multipart(1, 900_000)  # 1.5 MB of JSON was refused; 0.9 MB of upload is not
+    assert request(app, "POST", "/gradio_api/upload", body, {"Content-Type": ctype})[0] == 200
+
+
 def test_api_open_is_off(app):
     status, _ = request(app, "POST", "/gradio_api/run/generate",
                         json.dumps({"data": [None, "hi", "en", "mesh", "default", None]}).encode(),
