@@ -5,6 +5,7 @@ One app instance (energy engine, no assets) serves the whole module on a free 12
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -24,6 +25,7 @@ pytest.importorskip("gradio")
 
 from artalk_core.app import AppConfig  # noqa: E402
 from artalk_core.app.handlers import cap_speech, plain_message  # noqa: E402
+from artalk_core.app.inputs import MSG_EVENT  # noqa: E402
 from artalk_core.app.jobs import Cancelled, JobStore  # noqa: E402
 from artalk_core.errors import AssetError, AudioError, InputError, StyleError  # noqa: E402
 from tests.conftest import FIXTURE  # noqa: E402
@@ -615,6 +617,22 @@ def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
         update = pick.fn(gr.SelectData(gallery, {"index": 0, "value": None, "selected": True}))
         assert update["value"] == "fix.jpg"
         assert pick.fn(gr.SelectData(gallery, {"index": 5, "value": None, "selected": True})).get("value") is None
+
+        def click(data: Any) -> Any:  # the event data a request carries, through Gradio's own call path
+            return asyncio.run(blocks.process_api(block_fn=pick, inputs=[], state=None, request=None,
+                                                  event_data=gr.EventData(gallery, data)))
+
+        assert click({"index": 0, "value": None, "selected": True})["data"][0]["value"] == "fix.jpg"
+        for junk in (None, "junk", {}, {"index": 0}):  # not what a click sends: refused in words
+            with pytest.raises(gr.Error) as refused:
+                click(junk)
+            assert refused.value.message == MSG_EVENT
+        for nothing in ({"index": [], "value": None}, {"index": True, "value": None}):  # a click on no picture
+            assert "value" not in click(nothing)["data"][0]
+        with pytest.raises(gr.Error) as refused:  # a file in the event data passes the upload rule too
+            click({"index": 0, "value": {"image": {"path": "/etc/passwd"}}, "selected": True})
+        assert refused.value.message == "The file must be a file uploaded to this server (with gradio_client: " \
+                                        "handle_file(path))."
     finally:
         parts.close()
 

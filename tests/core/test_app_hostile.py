@@ -196,6 +196,74 @@ def test_gradio_client_sees_refusals_in_words(app, tmp_path):
     assert "must be an uploaded file" in str(err.value) and "hostname" not in str(err.value)
 
 
+def page_functions(app: Any) -> list[tuple[int, str, int]]:
+    """(fn_index, name, number of inputs) of every function the page's /config offers a backend for."""
+    config = json.loads(http(app, "GET", "/config")[1])
+    return [(i, str(d.get("api_name")), len(d["inputs"])) for i, d in enumerate(config["dependencies"])
+            if d.get("backend_fn")]
+
+
+def refusal(app: Any, fn_index: int, data: list[Any], session: str) -> str | None:
+    """What the function ``fn_index`` says to ``data`` through queue/join (None: it took it). A
+    function with a validator (the button's first step) answers at join: 400 with the refusal, or
+    422 with the page's per-input messages."""
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
+                       "trigger_id": None}).encode()
+    status, answer = http(app, "POST", "/gradio_api/queue/join", body, {"Content-Type": "application/json"})
+    if status == 422:
+        detail = json.loads(answer)["detail"]
+        return " ".join(d["message"] for d in detail if not d["is_valid"])
+    if status != 200:
+        return str(json.loads(answer)["detail"])
+    status, stream = http(app, "GET", f"/gradio_api/queue/data?session_hash={session}")
+    messages = [json.loads(line[6:]) for line in stream.decode().splitlines() if line.startswith("data: ")]
+    done = next(m for m in messages if m.get("msg") == "process_completed")
+    if done["success"]:
+        return None
+    error = done["output"]["error"]
+    assert isinstance(error, str) and error.strip(), f"function {fn_index}: {data} -> {done}"
+    return error
+
+
+def test_every_page_function_refuses_malformed_input_in_words(app, capfd):
+    """Each function Gradio exposes (the examples table's load_example, the switch, the validator,
+    the button's steps, generate, cancel) answers malformed data with a message in words: never
+    Gradio's empty error ({"error": null}) after a traceback in the server's log."""
+    capfd.readouterr()
+    functions = page_functions(app)
+    assert {"load_example", "generate", "switch"} <= {name for _, name, _ in functions}
+    for index, name, n in functions:
+        for k, value in enumerate((None, "x", 99, -1, True, 1.5, {}, [], {"path": None}, [[]])):
+            said = refusal(app, index, [value] * n, f"fn{index}-{k}")
+            assert said is None or (isinstance(said, str) and said.strip()), (name, value, said)
+        said = refusal(app, index, [None] * 9, f"fn{index}-count")
+        assert said is not None and said.startswith("The request carries 9 input values"), (name, said)
+    examples = next(index for index, name, _ in functions if name == "load_example")
+    said = refusal(app, examples, [None], "example-none")  # the reviewer's case
+    assert said is not None and said.startswith("The example must be the number of one of the page's "), said
+    assert refusal(app, examples, [0], "example-0") is None  # what the page sends
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "TypeError" not in err, err[-2000:]
+
+
+def test_a_failing_page_function_is_logged_in_one_line_and_answered_in_words(app, monkeypatch, caplog):
+    """Whatever still fails inside a function: a log record (the CLI prints its traceback with
+    --debug only) and a message in words, not Gradio's empty error."""
+    from artalk_core.app.inputs import MSG_FAILED
+
+    index, fn = next((i, f) for i, f in app.parts.blocks.fns.items() if f.name == "switch")
+
+    def broken(mode: str) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fn, "fn", broken)
+    with caplog.at_level("ERROR", logger="artalk.app"):
+        done = run_api(app, ["Audio"], "broken", fn_index=index)
+    assert done["output"]["error"] == MSG_FAILED
+    [record] = [r for r in caplog.records if r.name == "artalk.app"]
+    assert record.getMessage() == "the page's function switch failed" and record.exc_info is not None
+
+
 # ----- connections ---------------------------------------------------------------------------------
 
 
