@@ -18,14 +18,16 @@ then let 32 such sockets from 127.0.0.1 lock out every local user. :func:`limite
   is *served* from its complete request until the response ends. When a client address holds
   ``client_connections`` connections, or the server ``max_connections``, the waiting connection
   heard from least recently (of that address; at the server's cap, of the address holding the
-  most) is closed for the new one (a body cut off that way gets ``503``). Only when every one of
-  them is being served is the new connection refused: ``429`` (its address's share) or ``503``.
+  most) is closed for the new one (a body cut off that way gets ``503``). When every one is being
+  served: at the address's share the new connection gets ``429``; at the server's cap the address
+  holding the most gives up its longest-running response if it holds more than the newcomer's
+  address will (so a few addresses holding event streams cannot keep others out), else ``503``.
 
 So stalling costs a flood its own connections, never a newcomer's: a page load (whose head comes at
-once) always gets in, from any address, loopback included. Trickling clients evict each other,
-oldest first; what still bounds a client is the responses it keeps open (event streams it never
-ends, reading very slowly). Memory: at most ``max_connections`` connections, each buffering at most
-uvicorn's 64 KiB of head or unread body.
+once) gets in, from any address, loopback included, while trickling clients evict each other. What
+still bounds one address is the responses it keeps open (event streams it never ends, reading very
+slowly): ``client_connections`` of them fill its share. Memory: at most ``max_connections``
+connections, each buffering at most uvicorn's 64 KiB of head or unread body.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ class ConnectionTable:
     """Who holds which connection, and which connections wait on their client (no sockets here).
 
     A connection is any hashable token. :meth:`admit` takes a new one (waiting for its first head)
-    and says which waiting connections must go to make room for it, or why it may not stay.
-    Memory and time: a dict entry per connection; :meth:`admit` at the server's cap scans the
-    client addresses once (at most ``max_connections`` of them).
+    and says which connection must go to make room for it, or why it may not stay. Memory and time:
+    a dict entry per connection; :meth:`admit` at the server's cap scans the client addresses once
+    (at most ``max_connections`` of them).
     """
 
     def __init__(self, *, max_connections: int, client_connections: int, exempt: frozenset[str] = frozenset(),
@@ -71,23 +73,30 @@ class ConnectionTable:
         self.held: Counter[str] = Counter()
         self.waiting: dict[str, OrderedDict[Hashable, float]] = {}
         """client -> {connection: when last heard from}, least recently heard first."""
+        self.served: dict[str, OrderedDict[Hashable, float]] = {}
+        """client -> {connection: since when its request is served}, longest first."""
 
     def __len__(self) -> int:
         return len(self.client_of)
 
     def admit(self, conn: Hashable, client: str) -> tuple[int | None, list[Hashable]]:
         """Take ``conn`` from ``client``: (None, connections to close for it), or (429 or 503, [])
-        when it may not stay because every connection it would replace is being served. The
-        connections returned are forgotten here already; the caller closes them."""
+        when it may not stay (see the module docstring). The connections returned are forgotten
+        here already; the caller closes them."""
         victim: Hashable | None = None
         if client not in self.exempt and self.held[client] >= self.client_connections:
-            victim = self._least_recent(client)
+            victim = self._first(self.waiting, client)
             if victim is None:
                 return 429, []
         elif len(self.client_of) >= self.max_connections:
-            victim = self._least_recent(self._greediest())
+            victim = self._first(self.waiting, self._greediest(self.waiting))
             if victim is None:
-                return 503, []
+                # all served: the address holding the most gives up its longest response, if it
+                # holds more than the newcomer's will (max-min fairness), else the newcomer waits
+                greediest = self._greediest(self.served)
+                if greediest is None or self.held[greediest] <= self.held[client] + 1:
+                    return 503, []
+                victim = self._first(self.served, greediest)
         if victim is not None:
             self.leave(victim)
         self.client_of[conn] = client
@@ -95,34 +104,38 @@ class ConnectionTable:
         self.set_waiting(conn, True)
         return None, [] if victim is None else [victim]
 
-    def _greediest(self) -> str | None:
-        """The address holding the most connections among those with one waiting (ties: the one
-        whose waiting connection was heard from least recently)."""
+    def _greediest(self, kind: dict[str, OrderedDict[Hashable, float]]) -> str | None:
+        """The address holding the most connections among those with one of ``kind`` (ties: the
+        one whose first of ``kind`` is the oldest)."""
         best: tuple[int, float] | None = None
         found = None
-        for client, waiting in self.waiting.items():
-            key = (self.held[client], -next(iter(waiting.values())))
+        for client, queue in kind.items():
+            key = (self.held[client], -next(iter(queue.values())))
             if best is None or key > best:
                 best, found = key, client
         return found
 
-    def _least_recent(self, client: str | None) -> Hashable | None:
-        waiting = self.waiting.get(client) if client is not None else None
-        return next(iter(waiting)) if waiting else None
+    @staticmethod
+    def _first(kind: dict[str, OrderedDict[Hashable, float]], client: str | None) -> Hashable | None:
+        queue = kind.get(client) if client is not None else None
+        return next(iter(queue)) if queue else None
+
+    @staticmethod
+    def _drop(kind: dict[str, OrderedDict[Hashable, float]], client: str, conn: Hashable) -> None:
+        queue = kind.get(client)
+        if queue is not None and queue.pop(conn, None) is not None and not queue:
+            del kind[client]
 
     def set_waiting(self, conn: Hashable, waiting: bool) -> None:
-        """Mark ``conn`` as waiting on its client (heard from now, if it was not waiting) or served."""
+        """Mark ``conn`` as waiting on its client or as served (since now, if it was not already)."""
         client = self.client_of.get(conn)
         if client is None:
             return
-        queue = self.waiting.get(client)
-        if waiting:
-            if queue is None:
-                queue = self.waiting[client] = OrderedDict()
-            if conn not in queue:
-                queue[conn] = self.clock()
-        elif queue is not None and queue.pop(conn, None) is not None and not queue:
-            del self.waiting[client]
+        into, other = (self.waiting, self.served) if waiting else (self.served, self.waiting)
+        self._drop(other, client, conn)
+        queue = into.setdefault(client, OrderedDict())
+        if conn not in queue:
+            queue[conn] = self.clock()
 
     def heard(self, conn: Hashable) -> None:
         """``conn``'s client sent something: it goes to the back of the eviction order."""
@@ -133,10 +146,11 @@ class ConnectionTable:
 
     def leave(self, conn: Hashable) -> None:
         """Forget ``conn`` (closed, or chosen to be closed); a second call does nothing."""
-        self.set_waiting(conn, False)
         client = self.client_of.pop(conn, None)
         if client is None:
             return
+        self._drop(self.waiting, client, conn)
+        self._drop(self.served, client, conn)
         self.held[client] -= 1
         if self.held[client] <= 0:
             del self.held[client]

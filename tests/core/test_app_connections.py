@@ -43,6 +43,8 @@ def test_served_connections_are_never_closed_for_a_newcomer_of_the_same_address(
 
 
 def test_a_full_server_takes_from_the_address_holding_the_most():
+    """Stalled connections first (least recently heard of the address holding the most), then, when
+    all are served, the longest response of an address holding more than the newcomer's will."""
     t = table(max_connections=6, client_connections=4)
     for i in range(4):
         t.admit(f"b{i}", "B")
@@ -56,8 +58,12 @@ def test_a_full_server_takes_from_the_address_holding_the_most():
     assert t.admit("d2", "D") == (None, ["c0"])
     for name in ("b2", "b3", "c1", "d0", "d1", "d2"):
         t.set_waiting(name, False)
-    assert t.admit("e0", "E") == (503, [])  # every connection is being served
-    assert len(t) == 6 and "e0" not in t.client_of
+    # every connection is being served (B 2, C 1, D 3): D holds more than E will, so it gives up
+    # the response served longest
+    assert t.admit("e0", "E") == (None, ["d0"])
+    t.set_waiting("e0", False)
+    assert t.admit("e1", "E") == (503, [])  # B and D hold 2 each, no more than E would: E waits
+    assert len(t) == 6 and "e1" not in t.client_of
 
 
 def test_exempt_addresses_share_only_the_server_cap():

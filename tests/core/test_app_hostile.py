@@ -361,6 +361,25 @@ def test_a_client_whose_connections_are_all_served_gets_429(app):
         time.sleep(0.1)
 
 
+def test_addresses_holding_event_streams_make_room_for_a_newcomer(app):
+    """Four addresses holding five never-ending responses each fill the server (20): a newcomer
+    is still served (it was 503), at the cost of the longest stream of an address holding the most."""
+    port = port_of(app)
+    held = []
+    try:
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(f"127.0.4.{2 + i % 4}", 0))
+            s.sendall(f"GET /gradio_api/heartbeat/hog{i} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            held.append(s)
+            assert s.recv(12) == b"HTTP/1.1 200"
+        assert http(app, "GET", "/", source="127.0.4.9")[0] == 200
+        assert closed_by_server(held[0]) is not None  # the longest stream of the first of the greediest
+        assert [closed_by_server(s) for s in held[1:]] == [None] * 19
+    finally:
+        for s in held:
+            s.close()
+
+
 @pytest.mark.parametrize("how", ["trickled", "short"])
 def test_slow_or_short_body_gets_408(app, how):
     """A body trickled a byte every 0.4 s, or shorter than its Content-Length, no longer holds the
