@@ -309,19 +309,20 @@ def test_json_body_bounded_at_one_mb(app):
     """A JSON body (queue/join: Gradio reads it whole into memory) may not be an upload's size: 1 MB,
     whether announced or chunked, while multipart uploads keep --max-upload-mb plus 1 MB."""
     join = json.dumps({"data": [None, "x" * 1_500_000], "fn_index": 0, "session_hash": "big"}).encode()
-    status, text = request(app, "POST", "/gradio_api/queue/join", join, {"Content-Type": "application/json"})
+    status, text = request(app, "POST", "/gradio_api/queue/join", b"", {"Content-Type": "application/json"},
+                           raw_length=str(len(join)))  # refused on the announced length, before reading
     assert status == 413 and b"at most 1 MB" in text
     host, port = app.sock.getsockname()[:2]
     with socket.create_connection((host, port), timeout=30) as s:
         s.sendall(f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n"
                   "Content-Type: application/json\r\n\r\n".encode())
-        try:
-            for i in range(0, len(join), 65536):
-                piece = join[i:i + 65536]
-                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
-        except OSError:
-            pass
-        answer = s.recv(4096)
+        # 1 MB, then 10 bytes more: nothing sent after the limit is left unread (which would reset
+        # the connection and lose the answer)
+        for piece in [join[i:i + 65536] for i in range(0, 2**20, 65536)] + [join[2**20:2**20 + 10]]:
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        answer = b""
+        while chunk := s.recv(4096):  # the answer, then the close
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 413") and b"at most 1 MB" in answer, answer[:200]
     body, ctype = multipart(1, 900_000)  # 1.5 MB of JSON was refused; 0.9 MB of upload is not
     assert request(app, "POST", "/gradio_api/upload", body, {"Content-Type": ctype})[0] == 200
