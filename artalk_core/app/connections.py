@@ -59,8 +59,8 @@ class ConnectionTable:
 
     A connection is any hashable token. :meth:`admit` takes a new one (waiting for its first head)
     and says which connection must go to make room for it, or why it may not stay. Memory and time:
-    a dict entry per connection; :meth:`admit` at the server's cap scans the client addresses once
-    (at most ``max_connections`` of them).
+    a dict entry per connection; :meth:`admit` at the server's cap scans the client addresses at
+    most twice (at most ``max_connections`` of them).
     """
 
     def __init__(self, *, max_connections: int, client_connections: int, exempt: frozenset[str] = frozenset(),
