@@ -5,7 +5,7 @@
 - :mod:`~artalk_core.app.layout`: the ``gr.Blocks`` page;
 - :mod:`~artalk_core.app.jobs`: per-job folders and their cleanup;
 - :mod:`~artalk_core.app.inputs`: what a request may hand the page's functions (uploads only);
-- :mod:`~artalk_core.app.connections`: deadlines and a per-client cap on uvicorn's connections;
+- :mod:`~artalk_core.app.connections`: deadlines, and room for newcomers made by closing stalled connections;
 - :mod:`~artalk_core.app.server`: the guard in front of Gradio, uvicorn, signals.
 
 Gradio (the ``artalk[app]`` extra) is imported only when an app is built.

@@ -59,7 +59,11 @@ class AppConfig:
     body_max_seconds: float = 600.0
     """The longest any request body may take."""
     client_connections: int = 32
-    """Connections one client address may hold at once (more get 429): one client cannot take them all."""
+    """Connections one client address may hold at once: for one more, its least recently heard-from
+    stalled connection is closed; 429 only when all of them are being served (one client cannot take them all)."""
+    max_connections: int = 256
+    """Connections the server holds at once: for one more, a stalled one of the address holding the
+    most is closed; 503 only when every connection is being served."""
 
     def check(self) -> None:
         if self.max_seconds <= 0:
@@ -71,8 +75,9 @@ class AppConfig:
         for name in ("header_seconds", "body_seconds", "body_min_rate", "body_max_seconds"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.client_connections < 1:
-            raise InputError(f"client_connections must be at least 1, got {self.client_connections}")
+        for name in ("client_connections", "max_connections"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.engine not in ("auto", "artalk", "energy"):
             raise InputError(f"unknown engine '{self.engine}': choose auto, artalk or energy")
 

@@ -10,8 +10,12 @@ an upload; its examples are copied there too) or one of its own example files, a
 ``--max-upload-mb``. Anything else is refused on the path's text alone, before any file system call,
 so neither the refusal nor its wording depends on whether the path exists, and nothing can block.
 
-Every other input must be text (or nothing), and a menu's one of its values. A refusal names the
-input in words; it never echoes a path (a menu's unknown value is quoted, cut at 40 characters).
+Every other input must be text (or nothing), a menu's one of its values, and the examples table's
+value the number of one of its rows; an event's data (a click on a picture) must be what the function
+reads from it (a file it names passes the rule above). A refusal names the input in words; it
+never echoes a path (a menu's unknown value is quoted, cut at 40 characters). Whatever still fails
+inside one of the page's functions is logged in one line (the traceback only with ``--debug``) and
+answered in words, never with Gradio's empty error.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any
 
 FILE = "file"
 TEXT = "text"
+EXAMPLE = "example"
+MSG_FAILED = "Something went wrong on the server; its log has the details."
+MSG_EVENT = "The request's event data is not what this function takes."
 
 
 def _kind_of(value: Any) -> str:
@@ -111,6 +118,10 @@ class InputPolicy:
             return f"The {name} must be an uploaded file (with gradio_client: handle_file(path)), not {_kind_of(value)}."
         if kind == TEXT and value is not None and not isinstance(value, str):
             return f"The {name} must be text, not {_kind_of(value)}."
+        if kind == EXAMPLE:  # the examples table sends the number of the row clicked
+            rows = len(getattr(component, "raw_samples", None) or ())
+            if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < rows):
+                return f"The {name} must be the number of one of the page's {rows} examples (0 to {rows - 1})."
         choices = getattr(component, "choices", None)
         if isinstance(value, str) and choices and not getattr(component, "allow_custom_value", False):
             # a menu: Gradio's own refusal ("Value: x is not in the list of choices") names no input
@@ -134,31 +145,83 @@ class InputPolicy:
                 return problem
         return None
 
+    def event_problem(self, fn: Any, data: Any) -> str | None:
+        """Why an event's ``data`` (the JSON a click sends) is not what ``fn`` reads from it: each of
+        its ``gr.EventData`` parameters must be made from it as Gradio will (None: it is fine)."""
+        import inspect
+        import typing
+
+        from gradio import EventData
+
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # an annotation that does not resolve: Gradio passes no event data either
+            return None
+        wanted = [t for t in hints.values() if inspect.isclass(t) and issubclass(t, EventData)]
+        for cls in wanted:
+            try:
+                cls(None, data)
+            except Exception:
+                return MSG_EVENT
+        if wanted:
+            for obj in file_objects(data):
+                problem = self.path_problem(obj.get("path"), "file")
+                if problem is not None:
+                    return problem
+        return None
+
 
 def checked_blocks(policy: InputPolicy) -> type:
     """``gr.Blocks`` whose events refuse (in words, as ``gr.Error``) inputs ``policy`` does not allow,
-    before Gradio preprocesses them (copies files into its cache, validates them with pydantic)."""
+    before Gradio preprocesses them (copies files into its cache, validates them with pydantic), and
+    whose functions never answer with an empty error: what fails in them is logged in one line."""
+    import inspect
     import logging
 
     import gradio as gr
 
     log = logging.getLogger("artalk.app")
+    process_api = inspect.signature(gr.Blocks.process_api)
+
+    class Refusal(gr.Error):
+        """gr.Error whose text is its message (gr.Error's is its repr: quoted in a 400's detail)."""
+
+        def __init__(self, message: str, title: str = "Refused") -> None:
+            super().__init__(message, title=title, print_exception=False)
+
+        def __str__(self) -> str:
+            return str(self.message)
 
     class CheckedBlocks(gr.Blocks):
+        async def process_api(self, block_fn: Any, *args: Any, **kwargs: Any) -> Any:
+            fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+            event = process_api.bind(self, block_fn, *args, **kwargs).arguments.get("event_data")
+            if fn.fn is not None and event is not None:
+                problem = policy.event_problem(fn.fn, getattr(event, "_data", None))
+                if problem is not None:
+                    raise Refusal(problem)
+            try:
+                return await super().process_api(block_fn, *args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception:
+                # the traceback goes to the log's handler (the CLI prints it with --debug only)
+                log.exception("the page's function %s failed", fn.name)
+                raise Refusal(MSG_FAILED, title="Error") from None
+
         async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
             problem = policy.problem(list(block_fn.inputs), list(inputs))
             if problem is not None:
-                raise gr.Error(problem, title="Refused", print_exception=False)
+                raise Refusal(problem)
             try:
                 return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
             except gr.Error:
                 raise
             except Exception as e:  # Gradio's own wording names its internals (pydantic, components)
                 log.warning("refused a request whose inputs Gradio could not read: %s", e)
-                raise gr.Error("The request's inputs could not be read.", title="Refused",
-                               print_exception=False) from None
+                raise Refusal("The request's inputs could not be read.") from None
 
     return CheckedBlocks
 
 
-__all__ = ["FILE", "TEXT", "InputPolicy", "checked_blocks", "file_objects"]
+__all__ = ["EXAMPLE", "FILE", "MSG_EVENT", "MSG_FAILED", "TEXT", "InputPolicy", "checked_blocks", "file_objects"]

@@ -29,7 +29,7 @@ from artalk_core.app.handlers import (
     run_generation,
     session_of,
 )
-from artalk_core.app.inputs import FILE, TEXT, InputPolicy, checked_blocks
+from artalk_core.app.inputs import EXAMPLE, FILE, TEXT, InputPolicy, checked_blocks
 from artalk_core.app.jobs import JobStore
 
 TITLE = "ARTalk"
@@ -133,8 +133,10 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
 
     def pick(evt: gr.SelectData) -> Any:
         """A click on an avatar's picture selects it in the Appearance list."""
-        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return gr.update(value=picked[index]) if isinstance(index, int) and 0 <= index < len(picked) else gr.update()
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) and evt.index else evt.index
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(picked):
+            return gr.update(value=picked[index])
+        return gr.update()
 
     pick.__annotations__["evt"] = gr.SelectData
 
@@ -184,8 +186,9 @@ def build_blocks(catalog: Catalog, generator: Generator, jobs: JobStore, *, max_
         if catalog.examples:
             rows = [["Text" if e.text is not None else "Audio", str(e.audio) if e.audio is not None else None,
                      e.text or "", e.language, e.appearance, e.style] for e in catalog.examples]
-            gr.Examples(rows, inputs=[mode, audio, text, language, appearance, style], label="Examples",
-                        example_labels=[e.label for e in catalog.examples], elem_id="examples")
+            examples = gr.Examples(rows, inputs=[mode, audio, text, language, appearance, style], label="Examples",
+                                   example_labels=[e.label for e in catalog.examples], elem_id="examples")
+            policy.add(examples.dataset, EXAMPLE, "example")
         api_btn = gr.Button(visible=False)
         for component, kind, name in ((mode, TEXT, "input switch"), (audio, FILE, "speech"), (text, TEXT, "text"),
                                       (language, TEXT, "language"), (appearance, TEXT, "appearance"),

@@ -10,11 +10,15 @@ alike. The guard closes what Gradio leaves open by default (measured with Gradio
   and, bound to loopback, to a ``Host`` other than a loopback name (DNS rebinding).
 - ``max_file_size`` bounds each file, but one upload request may carry 1000 files: the guard bounds
   the whole body (413 on a larger ``Content-Length`` before reading, and while streaming a chunked
-  body) and the number of multipart parts; a negative or malformed length is a 400.
+  body) and the number of multipart parts; a negative or malformed length is a 400. Any other body
+  (JSON, which Gradio reads whole into memory) is bounded at 1 MB, so the connections a flood may
+  hold cannot each hold a whole upload's worth of memory.
 - With ``api_open`` (Gradio's default off Spaces) ``POST /gradio_api/run/...`` skips the queue and
   its concurrency limit; the queue is made the only way in.
-- uvicorn has no deadline for a request's head or body and no per-client limit, so a few hundred
-  slow sockets locked everyone out: :mod:`artalk_core.app.connections` adds both;
+- uvicorn has no deadline for a request's head or body, and its connection limit answers 503 to
+  whoever comes next, so a few hundred slow sockets locked everyone out:
+  :mod:`artalk_core.app.connections` adds deadlines and makes room for a newcomer by closing the
+  stalled connection heard from least recently (of its own address, or of the address holding the most);
 - Gradio checks that an input file was uploaded through it only under ``launch()``: the page's
   events refuse every other path first (:mod:`artalk_core.app.inputs`); ``show_error`` is off, so
   what a visitor reads is only our plain-words ``gr.Error`` messages, never an exception's text.
@@ -51,8 +55,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1"})
-MAX_CONNECTIONS = 256
-"""uvicorn's ``limit_concurrency``: open connections (or running requests) beyond it get 503."""
 MAX_PARTS = 8
 """Multipart parts per request (the page uploads one file at a time)."""
 BODY_SLACK = 1 << 20
@@ -95,9 +97,12 @@ class Guard:
     """ASGI middleware: Origin/Host checks and request-body bounds (see the module docstring)."""
 
     def __init__(self, app: Any, *, max_body: int, loopback_only: bool, max_parts: int = MAX_PARTS,
-                 stopping: threading.Event | None = None) -> None:
+                 max_other_body: int = BODY_SLACK, stopping: threading.Event | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        """The bound of a multipart body (uploads: Gradio streams their files to disk)."""
+        self.max_other_body = min(max_other_body, max_body)
+        """The bound of every other body (JSON: Gradio reads it whole into memory)."""
         self.loopback_only = loopback_only
         self.max_parts = max_parts
         self.stopping = stopping
@@ -129,9 +134,17 @@ class Guard:
             if length is not None:
                 if not length.strip().isdigit():
                     return 400, "bad Content-Length"
-                if int(length) > self.max_body:
-                    return 413, f"the request is too large (at most {self.max_body // 2**20} MB)"
+                limit = self.body_limit(headers.get("content-type", "").encode("latin-1"))
+                if int(length) > limit:
+                    return 413, self.too_large(limit)
         return None
+
+    def body_limit(self, content_type: bytes) -> int:
+        return self.max_body if content_type.lower().startswith(b"multipart/") else self.max_other_body
+
+    @staticmethod
+    def too_large(limit: int) -> str:
+        return f"the request is too large (at most {limit / 2**20:g} MB)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -178,6 +191,7 @@ class Guard:
                 key, _, value = piece.strip().partition(b"=")
                 if key.lower() == b"boundary":
                     boundary = b"--" + value.strip(b'"')
+        limit = self.body_limit(ctype)
         state: dict[str, Any] = {"seen": 0, "parts": 0, "tail": b"", "refused": None, "started": False}
 
         async def bounded_receive() -> Message:
@@ -187,8 +201,8 @@ class Guard:
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 state["seen"] += len(chunk)
-                if state["seen"] > self.max_body:
-                    state["refused"] = (413, f"the request is too large (at most {self.max_body // 2**20} MB)")
+                if state["seen"] > limit:
+                    state["refused"] = (413, self.too_large(limit))
                 elif boundary:
                     window = state["tail"] + chunk
                     state["parts"] += window.count(boundary) - state["tail"].count(boundary)
@@ -371,11 +385,14 @@ class AppServer:
         limits = ConnectionLimits(header_seconds=config.header_seconds, body_seconds=config.body_seconds,
                                   body_min_rate=config.body_min_rate, body_max_seconds=config.body_max_seconds,
                                   client_connections=config.client_connections,
+                                  max_connections=config.max_connections,
                                   # every visitor of the share link comes through the local tunnel client
                                   exempt=LOOPBACK_ADDRESSES if share else frozenset())
+        # No limit_concurrency: it answers 503 to whoever comes next, while the protocol makes room by
+        # closing a stalled connection; it bounds the connections (each runs at most one request).
         self.server = Server(uvicorn.Config(
             self.parts.asgi, log_level="warning", http=limited_protocol(limits), lifespan="on",
-            server_header=False, limit_concurrency=MAX_CONNECTIONS, backlog=2048, timeout_keep_alive=5,
+            server_header=False, backlog=2048, timeout_keep_alive=5,
             timeout_graceful_shutdown=10, h11_max_incomplete_event_size=64 * 1024))
         self._thread: threading.Thread | None = None
 

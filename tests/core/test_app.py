@@ -5,6 +5,7 @@ One app instance (energy engine, no assets) serves the whole module on a free 12
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -24,6 +25,7 @@ pytest.importorskip("gradio")
 
 from artalk_core.app import AppConfig  # noqa: E402
 from artalk_core.app.handlers import cap_speech, plain_message  # noqa: E402
+from artalk_core.app.inputs import MSG_EVENT  # noqa: E402
 from artalk_core.app.jobs import Cancelled, JobStore  # noqa: E402
 from artalk_core.errors import AssetError, AudioError, InputError, StyleError  # noqa: E402
 from tests.conftest import FIXTURE  # noqa: E402
@@ -301,6 +303,29 @@ def test_chunked_body_bounded_while_streaming(app):
             pass
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_json_body_bounded_at_one_mb(app):
+    """A JSON body (queue/join: Gradio reads it whole into memory) may not be an upload's size: 1 MB,
+    whether announced or chunked, while multipart uploads keep --max-upload-mb plus 1 MB."""
+    join = json.dumps({"data": [None, "x" * 1_500_000], "fn_index": 0, "session_hash": "big"}).encode()
+    status, text = request(app, "POST", "/gradio_api/queue/join", b"", {"Content-Type": "application/json"},
+                           raw_length=str(len(join)))  # refused on the announced length, before reading
+    assert status == 413 and b"at most 1 MB" in text
+    host, port = app.sock.getsockname()[:2]
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n"
+                  "Content-Type: application/json\r\n\r\n".encode())
+        # 1 MB, then 10 bytes more: nothing sent after the limit is left unread (which would reset
+        # the connection and lose the answer)
+        for piece in [join[i:i + 65536] for i in range(0, 2**20, 65536)] + [join[2**20:2**20 + 10]]:
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        answer = b""
+        while chunk := s.recv(4096):  # the answer, then the close
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"at most 1 MB" in answer, answer[:200]
+    body, ctype = multipart(1, 900_000)  # 1.5 MB of JSON was refused; 0.9 MB of upload is not
+    assert request(app, "POST", "/gradio_api/upload", body, {"Content-Type": ctype})[0] == 200
 
 
 def test_api_open_is_off(app):
@@ -593,6 +618,22 @@ def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
         update = pick.fn(gr.SelectData(gallery, {"index": 0, "value": None, "selected": True}))
         assert update["value"] == "fix.jpg"
         assert pick.fn(gr.SelectData(gallery, {"index": 5, "value": None, "selected": True})).get("value") is None
+
+        def click(data: Any) -> Any:  # the event data a request carries, through Gradio's own call path
+            return asyncio.run(blocks.process_api(block_fn=pick, inputs=[], state=None, request=None,
+                                                  event_data=gr.EventData(gallery, data)))
+
+        assert click({"index": 0, "value": None, "selected": True})["data"][0]["value"] == "fix.jpg"
+        for junk in (None, "junk", {}, {"index": 0}):  # not what a click sends: refused in words
+            with pytest.raises(gr.Error) as refused:
+                click(junk)
+            assert refused.value.message == MSG_EVENT
+        for nothing in ({"index": [], "value": None}, {"index": True, "value": None}):  # a click on no picture
+            assert "value" not in click(nothing)["data"][0]
+        with pytest.raises(gr.Error) as refused:  # a file in the event data passes the upload rule too
+            click({"index": 0, "value": {"image": {"path": "/etc/passwd"}}, "selected": True})
+        assert refused.value.message == "The file must be a file uploaded to this server (with gradio_client: " \
+                                        "handle_file(path))."
     finally:
         parts.close()
 
