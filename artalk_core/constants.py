@@ -29,6 +29,10 @@ JAW_OPEN_CHANNEL: int = 103
 JAW_YZ_SLICE = slice(104, 106)
 CHANNEL_LAYOUT: str = "expression[0:100],global_rotation[100:103],jaw_rotation[103:106]"
 
+MIN_EXPORT_FPS: float = 1.0
+"""Lowest keyframe rate of a glTF export (``artalk export --fps``): 25x slow motion. Slower rates
+only stretch the animation towards overflow (at 1e-30 fps a second of motion lasts 1e31 s, and
+at 1e-38 its duration is no longer a float32, which glTF stores)."""
 MAX_EXPORT_FPS: float = 1000.0
 """Highest keyframe rate of a glTF export (``artalk export --fps``)."""
 
