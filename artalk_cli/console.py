@@ -9,10 +9,11 @@ literally: nothing here passes text through rich markup, so ``a[bold]b.wav`` sho
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -81,6 +82,43 @@ stopped_by: list[int] = []
 """Signals that stopped a command in this process (read by :func:`artalk_cli.main.main`)."""
 
 
+# ---- stdout --------------------------------------------------------------------------------
+
+class ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` of a command whose process was started without one (``>&-``: Python then
+    sets it to None, and ``print`` writes nothing, silently): any write, text or binary
+    (``.buffer``), raises the OutputError ``cannot write stdout``, so every command that writes
+    to stdout fails with exit 4 instead of losing its output or crashing."""
+
+    def _closed(self) -> NoReturn:
+        from artalk_core.fileio import stdout_closed
+
+        raise stdout_closed()
+
+    def write(self, text: str) -> int:
+        self._closed()
+
+    @property
+    def buffer(self) -> Any:
+        self._closed()
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def _stdout_checked() -> Iterator[None]:
+    """Within the block, a missing ``sys.stdout`` is a :class:`ClosedStdout`."""
+    if sys.stdout is not None:
+        yield
+        return
+    sys.stdout = ClosedStdout()
+    try:
+        yield
+    finally:
+        sys.stdout = None
+
+
 # ---- errors --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -89,12 +127,18 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
     :func:`artalk_core.errors.explain` says: the library's typed errors with their codes, a stop
     signal (SIGINT/SIGTERM/SIGHUP, through :func:`artalk_core.interrupt.stop_signals`) as 130 or
     128 + N with no partial output left, a bug as "unexpected ...". Warnings of the library are
-    yellow lines.
+    yellow lines. A closed stdout is an output error when written (:class:`ClosedStdout`).
+
+    A stop signal is never lost: one swallowed on the way (in a finaliser) stops the command at its
+    end. Outputs are committed atomically, so a signal before an output's commit leaves no output
+    and one after it finds the output complete: the line then names the outputs that were complete
+    (``interrupted after writing x.h5 (complete)``); the status is 130 / 128 + N either way.
     """
     import warnings
 
     from artalk_core.errors import ArtalkWarning, Interrupted, explain
-    from artalk_core.interrupt import stop_signals
+    from artalk_core.fileio import recording_commits
+    from artalk_core.interrupt import check_interrupted, stop_signals
 
     def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
         if issubclass(category, ArtalkWarning):
@@ -108,9 +152,11 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
     previous = warnings.showwarning
     warnings.simplefilter("always", ArtalkWarning)
     warnings.showwarning = show
+    written: list[str] = []
     try:
-        with stop_signals():
+        with stop_signals(), recording_commits() as written, _stdout_checked():
             yield
+            check_interrupted()  # a signal swallowed by a finaliser after the last safe point
     except typer.Exit:
         raise
     except BrokenPipeError:
@@ -120,14 +166,23 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
         raise typer.Exit(1) from None
     except (Exception, KeyboardInterrupt) as e:
         said = explain(e)
+        text = said.text
         if isinstance(e, KeyboardInterrupt):
             stopped_by.append(e.signo if isinstance(e, Interrupted) else int(signal.SIGINT))
+            if written:
+                text += f" after writing {_names(written)} (complete)"
         elif debug:
             err.print_exception()
-        error(said.text if said.expected or debug else f"{said.text} (rerun with --debug for the traceback)")
+        error(text if said.expected or debug else f"{text} (rerun with --debug for the traceback)")
         raise typer.Exit(said.exit_code) from None
     finally:
         guard.__exit__(None, None, None)
+
+
+def _names(paths: list[str], most: int = 3) -> str:
+    names = list(dict.fromkeys(paths))  # in order, each once
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 class ProgressBars:

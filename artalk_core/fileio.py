@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 from artalk_core import __version__
 from artalk_core.constants import JSON_MAX_INT_DIGITS
 from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError
-from artalk_core.interrupt import check_interrupted
+from artalk_core.interrupt import check_interrupted, signals_held
 
 PathLike = str | os.PathLike
 STDIO = "-"
@@ -68,10 +68,36 @@ def sha256_file(path: PathLike, *, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def stdin_binary() -> BinaryIO:
+    """The binary stdin; InputError when the process was started with stdin closed (``<&-``)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise InputError("cannot read stdin: it is closed (give a file, or pipe one into -)")
+    return stream
+
+
+def stdout_binary() -> BinaryIO:
+    """The binary stdout; OutputError ``cannot write stdout`` when the process was started with
+    stdout closed (``>&-``: Python then has no ``sys.stdout``). Every write of data to stdout
+    starts here."""
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:
+        raise stdout_closed()
+    return stream
+
+
+def stdout_closed() -> OutputError:
+    """The error of writing to a stdout the process was started without."""
+    return OutputError("cannot write stdout: it is closed (give -o FILE, or redirect stdout)")
+
+
 def read_input_bytes(path: PathLike) -> bytes:
     """All bytes of a file, or of stdin for ``-``."""
     if is_stdio(path):
-        return sys.stdin.buffer.read()
+        try:
+            return stdin_binary().read()
+        except OSError as e:
+            raise InputError(f"cannot read stdin: {e.strerror}") from e
     p = Path(path)
     if not p.exists():
         raise InputError(f"input file not found: {p}")
@@ -135,7 +161,7 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
             else:
                 label = "<stdin>" if is_stdio(path_in) else str(path_in)
                 with contextlib.ExitStack() as stack:
-                    src: BinaryIO = sys.stdin.buffer if is_stdio(path_in) or path_in is None else \
+                    src: BinaryIO = stdin_binary() if is_stdio(path_in) or path_in is None else \
                         stack.enter_context(open(path_in, "rb"))
                     try:
                         while block := src.read(1 << 22):
@@ -194,7 +220,8 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
     other non-path values are skipped. Paths are compared as files (same device and inode), so a
     symlink, a hard link or another spelling of the input is caught; an output that does not exist
     yet cannot be an input. An input ``-`` is stdin: when the shell redirected a file into it
-    (``< speech.wav``), that file counts. Outputs are also checked against each other.
+    (``< speech.wav``), that file counts. Outputs are also checked against each other. An output
+    ``-`` with stdout closed is an OutputError here, before the work rather than after it.
     """
     def ident(value: Any, *, is_input: bool = False) -> tuple[int, int] | None:
         if value is None or not isinstance(value, (str, os.PathLike)) or (is_stdio(value) and not is_input):
@@ -214,6 +241,8 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
             else:
                 yield role, value
 
+    if any(is_stdio(value) for _, value in each(outputs)):
+        stdout_binary()
     seen: dict[tuple[int, int], str] = {}
     for role, value in each(inputs):
         key = ident(value, is_input=True)
@@ -350,7 +379,7 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
         if to_stdout:
             try:
                 with open(tmp, "rb") as f:
-                    out = sys.stdout.buffer
+                    out = stdout_binary()
                     while block := f.read(1 << 20):
                         out.write(block)
                     out.flush()
@@ -359,16 +388,43 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
             except OSError as e:
                 raise output_error("stdout", e) from e
             tmp.unlink()
+            _committed(STDIO)
         else:
             try:
                 os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
+                # The commit: a stop signal before it wins (no output), one during or after it
+                # finds the output complete (and recorded, so the front end can say so).
+                with signals_held():
+                    check_interrupted()
+                    os.replace(tmp, target)
+                    _committed(target)
             except OSError as e:
                 raise output_error(target, e) from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+_commits: list[str] | None = None
+
+
+def _committed(target: PathLike) -> None:
+    if _commits is not None:
+        _commits.append("stdout" if is_stdio(target) else str(target))
+
+
+@contextlib.contextmanager
+def recording_commits() -> Iterator[list[str]]:
+    """Within the block, the yielded list gets the name of each output :func:`atomic_output`
+    completes (``stdout`` for ``-``), in order: a command stopped by a signal says which of its
+    outputs were complete before it."""
+    global _commits
+    outer, _commits = _commits, []
+    try:
+        yield _commits
+    finally:
+        _commits = outer
 
 
 def _special_output(target: Path, suffix: str) -> Iterator[Path]:
@@ -387,6 +443,7 @@ def _special_output(target: Path, suffix: str) -> Iterator[Path]:
                     dst.write(block)
         except OSError as e:  # /dev/full: ENOSPC
             raise output_error(target, e) from e
+        _committed(target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

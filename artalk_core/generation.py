@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, stdout_binary
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
@@ -244,7 +243,7 @@ class _LazyStreamOutput:
         if not isinstance(out, (str, os.PathLike)):  # a binary file object
             self._file = out
         elif is_stdio(out):
-            self._file = sys.stdout.buffer
+            self._file = stdout_binary()
         else:
             path = Path(out)
             if path.exists() and not path.is_file() and not path.is_dir():

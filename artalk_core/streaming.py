@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ import numpy as np
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, SAMPLE_RATE, SAMPLES_PER_FRAME
 from artalk_core.engines.speech import SILENCE_WARNING, ChunkedSpeech
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, check_not_input, is_stdio
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, stdin_binary
 from artalk_core.progress import OptionalProgress
 from artalk_core.timing import num_frames
 
@@ -303,7 +302,7 @@ def open_input(input: PathLike | BinaryIO) -> tuple[BinaryIO, str, BinaryIO | No
     if not isinstance(input, (str, os.PathLike)):  # a binary file object
         return input, getattr(input, "name", "<stream>"), None
     if is_stdio(input):
-        return sys.stdin.buffer, "<stdin>", None
+        return stdin_binary(), "<stdin>", None
     p = Path(input)
     if not p.exists():
         raise AudioError(f"audio file not found: {p}")

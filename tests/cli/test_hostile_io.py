@@ -126,3 +126,127 @@ def test_motion_at_the_bound_is_read(tmp_path) -> None:
     m[1, 104] = -100.0
     write_motion(tmp_path / "m.safetensors", m)
     assert read_motion(tmp_path / "m.safetensors").data[1, 104] == -100.0
+
+
+# ---- 10. a closed stdout: exit 4 "cannot write stdout" for every command that writes to it ----
+
+def run_without_stdout(*args: object, env_extra: dict | None = None) -> tuple[int, str]:
+    """``artalk *args`` in-process with ``sys.stdout`` None, as Python sets it in a process started
+    with stdout closed (``>&-``); (exit code, stderr)."""
+    import signal
+
+    import typer
+    from typer.testing import CliRunner
+
+    from artalk_cli import console
+    from artalk_cli.main import app
+    from tests.conftest import CLI_ENV
+
+    handlers = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
+    code: int = 0
+    with CliRunner().isolation(env={**CLI_ENV, "ARTALK_ASSETS": None, **(env_extra or {})}) as (_out, err, _mixed):
+        console.reset_consoles()
+        saved, sys.stdout = sys.stdout, None  # type: ignore[assignment]
+        try:
+            typer.main.get_command(app).main(args=[str(a) for a in args], prog_name="artalk", standalone_mode=True)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            sys.stdout = saved
+            for name, handler in handlers.items():
+                signal.signal(getattr(signal, name), handler)
+        stderr = err.getvalue().decode()
+    console.reset_consoles()
+    return code, stderr
+
+
+def test_a_closed_stdout_is_an_output_error(tiny_assets, motion, tmp_path) -> None:
+    """`generate -o - >&-` was 'unexpected AttributeError', `info --json >&-` and `eval >&-` exit 0
+    having written nothing."""
+    from artalk_core.formats.vertices import write_vertices
+
+    v = 0.1 * np.random.default_rng(1).standard_normal((3, 5023, 3)).astype(np.float32)
+    write_vertices(tmp_path / "v.h5", v, np.array([[0, 1, 2]], np.int32), {})
+    for args in (["generate", WAV, "-e", "energy", "-o", "-"],
+                 ["generate", WAV, "--stream", "--assets", tiny_assets],
+                 ["smooth", motion, "-o", "-"],
+                 ["info", motion], ["info", motion, "--json"],
+                 ["eval", tmp_path / "v.h5", tmp_path / "v.h5"], ["eval", tmp_path / "v.h5", tmp_path / "v.h5", "--json"],
+                 ["assets", "list", "--root", tiny_assets], ["--version"]):
+        code, stderr = run_without_stdout(*args)
+        assert code == 4, (args, stderr)
+        assert stderr.count("error:") == 1 and "error: cannot write stdout: it is closed" in stderr, (args, stderr)
+        assert "Traceback" not in stderr and "unexpected" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.h5"]
+
+
+def test_a_process_started_without_stdout(tmp_path) -> None:
+    """The real thing, `>&-`: exit 4 before the work; a closed stdin read as `-` is an input error."""
+    import os
+
+    for args, closed, code, words in ((["generate", str(WAV), "-e", "energy", "-o", "-"], 1, 4, "cannot write stdout"),
+                                      (["generate", "-", "-e", "energy", "-o", str(tmp_path / "m.safetensors")], 0, 2,
+                                       "cannot read stdin: it is closed")):
+        proc = subprocess.run([sys.executable, "-m", "artalk_cli.main", *args], stderr=subprocess.PIPE,
+                              stdout=None if closed == 1 else subprocess.DEVNULL, stdin=None if closed == 0 else
+                              subprocess.DEVNULL, preexec_fn=lambda fd=closed: os.close(fd), env=process_env(),
+                              timeout=120, cwd=REPO)
+        stderr = proc.stderr.decode()
+        assert proc.returncode == code, stderr
+        assert stderr.count("error:") == 1 and words in stderr and "Traceback" not in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- 18. a stop signal at an output's commit: before it wins, after it the output is complete and said ----
+
+def _signal_at_commit(monkeypatch, target: Path, when: str) -> list[str]:
+    """Deliver SIGINT (to this process: the in-process command's handler) just before or just
+    after ``target`` is renamed into place; or note one as a finaliser that swallowed it would."""
+    import os
+    import signal
+
+    from artalk_core.interrupt import note_interrupt
+
+    real_replace, real_chmod = os.replace, os.chmod
+    fired: list[str] = []
+
+    def replace(src, dst, *a, **k):
+        real_replace(src, dst, *a, **k)
+        if Path(dst) == target and not fired:
+            fired.append(when)
+            if when == "during":  # the handler runs after the rename returns
+                os.kill(os.getpid(), signal.SIGINT)
+            elif when == "swallowed":  # lands in a finaliser after the commit: only noted
+                note_interrupt(signal.SIGINT)
+
+    def chmod(path, mode, *a, **k):
+        real_chmod(path, mode, *a, **k)
+        if when == "before" and Path(path).name.startswith(f".{target.name}.") and not fired:
+            fired.append(when)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "chmod", chmod)
+    return fired
+
+
+@pytest.mark.parametrize("when", ["before", "during", "swallowed"])
+def test_a_stop_signal_at_the_commit_of_render_h5(artalk, motion, tmp_path, monkeypatch, when) -> None:
+    """A Ctrl-C in the last moments of `render -o x.h5` twice ended with exit 0 and 'wrote x.h5'.
+    Now: a signal before the commit leaves no output; one during or after it finds the output
+    complete and says so; the exit status is 130 either way."""
+    from artalk_core.formats.vertices import read_vertices
+
+    out = tmp_path / "x.h5"
+    fired = _signal_at_commit(monkeypatch, out, when)
+    res = artalk("render", motion, "-o", out, "-q")
+    assert fired == [when]
+    assert res.returncode == 130, res.stderr
+    assert [ln for ln in res.stderr.splitlines() if ln.strip()] == [
+        "error: interrupted" if when == "before" else f"error: interrupted after writing {out} (complete)"]
+    if when == "before":
+        assert list(tmp_path.iterdir()) == []
+    else:
+        with read_vertices(out) as vf:
+            assert vf.frames == 10 and len(list(vf)) == 10
+        assert [p.name for p in tmp_path.iterdir()] == ["x.h5"]
