@@ -33,13 +33,15 @@ def reset_consoles() -> None:
 
 
 def _line(prefix: str, style: str, message: object) -> Text:
+    from artalk_core.fileio import given_names
     from artalk_core.text import printable
 
     text = Text()
     if prefix:
         text.append(prefix, style=style)
         text.append(" ")
-    text.append(printable(str(message), keep_lines=True))  # a name with \x1b[... cannot drive the terminal
+    # a name with \x1b[... cannot drive the terminal; a spooled pipe is named as the user gave it
+    text.append(printable(given_names(str(message)), keep_lines=True))
     return text
 
 

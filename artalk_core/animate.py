@@ -120,7 +120,9 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         # FIFOs, /dev/stdin, <(...): read once, into temp files
-        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in ("audio", "shape", "flame", "watermark")})
+        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in (
+            "audio", "shape", "flame", "watermark", "style", "checkpoint", "model_config", "avatar", "tracked",
+            "avatar_checkpoint", "avatar_config")})
         if opts.keep is not None:
             make_folder(opts.keep)
             return _run(Path(opts.keep), opts, out, stem, progress)

@@ -131,6 +131,28 @@ def is_stream_path(path: PathLike) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+_given: dict[str, str] = {}
+"""Temp copy of a spooled stream or stdin -> the name the user gave (``/dev/fd/63``, ``<stdin>``).
+Kept after the copy is gone: an error naming it is printed once the work has unwound. A few
+entries a process (one per stream path given)."""
+
+
+def given_name(path: PathLike) -> str:
+    """The name the user gave for ``path``: for the temp copy of a spooled input (:func:`input_file`,
+    :func:`spooled`) the stream path or ``<stdin>``, else ``path`` itself. For labels recorded in
+    outputs and messages (``head FLAME (/dev/fd/63)``)."""
+    return _given.get(str(path), str(path))
+
+
+def given_names(text: str) -> str:
+    """``text`` with each temp copy of a spooled input named as the user gave it (what a front end
+    prints: a message from deep in a reader names the copy it read)."""
+    for tmp, name in _given.items():
+        if tmp in text:
+            text = text.replace(tmp, name)
+    return text
+
+
 @contextlib.contextmanager
 def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tuple[Path, str, str]]:
     """Yield (path, sha256, name for messages) of an input, so it can be sniffed and read in blocks.
@@ -160,6 +182,7 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
                 label = "<bytes>"
             else:
                 label = "<stdin>" if is_stdio(path_in) else str(path_in)
+                _given[str(path)] = label
                 with contextlib.ExitStack() as stack:
                     src: BinaryIO = stdin_binary() if is_stdio(path_in) or path_in is None else \
                         stack.enter_context(open(path_in, "rb"))
@@ -182,11 +205,16 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
 
 def spooled(stack: contextlib.ExitStack, path: Any) -> Any:
     """``path`` as it is, or for a stream path (a FIFO, ``<(...)``: see :func:`is_stream_path`) a
-    temp copy living as long as ``stack``: side inputs (``--shape``, ``--flame``...) are read more
-    than once (loaded, then hashed), which a pipe cannot be."""
+    temp copy living as long as ``stack``: side inputs (``--shape``, ``--flame``, ``--style``,
+    ``--checkpoint``...) are read more than once (checked, loaded, hashed), which a pipe cannot
+    be. The one way a command takes an input path that is not its main input (that one goes
+    through :func:`input_file`), so any of them may be a pipe; anything else (None, a style name,
+    an array) is returned as it is. Labels and messages name the copy as the user gave it
+    (:func:`given_name`)."""
     if not isinstance(path, (str, os.PathLike)) or is_stdio(path) or not is_stream_path(path):
         return path
-    return stack.enter_context(input_file(path))[0]
+    copy = stack.enter_context(input_file(path))[0]
+    return str(copy) if isinstance(path, str) else copy  # a style given as text stays text
 
 
 # ---- outputs ------------------------------------------------------------------------------

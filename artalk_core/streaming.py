@@ -22,6 +22,7 @@ features, the bits and the motion are those of ``artalk generate`` on the same f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -37,7 +38,7 @@ import numpy as np
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, SAMPLE_RATE, SAMPLES_PER_FRAME
 from artalk_core.engines.speech import SILENCE_WARNING, ChunkedSpeech
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, check_not_input, is_stdio, stdin_binary
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, spooled, stdin_binary
 from artalk_core.progress import OptionalProgress
 from artalk_core.timing import num_frames
 
@@ -334,11 +335,37 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     Memory is bounded whatever the length: at most :data:`PREFETCH_CHUNKS` chunks of audio read
     ahead, one chunk's features, and 9 frames of post-processing state.
     """
-    from artalk_core.engines import EngineSettings, check_engine, create_engine
+    from artalk_core.engines import check_engine
+    from artalk_core.generation import check_precision, check_raw_options, model_inputs
+
+    if isinstance(engine, str):
+        check_engine(engine)
+    check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
+    if stream_format not in STREAM_FORMATS:
+        raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
+
+    check_precision(precision)
+    check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
+                                                 model_config=model_config, assets=assets))
+    t_start = time.perf_counter()
+    with contextlib.ExitStack() as spools:  # side inputs given as pipes: read once, into temp files
+        style, checkpoint, model_config = (spooled(spools, p) for p in (style, checkpoint, model_config))
+        return _stream_generate(input, output, t_start=t_start, stream_format=stream_format, style=style,
+                                style_start=style_start, raw=raw, clip_length=clip_length, fix_pose=fix_pose,
+                                engine=engine, checkpoint=checkpoint, model_config=model_config, assets=assets,
+                                device=device, precision=precision, seed=seed, progress=progress)
+
+
+def _stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO, *, t_start: float, stream_format: str,
+                     style: None | str | np.ndarray, style_start: int, raw: bool, clip_length: int | None,
+                     fix_pose: bool, engine: str | MotionEngine, checkpoint: PathLike | None,
+                     model_config: PathLike | None, assets: PathLike | None, device: str, precision: str, seed: int,
+                     progress: OptionalProgress) -> StreamResult:
+    """:func:`stream_generate` once its options are checked and its side inputs spooled."""
+    from artalk_core.engines import EngineSettings, create_engine
     from artalk_core.generation import (
         MotionSink,
         MotionStreamOutput,
-        check_raw_options,
         generation_options,
         motion_metadata,
         resolve_clip_length,
@@ -347,17 +374,6 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     from artalk_core.postprocess import SMOOTH_DELAY
     from artalk_core.styles import resolve_style
 
-    if isinstance(engine, str):
-        check_engine(engine)
-    check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
-    if stream_format not in STREAM_FORMATS:
-        raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
-    from artalk_core.generation import check_precision, model_inputs
-
-    check_precision(precision)
-    check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
-                                                 model_config=model_config, assets=assets))
-    t_start = time.perf_counter()
     f, name, to_close = open_input(input)
     speech: LiveSpeech | None = None
     try:

@@ -29,6 +29,16 @@ def motion(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def short_wav(tmp_path_factory) -> Path:
+    """The first second of the fixture speech (one model chunk: generation is quick)."""
+    from artalk_core.audio import load_audio, write_wav
+
+    path = tmp_path_factory.mktemp("wav") / "short.wav"
+    write_wav(path, load_audio(WAV).samples[:16000])
+    return path
+
+
 # ---- 1. a vertices .h5 on a full disk: one line, exit 4, and a batch writes its results ----
 
 def test_a_batch_writing_vertices_past_a_file_size_limit_fails_the_clip(tmp_path) -> None:
@@ -250,3 +260,46 @@ def test_a_stop_signal_at_the_commit_of_render_h5(artalk, motion, tmp_path, monk
         with read_vertices(out) as vf:
             assert vf.frames == 10 and len(list(vf)) == 10
         assert [p.name for p in tmp_path.iterdir()] == ["x.h5"]
+
+
+# ---- 9. every input path may be a pipe: read once through the one spooling helper, named as given ----
+
+def test_style_checkpoint_and_model_config_read_from_fifos(artalk, tiny_assets, short_wav, tmp_path) -> None:
+    """-s, --checkpoint and --model-config as FIFOs or <(...) were 'not found' (or, for the
+    checkpoint, named /proc/N/fd/pipe:[...]); now each is read once into a temp copy."""
+    from artalk_core.formats.motion import read_motion
+    from tests.cli.test_hostile import Fifo
+
+    style, ckpt, cfg = (tiny_assets / "style_motion" / "tiny_0.pt", tiny_assets / "ARTalk_wav2vec.pt",
+                        tiny_assets / "config.json")
+    res = artalk("generate", short_wav, "-s", style, "--checkpoint", ckpt, "--model-config", cfg, "-o",
+                 tmp_path / "files.motion.safetensors", "-q")
+    assert res.returncode == 0, res.stderr
+    with Fifo(tmp_path, "style.fifo", style.read_bytes()) as s, Fifo(tmp_path, "ckpt.fifo", ckpt.read_bytes()) as c, \
+            Fifo(tmp_path, "cfg.fifo", cfg.read_bytes()) as g:
+        res = artalk("generate", short_wav, "-s", s, "--checkpoint", c, "--model-config", g, "-o",
+                     tmp_path / "fifo.motion.safetensors", "-q")
+    assert res.returncode == 0, res.stderr
+    a, b = read_motion(tmp_path / "files.motion.safetensors"), read_motion(tmp_path / "fifo.motion.safetensors")
+    np.testing.assert_array_equal(a.data, b.data)
+    assert b.meta["style"] == str(tmp_path / "style.fifo")  # the name given, not the temp copy
+    for key in ("style_sha256", "checkpoint_sha256"):
+        assert a.meta[key] == b.meta[key], key
+    with Fifo(tmp_path, "style2.fifo", style.read_bytes()) as s:
+        res = artalk("animate", short_wav, "-s", s, "-e", "energy", "--size", "32", "-o", tmp_path / "a.mp4", "-q")
+    assert res.returncode == 0, res.stderr
+
+
+def test_messages_name_the_pipe_given_not_the_temp_copy(artalk, motion, tiny_assets, tmp_path) -> None:
+    from tests.cli.test_hostile import Fifo
+
+    with Fifo(tmp_path, "head.fifo", FLAME_5023.read_bytes()) as f:
+        res = artalk("render", motion, "--flame", f, "-o", tmp_path / "r.h5")
+    assert res.returncode == 0, res.stderr
+    assert f"head FLAME ({tmp_path / 'head.fifo'})" in res.stderr and "artalk-input" not in res.stderr
+    with Fifo(tmp_path, "bad.fifo", b"\0" * 1000) as c:
+        res = artalk("generate", WAV, "--checkpoint", c, "--assets", tiny_assets, "-o", tmp_path / "m.safetensors")
+    assert res.returncode == 3, res.stderr
+    assert_clean_error(res, f"checkpoint '{tmp_path / 'bad.fifo'}'", "truncated or corrupt")
+    assert "artalk-input" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fifo", "head.fifo", "r.h5"]
