@@ -303,3 +303,25 @@ def test_messages_name_the_pipe_given_not_the_temp_copy(artalk, motion, tiny_ass
     assert_clean_error(res, f"checkpoint '{tmp_path / 'bad.fifo'}'", "truncated or corrupt")
     assert "artalk-input" not in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fifo", "head.fifo", "r.h5"]
+
+
+# ---- 14. animate --keep: the kept WAV is an output only when --text writes it ----
+
+def test_keep_accepts_the_audio_sitting_in_the_keep_folder(artalk, short_wav, tmp_path) -> None:
+    """`animate s.wav --keep .` (s.wav in .) was refused: '--keep s.wav is the input AUDIO: writing
+    it would destroy that file'; --keep writes the WAV only for --text."""
+    import shutil
+
+    shutil.copy(short_wav, tmp_path / "s.wav")
+    before = (tmp_path / "s.wav").read_bytes()
+    res = artalk("animate", "s.wav", "-e", "energy", "--keep", ".", "-o", "k.mp4", "--size", "32", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "s.wav").read_bytes() == before
+    assert {"k.mp4", "s_default.motion.safetensors", "s_default.h5"} <= {p.name for p in tmp_path.iterdir()}
+    # with --text the kept WAV is written: an input at its place is still refused, before any work
+    shutil.copy(FLAME_5023, tmp_path / "tts.wav")
+    res = artalk("animate", "--text", "hello", "-e", "energy", "--keep", ".", "-o", "t.mp4", "--flame", "tts.wav",
+                 cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert_clean_error(res, "--keep tts.wav is the input --flame")
+    assert (tmp_path / "tts.wav").read_bytes() == FLAME_5023.read_bytes() and not (tmp_path / "t.mp4").exists()
