@@ -325,3 +325,48 @@ def test_keep_accepts_the_audio_sitting_in_the_keep_folder(artalk, short_wav, tm
     assert res.returncode == 2, res.stderr
     assert_clean_error(res, "--keep tts.wav is the input --flame")
     assert (tmp_path / "tts.wav").read_bytes() == FLAME_5023.read_bytes() and not (tmp_path / "t.mp4").exists()
+
+
+# ---- 17. info on a truncated glTF, or one whose lengths lie ----
+
+def test_info_refuses_a_gltf_whose_bytes_are_not_all_there(artalk, motion, tmp_path) -> None:
+    """A .glb cut in half, or one whose GLB header or BIN chunk length lies, was described in full
+    with exit 0; a .gltf whose .bin is cut short or missing likewise."""
+    import struct
+
+    from artalk_core.export import export
+
+    export(motion, output=tmp_path / "ok.glb", flame=FLAME_5023)
+    export(motion, output=tmp_path / "ok.gltf", flame=FLAME_5023)
+    data = (tmp_path / "ok.glb").read_bytes()
+    json_len = struct.unpack("<I", data[12:16])[0]
+    bin_at = 20 + json_len
+    cut = len(data) // 2
+
+    def patched(blob: bytes, at: int, value: int) -> bytes:
+        return blob[:at] + struct.pack("<I", value) + blob[at + 4:]
+
+    lying_header = patched(data[:cut], 8, cut)  # the header agrees with the cut file, the BIN chunk does not
+    lying_bin = patched(lying_header, bin_at, cut - bin_at - 8)  # both agree, the buffer is longer
+    cases = {"half.glb": (data[:cut], f"truncated: its GLB header says {len(data)} bytes, the file holds {cut}"),
+             "longer.glb": (data + b"\0" * 8, "corrupt: its GLB header says"),
+             "header.glb": (lying_header, "its BIN chunk says"),
+             "bin.glb": (lying_bin, "truncated: buffers[0] announces")}
+    for name, (blob, words) in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        res = artalk("info", tmp_path / name)
+        assert res.returncode == 2, (name, res.stderr)
+        assert_clean_error(res, f"{tmp_path / name} is", words)
+    res = artalk("info", tmp_path / "ok.glb")
+    assert res.returncode == 0, res.stderr
+    res = artalk("info", tmp_path / "ok.gltf")
+    assert res.returncode == 0, res.stderr
+    bin_file = tmp_path / "ok.bin"
+    bin_file.write_bytes(bin_file.read_bytes()[:1000])
+    res = artalk("info", tmp_path / "ok.gltf")
+    assert res.returncode == 2, res.stderr
+    assert_clean_error(res, "buffers[0] announces", f"{bin_file} holds 1000 (truncated)")
+    bin_file.unlink()
+    res = artalk("info", tmp_path / "ok.gltf")
+    assert res.returncode == 2, res.stderr
+    assert_clean_error(res, f"buffers[0] is in {bin_file}, which is missing")
