@@ -219,7 +219,7 @@ def gltf_outputs(output: PathLike, flag: str = "-o") -> dict[str, Path]:
         raise InputError(f"cannot tell the glTF container from {output}: name the output *.glb or *.gltf")
     files = {flag: out}
     if out.suffix.lower() == ".gltf":
-        files[f"the .bin of {flag}"] = out.with_name(bin_name(out))
+        files[f"the .bin of {flag} {output}"] = out.with_name(bin_name(out))
     return files
 
 

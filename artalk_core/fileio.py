@@ -244,7 +244,8 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
     The one check of every command: ``outputs`` maps each file it may write, replace or delete
     (``-o``, ``--verts``, the ``.bin`` of a ``.gltf``, ``--keep`` intermediates, the frames of
     ``-o DIR/``...) and ``inputs`` each file it reads (INPUT, ``--audio``, ``--shape``, ``--style``,
-    the checkpoint...) from an option name to a path, or to a list of paths. None, ``-``, bytes and
+    the checkpoint...) from an option name to a path, or to a list of paths (an output's role may
+    describe it instead: ``the .bin of -o x.gltf``). None, ``-``, bytes and
     other non-path values are skipped. Paths are compared as files (same device and inode), so a
     symlink, a hard link or another spelling of the input is caught; an output that does not exist
     yet cannot be an input. An input ``-`` is stdin: when the shell redirected a file into it
@@ -280,10 +281,13 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
         key = ident(value)
         if key is None:
             continue
-        if key in seen and seen[key] != f"the output {role}":
-            raise InputError(f"{role} {value} is {seen[key]}: writing it would destroy that file; "
+        # a role that describes a side file ("the .bin of -o x.gltf") names its path in brackets
+        this = role if role.startswith("the ") else f"the output {role}"
+        if key in seen and seen[key] != this:
+            named = f"{role} ({value})" if role.startswith("the ") else f"{role} {value}"
+            raise InputError(f"{named} is {seen[key]}: writing it would destroy that file; "
                              f"choose another output name")
-        seen[key] = f"the output {role}"
+        seen[key] = this
 
 
 def make_folder(path: PathLike) -> Path:

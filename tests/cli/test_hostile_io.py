@@ -370,3 +370,32 @@ def test_info_refuses_a_gltf_whose_bytes_are_not_all_there(artalk, motion, tmp_p
     res = artalk("info", tmp_path / "ok.gltf")
     assert res.returncode == 2, res.stderr
     assert_clean_error(res, f"buffers[0] is in {bin_file}, which is missing")
+
+
+# ---- 18. messages that name what the user gave ----
+
+def test_the_bin_of_a_gltf_is_named_with_the_output_given(artalk, motion, tmp_path) -> None:
+    """`export -o x.gltf --embed-audio x.bin` said 'the .bin of -o x.bin': the user gave -o x.gltf."""
+    import shutil
+
+    shutil.copy(WAV, tmp_path / "x.bin")
+    res = artalk("export", motion, "-o", tmp_path / "x.gltf", "--embed-audio", tmp_path / "x.bin")
+    assert res.returncode == 2, res.stderr
+    assert_clean_error(res, f"the .bin of -o {tmp_path / 'x.gltf'} ({tmp_path / 'x.bin'}) is the input --embed-audio")
+    assert (tmp_path / "x.bin").read_bytes() == WAV.read_bytes()
+
+
+def test_a_video_past_a_file_size_limit_names_the_output_not_its_temp_file(artalk, motion, tmp_path) -> None:
+    """A full disk under an mp4 printed FFmpeg's text with the hidden temp name
+    ("[Errno 28] ... '.an.mp4.dfsidm1y.part.mp4'")."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4_000, hard))  # like `ulimit -f`: EFBIG (Python ignores SIGXFSZ)
+    try:
+        res = artalk("render", motion, "-o", tmp_path / "v.mp4", "--size", "256", "-q")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert res.returncode == 4, res.stderr
+    assert_clean_error(res, f"cannot write video {tmp_path / 'v.mp4'}: File too large")
+    assert ".part" not in res.stderr and "Errno" not in res.stderr and list(tmp_path.iterdir()) == []
