@@ -108,17 +108,51 @@ class ClosedStdout(io.TextIOBase):
         return True
 
 
+class CheckedStdout:
+    """``sys.stdout`` of a command: the real one, whose failed text writes (``> /dev/full``, a
+    descriptor open for reading only) are the OutputError ``cannot write stdout`` rather than an
+    unexpected OSError. A closed pipe (BrokenPipeError) passes as it is: the reader went away."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _checked(self, method: str, *args: Any) -> Any:
+        from artalk_core.fileio import output_error
+
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise output_error("stdout", e) from e
+
+    def write(self, text: str) -> int:
+        return int(self._checked("write", text))
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._checked("flush")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 @contextlib.contextmanager
 def _stdout_checked() -> Iterator[None]:
-    """Within the block, a missing ``sys.stdout`` is a :class:`ClosedStdout`."""
-    if sys.stdout is not None:
-        yield
-        return
-    sys.stdout = ClosedStdout()
+    """Within the block ``sys.stdout`` is a :class:`CheckedStdout` (a :class:`ClosedStdout` when
+    there is none); what the command printed is flushed at its end, inside the block, so a write
+    that fails is still the command's error."""
+    real = sys.stdout
+    sys.stdout = ClosedStdout() if real is None else CheckedStdout(real)
     try:
         yield
+        sys.stdout.flush()
     finally:
-        sys.stdout = None
+        if isinstance(sys.stdout, (ClosedStdout, CheckedStdout)):
+            sys.stdout = real
 
 
 # ---- errors --------------------------------------------------------------------------------

@@ -207,6 +207,22 @@ def test_a_process_started_without_stdout(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stdout_that_cannot_be_written(motion) -> None:
+    """`info --json > /dev/full` said 'cannot write the output', and a stdout open for reading only
+    gave 'unexpected OSError: [Errno 9] Bad file descriptor'."""
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    for mode, why in (("wb", "No space left on device"), ("rb", "Bad file descriptor")):
+        with open("/dev/full", mode) as out:
+            proc = subprocess.run([sys.executable, "-m", "artalk_cli.main", "info", str(motion), "--json"],
+                                  stdout=out, stderr=subprocess.PIPE, env=process_env(), timeout=120, cwd=REPO)
+        stderr = proc.stderr.decode()
+        assert proc.returncode == 4, stderr
+        assert stderr.strip() == f"error: cannot write stdout: {why}", stderr
+
+
 # ---- 18. a stop signal at an output's commit: before it wins, after it the output is complete and said ----
 
 def _signal_at_commit(monkeypatch, target: Path, when: str) -> list[str]:
