@@ -33,7 +33,7 @@ def reset_consoles() -> None:
 
 
 def _line(prefix: str, style: str, message: object) -> Text:
-    from artalk_core.fileio import given_names
+    from artalk_core.stdio import given_names
     from artalk_core.text import printable
 
     text = Text()
@@ -93,7 +93,7 @@ class ClosedStdout(io.TextIOBase):
     to stdout fails with exit 4 instead of losing its output or crashing."""
 
     def _closed(self) -> NoReturn:
-        from artalk_core.fileio import stdout_closed
+        from artalk_core.stdio import stdout_closed
 
         raise stdout_closed()
 

@@ -24,6 +24,7 @@ from artalk_core import __version__
 from artalk_core.constants import JSON_MAX_INT_DIGITS
 from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError
 from artalk_core.interrupt import check_interrupted, signals_held
+from artalk_core.stdio import note_given, stdin_binary, stdout_binary
 
 PathLike = str | os.PathLike
 STDIO = "-"
@@ -68,29 +69,6 @@ def sha256_file(path: PathLike, *, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def stdin_binary() -> BinaryIO:
-    """The binary stdin; InputError when the process was started with stdin closed (``<&-``)."""
-    stream = getattr(sys.stdin, "buffer", None)
-    if stream is None:
-        raise InputError("cannot read stdin: it is closed (give a file, or pipe one into -)")
-    return stream
-
-
-def stdout_binary() -> BinaryIO:
-    """The binary stdout; OutputError ``cannot write stdout`` when the process was started with
-    stdout closed (``>&-``: Python then has no ``sys.stdout``). Every write of data to stdout
-    starts here."""
-    stream = getattr(sys.stdout, "buffer", None)
-    if stream is None:
-        raise stdout_closed()
-    return stream
-
-
-def stdout_closed() -> OutputError:
-    """The error of writing to a stdout the process was started without."""
-    return OutputError("cannot write stdout: it is closed (give -o FILE, or redirect stdout)")
-
-
 def read_input_bytes(path: PathLike) -> bytes:
     """All bytes of a file, or of stdin for ``-``."""
     if is_stdio(path):
@@ -131,28 +109,6 @@ def is_stream_path(path: PathLike) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-_given: dict[str, str] = {}
-"""Temp copy of a spooled stream or stdin -> the name the user gave (``/dev/fd/63``, ``<stdin>``).
-Kept after the copy is gone: an error naming it is printed once the work has unwound. A few
-entries a process (one per stream path given)."""
-
-
-def given_name(path: PathLike) -> str:
-    """The name the user gave for ``path``: for the temp copy of a spooled input (:func:`input_file`,
-    :func:`spooled`) the stream path or ``<stdin>``, else ``path`` itself. For labels recorded in
-    outputs and messages (``head FLAME (/dev/fd/63)``)."""
-    return _given.get(str(path), str(path))
-
-
-def given_names(text: str) -> str:
-    """``text`` with each temp copy of a spooled input named as the user gave it (what a front end
-    prints: a message from deep in a reader names the copy it read)."""
-    for tmp, name in _given.items():
-        if tmp in text:
-            text = text.replace(tmp, name)
-    return text
-
-
 @contextlib.contextmanager
 def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tuple[Path, str, str]]:
     """Yield (path, sha256, name for messages) of an input, so it can be sniffed and read in blocks.
@@ -182,7 +138,7 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
                 label = "<bytes>"
             else:
                 label = "<stdin>" if is_stdio(path_in) else str(path_in)
-                _given[str(path)] = label
+                note_given(path, label)
                 with contextlib.ExitStack() as stack:
                     src: BinaryIO = stdin_binary() if is_stdio(path_in) or path_in is None else \
                         stack.enter_context(open(path_in, "rb"))
@@ -210,7 +166,7 @@ def spooled(stack: contextlib.ExitStack, path: Any) -> Any:
     be. The one way a command takes an input path that is not its main input (that one goes
     through :func:`input_file`), so any of them may be a pipe; anything else (None, a style name,
     an array) is returned as it is. Labels and messages name the copy as the user gave it
-    (:func:`given_name`)."""
+    (:func:`artalk_core.stdio.given_name`)."""
     if not isinstance(path, (str, os.PathLike)) or is_stdio(path) or not is_stream_path(path):
         return path
     copy = stack.enter_context(input_file(path))[0]

@@ -23,8 +23,9 @@ import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, stdout_binary
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance
 from artalk_core.progress import OptionalProgress
+from artalk_core.stdio import stdout_binary
 
 if TYPE_CHECKING:
     from artalk_core.engines.base import MotionEngine

@@ -38,8 +38,9 @@ import numpy as np
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES, SAMPLE_RATE, SAMPLES_PER_FRAME
 from artalk_core.engines.speech import SILENCE_WARNING, ChunkedSpeech
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, check_not_input, is_stdio, spooled, stdin_binary
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, spooled
 from artalk_core.progress import OptionalProgress
+from artalk_core.stdio import stdin_binary
 from artalk_core.timing import num_frames
 
 if TYPE_CHECKING:

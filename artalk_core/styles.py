@@ -13,7 +13,8 @@ import numpy as np
 
 from artalk_core.assets import available_styles, style_dir
 from artalk_core.errors import StyleError
-from artalk_core.fileio import PathLike, given_name, is_stream_path, sha256_bytes, sha256_file, spooled
+from artalk_core.fileio import PathLike, is_stream_path, sha256_bytes, sha256_file, spooled
+from artalk_core.stdio import given_name
 
 NO_STYLE_NAMES = ("default", "none")
 

@@ -21,10 +21,11 @@ import numpy as np
 from artalk_core.assets.paths import find_asset
 from artalk_core.constants import SHAPE_DIM, SHAPE_MAX_ABS
 from artalk_core.errors import AssetError, InputError
-from artalk_core.fileio import PathLike, given_name, load_torch, parse_json, sha256_file
+from artalk_core.fileio import PathLike, load_torch, parse_json, sha256_file
 from artalk_core.flame.buffers import LICENCE_HINT, PickledChumpy, model_from_dict, to_array
 from artalk_core.flame.model import FlameModel
 from artalk_core.flame.standin import load_standin
+from artalk_core.stdio import given_name
 
 _NUMPY_NAMES = {"_reconstruct", "scalar", "dtype", "ndarray", "_frombuffer"}
 _SPARSE_NAMES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
