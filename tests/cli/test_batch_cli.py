@@ -83,9 +83,11 @@ def test_jobs_from_stdin(artalk, tmp_path: Path) -> None:
 
 def test_the_summary_of_a_big_batch_lists_its_failures(artalk, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import artalk_core.constants
+    import artalk_cli.commands.batch
 
-    monkeypatch.setattr(artalk_core.constants, "BATCH_SUMMARY_ROWS", 3)
+    # where the summary reads it (imported by name: patching artalk_core.constants worked only when
+    # this test happened to be the first to import the CLI)
+    monkeypatch.setattr(artalk_cli.commands.batch, "BATCH_SUMMARY_ROWS", 3)
     _speech(tmp_path / "a.wav")
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"audio": "a.wav", "size": 64}) + "\n"
