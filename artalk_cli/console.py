@@ -188,7 +188,7 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
     previous = warnings.showwarning
     warnings.simplefilter("always", ArtalkWarning)
     warnings.showwarning = show
-    written: list[str] = []
+    written: list[tuple[int, str]] = []
     try:
         with stop_signals(), recording_commits() as written, _stdout_checked():
             yield
@@ -205,8 +205,11 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
         text = said.text
         if isinstance(e, KeyboardInterrupt):
             stopped_by.append(e.signo if isinstance(e, Interrupted) else int(signal.SIGINT))
-            if written:
-                text += f" after writing {_names(written)} (complete)"
+            # the outputs complete when the signal came (not those written in answer to it, as a
+            # batch's results file)
+            before = [name for seq, name in written if seq < getattr(e, "sequence", float("inf"))]
+            if before:
+                text += f" after writing {_names(before)} (complete)"
         elif debug:
             err.print_exception()
         error(text if said.expected or debug else f"{text} (rerun with --debug for the traceback)")

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from artalk_core import __version__
 from artalk_core.constants import JSON_MAX_INT_DIGITS
-from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError
+from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError, sequence
 from artalk_core.interrupt import check_interrupted, signals_held
 from artalk_core.stdio import note_given, stdin_binary, stdout_binary
 
@@ -394,19 +394,19 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
         raise
 
 
-_commits: list[str] | None = None
+_commits: list[tuple[int, str]] | None = None
 
 
 def _committed(target: PathLike) -> None:
     if _commits is not None:
-        _commits.append("stdout" if is_stdio(target) else str(target))
+        _commits.append((sequence(), "stdout" if is_stdio(target) else str(target)))
 
 
 @contextlib.contextmanager
-def recording_commits() -> Iterator[list[str]]:
-    """Within the block, the yielded list gets the name of each output :func:`atomic_output`
-    completes (``stdout`` for ``-``), in order: a command stopped by a signal says which of its
-    outputs were complete before it."""
+def recording_commits() -> Iterator[list[tuple[int, str]]]:
+    """Within the block, the yielded list gets each output :func:`atomic_output` completes, as
+    (:func:`~artalk_core.errors.sequence` number, name; ``stdout`` for ``-``): a command stopped by
+    a signal says which of its outputs were complete before it (an Interrupted has its number)."""
     global _commits
     outer, _commits = _commits, []
     try:
