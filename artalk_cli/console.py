@@ -9,10 +9,11 @@ literally: nothing here passes text through rich markup, so ``a[bold]b.wav`` sho
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,13 +33,15 @@ def reset_consoles() -> None:
 
 
 def _line(prefix: str, style: str, message: object) -> Text:
+    from artalk_core.stdio import given_names
     from artalk_core.text import printable
 
     text = Text()
     if prefix:
         text.append(prefix, style=style)
         text.append(" ")
-    text.append(printable(str(message), keep_lines=True))  # a name with \x1b[... cannot drive the terminal
+    # a name with \x1b[... cannot drive the terminal; a spooled pipe is named as the user gave it
+    text.append(printable(given_names(str(message)), keep_lines=True))
     return text
 
 
@@ -81,6 +84,77 @@ stopped_by: list[int] = []
 """Signals that stopped a command in this process (read by :func:`artalk_cli.main.main`)."""
 
 
+# ---- stdout --------------------------------------------------------------------------------
+
+class ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` of a command whose process was started without one (``>&-``: Python then
+    sets it to None, and ``print`` writes nothing, silently): any write, text or binary
+    (``.buffer``), raises the OutputError ``cannot write stdout``, so every command that writes
+    to stdout fails with exit 4 instead of losing its output or crashing."""
+
+    def _closed(self) -> NoReturn:
+        from artalk_core.stdio import stdout_closed
+
+        raise stdout_closed()
+
+    def write(self, text: str) -> int:
+        self._closed()
+
+    @property
+    def buffer(self) -> Any:
+        self._closed()
+
+    def writable(self) -> bool:
+        return True
+
+
+class CheckedStdout:
+    """``sys.stdout`` of a command: the real one, whose failed text writes (``> /dev/full``, a
+    descriptor open for reading only) are the OutputError ``cannot write stdout`` rather than an
+    unexpected OSError. A closed pipe (BrokenPipeError) passes as it is: the reader went away."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _checked(self, method: str, *args: Any) -> Any:
+        from artalk_core.fileio import output_error
+
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise output_error("stdout", e) from e
+
+    def write(self, text: str) -> int:
+        return int(self._checked("write", text))
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._checked("flush")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _stdout_checked() -> Iterator[None]:
+    """Within the block ``sys.stdout`` is a :class:`CheckedStdout` (a :class:`ClosedStdout` when
+    there is none); what the command printed is flushed at its end, inside the block, so a write
+    that fails is still the command's error."""
+    real = sys.stdout
+    sys.stdout = ClosedStdout() if real is None else CheckedStdout(real)
+    try:
+        yield
+        sys.stdout.flush()
+    finally:
+        if isinstance(sys.stdout, (ClosedStdout, CheckedStdout)):
+            sys.stdout = real
+
+
 # ---- errors --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -89,12 +163,18 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
     :func:`artalk_core.errors.explain` says: the library's typed errors with their codes, a stop
     signal (SIGINT/SIGTERM/SIGHUP, through :func:`artalk_core.interrupt.stop_signals`) as 130 or
     128 + N with no partial output left, a bug as "unexpected ...". Warnings of the library are
-    yellow lines.
+    yellow lines. A closed stdout is an output error when written (:class:`ClosedStdout`).
+
+    A stop signal is never lost: one swallowed on the way (in a finaliser) stops the command at its
+    end. Outputs are committed atomically, so a signal before an output's commit leaves no output
+    and one after it finds the output complete: the line then names the outputs that were complete
+    (``interrupted after writing x.h5 (complete)``); the status is 130 / 128 + N either way.
     """
     import warnings
 
     from artalk_core.errors import ArtalkWarning, Interrupted, explain
-    from artalk_core.interrupt import stop_signals
+    from artalk_core.fileio import recording_commits
+    from artalk_core.interrupt import check_interrupted, stop_signals
 
     def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
         if issubclass(category, ArtalkWarning):
@@ -108,9 +188,11 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
     previous = warnings.showwarning
     warnings.simplefilter("always", ArtalkWarning)
     warnings.showwarning = show
+    written: list[tuple[int, str]] = []
     try:
-        with stop_signals():
+        with stop_signals(), recording_commits() as written, _stdout_checked():
             yield
+            check_interrupted()  # a signal swallowed by a finaliser after the last safe point
     except typer.Exit:
         raise
     except BrokenPipeError:
@@ -120,14 +202,26 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
         raise typer.Exit(1) from None
     except (Exception, KeyboardInterrupt) as e:
         said = explain(e)
+        text = said.text
         if isinstance(e, KeyboardInterrupt):
             stopped_by.append(e.signo if isinstance(e, Interrupted) else int(signal.SIGINT))
+            # the outputs complete when the signal came (not those written in answer to it, as a
+            # batch's results file)
+            before = [name for seq, name in written if seq < getattr(e, "sequence", float("inf"))]
+            if before:
+                text += f" after writing {_names(before)} (complete)"
         elif debug:
             err.print_exception()
-        error(said.text if said.expected or debug else f"{said.text} (rerun with --debug for the traceback)")
+        error(text if said.expected or debug else f"{text} (rerun with --debug for the traceback)")
         raise typer.Exit(said.exit_code) from None
     finally:
         guard.__exit__(None, None, None)
+
+
+def _names(paths: list[str], most: int = 3) -> str:
+    names = list(dict.fromkeys(paths))  # in order, each once
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 class ProgressBars:

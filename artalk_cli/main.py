@@ -21,7 +21,10 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        print(f"artalk {__version__}")
+        from artalk_cli.console import cli_errors
+
+        with cli_errors():
+            print(f"artalk {__version__}")
         raise typer.Exit()
 
 
@@ -41,7 +44,29 @@ def _register() -> None:
 _register()
 
 
+def _hold_standard_fds() -> None:
+    """Open /dev/null on a standard descriptor (0, 1, 2) the process was started without (``>&-``).
+
+    Otherwise the next file opened takes its number: an output's temp file would become "fd 1",
+    and whatever a library or a child process writes to its stdout would land in that file.
+    Python has already set the matching ``sys.std*`` to None, which stays so: writing a closed
+    stdout is still the command's output error (:class:`artalk_cli.console.ClosedStdout`).
+    """
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:  # the lowest free number is fd itself, unless a lower one is closed too
+                    os.dup2(null, fd)
+                    os.close(null)
+
+
 def main() -> None:
+    _hold_standard_fds()
     try:
         app()
     except SystemExit as e:

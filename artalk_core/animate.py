@@ -120,7 +120,9 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
     check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         # FIFOs, /dev/stdin, <(...): read once, into temp files
-        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in ("audio", "shape", "flame", "watermark")})
+        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in (
+            "audio", "shape", "flame", "watermark", "style", "checkpoint", "model_config", "avatar", "tracked",
+            "avatar_checkpoint", "avatar_config")})
         if opts.keep is not None:
             make_folder(opts.keep)
             return _run(Path(opts.keep), opts, out, stem, progress)
@@ -129,7 +131,10 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
 
 
 def _outputs(o: AnimateOptions, out: Path, stem: str) -> dict[str, Any]:
-    """Every file `animate` may write: the video, the glTF (and its .bin), the --keep intermediates."""
+    """Every file `animate` may write: the video, the glTF (and its .bin), the --keep intermediates
+    this run makes (the WAV only for --text: AUDIO is read where it is, even when it sits in the
+    --keep folder; the features only for the artalk engine; the vertices only for the mesh) and
+    their records."""
     from artalk_core.export import gltf_outputs
     from artalk_core.styles import style_label
 
@@ -141,8 +146,14 @@ def _outputs(o: AnimateOptions, out: Path, stem: str) -> dict[str, Any]:
             raise InputError(f"--glb {o.glb}: name the glTF output *.glb or *.gltf") from None
     if o.keep is not None:
         keep, label = Path(o.keep), slug(style_label(o.style))
-        files["--keep"] = [keep / f"{stem}.wav", keep / f"{stem}.features.safetensors",
-                           keep / f"{stem}_{label}.motion.safetensors", keep / f"{stem}_{label}.h5"]
+        kept = [keep / f"{stem}_{label}.motion.safetensors"]
+        if o.text is not None:
+            kept.append(keep / f"{stem}.wav")
+        if o.engine == "artalk":
+            kept.append(keep / f"{stem}.features.safetensors")
+        if o.avatar is None:
+            kept.append(keep / f"{stem}_{label}.h5")
+        files["--keep"] = kept + [RecordFolder(keep).path(p) for p in kept]
     return files
 
 

@@ -17,6 +17,21 @@ SHAPE_DIM: int = 300
 SHAPE_MAX_ABS: float = 100.0
 """Largest FLAME shape (identity) value accepted: shapes are in standard deviations (real heads
 within about +-5); far beyond, the head is not a head, and at 1e20 float32 skinning overflows."""
+MAX_VERTEX_ABS: float = 1e4
+"""Largest vertex coordinate of a vertices file, written or read (metres). A FLAME head is about
+0.3 across; values far beyond it are damage, and at ~1e19 the renderer's float32 products
+overflow (a blank video)."""
+MOTION_MAX_ABS: float = 100.0
+"""Largest motion value accepted, in any channel, wherever motion is read or written: expressions
+are in standard deviations (real motion stays within about +-5) and rotations in radians (a
+turn is 6.28); far beyond, no FLAME parameter means a head, and at ~1e30 the renderer's float32
+products overflow. The same bound as :data:`SHAPE_MAX_ABS`."""
+VERTICES_MAX_COUNT: int = 1 << 20
+"""Most vertices per frame (and faces) a vertices file may hold (FLAME has 5023): checked before
+any frame is read, since a gzip chunk of 9 KB can announce 300 MB of vertices."""
+VERTICES_READ_BYTES: int = 1 << 26
+"""Most bytes of vertices read at once (64 MiB): frames are read in blocks of this size, and a
+file whose HDF5 chunks are larger (each is decompressed whole) is refused."""
 NUM_JOINTS: int = 5
 """FLAME joints: 0 root (global rotation), 1 neck, 2 jaw, 3 left eye (+x), 4 right eye."""
 EXP_SLICE = slice(0, 100)
@@ -29,6 +44,10 @@ JAW_OPEN_CHANNEL: int = 103
 JAW_YZ_SLICE = slice(104, 106)
 CHANNEL_LAYOUT: str = "expression[0:100],global_rotation[100:103],jaw_rotation[103:106]"
 
+MIN_EXPORT_FPS: float = 1.0
+"""Lowest keyframe rate of a glTF export (``artalk export --fps``): 25x slow motion. Slower rates
+only stretch the animation towards overflow (at 1e-30 fps a second of motion lasts 1e31 s, and
+at 1e-38 its duration is no longer a float32, which glTF stores)."""
 MAX_EXPORT_FPS: float = 1000.0
 """Highest keyframe rate of a glTF export (``artalk export --fps``)."""
 

@@ -4,6 +4,7 @@ front end says (the CLI's exit code and line, the web's plain sentence for a vis
 from __future__ import annotations
 
 import errno
+import itertools
 import signal
 from dataclasses import dataclass
 
@@ -69,13 +70,23 @@ class DependencyError(ArtalkError):
     exit_code = 6
 
 
+_SEQUENCE = itertools.count()
+
+
+def sequence() -> int:
+    """The next number of a process-wide sequence, to order events: an output's commit, a stop signal."""
+    return next(_SEQUENCE)
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT, SIGTERM or SIGHUP arrived: the step unwinds like Ctrl-C (temp files removed, no
-    output replaced). ``signo`` is the signal; the CLI exits with 130 (SIGINT) or 128 + signo."""
+    output replaced). ``signo`` is the signal; the CLI exits with 130 (SIGINT) or 128 + signo.
+    ``sequence`` (:func:`sequence`) orders it after the outputs committed before it."""
 
     def __init__(self, signo: int) -> None:
         super().__init__(signo)
         self.signo = signo
+        self.sequence = sequence()
 
 
 class ArtalkWarning(UserWarning):

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.errors import ArtalkError, AssetError, FormatError, InputError
-from artalk_core.fileio import PathLike, input_file, is_stdio, is_stream_path
+from artalk_core.errors import AssetError, FormatError, InputError
+from artalk_core.fileio import PathLike, input_file, is_stdio, is_stream_path, spooled
 from artalk_core.metrics import (
     BLOCK_FRAMES,
     METRICS,
@@ -281,30 +281,6 @@ def _names(clips: dict[str, Any]) -> str:
     return ", ".join(names[:5]) + (f" ... (+{len(names) - 5})" if len(names) > 5 else "")
 
 
-def _side_input(value: PathLike | None, stack: contextlib.ExitStack, labels: dict[str, str]) -> PathLike | None:
-    """``--flame`` / ``--shape`` as a path to read more than once: a pipe copied once into a temp file
-    (``labels`` maps the copy to the name given, for messages)."""
-    if value is None:
-        return None
-    path, _, label = stack.enter_context(input_file(value))
-    labels[str(path)] = label
-    return path
-
-
-@contextlib.contextmanager
-def _as_given(labels: dict[str, str]) -> Iterator[None]:
-    """Errors about the temp copy of a pipe name the pipe as the user gave it (``/dev/fd/63``)."""
-    try:
-        yield
-    except ArtalkError as e:
-        text = str(e)
-        for tmp, label in labels.items():
-            text = text.replace(tmp, label)
-        if text == str(e):
-            raise
-        raise type(e)(text) from None
-
-
 def evaluate(pred: PathLike, gt: PathLike, *, masks: PathLike | Masks | None = None, flame: PathLike | None = None,
              shape: PathLike | None = None, assets: PathLike | None = None, head_pose: bool = False,
              progress: OptionalProgress = None) -> EvalResult:
@@ -322,12 +298,10 @@ def evaluate(pred: PathLike, gt: PathLike, *, masks: PathLike | Masks | None = N
     vertices) fails it too, naming the file and frame: no partial table.
     """
     notes: list[str] = []
-    labels: dict[str, str] = {}
-    with contextlib.ExitStack() as stack, _as_given(labels):
+    with contextlib.ExitStack() as stack:
         m = masks if isinstance(masks, Masks) else (load_masks(masks) if masks is not None else default_masks())
         pairs, folders = _pairs(pred, gt, notes, stack)
-        labels.update({str(s.path): s.label for _, a, b in pairs for s in (a, b)})
-        head = _Head(_side_input(flame, stack, labels), _side_input(shape, stack, labels), assets, head_pose)
+        head = _Head(spooled(stack, flame), spooled(stack, shape), assets, head_pose)
         kinds = {s.path: _kind(s.path) for _, a, b in pairs for s in (a, b)}
         if "motion" not in kinds.values() and (flame is not None or shape is not None or head_pose):
             raise InputError("--flame, --shape and --head-pose apply to motion inputs; vertex files already hold "

@@ -43,6 +43,7 @@ from artalk_core.constants import (
     JAW_SLICE,
     MAX_EXPORT_FPS,
     MESH_COLOR,
+    MIN_EXPORT_FPS,
     SHAPE_DIM,
 )
 from artalk_core.errors import InputError
@@ -194,15 +195,16 @@ def skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def check_fps(fps: float) -> float:
-    """The keyframe rate as a float: a finite number above 0 and at most MAX_EXPORT_FPS (InputError)."""
+    """The keyframe rate as a float: a finite number from MIN_EXPORT_FPS to MAX_EXPORT_FPS (InputError)."""
     try:
         value = float(fps)
     except (TypeError, ValueError):
         raise InputError(f"--fps must be a number, got {fps!r}") from None
     if not math.isfinite(value):
         raise InputError(f"--fps must be a finite number (keyframes per second), got {fps}")
-    if value <= 0 or value > MAX_EXPORT_FPS:
-        raise InputError(f"--fps must be above 0 and at most {MAX_EXPORT_FPS:g}, got {fps:g}")
+    if not MIN_EXPORT_FPS <= value <= MAX_EXPORT_FPS:
+        raise InputError(f"--fps must be from {MIN_EXPORT_FPS:g} to {MAX_EXPORT_FPS:g} (keyframes per second), "
+                         f"got {fps:g}")
     return value
 
 
@@ -217,7 +219,7 @@ def gltf_outputs(output: PathLike, flag: str = "-o") -> dict[str, Path]:
         raise InputError(f"cannot tell the glTF container from {output}: name the output *.glb or *.gltf")
     files = {flag: out}
     if out.suffix.lower() == ".gltf":
-        files[f"the .bin of {flag}"] = out.with_name(bin_name(out))
+        files[f"the .bin of {flag} {output}"] = out.with_name(bin_name(out))
     return files
 
 

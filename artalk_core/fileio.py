@@ -22,8 +22,9 @@ from typing import Any, BinaryIO
 
 from artalk_core import __version__
 from artalk_core.constants import JSON_MAX_INT_DIGITS
-from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError
-from artalk_core.interrupt import check_interrupted
+from artalk_core.errors import WRITE_ERRNOS, ArtalkError, FormatError, InputError, OutputError, sequence
+from artalk_core.interrupt import check_interrupted, signals_held
+from artalk_core.stdio import note_given, stdin_binary, stdout_binary
 
 PathLike = str | os.PathLike
 STDIO = "-"
@@ -71,7 +72,10 @@ def sha256_file(path: PathLike, *, chunk: int = 1 << 22) -> str:
 def read_input_bytes(path: PathLike) -> bytes:
     """All bytes of a file, or of stdin for ``-``."""
     if is_stdio(path):
-        return sys.stdin.buffer.read()
+        try:
+            return stdin_binary().read()
+        except OSError as e:
+            raise InputError(f"cannot read stdin: {e.strerror}") from e
     p = Path(path)
     if not p.exists():
         raise InputError(f"input file not found: {p}")
@@ -134,8 +138,9 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
                 label = "<bytes>"
             else:
                 label = "<stdin>" if is_stdio(path_in) else str(path_in)
+                note_given(path, label)
                 with contextlib.ExitStack() as stack:
-                    src: BinaryIO = sys.stdin.buffer if is_stdio(path_in) or path_in is None else \
+                    src: BinaryIO = stdin_binary() if is_stdio(path_in) or path_in is None else \
                         stack.enter_context(open(path_in, "rb"))
                     try:
                         while block := src.read(1 << 22):
@@ -156,11 +161,16 @@ def input_file(source: PathLike | bytes | bytearray | memoryview) -> Iterator[tu
 
 def spooled(stack: contextlib.ExitStack, path: Any) -> Any:
     """``path`` as it is, or for a stream path (a FIFO, ``<(...)``: see :func:`is_stream_path`) a
-    temp copy living as long as ``stack``: side inputs (``--shape``, ``--flame``...) are read more
-    than once (loaded, then hashed), which a pipe cannot be."""
+    temp copy living as long as ``stack``: side inputs (``--shape``, ``--flame``, ``--style``,
+    ``--checkpoint``...) are read more than once (checked, loaded, hashed), which a pipe cannot
+    be. The one way a command takes an input path that is not its main input (that one goes
+    through :func:`input_file`), so any of them may be a pipe; anything else (None, a style name,
+    an array) is returned as it is. Labels and messages name the copy as the user gave it
+    (:func:`artalk_core.stdio.given_name`)."""
     if not isinstance(path, (str, os.PathLike)) or is_stdio(path) or not is_stream_path(path):
         return path
-    return stack.enter_context(input_file(path))[0]
+    copy = stack.enter_context(input_file(path))[0]
+    return str(copy) if isinstance(path, str) else copy  # a style given as text stays text
 
 
 # ---- outputs ------------------------------------------------------------------------------
@@ -190,11 +200,13 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
     The one check of every command: ``outputs`` maps each file it may write, replace or delete
     (``-o``, ``--verts``, the ``.bin`` of a ``.gltf``, ``--keep`` intermediates, the frames of
     ``-o DIR/``...) and ``inputs`` each file it reads (INPUT, ``--audio``, ``--shape``, ``--style``,
-    the checkpoint...) from an option name to a path, or to a list of paths. None, ``-``, bytes and
+    the checkpoint...) from an option name to a path, or to a list of paths (an output's role may
+    describe it instead: ``the .bin of -o x.gltf``). None, ``-``, bytes and
     other non-path values are skipped. Paths are compared as files (same device and inode), so a
     symlink, a hard link or another spelling of the input is caught; an output that does not exist
     yet cannot be an input. An input ``-`` is stdin: when the shell redirected a file into it
-    (``< speech.wav``), that file counts. Outputs are also checked against each other.
+    (``< speech.wav``), that file counts. Outputs are also checked against each other. An output
+    ``-`` with stdout closed is an OutputError here, before the work rather than after it.
     """
     def ident(value: Any, *, is_input: bool = False) -> tuple[int, int] | None:
         if value is None or not isinstance(value, (str, os.PathLike)) or (is_stdio(value) and not is_input):
@@ -214,6 +226,8 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
             else:
                 yield role, value
 
+    if any(is_stdio(value) for _, value in each(outputs)):
+        stdout_binary()
     seen: dict[tuple[int, int], str] = {}
     for role, value in each(inputs):
         key = ident(value, is_input=True)
@@ -223,10 +237,13 @@ def check_not_input(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> No
         key = ident(value)
         if key is None:
             continue
-        if key in seen and seen[key] != f"the output {role}":
-            raise InputError(f"{role} {value} is {seen[key]}: writing it would destroy that file; "
+        # a role that describes a side file ("the .bin of -o x.gltf") names its path in brackets
+        this = role if role.startswith("the ") else f"the output {role}"
+        if key in seen and seen[key] != this:
+            named = f"{role} ({value})" if role.startswith("the ") else f"{role} {value}"
+            raise InputError(f"{named} is {seen[key]}: writing it would destroy that file; "
                              f"choose another output name")
-        seen[key] = f"the output {role}"
+        seen[key] = this
 
 
 def make_folder(path: PathLike) -> Path:
@@ -350,7 +367,7 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
         if to_stdout:
             try:
                 with open(tmp, "rb") as f:
-                    out = sys.stdout.buffer
+                    out = stdout_binary()
                     while block := f.read(1 << 20):
                         out.write(block)
                     out.flush()
@@ -359,16 +376,43 @@ def atomic_output(path: PathLike, *, suffix: str | None = None) -> Iterator[Path
             except OSError as e:
                 raise output_error("stdout", e) from e
             tmp.unlink()
+            _committed(STDIO)
         else:
             try:
                 os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
+                # The commit: a stop signal before it wins (no output), one during or after it
+                # finds the output complete (and recorded, so the front end can say so).
+                with signals_held():
+                    check_interrupted()
+                    os.replace(tmp, target)
+                    _committed(target)
             except OSError as e:
                 raise output_error(target, e) from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+_commits: list[tuple[int, str]] | None = None
+
+
+def _committed(target: PathLike) -> None:
+    if _commits is not None:
+        _commits.append((sequence(), "stdout" if is_stdio(target) else str(target)))
+
+
+@contextlib.contextmanager
+def recording_commits() -> Iterator[list[tuple[int, str]]]:
+    """Within the block, the yielded list gets each output :func:`atomic_output` completes, as
+    (:func:`~artalk_core.errors.sequence` number, name; ``stdout`` for ``-``): a command stopped by
+    a signal says which of its outputs were complete before it (an Interrupted has its number)."""
+    global _commits
+    outer, _commits = _commits, []
+    try:
+        yield _commits
+    finally:
+        _commits = outer
 
 
 def _special_output(target: Path, suffix: str) -> Iterator[Path]:
@@ -387,6 +431,7 @@ def _special_output(target: Path, suffix: str) -> Iterator[Path]:
                     dst.write(block)
         except OSError as e:  # /dev/full: ENOSPC
             raise output_error(target, e) from e
+        _committed(target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

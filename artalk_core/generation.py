@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, writing
 from artalk_core.progress import OptionalProgress
+from artalk_core.stdio import stdout_binary
 
 if TYPE_CHECKING:
     from artalk_core.engines.base import MotionEngine
@@ -244,7 +244,7 @@ class LazyStreamOutput:
         if not isinstance(out, (str, os.PathLike)):  # a binary file object
             self._file = out
         elif is_stdio(out):
-            self._file = sys.stdout.buffer
+            self._file = stdout_binary()
         else:
             path = Path(out)
             if path.exists() and not path.is_file() and not path.is_dir():

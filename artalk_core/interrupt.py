@@ -85,4 +85,37 @@ def stop_signals(signals: Iterable[str] = STOP_SIGNALS, *, ignore: Iterable[str]
         clear_interrupt()
 
 
-__all__ = ["STOP_SIGNALS", "check_interrupted", "clear_interrupt", "note_interrupt", "stop_signals"]
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Within the block a stop signal is only noted; it takes effect when the block ends (through
+    the handler it would have met: :func:`stop_signals`' raises :class:`Interrupted`), even when
+    the block failed. For work that must not be cut in the middle: a C library calling back into
+    Python (an exception raised inside HDF5's write callback leaves the file in a state that
+    crashes the process later), or an output's commit (the rename and its record). Only Python
+    handlers are held (an ignored signal stays ignored); off the main thread the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signo: int, frame: FrameType | None) -> None:
+        held.append(signo)
+
+    previous: dict[int, Any] = {}
+    for name in STOP_SIGNALS:
+        signo = getattr(signal, name, None)
+        if signo is not None and callable(signal.getsignal(signo)):
+            with contextlib.suppress(ValueError, OSError):
+                previous[signo] = signal.signal(signo, hold)
+    try:
+        yield
+    finally:
+        for signo, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signo, handler)
+        if held:  # now, outside the block: the handler raises (Interrupted, KeyboardInterrupt)
+            previous[held[0]](held[0], None)
+
+
+__all__ = ["STOP_SIGNALS", "check_interrupted", "clear_interrupt", "note_interrupt", "signals_held", "stop_signals"]

@@ -17,7 +17,7 @@ import numpy as np
 from artalk_core.constants import CHUNK_SAMPLES, FPS
 from artalk_core.engines.artalk import LoadedModel, audio_tensor, chunk_groups, load_artalk
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, check_not_input, input_file, provenance, sha256_file
+from artalk_core.fileio import PathLike, check_not_input, input_file, provenance, sha256_file, spooled
 from artalk_core.generation import (
     MotionOutput,
     MotionSink,
@@ -59,7 +59,9 @@ def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, check
     check_precision(precision)
     check_not_input({"-o": output}, model_inputs(input=audio, checkpoint=checkpoint, model_config=model_config,
                                                  assets=assets, role="AUDIO"))
-    with _input_file(audio) as (source, label):  # stdin: spooled to a temp file, read in blocks
+    # stdin: spooled to a temp file, read in blocks; side inputs given as pipes: read once, into temp files
+    with contextlib.ExitStack() as spools, _input_file(audio) as (source, label):
+        checkpoint, model_config = spooled(spools, checkpoint), spooled(spools, model_config)
         decoded = source if isinstance(source, Audio) else _open_stream(source, label)
         return _encode_audio(decoded, output=output, checkpoint=checkpoint,
                              model_config=model_config, assets=assets, device=device, precision=precision,
@@ -206,7 +208,9 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
     if isinstance(engine, str):
         check_engine(engine)
     check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
-    with _input_file(input) as (source, label):  # stdin: spooled to a temp file, read in blocks
+    # stdin: spooled to a temp file, read in blocks; side inputs given as pipes: read once, into temp files
+    with contextlib.ExitStack() as spools, _input_file(input) as (source, label):
+        style, checkpoint, model_config = (spooled(spools, p) for p in (style, checkpoint, model_config))
         kind = "audio" if isinstance(source, Audio) else _input_kind(source)
         if kind in ("motion", "motion-stream", "reference-pt", "vertices", "safetensors"):
             raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "

@@ -23,10 +23,10 @@ features, the bits and the motion are those of ``artalk generate`` on the same f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,8 +40,9 @@ from artalk_core.audio.pcm import PcmLayout
 from artalk_core.constants import CHUNK_FRAMES, SAMPLE_RATE
 from artalk_core.engines.speech import SILENCE_WARNING
 from artalk_core.errors import AudioError, InputError, warn
-from artalk_core.fileio import PathLike, check_not_input, is_stdio
+from artalk_core.fileio import PathLike, check_not_input, is_stdio, spooled
 from artalk_core.progress import OptionalProgress, report
+from artalk_core.stdio import stdin_binary
 
 if TYPE_CHECKING:
     from artalk_core.engines.base import MotionEngine
@@ -232,7 +233,7 @@ def open_input(input: PathLike | BinaryIO) -> tuple[BinaryIO, str, BinaryIO | No
     if not isinstance(input, (str, os.PathLike)):  # a binary file object
         return input, getattr(input, "name", "<stream>"), None
     if is_stdio(input):
-        return sys.stdin.buffer, "<stdin>", None
+        return stdin_binary(), "<stdin>", None
     p = Path(input)
     if not p.exists():
         raise AudioError(f"audio file not found: {p}")
@@ -264,28 +265,43 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     Memory is bounded whatever the length: at most :data:`PREFETCH_PIECES` pieces of input read
     ahead, one engine block of audio, the engine's state and 9 frames of post-processing.
     """
-    from artalk_core.engines import EngineSettings, check_engine, create_engine
-    from artalk_core.generation import (
-        StreamLines,
-        check_precision,
-        check_raw_options,
-        generation_options,
-        model_inputs,
-        motion_metadata,
-        resolve_clip_length,
-    )
-    from artalk_core.live.session import LiveSession
-    from artalk_core.styles import resolve_style
+    from artalk_core.engines import check_engine
+    from artalk_core.generation import check_precision, check_raw_options, model_inputs
 
     if isinstance(engine, str):
         check_engine(engine)
     check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
+
     check_precision(precision)
     check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
                                                  model_config=model_config, assets=assets))
     t_start = time.perf_counter()
+    with contextlib.ExitStack() as spools:  # side inputs given as pipes: read once, into temp files
+        style, checkpoint, model_config = (spooled(spools, p) for p in (style, checkpoint, model_config))
+        return _stream_generate(input, output, t_start=t_start, stream_format=stream_format, style=style,
+                                style_start=style_start, raw=raw, clip_length=clip_length, fix_pose=fix_pose,
+                                engine=engine, checkpoint=checkpoint, model_config=model_config, assets=assets,
+                                device=device, precision=precision, seed=seed, progress=progress)
+
+
+def _stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO, *, t_start: float, stream_format: str,
+                     style: None | str | np.ndarray, style_start: int, raw: bool, clip_length: int | None,
+                     fix_pose: bool, engine: str | MotionEngine, checkpoint: PathLike | None,
+                     model_config: PathLike | None, assets: PathLike | None, device: str, precision: str, seed: int,
+                     progress: OptionalProgress) -> StreamResult:
+    """:func:`stream_generate` once its options are checked and its side inputs spooled."""
+    from artalk_core.engines import EngineSettings, create_engine
+    from artalk_core.generation import (
+        StreamLines,
+        generation_options,
+        motion_metadata,
+        resolve_clip_length,
+    )
+    from artalk_core.live.session import LiveSession
+    from artalk_core.styles import resolve_style
+
     f, name, to_close = open_input(input)
     pieces: _Prefetch | None = None
     try:

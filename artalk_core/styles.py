@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ import numpy as np
 
 from artalk_core.assets import available_styles, style_dir
 from artalk_core.errors import StyleError
-from artalk_core.fileio import PathLike, sha256_bytes, sha256_file
+from artalk_core.fileio import PathLike, is_stream_path, sha256_bytes, sha256_file, spooled
+from artalk_core.stdio import given_name
 
 NO_STYLE_NAMES = ("default", "none")
 
@@ -53,7 +55,7 @@ def style_file(style: Any, *, assets: PathLike | None = None) -> Path | None:
     if not isinstance(style, str) or style.lower() in NO_STYLE_NAMES:
         return None
     path = Path(style)
-    if path.is_file():
+    if path.is_file() or is_stream_path(path):  # a FIFO, <(...): read by resolve_style through a temp copy
         return path
     candidate = style_dir(assets) / f"{style}.pt"
     return candidate if candidate.is_file() else None
@@ -87,8 +89,11 @@ def resolve_style(style: None | str | np.ndarray | Style, *, assets: PathLike | 
             listing = (f"no style files in {style_dir(assets)} (only 'default' is available; "
                        f"get the released styles with `artalk assets download`)")
         raise StyleError(f"unknown style '{style}': {suggest(style, names)}{listing}")
-    motion = read_style(path, style_start=style_start)
-    return Style(motion=np.asarray(motion, dtype=np.float32), label=style, sha256=sha256_file(path))
+    with contextlib.ExitStack() as stack:
+        path = spooled(stack, path)  # a pipe is read once, into a temp file: read, then hashed
+        motion = read_style(path, style_start=style_start)
+        sha = sha256_file(path)
+    return Style(motion=np.asarray(motion, dtype=np.float32), label=given_name(style), sha256=sha)
 
 
 def style_from_array(motion: Any, *, label: str = "array") -> Style:

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="talk.glb (binary, one file) or talk.gltf (JSON + talk.bin beside it). Default: <input stem>.glb.", show_default=False)] = None,
         flame: Annotated[Path | None, typer.Option("--flame", help="FLAME head: FLAME_with_eye.pt or generic_model.pkl (default: <assets>/FLAME_with_eye.pt, else the stand-in head).", show_default=False)] = None,
         shape: Annotated[Path | None, typer.Option("--shape", help="File with a [300] or [1,300] FLAME shape vector (default: zeros).", show_default=False)] = None,
-        fps: Annotated[float, typer.Option("--fps", callback=checked(_fps), help="Keyframes per second of the animation (motion is made at 25): above 0, at most 1000.")] = float(FPS),
+        fps: Annotated[float, typer.Option("--fps", callback=checked(_fps), help="Keyframes per second of the animation (motion is made at 25): from 1 to 1000.")] = float(FPS),
         embed_audio: Annotated[str, typer.Option("--embed-audio", help="An audio file to store in the glTF buffer (asset.extras.audio), or no.")] = "no",
         no_standin: Annotated[bool, typer.Option("--no-standin", help="Fail instead of using the stand-in head when no FLAME file is found.")] = False,
         assets: Assets = None,

@@ -30,7 +30,7 @@ from artalk_core.audio.resample import BlockResampler, resample, to_mono
 from artalk_core.audio.wav import wav_missing_bytes
 from artalk_core.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
 from artalk_core.errors import AudioError, InputError
-from artalk_core.fileio import PathLike, is_stdio, sha256_bytes, sha256_file
+from artalk_core.fileio import PathLike, is_stdio, read_input_bytes, sha256_bytes, sha256_file
 
 # Full-scale divisors of FFmpeg's integer sample formats (u8 is offset binary).
 _INT_SCALE: dict[str, float] = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0, "u8": 128.0}
@@ -102,9 +102,7 @@ def _open_source(source: PathLike | bytes, name: str) -> tuple[Any, str]:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
         else:
-            import sys
-
-            data = sys.stdin.buffer.read()
+            data = read_input_bytes(source)
         if not data:
             raise AudioError(f"audio input {name} is empty (0 bytes)")
         return io.BytesIO(data), sha256_bytes(data)

@@ -25,6 +25,7 @@ from artalk_core.fileio import PathLike, load_torch, parse_json, sha256_file
 from artalk_core.flame.buffers import LICENCE_HINT, PickledChumpy, model_from_dict, to_array
 from artalk_core.flame.model import FlameModel
 from artalk_core.flame.standin import load_standin
+from artalk_core.stdio import given_name
 
 _NUMPY_NAMES = {"_reconstruct", "scalar", "dtype", "ndarray", "_frombuffer"}
 _SPARSE_NAMES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
@@ -122,7 +123,7 @@ def _load_flame_cached(source: str, resolved: str, size: int, mtime_ns: int) -> 
     p = Path(source)  # read as given, so messages name the file as the user wrote it
     data = _read_head_file(p)
     standin = bool(_flag(data.get("standin", False)))
-    return model_from_dict(_head_dict(data), source=source, sha256=sha256_file(p), is_standin=standin)
+    return model_from_dict(_head_dict(data), source=given_name(source), sha256=sha256_file(p), is_standin=standin)
 
 
 def _flag(value: Any) -> bool:

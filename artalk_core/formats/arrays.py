@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from artalk_core.constants import GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM
+from artalk_core.constants import GLOBAL_ROT_SLICE, JAW_SLICE, MOTION_DIM, MOTION_MAX_ABS
 from artalk_core.errors import FormatError, InputError
 
 
@@ -50,7 +50,8 @@ def channel_name(channel: int) -> str:
 def check_motion_array(arr: np.ndarray, name: str, *, err: type[InputError] = FormatError,
                        what: str = "motion", first_frame: int = 0) -> np.ndarray:
     """Validate a [T, 106] array: 2-D (a leading batch axis of 1 is dropped), 106 channels,
-    T >= 1, all finite. Returns the (possibly squeezed) float32 array; raises ``err``.
+    T >= 1, all finite and within :data:`~artalk_core.constants.MOTION_MAX_ABS`. Returns the
+    (possibly squeezed) float32 array; raises ``err``.
     ``first_frame``: the frame number of ``arr[0]`` in messages (for a block of a longer motion)."""
     while arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -64,6 +65,12 @@ def check_motion_array(arr: np.ndarray, name: str, *, err: type[InputError] = Fo
         value = arr[bad]
         raise err(f"{name}: {what} has a non-finite value ({value}) at frame {first_frame + bad[0]}, "
                   f"channel {bad[1]} ({channel_name(bad[1])})")
+    big = np.abs(arr) > MOTION_MAX_ABS
+    if big.any():
+        frame, channel = (int(i) for i in np.argwhere(big)[0])
+        raise err(f"{name}: {what} has the value {float(arr[frame, channel]):g} at frame {first_frame + frame}, "
+                  f"channel {channel} ({channel_name(channel)}); motion values are at most {MOTION_MAX_ABS:g} "
+                  f"in size (expressions stay within about 5, rotations are radians)")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 

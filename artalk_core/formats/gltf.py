@@ -276,18 +276,25 @@ def read_gltf_json(source: PathLike | bytes | bytearray | memoryview) -> dict[st
     """The JSON document of a ``.glb`` (its JSON chunk only: the buffer is not read) or ``.gltf``;
     ``source`` is a path or the file's bytes.
 
-    FormatError for anything that is not glTF 2.0 or is cut short.
+    FormatError for anything that is not glTF 2.0, or whose bytes are not all there: the GLB
+    header's length, the chunk lengths and the file size must agree, and each buffer (the BIN
+    chunk, or a ``.bin`` beside a ``.gltf``) must hold the bytes its ``byteLength`` and the buffer
+    views announce (a file cut in half, or one whose lengths lie, was described as whole).
     """
     import io
 
+    folder: Path | None = None
     if isinstance(source, (bytes, bytearray, memoryview)):
         name, opened = "<bytes>", contextlib.nullcontext(io.BytesIO(bytes(source)))
     else:
         p = Path(source)
         if not p.is_file():
             raise InputError(f"glTF file not found: {p}")
-        name, opened = str(p), open(p, "rb")  # type: ignore[assignment]
+        name, opened, folder = str(p), open(p, "rb"), p.parent  # type: ignore[assignment]
+    bin_length: int | None = None
     with opened as f:
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
         head = f.read(20)
         if head[:4] == GLB_MAGIC:
             if len(head) < 20 or not is_glb(head):
@@ -295,16 +302,81 @@ def read_gltf_json(source: PathLike | bytes | bytearray | memoryview) -> dict[st
             length, kind = struct.unpack("<II", head[12:20])
             if kind != CHUNK_JSON:
                 raise FormatError(f"{name} is corrupt: the first GLB chunk is not JSON")
+            bin_length = _glb_frame(f, name, size, struct.unpack("<I", head[8:12])[0], length)
+            f.seek(20)
             raw = f.read(length)
-            if len(raw) < length:
-                raise FormatError(f"{name} is truncated (its JSON chunk is cut short)")
         else:
             raw = head + f.read()
     doc = parse_json(raw, f"{name} is not a glTF file")
     asset = doc.get("asset") if isinstance(doc, dict) else None
     if not isinstance(asset, dict) or asset.get("version") != "2.0":
         raise FormatError(f"{name} is not a glTF 2.0 document (asset.version is not 2.0)")
+    _check_buffers(doc, name, glb=head[:4] == GLB_MAGIC, bin_length=bin_length, folder=folder)
     return doc
+
+
+def _glb_frame(f: BinaryIO, name: str, size: int, total: int, json_length: int) -> int | None:
+    """The BIN chunk's length (None without one) once the GLB framing agrees with the file's
+    ``size``: the header's ``total``, the JSON chunk, the BIN chunk. FormatError otherwise."""
+    if total > size:
+        raise FormatError(f"{name} is truncated: its GLB header says {total} bytes, the file holds {size}")
+    if total < size:
+        raise FormatError(f"{name} is corrupt: its GLB header says {total} bytes, the file holds {size}")
+    end = 20 + json_length
+    if end > size:
+        raise FormatError(f"{name} is truncated (its JSON chunk is cut short)")
+    if end == size:
+        return None
+    f.seek(end)
+    chunk = f.read(8)
+    if len(chunk) < 8:
+        raise FormatError(f"{name} is corrupt: {size - end} stray bytes after its JSON chunk")
+    bin_length, kind = struct.unpack("<II", chunk)
+    if kind != CHUNK_BIN:
+        raise FormatError(f"{name} is corrupt: the chunk after its JSON chunk is not BIN")
+    if end + 8 + bin_length != size:
+        raise FormatError(f"{name} is corrupt: its BIN chunk says {bin_length} bytes, the file holds "
+                          f"{size - end - 8} after its header")
+    return int(bin_length)
+
+
+def _check_buffers(doc: dict[str, Any], name: str, *, glb: bool, bin_length: int | None, folder: Path | None) -> None:
+    """Each buffer holds its ``byteLength`` (the GLB BIN chunk, or a file beside the ``.gltf``
+    when ``folder`` is known) and each buffer view lies inside its buffer."""
+    c = _Checked(doc, name)
+    lengths: list[int] = []
+    for i, buf in enumerate(c.array(doc, "buffers", "")):
+        where = f"buffers[{i}]"
+        buf = c.object(buf, where)
+        length = c.integer(buf.get("byteLength"), f"{where}.byteLength", below=1 << 53)
+        uri = buf.get("uri")
+        if uri is None:
+            if not glb or i > 0:
+                raise c.fail(f"{where} has no uri (only the first buffer of a .glb, its BIN chunk, may leave it out)")
+            held = bin_length
+            if held is None or held < length:
+                raise FormatError(f"{name} is truncated: {where} announces {length} bytes, its BIN chunk holds "
+                                  f"{held or 0}")
+        elif isinstance(uri, str) and folder is not None and not uri.startswith("data:") and "://" not in uri:
+            from urllib.parse import unquote
+
+            file = folder / unquote(uri)
+            held = file.stat().st_size if file.is_file() else None
+            if held is None:
+                raise FormatError(f"{name}: {where} is in {file}, which is missing")
+            if held < length:
+                raise FormatError(f"{name}: {where} announces {length} bytes, {file} holds {held} (truncated)")
+        lengths.append(length)
+    for i, view in enumerate(c.array(doc, "bufferViews", "")):
+        where = f"bufferViews[{i}]"
+        view = c.object(view, where)
+        buffer = c.integer(view.get("buffer"), f"{where}.buffer", below=max(len(lengths), 1))
+        if buffer >= len(lengths):
+            raise c.fail(f"{where} names buffer {buffer}, but the document has none")
+        start = c.integer(view.get("byteOffset", 0), f"{where}.byteOffset", below=1 << 53)
+        stop = start + c.integer(view.get("byteLength"), f"{where}.byteLength", below=1 << 53)
+        if stop > lengths[buffer]:
+            raise c.fail(f"{where} ends at byte {stop}, past the {lengths[buffer]} bytes of buffers[{buffer}]")
 
 
 def read_gltf(path: PathLike) -> Any:

@@ -148,17 +148,23 @@ def load_torch_tensor(data: bytes, name: str) -> np.ndarray:
         raise FormatError(str(e)) from e
 
 
+def _said(value: str) -> str:
+    """A metadata value in a message: an integer text as it is, anything else quoted ("25.0" is not
+    the text "25", and 'at 25.0 fps; artalk motion is 25 fps' would seem to contradict itself)."""
+    return value if value.isdigit() else repr(value)
+
+
 def _check_artalk_meta(meta: Mapping[str, str], name: str, n_frames: int) -> None:
     version = meta.get("format_version", "")
     if version != FORMAT_VERSION:
-        raise FormatError(f"{name} is artalk motion format version {version or '?'}; this artalk "
-                          f"reads version {FORMAT_VERSION} (upgrade artalk)")
+        raise FormatError(f"{name} is artalk motion format version {_said(version) if version else '?'}; this "
+                          f"artalk reads version {FORMAT_VERSION} (upgrade artalk)")
     fps = meta.get("fps", str(FPS))
     if fps != str(FPS):
-        raise FormatError(f"{name} is motion at {fps} fps; artalk motion is {FPS} fps")
+        raise FormatError(f"{name} is motion at {_said(fps)} fps; artalk motion is {FPS} fps")
     frames = meta.get("frames")
     if frames is not None and frames != str(n_frames):
-        raise FormatError(f"{name} is corrupt: its metadata says {frames} frames but it holds {n_frames}")
+        raise FormatError(f"{name} is corrupt: its metadata says {_said(frames)} frames but it holds {n_frames}")
 
 
 def _not_motion(kind: str, name: str) -> FormatError:

@@ -120,16 +120,38 @@ def _frame(row: list[Any], name: str, t: int) -> np.ndarray:
     return wide.astype(np.float32)
 
 
+def _is_int(value: Any, expected: int | None = None) -> bool:
+    """A JSON integer (not a bool, a float or a string that looks like one), ``expected`` if given."""
+    return type(value) is int and (expected is None or value == expected)
+
+
+def _shown(value: Any) -> str:
+    """A header value as it is written in the stream (``"25"`` with its quotes, ``25.0``), short."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _stream_header(line: bytes | str, name: str) -> dict[str, Any]:
     head = _stream_line(line, name, 1)
     if head.get("format") != STREAM_FORMAT:
         raise FormatError(f"{name} is not a motion stream (its first line has no format {STREAM_FORMAT!r})")
-    if head.get("version") != STREAM_VERSION:
-        raise FormatError(f"{name} is motion stream version {head.get('version')!r}; this artalk reads "
+    if not _is_int(head.get("version")):
+        raise FormatError(f"{name} is a corrupt motion stream: the header's version is "
+                          f"{_shown(head.get('version'))}, not an integer")
+    if head["version"] != STREAM_VERSION:
+        raise FormatError(f"{name} is motion stream version {_shown(head['version'])}; this artalk reads "
                           f"version {STREAM_VERSION} (upgrade artalk)")
-    if head.get("fps") != FPS or head.get("channels") != MOTION_DIM:
-        raise FormatError(f"{name} is a motion stream at {head.get('fps')} fps with {head.get('channels')} "
+    for key, expected in (("fps", FPS), ("channels", MOTION_DIM)):
+        value = head.get(key)
+        if not _is_int(value):
+            raise FormatError(f"{name} is a corrupt motion stream: the header's {key} is {_shown(value)}, "
+                              f"not an integer (artalk motion streams have {key} {expected})")
+    if head["fps"] != FPS or head["channels"] != MOTION_DIM:
+        raise FormatError(f"{name} is a motion stream at {head['fps']} fps with {head['channels']} "
                           f"channels; artalk motion is {FPS} fps, {MOTION_DIM} channels")
+    if "delay_frames" in head and not (_is_int(head["delay_frames"]) and head["delay_frames"] >= 0):
+        raise FormatError(f"{name} is a corrupt motion stream: the header's delay_frames is "
+                          f"{_shown(head['delay_frames'])}, not a count of frames")
     meta = head.get("meta", {})
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise FormatError(f"{name} is a corrupt motion stream: the header's meta must map names to strings")
@@ -155,9 +177,9 @@ def iter_motion_stream(lines: Iterable[bytes | str], name: str = "<stream>") -> 
             continue
         obj = _stream_line(line, name, lineno)
         if "motion" in obj:
-            if obj.get("t") != count:
+            if not _is_int(obj.get("t"), count):
                 raise FormatError(f"{name} is a corrupt motion stream: line {lineno} holds frame "
-                                  f"{obj.get('t')!r}, expected {count}")
+                                  f"{_shown(obj.get('t'))}, expected {count}")
             row = obj["motion"]
             if not isinstance(row, list) or len(row) != MOTION_DIM:
                 raise FormatError(f"{name} is a corrupt motion stream: frame {count} does not hold "
@@ -166,10 +188,14 @@ def iter_motion_stream(lines: Iterable[bytes | str], name: str = "<stream>") -> 
             count += 1
             yield header, frame
         elif obj.get("end") is True:
-            if obj.get("frames") != count:
-                raise FormatError(f"{name} is a corrupt motion stream: its end line says {obj.get('frames')} "
+            if not _is_int(obj.get("frames"), count):
+                raise FormatError(f"{name} is a corrupt motion stream: its end line says {_shown(obj.get('frames'))} "
                                   f"frames but it holds {count}")
             header["end"] = obj
+            for after, rest in enumerate(it, start=lineno + 1):  # a stream ends at its end line
+                if rest.strip():
+                    raise FormatError(f"{name} is a corrupt motion stream: line {after} comes after its end "
+                                      f"line (line {lineno}); one stream per file")
             return
         elif "error" in obj:
             raise FormatError(f"{name}: the motion stream stopped with an error: {obj['error']}")

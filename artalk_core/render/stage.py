@@ -124,7 +124,8 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
         video_container(output)  # refuse x.avi before rendering anything
     with contextlib.ExitStack() as stack:
         # side inputs given as FIFOs or <(...): read once, into temp files
-        flame, shape, watermark = (spooled(stack, p) for p in (flame, shape, watermark))
+        flame, shape, watermark, avatar, tracked, avatar_checkpoint, avatar_config = (spooled(stack, p) for p in (
+            flame, shape, watermark, avatar, tracked, avatar_checkpoint, avatar_config))
         if isinstance(audio, (str, os.PathLike)):
             audio = spooled(stack, audio)
         return _render_input(stack, input, output=output, flame=flame, shape=shape, audio=audio, verts=verts,

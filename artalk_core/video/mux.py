@@ -63,8 +63,8 @@ def mux(video_path: PathLike, audio: np.ndarray | Iterator[np.ndarray], out_path
                         seen += 1
                         track.feed_until(int(seen / float(fps) * sample_rate))
                     track.finish(total)
-            except av.FFmpegError as e:
-                raise OutputError(f"cannot mux audio into {out_path}: {e}") from e
+            except av.FFmpegError as e:  # its text names the hidden temp file: the reason alone
+                raise OutputError(f"cannot mux audio into {out_path}: {getattr(e, 'strerror', None) or e}") from e
 
 
 __all__ = ["mux"]

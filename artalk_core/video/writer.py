@@ -308,7 +308,12 @@ class VideoWriter:
             self._abort(err)
             if isinstance(err, (InputError, OutputError, AudioError)):
                 raise err
-            raise OutputError(f"cannot write video {self._path}: {err}") from err
+            raise self._failure(err) from err
+
+    def _failure(self, e: BaseException) -> OutputError:
+        """The OutputError of a failed write naming the output: FFmpeg's own text ends with the
+        hidden temp file's name (``[Errno 28] ... '.an.mp4.x1y2.part.mp4'``), so its reason alone."""
+        return OutputError(f"cannot write video {self._path}: {getattr(e, 'strerror', None) or e}")
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one frame [H,W,3] uint8 RGB (row 0 = top). The array may be reused afterwards."""
@@ -362,7 +367,7 @@ class VideoWriter:
         except BaseException as e:
             self._abort(e)
             if isinstance(e, Exception) and not isinstance(e, (InputError, OutputError, AudioError)):
-                raise OutputError(f"cannot write video {self._path}: {e}") from e
+                raise self._failure(e) from e
             raise
         self._done = True
         self._stack.close()

@@ -9,6 +9,7 @@ import copy
 import json
 import struct
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,9 +75,33 @@ def gltf_variants() -> Iterator[tuple[str, Callable[[dict[str, Any]], None] | st
     yield "huge float", '{"asset": {"version": "2.0"}, "accessors": [{"count": 1e999}]}'
 
 
+def _buffer_length(text: bytes) -> int | None:
+    """buffers[0].byteLength of a document, when it has a plausible one (the buffer's bytes are
+    then supplied, so a variant reaches the checks it was made for)."""
+    try:
+        length = json.loads(text)["buffers"][0]["byteLength"]
+    except Exception:  # noqa: BLE001 - a variant that is not such a document
+        return None
+    return length if type(length) is int and 0 <= length < 1 << 26 else None
+
+
 def _glb(text: bytes) -> bytes:
     body = text + b" " * (-len(text) % 4)
-    return b"glTF" + struct.pack("<II", 2, 20 + len(body)) + struct.pack("<II", len(body), 0x4E4F534A) + body
+    n = _buffer_length(text)
+    binary = b"" if n is None else struct.pack("<II", n + (-n % 4), 0x004E4942) + bytes(n + (-n % 4))
+    return (b"glTF" + struct.pack("<II", 2, 20 + len(body) + len(binary)) + struct.pack("<II", len(body), 0x4E4F534A)
+            + body + binary)
+
+
+def _gltf(text: bytes, bin_path: Path) -> bytes:
+    """The document as a .gltf whose first buffer is ``bin_path`` (zeros), when it has one."""
+    n = _buffer_length(text)
+    if n is None:
+        return text
+    doc = json.loads(text)
+    doc["buffers"][0]["uri"] = bin_path.name
+    bin_path.write_bytes(bytes(n))
+    return json.dumps(doc).encode()
 
 
 def _materialise(doc: dict[str, Any], variant: Callable[[dict[str, Any]], None] | str) -> bytes:
@@ -96,7 +121,7 @@ def test_hostile_gltf_documents_are_typed_errors(artalk, gltf_doc, tmp_path) -> 
     assert len(variants) >= 30
     for i, (name, variant) in enumerate(variants):
         text = _materialise(gltf_doc, variant)
-        for path, data in ((tmp_path / f"{i}.glb", _glb(text)), (tmp_path / f"{i}.gltf", text)):
+        for path, data in ((tmp_path / f"{i}.glb", _glb(text)), (tmp_path / f"{i}.gltf", _gltf(text, tmp_path / f"{i}.bin"))):
             path.write_bytes(data)
             res = artalk("info", path)
             assert res.returncode in (0, 2), (name, path.suffix, res.stderr[-500:])

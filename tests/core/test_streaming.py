@@ -236,7 +236,8 @@ def _stream(frames: np.ndarray, meta: dict | None = None, end: bool = True) -> b
 
 def test_motion_stream_round_trips_float32_exactly() -> None:
     rng = np.random.default_rng(6)
-    frames = (rng.standard_normal((12, 106)) * 10.0 ** rng.integers(-8, 8, (12, 106))).astype(np.float32)
+    # every magnitude motion may take (at most MOTION_MAX_ABS = 100)
+    frames = np.clip(rng.standard_normal((12, 106)) * 10.0 ** rng.integers(-8, 3, (12, 106)), -99, 99).astype(np.float32)
     frames[0, 0] = -0.0
     data = _stream(frames)
     m = read_motion(data)
@@ -269,6 +270,17 @@ def test_motion_stream_schema() -> None:
     (lambda d: d.replace(b'"frames": 7', b'"frames": 8'), "says 8"),
     (lambda d: d.rsplit(b"\n", 2)[0] + b'\n{"error": "model exploded"}\n', "model exploded"),
     (lambda d: d.replace(b'"version": 1', b'"version": 9'), "version 9"),
+    # header values of the wrong JSON type: named as written, not "at 25 fps ...; artalk is 25 fps"
+    (lambda d: d.replace(b'"fps": 25', b'"fps": "25"'), 'fps is "25", not an integer'),
+    (lambda d: d.replace(b'"channels": 106', b'"channels": 106.0'), "channels is 106.0, not an integer"),
+    (lambda d: d.replace(b'"version": 1', b'"version": "1"'), 'version is "1", not an integer'),
+    (lambda d: d.replace(b'"delay_frames": 0', b'"delay_frames": -1'), "delay_frames is -1"),
+    (lambda d: d.replace(b'"t": 1,', b'"t": true,'), "holds frame true, expected 1"),
+    (lambda d: d.replace(b'"t": 0,', b'"t": 0.0,'), "holds frame 0.0, expected 0"),
+    (lambda d: d.replace(b'"frames": 7', b'"frames": 7.0'), "says 7.0"),
+    # frames after the end line were ignored with exit 0
+    (lambda d: d + d.split(b"\n")[1] + b"\n", "line 10 comes after its end line"),
+    (lambda d: d + d, "after its end line"),
 ])
 def test_motion_stream_damage_is_reported(cut, words: str) -> None:
     data = cut(_stream(np.ones((7, 106), np.float32)))

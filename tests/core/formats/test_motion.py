@@ -304,6 +304,10 @@ def test_other_format_version_and_inconsistent_frames() -> None:
                                               "fps": "30"})
     with pytest.raises(FormatError, match="30 fps"):
         read_motion(fps)
+    # text that is not the integer text is quoted: "at 25.0 fps; artalk motion is 25 fps" contradicted itself
+    fps = st_save({"motion": data}, metadata={"format": "artalk.motion", "format_version": "1", "fps": "25.0"})
+    with pytest.raises(FormatError, match="motion at '25.0' fps; artalk motion is 25 fps"):
+        read_motion(fps)
 
 
 def test_missing_and_folder_paths(tmp_path: Path) -> None:

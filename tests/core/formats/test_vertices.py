@@ -183,3 +183,121 @@ def test_flame_frames_to_file(tmp_path) -> None:
         assert vf.num_vertices == head.num_vertices and vf.meta["head_is_standin"] == "true"
         assert np.allclose(vf[5], head.vertices(motion)[5].numpy(), atol=1e-6)
         assert vf.meta["head_sha256"] == head.sha256
+
+
+# ---- a failing disk, a stop signal inside HDF5, sizes bounded by the file's content (hostile review 1, 3, 7) ----
+
+_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+import numpy as np
+from artalk_core.errors import OutputError
+from artalk_core.formats.vertices import write_vertices
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # like `ulimit -f`; Python ignores SIGXFSZ
+frames = (np.random.default_rng(0).standard_normal((200, 5023, 3)) * 0.1).astype(np.float32)
+faces = np.array([[0, 1, 2]], np.int32)
+out = Path(sys.argv[1])
+for _ in range(2):  # a second file after the failure: the library is still usable
+    try:
+        write_vertices(out / "v.h5", frames, faces, {})
+    except OutputError as e:
+        print("OutputError:", e)
+"""
+
+
+def test_a_full_disk_is_an_output_error_not_a_crash(tmp_path) -> None:
+    """HDF5 after a failed write (disk full, `ulimit -f`): 'Driver write request failed', then a
+    segfault when the file or the library closed (exit 139). Now: an OutputError naming the file,
+    no temp file, and the process ends normally."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stdout.splitlines()
+    assert lines == [f"OutputError: cannot write {tmp_path / 'v.h5'}: File too large"] * 2, proc.stdout
+    assert "Driver" not in proc.stdout + proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_signal_inside_hdf5_takes_effect_after_the_call(tmp_path, monkeypatch) -> None:
+    """A signal handler raising inside HDF5's write callback would leave the library broken: the
+    signal is held over each h5py call and raised after it, and the temp file goes."""
+    import os
+    import signal
+
+    from artalk_core.errors import Interrupted
+    from artalk_core.formats import vertices
+    from artalk_core.interrupt import stop_signals
+
+    sent: list[int] = []
+    real_write = vertices._Sink.write
+
+    def write(self, data):  # the signal arrives while HDF5 writes
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_write(self, data)
+
+    monkeypatch.setattr(vertices._Sink, "write", write)
+    with stop_signals(), pytest.raises(Interrupted):
+        write_vertices(tmp_path / "v.h5", _frames(50, v=5023), FACES, _meta())
+    assert sent and list(tmp_path.iterdir()) == []
+
+
+def test_vertices_the_reader_would_refuse_are_never_written(tmp_path) -> None:
+    frames = _frames(3)
+    frames[1, 2, 0] = 2e4  # beyond MAX_VERTEX_ABS: the reader refuses it as "not a head mesh"
+    with pytest.raises(InputError, match=r"frame 1 contain a coordinate of 20000 \(more than 10000"):
+        write_vertices(tmp_path / "v.h5", frames, FACES, _meta())
+    assert list(tmp_path.iterdir()) == []
+
+
+def _bomb(path: Path, frames: int, vertices: int, *, faces: int = 1, chunk_frames: int = 1) -> None:
+    """A small HDF5 file of gzip chunks of zeros announcing [frames, vertices, 3] (written chunk by
+    chunk, never held: 9 KB of file for 300 MB of frame)."""
+    import zlib
+
+    blob = zlib.compress(bytes(chunk_frames * vertices * 12), 9)
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("vertices", shape=(frames, vertices, 3), dtype="f4",
+                             chunks=(chunk_frames, vertices, 3), compression="gzip")
+        for t in range(0, frames, chunk_frames):
+            d.id.write_direct_chunk((t, 0, 0), blob)
+        if faces > 1:
+            fb = zlib.compress(bytes(faces * 12), 9)
+            fd = f.create_dataset("faces", shape=(faces, 3), dtype="i4", chunks=(faces, 3), compression="gzip")
+            fd.id.write_direct_chunk((0, 0), fb)
+        else:
+            f["faces"] = np.array([[0, 1, 2]], np.int32)
+
+
+def test_sizes_are_checked_before_any_frame_is_read(tmp_path) -> None:
+    """Every number comes from the header; nothing is decompressed to find them too big."""
+    _bomb(tmp_path / "wide.h5", 2, 2_000_000)
+    with pytest.raises(FormatError, match="announces 2000000 vertices per frame; artalk reads at most 1048576"):
+        read_vertices(tmp_path / "wide.h5")
+    _bomb(tmp_path / "faces.h5", 2, 5023, faces=2_000_000)
+    with pytest.raises(FormatError, match="announces 2000000 faces"):
+        read_vertices(tmp_path / "faces.h5")
+    _bomb(tmp_path / "chunks.h5", 1200, 5023, chunk_frames=1200)  # one 72 MB chunk, decompressed whole
+    with pytest.raises(FormatError, match="chunks of 72331200 bytes; artalk reads at most 67108864"):
+        read_vertices(tmp_path / "chunks.h5")
+
+
+def test_frames_are_read_in_blocks_bounded_by_bytes(tmp_path, monkeypatch) -> None:
+    from artalk_core.formats import vertices
+
+    write_vertices(tmp_path / "v.h5", _frames(10, v=1000), FACES, _meta())
+    monkeypatch.setattr(vertices, "VERTICES_READ_BYTES", 30_000)  # 2.5 frames of 1000 vertices
+    sizes: list[int] = []
+    real = vertices.VerticesFile._checked
+
+    def checked(self, block, first):
+        sizes.append(len(block))
+        return real(self, block, first)
+
+    monkeypatch.setattr(vertices.VerticesFile, "_checked", checked)
+    with read_vertices(tmp_path / "v.h5") as vf:
+        assert len(list(vf)) == 10
+    assert sizes == [2, 2, 2, 2, 2]
