@@ -33,6 +33,7 @@ from artalk_core.metrics import (
     load_masks,
 )
 from artalk_core.progress import OptionalProgress, report
+from artalk_core.stdio import errors_as_given
 
 CLIP_SUFFIXES: tuple[str, ...] = (".motion.safetensors", ".safetensors", ".h5", ".hdf5", ".pt", ".ndjson", ".jsonl")
 """Files a folder of clips is made of; a clip's name is its file name without the suffix."""
@@ -298,7 +299,7 @@ def evaluate(pred: PathLike, gt: PathLike, *, masks: PathLike | Masks | None = N
     vertices) fails it too, naming the file and frame: no partial table.
     """
     notes: list[str] = []
-    with contextlib.ExitStack() as stack:
+    with errors_as_given(), contextlib.ExitStack() as stack:
         m = masks if isinstance(masks, Masks) else (load_masks(masks) if masks is not None else default_masks())
         pairs, folders = _pairs(pred, gt, notes, stack)
         head = _Head(spooled(stack, flame), spooled(stack, shape), assets, head_pose)

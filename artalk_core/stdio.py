@@ -3,11 +3,14 @@ gave to the inputs artalk reads through temp copies (stdin, pipes: see :func:`ar
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import sys
+from collections.abc import Iterator
 from typing import BinaryIO
 
-from artalk_core.errors import InputError, OutputError
+from artalk_core.errors import ArtalkError, InputError, OutputError
 
 
 def stdin_binary() -> BinaryIO:
@@ -59,4 +62,19 @@ def given_names(text: str) -> str:
     return text
 
 
-__all__ = ["given_name", "given_names", "note_given", "stdin_binary", "stdout_binary", "stdout_closed"]
+@contextlib.contextmanager
+def errors_as_given() -> Iterator[None]:
+    """An :class:`ArtalkError` raised in the block names each spooled input as the user gave it
+    (:func:`given_names`), not its temp copy: for a library caller, who has no console doing it."""
+    try:
+        yield
+    except ArtalkError as e:
+        text = given_names(str(e))
+        if text == str(e):
+            raise
+        renamed = copy.copy(e)
+        renamed.args = (text,)
+        raise renamed from None
+
+
+__all__ = ["errors_as_given", "given_name", "given_names", "note_given", "stdin_binary", "stdout_binary", "stdout_closed"]
