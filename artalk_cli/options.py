@@ -1,7 +1,12 @@
 """Option types reused by every command, so flags are spelled the same everywhere.
 
-Options with a core check validate at parse time (before any model is loaded), through the same
-core function that guards the Python API, and fail with the usual one ``error:`` line.
+Each flag fills the field of the same name in one of the core's option objects
+(:mod:`artalk_core.options`): ``--assets``, ``--checkpoint``, ``--model-config``, ``--device`` and
+``--precision`` a ``ModelOptions``; ``-s/--style``, ``--engine``, ``--clip-length``, ``--fix-pose`` and
+``--seed`` a ``MotionOptions``; ``--flame``, ``--shape``, ``--size``, ``--renderer``, ``--background``
+and ``--color`` a ``RenderOptions``, the ``--avatar...`` flags its ``AvatarOptions``. A command builds
+those objects from its flags, and their checks run when it does (before any model is loaded); flags
+with a check also run it while parsing, through the same core function.
 """
 
 from __future__ import annotations
@@ -33,13 +38,13 @@ def checked(check: Callable[[T], None]) -> Callable[[T], T]:
 
 
 def _precision(value: str) -> None:
-    from artalk_core.pipeline import check_precision
+    from artalk_core.options import check_precision
 
     check_precision(value)
 
 
 def _seed(value: int) -> None:
-    from artalk_core.pipeline import check_seed
+    from artalk_core.options import check_seed
 
     check_seed(value)
 

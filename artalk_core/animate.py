@@ -15,9 +15,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from artalk_core.constants import BACKGROUND_COLOR, IMAGE_SIZE, MESH_COLOR
 from artalk_core.errors import AudioError, InputError
 from artalk_core.fileio import (
     PathLike,
@@ -27,6 +26,7 @@ from artalk_core.fileio import (
     sha256_file,
     spooled,
 )
+from artalk_core.options import ModelOptions, MotionOptions, RenderOptions, flat_fields, from_flat, to_flat
 from artalk_core.progress import OptionalProgress
 from artalk_core.records import Recipe, RecordFolder
 from artalk_core.text import slug
@@ -46,66 +46,68 @@ class AnimateResult:
 
 @dataclass(frozen=True)
 class AnimateOptions:
-    """The options of `artalk animate`, named like its CLI flags (``--tts-engine`` -> ``tts_engine``).
-
-    One field per option: adding an option is one line here, and :func:`animate` accepts it as a
-    keyword at once. ``audio`` (a speech file) or ``text`` (spoken by ``tts_engine``) is the input.
+    """The options of `artalk animate`: its input and outputs here, the rest in the option groups of
+    :mod:`artalk_core.options` (``motion``: what to generate, ``look``: how to draw it, ``model``:
+    which model where). Every field keeps the name of its CLI flag (``--tts-engine`` ->
+    ``tts_engine``); :meth:`from_flat` takes them all as one flat mapping, as ``animate(**keywords)``
+    and a batch row do. ``audio`` (a speech file) or ``text`` (spoken by ``tts_engine``) is the input.
     """
 
     audio: PathLike | None = None
     text: str | None = None
     output: PathLike | None = None
-    style: str | None = None
+    """The video; None: ``<audio stem>_<style>_<mesh or avatar>.mp4`` (the reference's name)."""
     lang: str = "en"
     tts_engine: str = "espeak"
     voice: str | None = None
-    engine: str = "artalk"
-    clip_length: int | None = None
-    fix_pose: bool = False
-    shape: PathLike | None = None
-    flame: PathLike | None = None
-    size: int = IMAGE_SIZE
-    renderer: str = "gl"
-    background: Any = BACKGROUND_COLOR
-    color: Any = MESH_COLOR
     keep: PathLike | None = None
-    checkpoint: PathLike | None = None
-    model_config: PathLike | None = None
-    assets: PathLike | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    # the photoreal GAGAvatar head instead of the mesh (see artalk_core.render.stage.render)
-    avatar: PathLike | None = None
-    tracked: PathLike | None = None
-    avatar_checkpoint: PathLike | None = None
-    avatar_config: PathLike | None = None
-    avatar_noise: str = "seeded"
-    watermark: PathLike | None = None
-    seed: int = 0
+    """A folder keeping the intermediates, reused while their records match (:mod:`artalk_core.records`)."""
     glb: PathLike | None = None
     """Also export the motion as glTF (``.glb`` or ``.gltf``, see :mod:`artalk_core.export`)."""
+    motion: MotionOptions = field(default_factory=MotionOptions)
+    look: RenderOptions = field(default_factory=RenderOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+
+    OWN: ClassVar[tuple[str, ...]] = ("audio", "text", "output", "lang", "tts_engine", "voice", "keep", "glb")
+
+    @classmethod
+    def flat_names(cls) -> tuple[str, ...]:
+        """Every option name :meth:`from_flat` takes (the CLI's flags)."""
+        return (*cls.OWN, *flat_fields())
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> AnimateOptions:
+        """The options of a flat mapping of option names (TypeError for an unknown name)."""
+        model, motion, look = from_flat({k: v for k, v in values.items() if k not in cls.OWN})
+        return cls(**{k: v for k, v in values.items() if k in cls.OWN}, motion=motion, look=look, model=model)
+
+    def flat(self) -> dict[str, Any]:
+        """The options as one flat mapping (the inverse of :meth:`from_flat`)."""
+        return {**{k: getattr(self, k) for k in self.OWN}, **to_flat(self.model, self.motion, self.look)}
 
     def replace(self, **changes: Any) -> AnimateOptions:
-        """A copy with ``changes`` (TypeError for a name that is not an option)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` by flat name (TypeError for a name that is not an option)."""
+        return AnimateOptions.from_flat(**{**self.flat(), **changes})
 
 
 def animate(audio: PathLike | AnimateOptions | None = None, *, progress: OptionalProgress = None,
             read_from: dict[str, Any] | None = None, **options: Any) -> AnimateResult:
     """Speech file or text -> MP4 with the speech muxed in. See the module docstring for ``keep``.
 
-    ``animate("speech.wav", style="natural_0", size=256)``: the keywords are the fields of
-    :class:`AnimateOptions` (TypeError for an unknown one); or ``animate(AnimateOptions(...))``,
+    ``animate("speech.wav", style="natural_0", size=256)``: the keywords are the flat option names
+    of :class:`AnimateOptions` (TypeError for an unknown one); or ``animate(AnimateOptions(...))``,
     with keywords overriding its fields. ``read_from``: files the caller read the options from
     (by flag: the CLI's ``--text @notes.txt``), which no output may replace either.
     """
-    opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else AnimateOptions(audio=audio, **options)
+    opts = audio.replace(**options) if isinstance(audio, AnimateOptions) else \
+        AnimateOptions.from_flat(audio=audio, **options)
     if (opts.audio is None) == (opts.text is None):
         raise InputError("give either an audio file or --text (not both)")
+    avatar = opts.look.avatar
     stem = slug(Path(str(opts.audio)).stem if opts.audio is not None else "tts")
-    look = "mesh" if opts.avatar is None else slug(Path(str(opts.avatar)).name)
-    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{slug(opts.style or 'default')}_{look}.mp4")
-    from artalk_core.pipeline import check_precision
+    look = "mesh" if avatar is None else slug(Path(str(avatar.avatar)).name)
+    style_name = opts.motion.style if isinstance(opts.motion.style, str) else None
+    out = Path(opts.output) if opts.output is not None else Path(f"{stem}_{slug(style_name or 'default')}_{look}.mp4")
     from artalk_core.video import video_container
 
     check_not_input(_outputs(opts, out, stem), {**_inputs(opts), **(read_from or {})})
@@ -117,12 +119,14 @@ def animate(audio: PathLike | AnimateOptions | None = None, *, progress: Optiona
         check_tts_options(engine=opts.tts_engine, voice=opts.voice)
     elif opts.voice is not None:
         raise InputError("--voice applies to --text (the speech is spoken by espeak-ng); AUDIO is used as it is")
-    check_precision(opts.precision)  # before the model is loaded
     with contextlib.ExitStack() as stack:
         # FIFOs, /dev/stdin, <(...): read once, into temp files
-        opts = opts.replace(**{k: spooled(stack, getattr(opts, k)) for k in (
-            "audio", "shape", "flame", "watermark", "style", "checkpoint", "model_config", "avatar", "tracked",
-            "avatar_checkpoint", "avatar_config")})
+        from artalk_core.generation import spooled_model
+        from artalk_core.render.stage import spooled_look
+
+        opts = dataclasses.replace(opts, audio=spooled(stack, opts.audio), model=spooled_model(stack, opts.model),
+                                   motion=dataclasses.replace(opts.motion, style=spooled(stack, opts.motion.style)),
+                                   look=spooled_look(stack, opts.look))
         if opts.keep is not None:
             make_folder(opts.keep)
             return _run(Path(opts.keep), opts, out, stem, progress)
@@ -145,13 +149,13 @@ def _outputs(o: AnimateOptions, out: Path, stem: str) -> dict[str, Any]:
         except InputError:
             raise InputError(f"--glb {o.glb}: name the glTF output *.glb or *.gltf") from None
     if o.keep is not None:
-        keep, label = Path(o.keep), slug(style_label(o.style))
+        keep, label = Path(o.keep), slug(style_label(o.motion.style))
         kept = [keep / f"{stem}_{label}.motion.safetensors"]
         if o.text is not None:
             kept.append(keep / f"{stem}.wav")
-        if o.engine == "artalk":
+        if o.motion.engine == "artalk":
             kept.append(keep / f"{stem}.features.safetensors")
-        if o.avatar is None:
+        if o.look.avatar is None:
             kept.append(keep / f"{stem}_{label}.h5")
         files["--keep"] = kept + [RecordFolder(keep).path(p) for p in kept]
     return files
@@ -159,16 +163,11 @@ def _outputs(o: AnimateOptions, out: Path, stem: str) -> dict[str, Any]:
 
 def _inputs(o: AnimateOptions) -> dict[str, Any]:
     """Every file `animate` reads (given, or found in the asset folder)."""
-    from artalk_core.assets import asset_inputs
     from artalk_core.generation import model_inputs
+    from artalk_core.render.stage import render_inputs
 
-    files = {**model_inputs(input=o.audio, style=o.style, checkpoint=o.checkpoint, model_config=o.model_config,
-                            assets=o.assets, role="AUDIO"),
-             "--shape": o.shape, **asset_inputs(o.assets, {"--flame": o.flame})}
-    if o.avatar is not None:
-        files.update({"--avatar": o.avatar, "--avatar-config": o.avatar_config, "--watermark": o.watermark,
-                      **asset_inputs(o.assets, {"--tracked": o.tracked, "--avatar-checkpoint": o.avatar_checkpoint})})
-    return files
+    return {**model_inputs(o.model, input=o.audio, style=o.motion.style, role="AUDIO"),
+            **render_inputs(o.look, o.model)}
 
 
 def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: OptionalProgress) -> AnimateResult:
@@ -192,16 +191,13 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
             records.write(path, recipe)
 
     audio, text = o.audio, o.text
-    avatar_opts: dict[str, Any] = {}
-    if o.avatar is not None:
+    mo, m, avatar = o.motion, o.model, o.look.avatar
+    if avatar is not None:
         from artalk_core.render.avatar.renderer import resolve_source
 
-        avatar_opts = {k: getattr(o, k) for k in ("avatar", "tracked", "avatar_checkpoint", "avatar_config",
-                                                  "avatar_noise", "watermark", "seed")}
         # every avatar input checked now, not after minutes of generation
-        resolve_source(o.avatar, tracked=o.tracked, avatar_checkpoint=o.avatar_checkpoint,
-                       avatar_config=o.avatar_config, flame=o.flame, assets=o.assets)
-    precision = o.precision  # the one run (``auto`` resolved below)
+        resolve_source(avatar, flame=o.look.flame, assets=m.assets)
+    precision = m.precision  # the one run (``auto`` resolved below)
 
     # 1. speech
     if text is not None:
@@ -220,63 +216,58 @@ def _run(work: Path, o: AnimateOptions, out: Path, stem: str, progress: Optional
     audio_sha = sha256_file(audio)
 
     # 2. motion (via cached features for the model engine)
-    sty = resolve_style(o.style, assets=o.assets)
+    sty = resolve_style(mo.style, assets=m.assets, style_start=mo.style_start)
     motion_path = work / f"{stem}_{slug(sty.label)}.motion.safetensors"
     model: dict[str, str] = {}
     source: Any = audio
-    if o.engine == "artalk":
-        loaded = load_artalk(checkpoint=o.checkpoint, model_config=o.model_config, assets=o.assets,
-                             device=o.device)
+    if mo.engine == "artalk":
+        loaded = load_artalk(m)
         if precision == "auto":  # kept files match the precision auto picks here (files record that)
             from artalk_core.model.precision import resolve_precision
 
             precision = resolve_precision("auto", loaded.device, loaded.model.config)
         model = {"checkpoint": loaded.checkpoint_sha256,
                  "model_config": sha256_bytes(json.dumps(loaded.config, sort_keys=True).encode())}
-    if o.engine == "artalk" and o.keep is not None:
+    if mo.engine == "artalk" and o.keep is not None:
         # Cache the audio features: another style reuses them. Without --keep there is nothing to
         # reuse, and generating straight from the audio keeps memory bounded for long speech.
         feats_path = work / f"{stem}.features.safetensors"
         step("features", feats_path, Recipe({"audio": audio_sha, **model}, {"precision": precision}),
-             lambda: encode_audio(audio, output=feats_path, checkpoint=o.checkpoint, model_config=o.model_config,
-                                  assets=o.assets, device=o.device, precision=o.precision, progress=progress))
+             lambda: encode_audio(audio, output=feats_path, model=m, progress=progress))
         files["features"] = feats_path
         source = feats_path
-    engine_options = {"precision": precision} if o.engine == "artalk" else {"seed": o.seed}
+    engine_options = {"precision": precision} if mo.engine == "artalk" else {"seed": mo.seed}
     step("motion", motion_path,
          Recipe({"audio": audio_sha, "style": sty.sha256, **model},
-                {"engine": o.engine, "fix_pose": o.fix_pose, "clip_length": o.clip_length, **engine_options}),
-         lambda: generate(source, style=sty, output=motion_path, clip_length=o.clip_length, fix_pose=o.fix_pose,
-                          engine=o.engine, checkpoint=o.checkpoint, model_config=o.model_config, seed=o.seed,
-                          assets=o.assets, device=o.device, precision=o.precision, progress=progress))
+                {"engine": mo.engine, "fix_pose": mo.fix_pose, "clip_length": mo.clip_length, **engine_options}),
+         lambda: generate(source, output=motion_path, motion=dataclasses.replace(mo, style=sty), model=m,
+                          progress=progress))
     files["motion"] = motion_path
     glb_path = _export_glb(motion_path, o, progress)
 
     # 3. the video: from cached vertices with --keep, else straight from the motion (frames stream
     # from skinning through the renderer into the encoder, nothing of the whole length is held)
-    if avatar_opts:
+    if avatar is not None:
         # --precision applies to the avatar's upsampler too (auto: measured for it on its own)
-        res = render(motion_path, output=out, flame=o.flame, assets=o.assets, audio=audio, device=o.device,
-                     progress=progress, precision=o.precision, **avatar_opts)
+        res = render(motion_path, output=out, look=o.look, model=m, audio=audio, progress=progress)
         return AnimateResult(output=out, frames=res.frames, head_is_standin=False, files=files, reused=reused,
                              glb=glb_path)
     from artalk_core.flame import resolve_flame
 
-    head = resolve_flame(o.flame, o.assets)
-    look = dict(audio=audio, size=o.size, renderer=o.renderer, background=o.background,
-                color=o.color, device=o.device, progress=progress)
+    head = resolve_flame(o.look.flame, m.assets)
     if o.keep is None:
-        res = render(motion_path, output=out, flame=o.flame, shape=o.shape, assets=o.assets, **look)
+        res = render(motion_path, output=out, look=o.look, model=m, audio=audio, progress=progress)
         return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, reused=reused,
                              glb=glb_path)
 
     verts_path = work / f"{stem}_{slug(sty.label)}.h5"
-    shape = {"shape": sha256_file(o.shape)} if o.shape is not None else {}
+    shape = {"shape": sha256_file(o.look.shape)} if o.look.shape is not None else {}
     step("vertices", verts_path, Recipe({"motion": sha256_file(motion_path), "head": head.sha256, **shape}),
-         lambda: render(motion_path, output=verts_path, flame=o.flame, shape=o.shape, assets=o.assets,
-                        progress=progress))
+         lambda: render(motion_path, output=verts_path, look=o.look, model=m, progress=progress))
     files["vertices"] = verts_path
-    res = render(verts_path, output=out, **look)
+    # the vertices hold the head and its shape: the look without them
+    res = render(verts_path, output=out, look=dataclasses.replace(o.look, flame=None, shape=None), model=m,
+                 audio=audio, progress=progress)
     return AnimateResult(output=out, frames=res.frames, head_is_standin=head.is_standin, files=files,
                          reused=reused, glb=glb_path)
 
@@ -287,7 +278,7 @@ def _export_glb(motion_path: Path, o: AnimateOptions, progress: OptionalProgress
         return None
     from artalk_core.export import export
 
-    export(motion_path, output=o.glb, flame=o.flame, shape=o.shape, assets=o.assets, progress=progress)
+    export(motion_path, output=o.glb, flame=o.look.flame, shape=o.look.shape, assets=o.model.assets, progress=progress)
     return Path(o.glb)
 
 

@@ -13,6 +13,7 @@ speech cannot change the clip). :func:`motion_metadata` is the one place the out
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ import numpy as np
 
 from artalk_core.constants import DEFAULT_CLIP_LENGTH, MOTION_DIM
 from artalk_core.errors import InputError
-from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, writing
+from artalk_core.fileio import PathLike, atomic_output, is_stdio, provenance, spooled, writing
+from artalk_core.options import ModelOptions, MotionOptions
 from artalk_core.progress import OptionalProgress
 from artalk_core.stdio import stdout_binary
 
@@ -36,30 +38,22 @@ if TYPE_CHECKING:
 R = TypeVar("R", covariant=True)
 
 
-def check_precision(precision: str) -> None:
-    """An unknown ``precision`` is refused before any work (not after loading the model)."""
-    from artalk_core.model.precision import check_precision as check
-
-    check(precision)
-
-
-def check_seed(seed: int) -> None:
-    """The energy engine's seed must be a valid numpy seed: 0 <= seed < 2**32 (checked before any work)."""
-    if not 0 <= seed < 2**32:
-        raise InputError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
-
-
-def model_inputs(*, input: Any = None, style: Any = None, checkpoint: PathLike | None = None,
-                 model_config: PathLike | None = None, assets: PathLike | None = None,
-                 role: str = "INPUT") -> dict[str, Any]:
+def model_inputs(model: ModelOptions, *, input: Any = None, style: Any = None, role: str = "INPUT") -> dict[str, Any]:
     """The files encode-audio / generate read, for :func:`~artalk_core.fileio.check_not_input`:
     the speech, the style's file (a name resolved in the asset folder) and the model files (the
     given ones, else the asset folder's)."""
     from artalk_core.assets import asset_inputs
     from artalk_core.styles import style_file
 
-    return {role: input, "--style": style_file(style, assets=assets),
-            **asset_inputs(assets, {"--checkpoint": checkpoint, "--model-config": model_config})}
+    return {role: input, "--style": style_file(style, assets=model.assets),
+            **asset_inputs(model.assets, {"--checkpoint": model.checkpoint, "--model-config": model.model_config})}
+
+
+def spooled_model(stack: contextlib.ExitStack, model: ModelOptions) -> ModelOptions:
+    """``model`` with its checkpoint and config read once into temp files where they are pipes
+    (:func:`artalk_core.fileio.spooled`): both are read more than once."""
+    return dataclasses.replace(model, checkpoint=spooled(stack, model.checkpoint),
+                               model_config=spooled(stack, model.model_config))
 
 
 def resolve_clip_length(clip_length: int | None) -> int | None:
@@ -71,9 +65,9 @@ def resolve_clip_length(clip_length: int | None) -> int | None:
     return clip_length or None
 
 
-def check_raw_options(*, raw: bool, clip_length: int | None, fix_pose: bool) -> None:
+def check_raw_options(*, raw: bool, motion: MotionOptions) -> None:
     """``--raw`` skips post-processing, so the post-processing options cannot go with it."""
-    if raw and (clip_length is not None or fix_pose):
+    if raw and (motion.clip_length is not None or motion.fix_pose):
         raise InputError("--clip-length and --fix-pose apply at post-processing: drop --raw, "
                          "or pass them to `artalk smooth`")
 
@@ -98,11 +92,11 @@ def motion_metadata(engine: MotionEngine, style: Style, *, options: dict[str, An
     return {**provenance(tool, options={**options, **engine.options}, inputs=inputs), **meta}
 
 
-def generation_options(engine: MotionEngine, style: Style, *, style_start: int, raw: bool,
-                       clip_length: int | None, fix_pose: bool, **extra: Any) -> dict[str, Any]:
+def generation_options(engine: MotionEngine, style: Style, *, motion: MotionOptions, raw: bool,
+                       **extra: Any) -> dict[str, Any]:
     """The options ``artalk generate`` records (as given; the engine adds its own)."""
-    return {"engine": engine.name, "style": style.label, "style_start": style_start, "raw": raw,
-            "clip_length": clip_length, "fix_pose": fix_pose, **extra}
+    return {"engine": engine.name, "style": style.label, "style_start": motion.style_start, "raw": raw,
+            "clip_length": motion.clip_length, "fix_pose": motion.fix_pose, **extra}
 
 
 class MotionTarget(Protocol[R]):

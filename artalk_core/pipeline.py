@@ -1,7 +1,8 @@
 """The stages behind the CLI commands: encode-audio, generate, smooth.
 
-Each function takes keyword options named like the CLI flags, returns what it wrote (or made), and
-raises only typed :mod:`artalk_core.errors`.
+Each function takes its options as the objects of :mod:`artalk_core.options` (``model``: which model
+where; ``motion``: what to make), returns what it wrote (or made), and raises only typed
+:mod:`artalk_core.errors`.
 """
 
 from __future__ import annotations
@@ -22,32 +23,29 @@ from artalk_core.generation import (
     MotionOutput,
     MotionSink,
     check_input_kind,
-    check_precision,
     check_raw_options,
-    check_seed,
     generation_options,
     model_inputs,
     motion_metadata,
     resolve_clip_length,
     run_engine,
     save_motion,
+    spooled_model,
 )
+from artalk_core.options import ModelOptions, MotionOptions
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
     from artalk_core.audio import Audio, AudioStream
-    from artalk_core.engines.base import MotionEngine
     from artalk_core.engines.speech import Speech
     from artalk_core.formats.features import Features
     from artalk_core.formats.motion import Motion
-    from artalk_core.styles import Style
 
 Source = str | PathLike | bytes
 
 
-def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, checkpoint: PathLike | None = None,
-                 model_config: PathLike | None = None, assets: PathLike | None = None,
-                 device: str = "auto", precision: str = "fp32", progress: OptionalProgress = None) -> Features:
+def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, model: ModelOptions | None = None,
+                 progress: OptionalProgress = None) -> Features:
     """Run the model's audio encoder (wav2vec2 or Mimi) over 4-s chunks of ``audio``; write a features
     file if ``output``.
 
@@ -56,20 +54,15 @@ def encode_audio(audio: Source | Audio, *, output: PathLike | None = None, check
     """
     from artalk_core.audio import Audio
 
-    check_precision(precision)
-    check_not_input({"-o": output}, model_inputs(input=audio, checkpoint=checkpoint, model_config=model_config,
-                                                 assets=assets, role="AUDIO"))
+    m = model or ModelOptions()
+    check_not_input({"-o": output}, model_inputs(m, input=audio, role="AUDIO"))
     # stdin: spooled to a temp file, read in blocks; side inputs given as pipes: read once, into temp files
     with contextlib.ExitStack() as spools, _input_file(audio) as (source, label):
-        checkpoint, model_config = spooled(spools, checkpoint), spooled(spools, model_config)
         decoded = source if isinstance(source, Audio) else _open_stream(source, label)
-        return _encode_audio(decoded, output=output, checkpoint=checkpoint,
-                             model_config=model_config, assets=assets, device=device, precision=precision,
-                             progress=progress)
+        return _encode_audio(decoded, output=output, model=spooled_model(spools, m), progress=progress)
 
 
-def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkpoint: PathLike | None,
-                  model_config: PathLike | None, assets: PathLike | None, device: str, precision: str,
+def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, model: ModelOptions,
                   progress: OptionalProgress) -> Features:
     """:func:`encode_audio` of decoded audio or an open stream."""
     from artalk_core.audio import Audio
@@ -77,8 +70,8 @@ def _encode_audio(audio: Audio | AudioStream, *, output: PathLike | None, checkp
     from artalk_core.model.precision import precision_options, resolve_precision
     from artalk_core.timing import num_frames
 
-    loaded = load_artalk(checkpoint=checkpoint, model_config=model_config, assets=assets, device=device)
-    requested, precision = precision, resolve_precision(precision, loaded.device, loaded.model.config)
+    loaded = load_artalk(model)
+    requested, precision = model.precision, resolve_precision(model.precision, loaded.device, loaded.model.config)
 
     def metadata(audio_sha: str, n_samples: int, n_chunks: int, dim: int) -> dict[str, str]:
         return {
@@ -178,17 +171,15 @@ def _speech(source: Any, kind: str, label: str | None, stack: contextlib.ExitSta
     return StreamSpeech(_open_stream(source, label))
 
 
-def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = None,
-             style_start: int = 0, output: PathLike | None = None, raw: bool = False,
-             clip_length: int | None = None, fix_pose: bool = False, engine: str | MotionEngine = "artalk",
-             checkpoint: PathLike | None = None, model_config: PathLike | None = None,
-             assets: PathLike | None = None, device: str = "auto", precision: str = "fp32", seed: int = 0,
+def generate(input: Source | Audio, *, output: PathLike | None = None, raw: bool = False,
+             motion: MotionOptions | None = None, model: ModelOptions | None = None,
              progress: OptionalProgress = None) -> Motion:
-    """Speech (an audio file or a features file) -> FLAME motion [T,106] at 25 fps.
+    """Speech (an audio file or a features file) -> FLAME motion [T,106] at 25 fps, as ``motion``
+    says (style, engine, post-processing) with the model of ``model``.
 
     Without ``raw`` the reference post-processing is applied (Savitzky-Golay, clip to
     ``clip_length`` frames (None = 750, 0 = all), ``fix_pose``, jaw y/z zeroed); with ``raw`` the
-    model output is kept for :func:`smooth`. ``engine``: a registered engine's name
+    model output is kept for :func:`smooth`. ``motion.engine``: a registered engine's name
     (:func:`artalk_core.engines.motion_engines`) or an engine object.
 
     Memory does not grow with the length: the audio (or features file) is read, the motion made,
@@ -197,37 +188,34 @@ def generate(input: Source | Audio, *, style: None | str | np.ndarray | Style = 
     decoded, for its length and checks). With ``output`` the returned motion's ``data`` is a
     copy-on-write memory map of the frames written, not an in-memory copy.
     """
-    check_seed(seed)
-    check_precision(precision)
-    check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
-                                                 model_config=model_config, assets=assets))
+    mo, m = motion or MotionOptions(), model or ModelOptions()
+    check_not_input({"-o": output}, model_inputs(m, input=input, style=mo.style))
     from artalk_core.audio import Audio
-    from artalk_core.engines import EngineSettings, check_engine, create_engine
+    from artalk_core.engines import check_engine, create_engine
     from artalk_core.styles import resolve_style
 
-    if isinstance(engine, str):
-        check_engine(engine)
-    check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
+    if isinstance(mo.engine, str):
+        check_engine(mo.engine)
+    check_raw_options(raw=raw, motion=mo)
     # stdin: spooled to a temp file, read in blocks; side inputs given as pipes: read once, into temp files
     with contextlib.ExitStack() as spools, _input_file(input) as (source, label):
-        style, checkpoint, model_config = (spooled(spools, p) for p in (style, checkpoint, model_config))
+        m = spooled_model(spools, m)
+        style = spooled(spools, mo.style)
         kind = "audio" if isinstance(source, Audio) else _input_kind(source)
         if kind in ("motion", "motion-stream", "reference-pt", "vertices", "safetensors"):
             raise InputError(f"generate takes speech (an audio/video file) or a features file from encode-audio; "
                              f"this is a {kind} file")
-        sty = resolve_style(style, assets=assets, style_start=style_start)
-        clip_n = None if raw else resolve_clip_length(clip_length)
-        eng = create_engine(engine, EngineSettings(checkpoint=checkpoint, model_config=model_config, assets=assets,
-                                                   device=device, precision=precision, seed=seed))
+        sty = resolve_style(style, assets=m.assets, style_start=mo.style_start)
+        clip_n = None if raw else resolve_clip_length(mo.clip_length)
+        eng = create_engine(mo.engine, m, mo)
         check_input_kind(eng, "features" if kind == "features" else "audio")
-        options = generation_options(eng, sty, style_start=style_start, raw=raw, clip_length=clip_length,
-                                     fix_pose=fix_pose)
+        options = generation_options(eng, sty, motion=mo, raw=raw)
         with contextlib.ExitStack() as stack:  # files opened while setting up, closed however it ends
             speech = _speech(source, kind, label, stack)
-            with MotionSink(MotionOutput(output), raw=raw, clip_length=clip_n, fix_pose=fix_pose) as sink:
+            with MotionSink(MotionOutput(output), raw=raw, clip_length=clip_n, fix_pose=mo.fix_pose) as sink:
                 run_engine(eng, speech, sty, sink, progress)
                 return sink.finish(motion_metadata(eng, sty, options=options, raw=raw, clip_length=clip_n,
-                                                   fix_pose=fix_pose, audio=speech.facts()))
+                                                   fix_pose=mo.fix_pose, audio=speech.facts()))
 
 
 def smooth(input: Source, *, output: PathLike | None = None, clip_length: int | None = None,
@@ -278,5 +266,5 @@ def default_output(input: Source, suffix: str) -> Path:
     return Path(f"{name}{suffix}")
 
 
-__all__ = ["FPS", "LoadedModel", "check_precision", "check_seed", "default_output", "encode_audio", "generate",
-           "load_artalk", "resolve_clip_length", "save_motion", "smooth"]
+__all__ = ["FPS", "LoadedModel", "default_output", "encode_audio", "generate", "load_artalk", "resolve_clip_length",
+           "save_motion", "smooth"]

@@ -24,6 +24,7 @@ features, the bits and the motion are those of ``artalk generate`` on the same f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import queue
@@ -34,18 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
-
 from artalk_core.audio.pcm import PcmLayout
 from artalk_core.constants import CHUNK_FRAMES, SAMPLE_RATE
 from artalk_core.engines.speech import SILENCE_WARNING
 from artalk_core.errors import AudioError, InputError, warn
 from artalk_core.fileio import PathLike, check_not_input, is_stdio, spooled
+from artalk_core.options import ModelOptions, MotionOptions
 from artalk_core.progress import OptionalProgress, report
 from artalk_core.stdio import stdin_binary
 
 if TYPE_CHECKING:
-    from artalk_core.engines.base import MotionEngine
+    pass
 
 STREAM_FORMATS: tuple[str, ...] = ("wav", "raw")
 PIECE_BYTES: int = 1 << 16
@@ -247,18 +247,15 @@ def open_input(input: PathLike | BinaryIO) -> tuple[BinaryIO, str, BinaryIO | No
 
 
 def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-", *,
-                    stream_format: str = "wav", style: None | str | np.ndarray = None, style_start: int = 0,
-                    raw: bool = False, clip_length: int | None = None, fix_pose: bool = False,
-                    engine: str | MotionEngine = "artalk", checkpoint: PathLike | None = None,
-                    model_config: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
-                    precision: str = "fp32", seed: int = 0, progress: OptionalProgress = None) -> StreamResult:
+                    stream_format: str = "wav", raw: bool = False, motion: MotionOptions | None = None,
+                    model: ModelOptions | None = None, progress: OptionalProgress = None) -> StreamResult:
     """Read speech progressively from ``input`` and write the motion stream to ``output`` as it is made.
 
     ``input``: ``-`` (stdin), a path (a FIFO works) or a binary file object, in ``stream_format``
     (``wav`` or ``raw``, see the module docstring). ``output``: ``-`` (stdout, the default), a path,
     or a binary file object. Each engine block's frames are written (and flushed) as soon as its
     audio is in and the engine is done: raw frames at once with ``raw``, else the post-processed
-    frames with a 4-frame delay. The options mean what they mean for
+    frames with a 4-frame delay. ``raw``, ``motion`` and ``model`` mean what they mean for
     :func:`artalk_core.pipeline.generate`, whose output the concatenated stream equals (``clip_length``
     None = 750 frames, 0 = all; once the clip is full the stream ends without reading further).
 
@@ -266,33 +263,27 @@ def stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO = "-
     ahead, one engine block of audio, the engine's state and 9 frames of post-processing.
     """
     from artalk_core.engines import check_engine
-    from artalk_core.generation import check_precision, check_raw_options, model_inputs
+    from artalk_core.generation import check_raw_options, model_inputs, spooled_model
 
-    if isinstance(engine, str):
-        check_engine(engine)
-    check_raw_options(raw=raw, clip_length=clip_length, fix_pose=fix_pose)
+    mo, m = motion or MotionOptions(), model or ModelOptions()
+    if isinstance(mo.engine, str):
+        check_engine(mo.engine)
+    check_raw_options(raw=raw, motion=mo)
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown stream format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
-
-    check_precision(precision)
-    check_not_input({"-o": output}, model_inputs(input=input, style=style, checkpoint=checkpoint,
-                                                 model_config=model_config, assets=assets))
+    check_not_input({"-o": output}, model_inputs(m, input=input, style=mo.style))
     t_start = time.perf_counter()
     with contextlib.ExitStack() as spools:  # side inputs given as pipes: read once, into temp files
-        style, checkpoint, model_config = (spooled(spools, p) for p in (style, checkpoint, model_config))
-        return _stream_generate(input, output, t_start=t_start, stream_format=stream_format, style=style,
-                                style_start=style_start, raw=raw, clip_length=clip_length, fix_pose=fix_pose,
-                                engine=engine, checkpoint=checkpoint, model_config=model_config, assets=assets,
-                                device=device, precision=precision, seed=seed, progress=progress)
+        mo = dataclasses.replace(mo, style=spooled(spools, mo.style))
+        return _stream_generate(input, output, t_start=t_start, stream_format=stream_format, raw=raw, motion=mo,
+                                model=spooled_model(spools, m), progress=progress)
 
 
 def _stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO, *, t_start: float, stream_format: str,
-                     style: None | str | np.ndarray, style_start: int, raw: bool, clip_length: int | None,
-                     fix_pose: bool, engine: str | MotionEngine, checkpoint: PathLike | None,
-                     model_config: PathLike | None, assets: PathLike | None, device: str, precision: str, seed: int,
+                     raw: bool, motion: MotionOptions, model: ModelOptions,
                      progress: OptionalProgress) -> StreamResult:
     """:func:`stream_generate` once its options are checked and its side inputs spooled."""
-    from artalk_core.engines import EngineSettings, create_engine
+    from artalk_core.engines import create_engine
     from artalk_core.generation import (
         StreamLines,
         generation_options,
@@ -307,14 +298,14 @@ def _stream_generate(input: PathLike | BinaryIO, output: PathLike | BinaryIO, *,
     try:
         reader = AudioStreamReader(f, stream_format=stream_format, name=name)
         layout = reader.read_header()  # a wrong input fails before the model is loaded
-        sty = resolve_style(style, assets=assets, style_start=style_start)
-        eng = create_engine(engine, EngineSettings(checkpoint=checkpoint, model_config=model_config, assets=assets,
-                                                   device=device, precision=precision, seed=seed))
-        clip_n = None if raw else resolve_clip_length(clip_length)
-        options = generation_options(eng, sty, style_start=style_start, raw=raw, clip_length=clip_length,
-                                     fix_pose=fix_pose, stream=True, stream_format=stream_format)
-        meta = motion_metadata(eng, sty, options=options, raw=raw, clip_length=clip_n, fix_pose=fix_pose, audio=None)
-        session = LiveSession(eng, sty, layout, meta=meta, raw=raw, clip_length=clip_n, fix_pose=fix_pose, name=name)
+        sty = resolve_style(motion.style, assets=model.assets, style_start=motion.style_start)
+        eng = create_engine(motion.engine, model, motion)
+        clip_n = None if raw else resolve_clip_length(motion.clip_length)
+        options = generation_options(eng, sty, motion=motion, raw=raw, stream=True, stream_format=stream_format)
+        meta = motion_metadata(eng, sty, options=options, raw=raw, clip_length=clip_n, fix_pose=motion.fix_pose,
+                               audio=None)
+        session = LiveSession(eng, sty, layout, meta=meta, raw=raw, clip_length=clip_n, fix_pose=motion.fix_pose,
+                              name=name)
         out = StreamLines(output, session.header, t_start)
         pieces = _Prefetch(reader.pieces(), PREFETCH_PIECES)
         try:

@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from artalk_core.options import ModelOptions
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("ARTALK_CHROMIUM", "/usr/bin/chromium")
 
@@ -26,7 +28,7 @@ def main() -> None:
     from artalk_core.app import AppConfig
     from artalk_core.app.server import AppServer
 
-    server = AppServer(AppConfig(assets=args.assets, size=512), port=0).start()
+    server = AppServer(AppConfig(model=ModelOptions(assets=args.assets), size=512), port=0).start()
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,

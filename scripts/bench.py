@@ -45,6 +45,7 @@ from artalk_core.model.artalk import ARTalkModel, Generation
 from artalk_core.model.checkpoint import build_model
 from artalk_core.model.config import ModelConfig
 from artalk_core.model.precision import PRECISION_CHOICES, measurement, resolve_precision
+from artalk_core.options import ModelOptions
 from artalk_core.timing import num_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,7 +268,7 @@ def animate_end_to_end(model: ARTalkModel, config: ModelConfig, seconds: float, 
         if engine == "artalk":  # load once, as a running tool would; the load is not the chain's cost
             from artalk_core.pipeline import load_artalk
 
-            load_artalk(checkpoint=ckpt, assets=assets, device=device)
+            load_artalk(ModelOptions(checkpoint=ckpt, assets=assets, device=device))
         t0 = time.perf_counter()
         animate(wav, output=workdir / f"{engine}.mp4", engine=engine, checkpoint=ckpt, assets=assets, device=device)
         out[f"{engine}_s"] = time.perf_counter() - t0

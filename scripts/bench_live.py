@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from artalk_core.options import ModelOptions
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SPEECH = ROOT / "assets" / "speech_sample.wav"
@@ -65,9 +67,9 @@ def serve(args: argparse.Namespace) -> None:
         loaded = artalk_engine.LoadedModel(model=model, checkpoint_sha256="0" * 64, config=config.to_dict(),
                                            device=args.device)
         artalk_engine.load_artalk = lambda **kw: loaded  # the live server's model: these random weights
-        from artalk_core.engines import EngineSettings, create_engine
+        from artalk_core.engines import create_engine
 
-        eng = create_engine("artalk", EngineSettings(device=args.device, precision=args.precision))
+        eng = create_engine("artalk", ModelOptions(device=args.device, precision=args.precision))
         sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
         x = torch.from_numpy(audio).to(args.device)
         model.generate_from_audio(x[:64000], precision=eng.precision)  # warm-up
@@ -102,7 +104,8 @@ def serve(args: argparse.Namespace) -> None:
     from artalk_core.postprocess import postprocess
 
     np.save(args.offline_out, postprocess(offline))  # what a stream of the same speech must give
-    srv = LiveServer(LiveConfig(engine=args.engine, device=args.device, precision=args.precision, batch=args.batch_one,
+    srv = LiveServer(LiveConfig(engine=args.engine, model=ModelOptions(device=args.device, precision=args.precision),
+                                batch=args.batch_one,
                                 max_streams=256, idle_seconds=300, send_queue_lines=10**6), port=0)
     out.update(port=srv.sock.getsockname()[1], pid=os.getpid(), rss_mb=rss_mb(os.getpid()))
 

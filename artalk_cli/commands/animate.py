@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         audio: Annotated[Path | None, typer.Argument(help="Speech (any audio/video file). Or use --text.", show_default=False)] = None,
         text: Annotated[str | None, typer.Option("--text", "-t", help="Text to speak instead of AUDIO (- for stdin, @file.txt).", show_default=False)] = None,
         style: Annotated[str, typer.Option("--style", "-s", help="'default', a style name in <assets>/style_motion/, or a path.")] = "default",
+        style_start: Annotated[int, typer.Option("--style-start", min=0, help="First frame of the 50-frame style clip taken from a motion file.")] = 0,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Video file. Default: <audio stem>_<style>_<mesh or avatar>.mp4 (the reference's name).", show_default=False)] = None,
         lang: Annotated[str, typer.Option("--lang", "-l", help="Language of --text: en, zh, ja, de, fr, es.")] = "en",
         tts_engine: Annotated[str, typer.Option("--tts-engine", help="espeak (offline) or gtts (online).")] = "espeak",
@@ -69,26 +70,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """tts -> generate -> render -> mux: the reference `inference.py -a speech.wav -s style`."""
         with cli_errors(debug):
-            from artalk_core.animate import animate
+            from artalk_core.animate import AnimateOptions, animate
             from artalk_core.tts import read_text, text_source
 
-            if avatar is not None:
-                from artalk_core.render.stage import check_avatar_options
-
-                # here, not in animate(): a batch's mesh defaults reach its avatar rows through it
-                check_avatar_options(size=size, renderer=renderer, background=background, color=color, shape=shape)
-
+            options = AnimateOptions.from_flat(
+                audio=audio, text=None if text is None else read_text(text), output=output, lang=lang,
+                tts_engine=tts_engine, voice=voice, keep=keep, glb=glb, style=style, style_start=style_start,
+                engine=engine, clip_length=clip_length, fix_pose=fix_pose, seed=seed, flame=flame, shape=shape,
+                size=size, renderer=renderer, background=background, color=color, avatar=avatar, tracked=tracked,
+                avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config, avatar_noise=avatar_noise,
+                watermark=watermark, assets=assets, checkpoint=checkpoint, model_config=model_config,
+                device=device, precision=precision)
             with ProgressBars(quiet) as bar:
-                res = animate(audio, text=None if text is None else read_text(text),
-                              read_from={"--text": None if text is None else text_source(text)},
-                              output=output, style=style,
-                              lang=lang, tts_engine=tts_engine, voice=voice, engine=engine,
-                              clip_length=clip_length, fix_pose=fix_pose, shape=shape, flame=flame, size=size,
-                              renderer=renderer, background=background, color=color, keep=keep,
-                              checkpoint=checkpoint, model_config=model_config, assets=assets, device=device,
-                              precision=precision, glb=glb, progress=bar, avatar=avatar, tracked=tracked,
-                              avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                              avatar_noise=avatar_noise, watermark=watermark, seed=seed)
+                res = animate(options, read_from={"--text": None if text is None else text_source(text)},
+                              progress=bar)
             if res.reused:
                 say(f"reused from {keep}: {', '.join(res.reused)}", quiet=quiet)
             if res.head_is_standin:

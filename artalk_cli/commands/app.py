@@ -60,8 +60,9 @@ def register(app: typer.Typer) -> None:
         with cli_errors(debug):
             from artalk_core.app import AppConfig
             from artalk_core.app.server import AppServer
+            from artalk_core.options import ModelOptions
 
-            config = AppConfig(assets=assets, device=device, engine=engine, max_seconds=max_seconds,
+            config = AppConfig(model=ModelOptions(assets=assets, device=device), engine=engine, max_seconds=max_seconds,
                                max_upload_mb=max_upload_mb, queue_size=queue_size, clip_length=clip_length,
                                size=size, keep_seconds=keep_minutes * 60.0, client_connections=client_connections)
             _log_to_console(quiet=quiet, debug=debug)

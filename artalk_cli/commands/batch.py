@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
         """Animate many clips; a rerun skips the clips whose outputs are current."""
         with cli_errors(debug):
             from artalk_core.batch import run
+            from artalk_core.options import ModelOptions
 
             defaults: dict[str, Any] = {"style": style, "engine": engine, "outputs": outputs, "lang": lang,
                                         "fix_pose": fix_pose, "precision": precision}
@@ -110,9 +111,9 @@ def register(app: typer.Typer) -> None:
             try:
                 summary = run(jobs, output_dir=output_dir, workers=workers, threads=threads, backend=backend,
                               ray_address=ray_address, ray_timeout=ray_timeout, gpus_per_worker=gpus_per_worker,
-                              defaults=defaults,
-                              assets=assets, checkpoint=checkpoint, model_config=model_config, device=device,
-                              force=force, on_status=bar)
+                              defaults=defaults, force=force, on_status=bar,
+                              model=ModelOptions(assets=assets, checkpoint=checkpoint, model_config=model_config,
+                                                 device=device, precision=precision))
             finally:
                 bar.close()
             if not quiet:

@@ -27,11 +27,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the audio encoder once and save its features, so `generate` can reuse them."""
         with cli_errors(debug):
+            from artalk_core.options import ModelOptions
             from artalk_core.pipeline import default_output, encode_audio
 
+            model = ModelOptions(assets=assets, checkpoint=checkpoint, model_config=model_config, device=device,
+                                 precision=precision)
             out = output if output is not None else default_output(audio, ".features.safetensors")
             with ProgressBars(quiet) as bar:
-                feats = encode_audio(audio, output=out, checkpoint=checkpoint, model_config=model_config,
-                                     assets=assets, device=device, precision=precision, progress=bar)
+                feats = encode_audio(audio, output=out, model=model, progress=bar)
             shape = "x".join(str(n) for n in feats.data.shape)
             say(f"wrote {where(out)}: features [{shape}] for {feats.meta['frames']} frames", quiet=quiet)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,27 +46,28 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate FLAME motion (25 fps, 106 channels) from speech, like the reference tool."""
         with cli_errors(debug):
+            from artalk_core.options import ModelOptions, MotionOptions
+
+            motion_options = MotionOptions(style=style, style_start=style_start, engine=engine,
+                                           clip_length=clip_length, fix_pose=fix_pose, seed=seed)
+            model = ModelOptions(assets=assets, checkpoint=checkpoint, model_config=model_config, device=device,
+                                 precision=precision)
             if stream or stream_format != "wav":
-                _stream(input, style=style, style_start=style_start, output=output, raw=raw,
-                        clip_length=clip_length, fix_pose=fix_pose, engine=engine, checkpoint=checkpoint,
-                        model_config=model_config, assets=assets, device=device, precision=precision,
-                        stream=stream, stream_format=stream_format, quiet=quiet)
+                _stream(input, output=output, raw=raw, motion=motion_options, model=model, stream=stream,
+                        stream_format=stream_format, quiet=quiet)
                 return
             from artalk_core.pipeline import default_output, generate
 
             out = output if output is not None else default_output(input, ".motion.safetensors")
             with ProgressBars(quiet) as bar:
-                motion = generate(input, style=style, style_start=style_start, output=out, raw=raw,
-                                  clip_length=clip_length, fix_pose=fix_pose, engine=engine, seed=seed,
-                                  checkpoint=checkpoint, model_config=model_config, assets=assets,
-                                  device=device, precision=precision, progress=bar)
+                motion = generate(input, output=out, raw=raw, motion=motion_options, model=model, progress=bar)
             kind = "raw" if raw else "post-processed"
             say(f"wrote {where(out)}: {motion.frames} frames ({motion.duration:.2f} s), {kind}, "
                 f"engine {engine}, style {motion.meta.get('style')}", quiet=quiet)
 
 
-def _stream(input: str, *, output: Path | None, engine: str, stream: bool, stream_format: str, quiet: bool,
-            **options: object) -> None:
+def _stream(input: str, *, output: Path | None, raw: bool, motion: Any, model: Any, stream: bool,
+            stream_format: str, quiet: bool) -> None:
     """`generate --stream`: the motion stream goes to stdout unless -o names a file."""
     from artalk_core.constants import FPS
     from artalk_core.errors import InputError
@@ -77,7 +78,7 @@ def _stream(input: str, *, output: Path | None, engine: str, stream: bool, strea
     if stream_format not in STREAM_FORMATS:
         raise InputError(f"unknown --stream-format '{stream_format}': choose one of {', '.join(STREAM_FORMATS)}")
     out = output if output is not None else "-"
-    result = stream_generate(input, out, stream_format=stream_format, engine=engine, **options)  # type: ignore[arg-type]
+    result = stream_generate(input, out, stream_format=stream_format, raw=raw, motion=motion, model=model)
     kind = "raw" if result.raw else "post-processed"
     first = "" if result.first_output_s is None else f", first frames after {result.first_output_s:.2f} s"
     stop = " (clip length reached: input not read further)" if result.stopped_early else ""

@@ -56,17 +56,22 @@ def register(app: typer.Typer) -> None:
         """Render the head as the reference mesh video: 512 px, white background, light-blue Phong mesh
         (or, with --avatar, the photoreal GAGAvatar head)."""
         with cli_errors(debug):
+            from artalk_core.errors import InputError
+            from artalk_core.options import from_flat
             from artalk_core.pipeline import default_output
             from artalk_core.render.stage import render
 
+            if precision != "fp32" and avatar is None:
+                raise InputError("--precision applies to --avatar (the photoreal upsampler); the mesh renderer has none")
+            model, _, look = from_flat(dict(
+                assets=assets, device=device, precision=precision, flame=flame, shape=shape, size=size,
+                renderer=renderer, background=background, color=color, avatar=avatar, tracked=tracked,
+                avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config, avatar_noise=avatar_noise,
+                watermark=watermark, seed=seed))
             out = output if output is not None else default_output(input, ".mp4")
             with ProgressBars(quiet) as bar:
-                res = render(input, output=out, flame=flame, shape=shape, audio=audio, verts=verts, size=size,
-                             renderer=renderer, background=background, color=color, assets=assets,
-                             device=device, allow_standin=not no_standin, progress=bar, avatar=avatar,
-                             tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force,
-                             precision=precision)
+                res = render(input, output=out, look=look, model=model, audio=audio, verts=verts,
+                             allow_standin=not no_standin, force=force, progress=bar)
             extra = " with audio" if res.with_audio else ""
             if res.head_is_standin:
                 note("no FLAME_with_eye.pt found: rendered the stand-in head (see README: FLAME needs its licence)",

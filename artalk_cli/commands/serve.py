@@ -37,12 +37,14 @@ def register(app: typer.Typer) -> None:
         with cli_errors(debug):
             from artalk_core.engines import check_engine
             from artalk_core.live.service import LiveConfig
+            from artalk_core.options import ModelOptions
             from artalk_web.live.server import LiveServer
 
             if engine != "auto":
                 check_engine(engine)
-            config = LiveConfig(assets=assets, checkpoint=checkpoint, model_config=model_config, device=device,
-                                precision=precision, engine=engine, max_streams=max_streams, token=token,
+            model = ModelOptions(assets=assets, checkpoint=checkpoint, model_config=model_config, device=device,
+                                 precision=precision)
+            config = LiveConfig(model=model, engine=engine, max_streams=max_streams, token=token,
                                 idle_seconds=idle_seconds, batch=batch)
             say("starting (loading the model if present)...", quiet=quiet)
             server = LiveServer(config, host=host, port=port, allowed_origins=allowed_origin or ())

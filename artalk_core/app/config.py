@@ -5,8 +5,6 @@ Nothing here imports Gradio; :mod:`artalk_core.app.layout` turns a :class:`Catal
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 from artalk_core.constants import FLAME_NAME, IMAGE_SIZE, TRACKED_FILE
 from artalk_core.errors import ArtalkError, InputError
 from artalk_core.fileio import PathLike
+from artalk_core.options import ModelOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The checkout holding ``assets/speech_sample.wav`` and ``examples/`` (absent in an installed wheel)."""
@@ -32,8 +31,8 @@ CHARS_PER_SECOND = 25
 class AppConfig:
     """Settings of one app instance (the ``artalk app`` options)."""
 
-    assets: PathLike | None = None
-    device: str = "auto"
+    model: ModelOptions = field(default_factory=ModelOptions)
+    """The asset folder (model, styles, head, avatars), the device and the precision."""
     engine: str = "auto"  # auto: the model when <assets>/ARTalk_wav2vec.pt exists, else the energy engine
     tts_engine: str = "espeak"
     max_seconds: float = 60.0
@@ -113,31 +112,13 @@ class Catalog:
     """A banner for visitors (engine or head stand-ins), in words; never a server path."""
 
 
-def animate_accepts(option: str) -> bool:
-    """Whether this version's core ``animate`` takes the keyword ``option`` (a capability check for
-    what other parts add: ``avatar=``, ``glb=``)."""
-    import artalk_core.animate as module
-
-    params = inspect.signature(module.animate).parameters
-    if option in params:
-        return True
-    options = getattr(module, "AnimateOptions", None)  # animate(**options) takes its fields
-    return (any(p.kind is p.VAR_KEYWORD for p in params.values()) and options is not None
-            and dataclasses.is_dataclass(options) and option in {f.name for f in dataclasses.fields(options)})
-
-
 def photoreal_avatars(assets: Path) -> list[str]:
-    """Names of the photoreal (GAGAvatar) identities in ``<assets>/GAGAvatar/tracked.pt``.
+    """Names of the photoreal (GAGAvatar) identities in ``<assets>/GAGAvatar/tracked.pt`` (empty when
+    there is none, or it cannot be read)."""
+    from artalk_core.render.avatar.tracked import load_tracked
 
-    Empty unless that file exists AND this version's ``animate`` renders avatars (it takes
-    ``avatar=``): the page lists what a generation can actually use.
-    """
     tracked = assets / TRACKED_FILE
-    if not tracked.is_file() or not animate_accepts("avatar"):
-        return []
-    try:
-        from artalk_core.render.avatar.tracked import load_tracked  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    if not tracked.is_file():
         return []
     try:
         return sorted(str(name) for name in load_tracked(tracked))
@@ -195,7 +176,7 @@ def build_catalog(config: AppConfig) -> Catalog:
     from artalk_core.assets import assets_dir, available_styles
 
     config.check()
-    folder = assets_dir(config.assets)
+    folder = assets_dir(config.model.assets)
     has_model = _has_model(folder)
     has_flame = (folder / FLAME_NAME).is_file()
     engine = ("artalk" if has_model else "energy") if config.engine == "auto" else config.engine
@@ -215,5 +196,5 @@ def build_catalog(config: AppConfig) -> Catalog:
                    appearances=appearances, examples=examples, notice=notice)
 
 
-__all__ = ["AppConfig", "Catalog", "Example", "LANGUAGES", "MESH", "animate_accepts", "build_catalog",
+__all__ = ["AppConfig", "Catalog", "Example", "LANGUAGES", "MESH", "build_catalog",
            "find_examples", "photoreal_avatars"]

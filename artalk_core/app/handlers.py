@@ -14,6 +14,7 @@ memory. This runs in the queue's worker, never in a request thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artalk_core.app.config import CHARS_PER_SECOND, MESH, AppConfig, Catalog, animate_accepts
+from artalk_core.app.config import CHARS_PER_SECOND, MESH, AppConfig, Catalog
 from artalk_core.app.jobs import Cancelled, Job, JobStore
 from artalk_core.constants import FPS, SAMPLE_RATE
 from artalk_core.errors import (
@@ -34,6 +35,7 @@ from artalk_core.errors import (
     StyleError,
     explain,
 )
+from artalk_core.options import AvatarOptions, MotionOptions, RenderOptions
 from artalk_core.text import slug
 
 log = logging.getLogger("artalk.app")
@@ -168,7 +170,7 @@ class Generator:
         if config.preload and catalog.engine == "artalk":
             from artalk_core.pipeline import load_artalk
 
-            load_artalk(assets=catalog.assets, device=config.device)
+            load_artalk(dataclasses.replace(config.model, assets=catalog.assets))
 
     def input_problems(self, *, audio: str | None, text: str | None, language: str = "en", appearance: str = MESH,
                        style: str = "default", style_file: str | None = None) -> dict[str, str]:
@@ -248,7 +250,7 @@ class Generator:
 
     def _run(self, job: Job, audio: str | None, text: str | None, lang: str, appearance: str, style: str,
              style_file: str | None, progress: Callable[[str, int, int], None] | None) -> Outputs:
-        from artalk_core.animate import animate
+        from artalk_core.animate import AnimateOptions, animate
         from artalk_core.formats.motion import read_motion, write_reference_motion
         from artalk_core.styles import resolve_style
 
@@ -277,16 +279,15 @@ class Generator:
         else:
             sty = resolve_style(style, assets=self.catalog.assets)
         name = f"{stem}_{_stem(sty.label)}_{_stem(appearance)}"
-        extra: dict[str, Any] = {}
-        if appearance != MESH:
-            extra["avatar"] = appearance  # listed only when animate takes avatar= (config.photoreal_avatars)
         glb = job.dir / f"{name}.glb"
-        if animate_accepts("glb"):
-            # the glTF export (animate(glb=...)), offered when this version has it
-            extra["glb"] = glb
-        res = animate(speech, output=job.dir / f"{name}.mp4", style=sty, engine=self.catalog.engine,
-                      clip_length=self.config.clip_length, size=self.config.size, keep=job.work / "steps",
-                      assets=self.catalog.assets, device=self.config.device, progress=report, **extra)
+        options = AnimateOptions(
+            audio=speech, output=job.dir / f"{name}.mp4", keep=job.work / "steps", glb=glb,
+            motion=MotionOptions(style=sty, engine=self.catalog.engine, clip_length=self.config.clip_length),
+            # --size is the mesh video's: the photoreal head has its network's size
+            look=RenderOptions(size=self.config.size) if appearance == MESH else
+            RenderOptions(avatar=AvatarOptions(avatar=appearance)),
+            model=dataclasses.replace(self.config.model, assets=self.catalog.assets))
+        res = animate(options, progress=report)
         report("finishing", 0, 1)
         motion = job.dir / f"{name}.motion.safetensors"
         verts = job.dir / f"{name}.h5"

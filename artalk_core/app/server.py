@@ -331,9 +331,9 @@ def build_app(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8960, s
         from artalk_core.live.service import LiveConfig, LiveService
         from artalk_web.live.app import HeadFile, live_routes
 
-        live = LiveService(LiveConfig(assets=config.assets, device=config.device, engine=config.engine,
+        live = LiveService(LiveConfig(model=config.model, engine=config.engine,
                                       warm_up=False), lock=generator.model_lock).start()
-        app.router.routes[0:0] = live_routes(live, HeadFile(assets=config.assets), in_app=True)
+        app.router.routes[0:0] = live_routes(live, HeadFile(assets=config.model.assets), in_app=True)
         app.add_middleware(Guard, max_body=config.max_upload_bytes + BODY_SLACK,
                            loopback_only=host in LOOPBACK_NAMES and not share, stopping=jobs.closing)
     except BaseException:

@@ -10,37 +10,34 @@ changed style does not re-encode the audio.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artalk_core import records
-from artalk_core.batch.jobs import Job
+from artalk_core.batch.jobs import Job, options_of
 from artalk_core.constants import BATCH_STATE_DIR
 from artalk_core.errors import ArtalkError, DependencyError, OutputError
 from artalk_core.fileio import atomic_output, make_folder, sha256_file_cached
+from artalk_core.options import ModelOptions
 from artalk_core.records import Recipe
+
+if TYPE_CHECKING:
+    from artalk_core.animate import AnimateOptions
 
 SUFFIXES: dict[str, str] = {"mp4": ".mp4", "motion": ".motion.safetensors", "vertices": ".h5", "glb": ".glb"}
 """File name ending of each output kind."""
 
-# Row options handed to `animate` as they are.
-_ANIMATE_KEYS = ("audio", "text", "lang", "voice", "tts_engine", "style", "engine", "clip_length", "fix_pose",
-                 "shape", "flame", "size", "renderer", "background", "color", "precision", "seed", "tracked",
-                 "avatar_checkpoint", "avatar_config", "avatar_noise", "watermark")
-
-
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What every clip of a batch shares: where outputs go, and the model's files and device."""
+    """What every clip of a batch shares: where outputs go, and the model's files and device (a row's
+    ``precision`` is its own)."""
 
     output_dir: str
-    assets: str | None = None
-    checkpoint: str | None = None
-    model_config: str | None = None
-    device: str = "auto"
+    model: ModelOptions = field(default_factory=ModelOptions)
     force: bool = False
 
 
@@ -75,23 +72,22 @@ def input_hashes(job: Job, cfg: WorkerConfig) -> dict[str, str]:
     from artalk_core.flame import resolve_flame
     from artalk_core.styles import resolve_style
 
-    o = job.options
+    o, m = job.options, cfg.model
     hashes: dict[str, str] = {}
     for key in ("audio", "shape", "watermark", "avatar_config"):
         if o.get(key):
             hashes[key] = sha256_file_cached(o[key])
-    hashes["style"] = resolve_style(o.get("style"), assets=cfg.assets).sha256
+    hashes["style"] = resolve_style(o.get("style"), assets=m.assets).sha256
     if o.get("engine", "artalk") == "artalk":
         from artalk_core.assets import checkpoint_path
 
-        hashes["checkpoint"] = sha256_file_cached(checkpoint_path(cfg.checkpoint, cfg.assets, model_config=cfg.model_config))
-    hashes["head"] = resolve_flame(o.get("flame"), cfg.assets).sha256
-    appearance = str(o.get("appearance") or "mesh")
-    if appearance != "mesh":  # the photoreal head: its network and the tracked person
+        hashes["checkpoint"] = sha256_file_cached(checkpoint_path(m.checkpoint, m.assets, model_config=m.model_config))
+    hashes["head"] = resolve_flame(o.get("flame"), m.assets).sha256
+    look = animate_options(job, cfg).look
+    if look.avatar is not None:  # the photoreal head: its network and the tracked person
         from artalk_core.render.avatar.renderer import resolve_source
 
-        src = resolve_source(appearance, tracked=o.get("tracked"), avatar_checkpoint=o.get("avatar_checkpoint"),
-                             avatar_config=o.get("avatar_config"), flame=o.get("flame"), assets=cfg.assets)
+        src = resolve_source(look.avatar, flame=look.flame, assets=m.assets)
         hashes["avatar_checkpoint"] = sha256_file_cached(src.checkpoint)
         hashes["avatar"] = src.entry.sha256
     return hashes
@@ -190,24 +186,12 @@ def _publish(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def _animate_options(job: Job, cfg: WorkerConfig) -> Any:
-    """The clip's :class:`AnimateOptions` (the row's options the build's animate has, model from ``cfg``)."""
-    import dataclasses
-
-    from artalk_core.animate import AnimateOptions
-
-    accepted = {f.name for f in dataclasses.fields(AnimateOptions)}
-    kwargs = {k: job.options[k] for k in _ANIMATE_KEYS if k in job.options}
-    appearance = str(job.options.get("appearance") or "mesh")
-    if appearance != "mesh":
-        if "avatar" not in accepted:
-            raise DependencyError(f"appearance '{appearance}': photoreal avatars are not available in this build")
-        kwargs["avatar"] = appearance
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        raise DependencyError(f"option {', '.join(unknown)} is not supported by this build's animate")
-    kwargs.update(assets=cfg.assets, checkpoint=cfg.checkpoint, model_config=cfg.model_config, device=cfg.device)
-    return AnimateOptions(**kwargs)
+def animate_options(job: Job, cfg: WorkerConfig) -> AnimateOptions:
+    """The clip's :class:`~artalk_core.animate.AnimateOptions`: the row's, with the batch's model files
+    and device (and the row's precision, if it names one)."""
+    opts = options_of(job.options)
+    model = dataclasses.replace(cfg.model, precision=opts.model.precision) if "precision" in job.options else cfg.model
+    return dataclasses.replace(opts, model=model)
 
 
 def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, Path]:
@@ -218,7 +202,7 @@ def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, 
     want = targets(job, out)
     work = work_folder(job, out)
     video = want.get("mp4", work / "video.mp4")
-    res = animate(_animate_options(job, cfg), output=video, keep=work)
+    res = animate(animate_options(job, cfg), output=video, keep=work)
     if "mp4" not in want:
         video.unlink(missing_ok=True)
     for kind, role in (("motion", "motion"), ("vertices", "vertices")):
@@ -230,7 +214,7 @@ def make_clip(job: Job, cfg: WorkerConfig, inputs: dict[str, str]) -> dict[str, 
         except ImportError:
             raise DependencyError("glb output needs the glTF exporter (`artalk export`)") from None
         export(res.files["motion"], output=want["glb"], flame=job.options.get("flame"),
-               shape=job.options.get("shape"), assets=cfg.assets)
+               shape=job.options.get("shape"), assets=cfg.model.assets)
     records.write_record(record_path(job, out), recipe(job, inputs), want, row=job.as_dict())
     return want
 

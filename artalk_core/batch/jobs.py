@@ -24,14 +24,39 @@ from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike, input_file, is_stdio, is_stream_path
 from artalk_core.text import slug
 
-# Per-row options: name -> parser. Paths are resolved against the jobs file's folder.
-_STR = ("text", "lang", "voice", "tts_engine", "style", "appearance", "engine", "renderer", "background",
-        "color", "precision", "name", "avatar_noise")
-PATH_FIELDS = ("audio", "shape", "flame", "tracked", "avatar_checkpoint", "avatar_config", "watermark")
-_INTS = ("clip_length", "size", "seed")
-_BOOLS = ("fix_pose",)
-FIELDS: tuple[str, ...] = (*PATH_FIELDS, *_STR, *_INTS, *_BOOLS, "outputs")
-"""Every column a jobs file may have."""
+BATCH_LEVEL: frozenset[str] = frozenset({"output", "keep", "glb", "assets", "checkpoint", "model_config", "device",
+                                        "avatar"})
+"""Options of ``animate`` a row does not set: the batch names the outputs (``outputs``, ``name``), the
+model files and device are the batch's (``--assets``...), the avatar is the row's ``appearance``."""
+ROW_FIELDS: tuple[str, ...] = ("appearance", "name", "outputs")
+MESH_LOOK: frozenset[str] = frozenset({"shape", "size", "renderer", "background", "color"})
+"""The options of the mesh's look, which a photoreal avatar does not take."""
+"""Columns of a jobs file that are not options of ``animate``."""
+
+
+def _column_kinds() -> dict[str, str]:
+    """Every option column -> how a cell is read (``path``, ``int``, ``bool`` or ``str``), from the
+    type of its field in :class:`~artalk_core.animate.AnimateOptions` and :mod:`artalk_core.options`."""
+    import dataclasses
+
+    from artalk_core.animate import AnimateOptions
+    from artalk_core.options import GROUPS
+
+    kinds: dict[str, str] = {}
+    for cls in (AnimateOptions, *GROUPS):
+        for f in dataclasses.fields(cls):
+            if f.name in BATCH_LEVEL or f.name in ("motion", "look", "model"):
+                continue
+            ann = str(f.type)
+            kinds[f.name] = ("path" if "PathLike" in ann else "bool" if ann == "bool" else
+                             "int" if ann.split(" ")[0] == "int" else "str")
+    return kinds
+
+
+COLUMNS: dict[str, str] = {**_column_kinds(), "appearance": "str", "name": "str", "outputs": "outputs"}
+"""Every column a jobs file may have, and how its cells are read."""
+FIELDS: tuple[str, ...] = tuple(COLUMNS)
+PATH_FIELDS: tuple[str, ...] = tuple(k for k, kind in COLUMNS.items() if kind == "path")
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -122,8 +147,6 @@ def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any]
     column: a row naming one twice is refused rather than silently last-wins.
     """
     from artalk_core.engines import check_engine
-    from artalk_core.generation import check_seed
-    from artalk_core.model.precision import check_precision
     from artalk_core.tts import check_tts_options, normalize_lang
 
     opts: dict[str, Any] = {}
@@ -141,16 +164,15 @@ def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any]
             raise InputError(f"unknown field '{key}'{_suggest(key)}")
         if isinstance(value, str) and len(value) > BATCH_MAX_CELL_CHARS:
             raise InputError(f"{key}: longer than {BATCH_MAX_CELL_CHARS} characters")
-        if key in PATH_FIELDS:
+        kind = COLUMNS[key]
+        if kind == "path":
             if not isinstance(value, str):  # a JSONL number, list or object is no path (not "./5")
                 raise InputError(f"{key} must be a file path (a string), got {_shown(value)}")
             path = Path(value.strip()).expanduser()
             opts[key] = str(path if path.is_absolute() else (base / path))
-        elif key in _INTS:
+        elif kind == "int":
             opts[key] = _parse_int(value, key)
-            if key == "seed":
-                check_seed(opts[key])
-        elif key in _BOOLS:
+        elif kind == "bool":
             opts[key] = _parse_bool(value, key)
         elif key == "outputs":
             outputs = _parse_outputs(value)
@@ -161,13 +183,23 @@ def _parse_fields(raw: Mapping[str, Any], *, base: Path) -> tuple[dict[str, Any]
             # misspelt names fail their row now (or the batch, as a default), not in a worker
             if key == "engine":
                 check_engine(opts[key])
-            elif key == "precision":
-                check_precision(opts[key])
             elif key == "lang":
                 normalize_lang(opts[key])
             elif key == "tts_engine":
                 check_tts_options(engine=opts[key])
+    options_of(opts)  # every value checked as animate checks it (sizes, colours, seeds, precisions...)
     return opts, outputs
+
+
+def options_of(row: Mapping[str, Any]) -> Any:
+    """The :class:`~artalk_core.animate.AnimateOptions` of a row's (or the defaults') options: each
+    checked by the option groups (OptionsError, an InputError, naming the option); the model files
+    and device are the batch's, added by the worker."""
+    from artalk_core.animate import AnimateOptions
+
+    appearance = str(row.get("appearance") or "mesh")
+    flat = {k: v for k, v in row.items() if k not in ROW_FIELDS}
+    return AnimateOptions.from_flat(**flat, avatar=None if appearance == "mesh" else appearance)
 
 
 def parse_defaults(defaults: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -183,6 +215,10 @@ def parse_row(raw: Mapping[str, Any], *, base: Path, defaults: Mapping[str, Any]
     (:func:`parse_defaults`). Raises InputError naming the bad field."""
     fields, outputs = _parse_fields(raw, base=base)
     opts = {**defaults, **fields}
+    if str(opts.get("appearance") or "mesh") != "mesh":
+        # the batch's mesh look (--size...) is for its mesh rows; an avatar row naming one is refused
+        opts = {k: v for k, v in opts.items() if k not in MESH_LOOK or k in fields}
+        options_of(opts)
     has_audio, has_text = opts.get("audio") is not None, opts.get("text") is not None
     if has_audio == has_text:
         raise InputError("each row needs exactly one of 'audio' or 'text'")

@@ -32,6 +32,7 @@ from artalk_core.constants import BATCH_RAY_TIMEOUT_S, BATCH_RESULTS_NAME
 from artalk_core.device import cpu_count, resolve_device
 from artalk_core.errors import InputError, OutputError
 from artalk_core.fileio import PathLike, atomic_output, check_not_input, make_folder
+from artalk_core.options import ModelOptions
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
@@ -153,8 +154,9 @@ def _check_files(source: object, job_list: list[Job], out: Path, cfg: WorkerConf
     if isinstance(source, (str, os.PathLike)):
         inputs["JOBS"] = source
     # every asset a clip may read, whether or not a row uses it (a row's own --flame... is a column)
-    inputs.update(asset_inputs(cfg.assets, {"--checkpoint": cfg.checkpoint, "--model-config": cfg.model_config,
-                                            "--flame": None, "--tracked": None, "--avatar-checkpoint": None}))
+    m = cfg.model
+    inputs.update(asset_inputs(m.assets, {"--checkpoint": m.checkpoint, "--model-config": m.model_config,
+                                          "--flame": None, "--tracked": None, "--avatar-checkpoint": None}))
     styles: dict[str, Path | None] = {}  # rows mostly share a style: look each up once
     outputs: dict[str, object] = {"the results file": out / BATCH_RESULTS_NAME}
     for job in job_list:
@@ -165,7 +167,7 @@ def _check_files(source: object, job_list: list[Job], out: Path, cfg: WorkerConf
                 inputs[f"{key} of row {job.row}"] = job.options[key]
         style = str(job.options.get("style") or "default")
         if style not in styles:
-            styles[style] = style_file(style, assets=cfg.assets)
+            styles[style] = style_file(style, assets=m.assets)
         inputs[f"style of row {job.row}"] = styles[style]
         if str(job.options.get("appearance") or "mesh") != "mesh":  # an avatar name, or a tracked entry's file
             inputs[f"appearance of row {job.row}"] = job.options["appearance"]
@@ -184,8 +186,7 @@ def _check_files(source: object, job_list: list[Job], out: Path, cfg: WorkerConf
 def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: PathLike, workers: int | None = None,
         threads: int | None = None, backend: str = "local", ray_address: str | None = None,
         ray_timeout: float = BATCH_RAY_TIMEOUT_S, gpus_per_worker: float = 0.0,
-        defaults: Mapping[str, Any] | None = None, assets: PathLike | None = None,
-        checkpoint: PathLike | None = None, model_config: PathLike | None = None, device: str = "auto",
+        defaults: Mapping[str, Any] | None = None, model: ModelOptions | None = None,
         force: bool = False, on_status: StatusFn | None = None,
         on_result: Callable[[ClipResult], None] | None = None) -> BatchSummary:
     """Make every clip of ``jobs`` into ``output_dir``; return the results (also written to
@@ -193,12 +194,15 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
 
     ``jobs``: a CSV/TSV/JSONL file (or ``-``, a FIFO), a folder of audio files, a list of row
     mappings, or Jobs. ``defaults``: options for rows that do not set them (``style``, ``engine``,
-    ``outputs``...). Bad options, a bad default or an output that is an input raise InputError
+    ``outputs``...). ``model``: the model files and device every clip uses (a row may set its own
+    ``precision``). Bad options, a bad default or an output that is an input raise InputError
     before any work (and before the output folder is made). A rerun skips clips whose outputs are
     current (``force`` remakes them). A worker process that dies (SIGKILL, out of memory) fails its
     clip after one retry; the batch goes on. On Ctrl-C/SIGTERM the workers stop, the results file
     marks the unfinished clips ``interrupted``, and the interrupt is raised again.
     """
+    model = model or ModelOptions()
+    assets, device = model.assets, model.device
     _check_options(backend=backend, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                    ray_timeout=ray_timeout, device=device)
     job_list: list[Job]
@@ -217,14 +221,12 @@ def run(jobs: PathLike | list[Mapping[str, Any]] | list[Job], *, output_dir: Pat
         from artalk_core.assets import checkpoint_path
 
         # a missing --checkpoint (or asset folder), a bad --model-config: one error, not one per row
-        checkpoint_path(checkpoint, assets, model_config=model_config)
+        checkpoint_path(model.checkpoint, assets, model_config=model.model_config)
     if backend == "ray" and runnable:
         from artalk_core.batch.ray_backend import check_address
 
         check_address(ray_address, ray_timeout)  # seconds, not Ray's minutes of retries
-    cfg = WorkerConfig(output_dir=str(out.resolve()), assets=None if assets is None else str(assets),
-                       checkpoint=None if checkpoint is None else str(checkpoint),
-                       model_config=None if model_config is None else str(model_config), device=device, force=force)
+    cfg = WorkerConfig(output_dir=str(out.resolve()), model=model, force=force)
     _check_files(jobs if not isinstance(jobs, list) else None, job_list, out, cfg)
     start = time.perf_counter()
     status = BatchStatus(total=len(job_list))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from artalk_core.engines.base import (
     EngineFactory,
-    EngineSettings,
     EngineStream,
     MotionEngine,
     StreamingEngine,
@@ -18,22 +17,23 @@ from artalk_core.engines.base import (
     motion_engines,
     register_engine,
 )
+from artalk_core.options import ModelOptions, MotionOptions
 
 
-def _artalk(settings: EngineSettings) -> MotionEngine:
+def _artalk(model: ModelOptions, motion: MotionOptions) -> MotionEngine:
     from artalk_core.engines.artalk import ArtalkEngine
 
-    return ArtalkEngine(settings)
+    return ArtalkEngine(model)
 
 
-def _energy(settings: EngineSettings) -> MotionEngine:
+def _energy(model: ModelOptions, motion: MotionOptions) -> MotionEngine:
     from artalk_core.engines.energy import EnergyEngine
 
-    return EnergyEngine(settings)
+    return EnergyEngine(seed=motion.seed)
 
 
 register_engine("artalk", _artalk)
 register_engine("energy", _energy)
 
-__all__ = ["EngineFactory", "EngineSettings", "EngineStream", "MotionEngine", "StreamingEngine", "check_engine", "create_engine", "motion_engines",
+__all__ = ["EngineFactory", "EngineStream", "MotionEngine", "StreamingEngine", "check_engine", "create_engine", "motion_engines",
            "register_engine"]

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from artalk_core.constants import CHUNK_FRAMES, CHUNK_SAMPLES
-from artalk_core.engines.base import EngineSettings
 from artalk_core.engines.speech import DecodedSpeech, FeaturesSpeech, Speech, StreamSpeech
-from artalk_core.fileio import PathLike, sha256_file_cached
+from artalk_core.fileio import sha256_file_cached
 from artalk_core.generation import close_iterator
+from artalk_core.options import ModelOptions
 from artalk_core.progress import OptionalProgress, report
 from artalk_core.timing import num_frames, padded_samples
 
@@ -53,16 +53,17 @@ def _load_model_cached(checkpoint: str, mtime_ns: int, config_file: str | None, 
                        config=model.config.to_dict(), device=device)
 
 
-def load_artalk(*, checkpoint: PathLike | None = None, model_config: PathLike | None = None,
-                assets: PathLike | None = None, device: str = "auto") -> LoadedModel:
-    """Load (once per process) the ARTalk model from the asset folder or explicit files (the default
-    checkpoint is ``<assets>/ARTalk_<encoder>.pt`` for the audio encoder the model config names)."""
+def load_artalk(model: ModelOptions | None = None) -> LoadedModel:
+    """Load (once per process) the ARTalk model of ``model``'s asset folder or files (the default
+    checkpoint is ``<assets>/ARTalk_<encoder>.pt`` for the audio encoder the model config names) on
+    its device. Its precision is chosen per call (the model is the same)."""
     from artalk_core.assets import checkpoint_path, config_path
     from artalk_core.device import resolve_device
 
-    ckpt = checkpoint_path(checkpoint, assets, model_config=model_config)
-    cfg = config_path(model_config, assets)
-    dev = str(resolve_device(device))
+    m = model or ModelOptions()
+    ckpt = checkpoint_path(m.checkpoint, m.assets, model_config=m.model_config)
+    cfg = config_path(m.model_config, m.assets)
+    dev = str(resolve_device(m.device))
     return _load_model_cached(str(ckpt.resolve()), ckpt.stat().st_mtime_ns,
                               str(cfg.resolve()) if cfg else None, dev)
 
@@ -122,16 +123,15 @@ class ArtalkEngine:
     name = ENGINE_NAME
     inputs = frozenset({"audio", "features"})
 
-    def __init__(self, settings: EngineSettings) -> None:
-        self.loaded = load_artalk(checkpoint=settings.checkpoint, model_config=settings.model_config,
-                                  assets=settings.assets, device=settings.device)
+    def __init__(self, model: ModelOptions) -> None:
+        self.loaded = load_artalk(model)
         from artalk_core.model.precision import precision_options, resolve_precision
 
         # ``auto`` -> what runs fastest here; an explicit bf16/fp16 measured slower warns (cached)
-        self.precision = resolve_precision(settings.precision, self.loaded.device, self.loaded.model.config)
+        self.precision = resolve_precision(model.precision, self.loaded.device, self.loaded.model.config)
         self.checkpoint_sha256 = self.loaded.checkpoint_sha256
         self.options: dict[str, Any] = {"device": self.loaded.device,
-                                        **precision_options(settings.precision, self.precision)}
+                                        **precision_options(model.precision, self.precision)}
 
     def motion(self, speech: Speech, style: Style, progress: OptionalProgress = None) -> Iterator[np.ndarray]:
         """Raw motion blocks (one per 4-s chunk, the last cut to the speech's length)."""

@@ -1,7 +1,8 @@
 """The engine interface: every motion engine turns :class:`Speech` into raw motion blocks.
 
-An engine is made by a factory from :class:`EngineSettings` (each engine takes the settings it
-needs: the model engine its checkpoint and device, the energy engine its seed), then
+An engine is made by a factory from the :class:`~artalk_core.options.ModelOptions` and
+:class:`~artalk_core.options.MotionOptions` of the run (each takes what it needs: the model engine its
+checkpoint, device and precision, the energy engine its seed), then
 :meth:`MotionEngine.motion` yields raw motion float32 [n,106] at 25 fps, block by block, whose
 concatenation is the whole clip's raw motion. The generation sink
 (:mod:`artalk_core.generation`) post-processes and writes those blocks, the same way for the
@@ -22,29 +23,16 @@ the audio arrives), but gives its frames only when it yields them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from artalk_core.fileio import PathLike
+from artalk_core.options import ModelOptions, MotionOptions
 from artalk_core.progress import OptionalProgress
 
 if TYPE_CHECKING:
     from artalk_core.engines.speech import Speech
     from artalk_core.styles import Style
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What a caller may give any engine (named like the CLI flags); each engine uses its own."""
-
-    checkpoint: PathLike | None = None
-    model_config: PathLike | None = None
-    assets: PathLike | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    seed: int = 0
 
 
 @runtime_checkable
@@ -103,7 +91,7 @@ class StreamingEngine(Protocol):
         ...
 
 
-EngineFactory = Callable[[EngineSettings], MotionEngine]
+EngineFactory = Callable[[ModelOptions, MotionOptions], MotionEngine]
 _FACTORIES: dict[str, EngineFactory] = {}
 
 
@@ -125,13 +113,14 @@ def check_engine(name: str) -> None:
         raise InputError(f"unknown engine '{name}': choose one of {', '.join(_FACTORIES)}")
 
 
-def create_engine(engine: str | MotionEngine, settings: EngineSettings | None = None) -> MotionEngine:
-    """The engine named ``engine`` made from ``settings`` (an engine object is returned as is)."""
+def create_engine(engine: str | MotionEngine, model: ModelOptions | None = None,
+                  motion: MotionOptions | None = None) -> MotionEngine:
+    """The engine named ``engine`` made for ``model`` and ``motion`` (an engine object is returned as is)."""
     if not isinstance(engine, str):
         return engine
     check_engine(engine)
-    return _FACTORIES[engine](settings or EngineSettings())
+    return _FACTORIES[engine](model or ModelOptions(), motion or MotionOptions())
 
 
-__all__ = ["EngineFactory", "EngineSettings", "EngineStream", "MotionEngine", "StreamingEngine", "check_engine", "create_engine", "motion_engines",
+__all__ = ["EngineFactory", "EngineStream", "MotionEngine", "StreamingEngine", "check_engine", "create_engine", "motion_engines",
            "register_engine"]

@@ -57,7 +57,6 @@ from artalk_core.constants import (
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
 )
-from artalk_core.engines.base import EngineSettings
 from artalk_core.errors import InputError
 from artalk_core.progress import OptionalProgress, report
 from artalk_core.timing import num_frames
@@ -301,15 +300,15 @@ def iter_energy_motion(blocks: Iterable[np.ndarray], *, seed: int = 0) -> Iterat
 class EnergyEngine:
     """The energy engine as a :class:`~artalk_core.engines.base.MotionEngine` and
     :class:`~artalk_core.engines.base.StreamingEngine`: audio in any form (not a features file),
-    no weights, no style; ``seed`` from the settings."""
+    no weights, no style; ``seed`` from the run's motion options."""
 
     name = ENGINE_NAME
     inputs = frozenset({"audio"})
     checkpoint_sha256 = ""
 
-    def __init__(self, settings: EngineSettings) -> None:
-        self.seed = settings.seed
-        self.options: dict[str, Any] = {"seed": settings.seed}
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = seed
+        self.options: dict[str, Any] = {"seed": seed}
 
     def open_stream(self, style: Style) -> EnergyStream:
         """A live stream of this engine (the style is not used)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from artalk_core.constants import (
@@ -30,9 +30,9 @@ from artalk_core.constants import (
     LIVE_SEND_QUEUE_LINES,
 )
 from artalk_core.errors import InputError, StyleError
-from artalk_core.fileio import PathLike
 from artalk_core.live.protocol import CloseCode, StartMessage
 from artalk_core.live.stream import Connection, ConnectionGone, StreamRunner, refuse
+from artalk_core.options import ModelOptions, MotionOptions
 
 if TYPE_CHECKING:
     from artalk_core.engines.base import MotionEngine
@@ -46,11 +46,8 @@ if TYPE_CHECKING:
 class LiveConfig:
     """A live server's settings (``artalk serve``'s options)."""
 
-    assets: PathLike | None = None
-    checkpoint: PathLike | None = None
-    model_config: PathLike | None = None
-    device: str = "auto"
-    precision: str = "fp32"
+    model: ModelOptions = field(default_factory=ModelOptions)
+    """The model files, device and precision every stream shares."""
     engine: str = "auto"
     """The engine of streams that name none: auto (artalk when its checkpoint is found, else energy)."""
     max_streams: int = LIVE_MAX_STREAMS
@@ -134,18 +131,16 @@ class LiveService:
         from artalk_core.errors import AssetError
 
         try:
-            checkpoint_path(self.config.checkpoint, self.config.assets)
+            m = self.config.model
+            checkpoint_path(m.checkpoint, m.assets, model_config=m.model_config)
         except AssetError:
             return False
         return True
 
     def _create(self, name: str, seed: int) -> MotionEngine:
-        from artalk_core.engines import EngineSettings, create_engine
+        from artalk_core.engines import create_engine
 
-        cfg = self.config
-        return create_engine(name, EngineSettings(checkpoint=cfg.checkpoint, model_config=cfg.model_config,
-                                                  assets=cfg.assets, device=cfg.device, precision=cfg.precision,
-                                                  seed=seed))
+        return create_engine(name, self.config.model, MotionOptions(engine=name, seed=seed))
 
     def engine(self, name: str | None, seed: int) -> MotionEngine:
         """The engine ``name`` (None: the default) for a stream; the model is shared by all streams."""
@@ -170,7 +165,7 @@ class LiveService:
         """The style names streams may ask for: ``default`` and the files of ``<assets>/style_motion``."""
         from artalk_core.assets import available_styles
 
-        return ["default", *available_styles(self.config.assets)]
+        return ["default", *available_styles(self.config.model.assets)]
 
     def style(self, name: str) -> Style:
         """A style by name only (never a path: a client must not read the server's files)."""
@@ -180,7 +175,7 @@ class LiveService:
 
         if name.lower() in NO_STYLE_NAMES:
             return Style(motion=None, label="default", sha256="")
-        path = style_dir(self.config.assets) / f"{name}.pt"
+        path = style_dir(self.config.model.assets) / f"{name}.pt"
         names = self.styles()
         if name not in names or not path.is_file():
             raise StyleError(f"unknown style '{name}': {suggest(name, names)}available: {', '.join(names)}")
@@ -214,9 +209,10 @@ class LiveService:
         engine = self.engine(start.engine, start.seed)
         sty = self.style(start.style)
         clip = None if start.raw else resolve_clip_length(start.clip_length)
-        options = generation_options(engine, sty, style_start=0, raw=start.raw, clip_length=start.clip_length,
-                                     fix_pose=start.fix_pose, live=True, sample_rate=start.sample_rate,
-                                     format=start.format, channels=start.channels)
+        motion = MotionOptions(style=sty, engine=engine.name, clip_length=start.clip_length, fix_pose=start.fix_pose,
+                               seed=start.seed)
+        options = generation_options(engine, sty, motion=motion, raw=start.raw, live=True,
+                                     sample_rate=start.sample_rate, format=start.format, channels=start.channels)
         meta = motion_metadata(engine, sty, options=options, raw=start.raw, clip_length=clip, fix_pose=start.fix_pose,
                                audio=None, tool=tool)
         return LiveSession(engine, sty, PcmLayout(start.sample_format, start.channels, start.sample_rate),

@@ -7,6 +7,7 @@ writer), so memory does not grow with the duration.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,18 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artalk_core.constants import BACKGROUND_COLOR, FPS, IMAGE_SIZE, MESH_COLOR
+from artalk_core.constants import FPS
 from artalk_core.errors import InputError
 from artalk_core.fileio import PathLike, check_not_input, is_stdio, provenance, spooled
+from artalk_core.options import ModelOptions, RenderOptions
 from artalk_core.progress import OptionalProgress, report
 
 if TYPE_CHECKING:
     from artalk_core.audio import Audio
     from artalk_core.formats.motion import Motion, MotionReader
-
-RENDERERS = ("gl", "pytorch3d")
-Color = str | tuple[int, int, int]
-
 
 @dataclass
 class RenderResult:
@@ -45,41 +43,28 @@ def _is_h5(path: PathLike) -> bool:
     return str(path).lower().endswith((".h5", ".hdf5"))
 
 
-def mesh_only_options(*, size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
-                      color: Color = MESH_COLOR, shape: Any = None, verts: Any = None) -> list[str]:
-    """The mesh-only options given away from their defaults (``--size``, ``--color``...): the
-    photoreal ``--avatar`` has its network's size and its photo's colours, so it refuses them
-    rather than ignore them."""
-    from artalk_core.render.mesh import _check_color
+def render_inputs(look: RenderOptions, model: ModelOptions) -> dict[str, Any]:
+    """The files a render reads besides its input (for :func:`~artalk_core.fileio.check_not_input`):
+    the given ones, else the asset folder's."""
+    from artalk_core.assets import asset_inputs
 
-    given = [flag for flag, used in (
-        ("--size", size != IMAGE_SIZE), ("--renderer", renderer != "gl"),
-        ("--background", _check_color(background, "background") != tuple(BACKGROUND_COLOR)),
-        ("--color", _check_color(color, "mesh") != tuple(MESH_COLOR)),
-        ("--shape", shape is not None), ("--verts", verts is not None)) if used]
-    return given
-
-
-def check_avatar_options(**mesh_options: Any) -> None:
-    """InputError naming the mesh-only options given with ``--avatar`` (see :func:`mesh_only_options`)."""
-    given = mesh_only_options(**mesh_options)
-    if given:
-        verb = "applies" if len(given) == 1 else "apply"
-        raise InputError(f"{', '.join(given)} {verb} to the mesh only; --avatar renders the photoreal head at its "
-                         f"network's size, with its own colours and FLAME shape")
+    inputs: dict[str, Any] = {"--shape": look.shape, **asset_inputs(model.assets, {"--flame": look.flame})}
+    a = look.avatar
+    if a is not None:
+        inputs.update({"--avatar": a.avatar, "--avatar-config": a.avatar_config, "--watermark": a.watermark,
+                       **asset_inputs(model.assets, {"--tracked": a.tracked,
+                                                     "--avatar-checkpoint": a.avatar_checkpoint})})
+    return inputs
 
 
-def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, flame: PathLike | None = None,
-           shape: PathLike | None = None, audio: PathLike | bytes | Audio | None = None, verts: PathLike | None = None,
-           size: int = IMAGE_SIZE, renderer: str = "gl", background: Color = BACKGROUND_COLOR,
-           color: Color = MESH_COLOR, assets: PathLike | None = None, device: str = "auto",
-           allow_standin: bool = True, progress: OptionalProgress = None,
-           avatar: str | PathLike | None = None, tracked: PathLike | None = None,
-           avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
-           avatar_noise: str = "seeded", watermark: PathLike | None = None, seed: int = 0,
-           force: bool = False, precision: str = "fp32") -> RenderResult:
+def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, look: RenderOptions | None = None,
+           model: ModelOptions | None = None, audio: PathLike | bytes | Audio | None = None,
+           verts: PathLike | None = None, allow_standin: bool = True, force: bool = False,
+           progress: OptionalProgress = None) -> RenderResult:
     """Render a motion file (ours or a reference ``.pt``), a vertices file (``.h5``), or motion
-    data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4.
+    data (a :class:`~artalk_core.formats.motion.Motion` or an array float32 [T,106]) to an MP4, as
+    ``look`` says (the mesh's look, or its ``avatar``: the photoreal GAGAvatar head), with the asset
+    folder and device of ``model`` (whose precision is the avatar upsampler's).
 
     ``output`` ending in ``.h5`` writes the vertices only; ending in ``/`` (or an existing folder)
     lossless PNG frames ``frame_000000.png``... into a new or empty folder, or one holding only a
@@ -87,111 +72,81 @@ def render(input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike, f
     :mod:`artalk_core.frames`). ``audio`` (a file or decoded
     :class:`~artalk_core.audio.Audio`) muxes the speech in (AAC, cut to the video's length as the
     reference does); ``verts`` also writes the vertices.
-
-    ``avatar`` (a key of ``tracked``, default ``<assets>/GAGAvatar/tracked.pt``, or a single tracked
-    entry file) renders the photoreal GAGAvatar head instead of the mesh (see
-    :mod:`artalk_core.render.avatar`): ``avatar_checkpoint`` / ``avatar_config`` override the
-    weights and sizes, ``avatar_noise`` is ``seeded`` (from ``seed``), ``stored`` or ``none``,
-    ``watermark`` an RGBA image blended at the bottom right, ``precision`` the upsampler's (fp32
-    exact, bf16, fp16, or auto: the fastest here, measured once; see docs/avatar_performance.md).
     """
-    if renderer not in RENDERERS:
-        raise InputError(f"unknown renderer '{renderer}': choose one of {', '.join(RENDERERS)}")
-    if avatar is not None:
-        check_avatar_options(size=size, renderer=renderer, background=background, color=color, shape=shape,
-                             verts=verts)
+    look, model = look or RenderOptions(), model or ModelOptions()
+    if look.avatar is not None and verts is not None:
+        raise InputError("--verts applies to the mesh only; --avatar renders the photoreal head")
     if is_stdio(output):
         raise InputError("render cannot write a video to stdout (MP4 needs a seekable file): give -o FILE.mp4")
-    from artalk_core.assets import asset_inputs
     from artalk_core.frames import frames_outputs, is_frames_dir
-    from artalk_core.model.precision import check_precision
 
-    check_precision(precision)
-    if precision != "fp32" and avatar is None:
-        raise InputError("--precision applies to --avatar (the photoreal upsampler); the mesh renderer has none")
-
-    inputs: dict[str, Any] = {"INPUT": input, "--shape": shape, "--audio": audio,
-                              **asset_inputs(assets, {"--flame": flame})}
-    if avatar is not None:
-        inputs.update({"--avatar": avatar, "--avatar-config": avatar_config, "--watermark": watermark,
-                       **asset_inputs(assets, {"--tracked": tracked, "--avatar-checkpoint": avatar_checkpoint})})
     # -o DIR/: the files of a previous frames set that would be replaced (others refused unless force)
     check_not_input({"-o": frames_outputs(output, force=force) if is_frames_dir(output) else output,
-                     "--verts": verts}, inputs)
+                     "--verts": verts}, {"INPUT": input, "--audio": audio, **render_inputs(look, model)})
     if not _is_h5(output) and not is_frames_dir(output):
         from artalk_core.video import video_container
 
         video_container(output)  # refuse x.avi before rendering anything
     with contextlib.ExitStack() as stack:
         # side inputs given as FIFOs or <(...): read once, into temp files
-        flame, shape, watermark, avatar, tracked, avatar_checkpoint, avatar_config = (spooled(stack, p) for p in (
-            flame, shape, watermark, avatar, tracked, avatar_checkpoint, avatar_config))
+        look = spooled_look(stack, look)
         if isinstance(audio, (str, os.PathLike)):
             audio = spooled(stack, audio)
-        return _render_input(stack, input, output=output, flame=flame, shape=shape, audio=audio, verts=verts,
-                             size=size, renderer=renderer, background=background, color=color, assets=assets,
-                             device=device, allow_standin=allow_standin, progress=progress, avatar=avatar,
-                             tracked=tracked, avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                             avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force,
-                             precision=precision)
+        job = _Job(output=output, look=look, model=model, audio=audio, verts=verts, allow_standin=allow_standin,
+                   force=force, progress=progress)
+        return _render_input(stack, input, job)
 
 
-def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion | np.ndarray, *, output: PathLike,
-                  flame: PathLike | None, shape: PathLike | None, audio: PathLike | bytes | Audio | None,
-                  verts: PathLike | None, size: int, renderer: str, background: Color, color: Color,
-                  assets: PathLike | None, device: str, allow_standin: bool, progress: OptionalProgress,
-                  avatar: str | PathLike | None, tracked: PathLike | None, avatar_checkpoint: PathLike | None,
-                  avatar_config: PathLike | None, avatar_noise: str, watermark: PathLike | None, seed: int,
-                  force: bool, precision: str) -> RenderResult:
+def spooled_look(stack: contextlib.ExitStack, look: RenderOptions) -> RenderOptions:
+    """``look`` with each file it names read once into a temp file where it is a pipe."""
+    a = look.avatar
+    if a is not None:
+        a = dataclasses.replace(a, **{k: spooled(stack, getattr(a, k)) for k in (
+            "avatar", "tracked", "avatar_checkpoint", "avatar_config", "watermark")})
+    return dataclasses.replace(look, flame=spooled(stack, look.flame), shape=spooled(stack, look.shape), avatar=a)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One render's options once checked (see :func:`render`)."""
+
+    output: PathLike
+    look: RenderOptions
+    model: ModelOptions
+    audio: PathLike | bytes | Audio | None
+    verts: PathLike | None
+    allow_standin: bool
+    force: bool
+    progress: OptionalProgress
+
+
+def _render_input(stack: contextlib.ExitStack, input: PathLike | bytes | Motion | np.ndarray, job: _Job) -> RenderResult:
     """:func:`render` once its options are checked: motion data as it is, a file (or stdin) block by block."""
-    from artalk_core.fileio import input_file
-    from artalk_core.formats.motion import Motion
+    from artalk_core.fileio import input_file, sha256_bytes
+    from artalk_core.formats.motion import Motion, motion_bytes
 
+    draw = _render if job.look.avatar is None else _render_avatar
     if isinstance(input, (Motion, np.ndarray)):  # data: rendered as is, no file in between
-        from artalk_core.fileio import sha256_bytes
-        from artalk_core.formats.motion import motion_bytes
-
         motion = input if isinstance(input, Motion) else Motion(data=input)
         # Checks the frames (shape, finite) and records the hash the same motion has as a file.
         sha = sha256_bytes(motion_bytes(motion.data, motion.meta))
-        if avatar is not None:
-            return _render_avatar(None, sha, name="<motion>", data=motion.data, output=output, flame=flame,
-                                  shape=shape, audio=audio, verts=verts, assets=assets, device=device,
-                                  progress=progress, avatar=avatar, tracked=tracked,
-                                  avatar_checkpoint=avatar_checkpoint, avatar_config=avatar_config,
-                                  avatar_noise=avatar_noise, watermark=watermark, seed=seed, force=force,
-                                  precision=precision)
-        return _render(None, sha, name="<motion>", data=motion.data, output=output, flame=flame, shape=shape,
-                       audio=audio, verts=verts, size=size, renderer=renderer, background=background, color=color,
-                       assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
-
+        return draw(None, sha, name="<motion>", data=motion.data, job=job)
     # Read from a file, block by block: stdin is spooled to a temp file first (hashed on the way),
     # so an hour of motion or vertices is never held in memory.
     path, input_sha, name = stack.enter_context(input_file(input))
-    if avatar is not None:
-        return _render_avatar(path, input_sha, name=name, output=output, flame=flame, shape=shape,
-                              audio=audio, verts=verts, assets=assets, device=device, progress=progress,
-                              avatar=avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
-                              avatar_config=avatar_config, avatar_noise=avatar_noise, watermark=watermark,
-                              seed=seed, force=force, precision=precision)
-    return _render(path, input_sha, name=name, output=output, flame=flame, shape=shape, audio=audio,
-                   verts=verts, size=size, renderer=renderer, background=background, color=color,
-                   assets=assets, device=device, allow_standin=allow_standin, progress=progress, force=force)
+    return draw(path, input_sha, name=name, job=job)
 
 
-def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
-            shape: PathLike | None, audio: PathLike | bytes | Audio | None, verts: PathLike | None, size: int,
-            renderer: str, background: Color, color: Color, assets: PathLike | None, device: str,
-            allow_standin: bool, progress: OptionalProgress, data: np.ndarray | None = None,
-            force: bool = False) -> RenderResult:
+def _render(path: Path | None, input_sha: str, *, name: str, job: _Job, data: np.ndarray | None = None) -> RenderResult:
     """:func:`render` of a file on disk (``input_sha``: its hash when already known, else ""), or
-    of motion ``data`` [T,106] (``path`` None, ``input_sha`` its hash)."""
+    of motion ``data`` [T,106] (``path`` None, ``input_sha`` its hash), as the mesh."""
     from artalk_core.fileio import sha256_file
     from artalk_core.formats import sniff_kind
 
+    look, flame, shape = job.look, job.look.flame, job.look.shape
     kind = "motion" if path is None else sniff_kind(path)  # InputError for a missing file or a folder
-    options: dict[str, Any] = {"size": size, "renderer": renderer, "background": str(background),
-                               "color": str(color), "shape": str(shape) if shape else None}
+    options: dict[str, Any] = {"size": look.size, "renderer": look.renderer, "background": str(look.background),
+                               "color": str(look.color), "shape": str(shape) if shape else None}
     frames_iter: Iterator[np.ndarray]
     closer: Any
     if kind == "vertices":
@@ -217,7 +172,7 @@ def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, f
         closer = motion
         try:
             input_sha = input_sha or sha256_file(path or "")
-            head = resolve_flame(flame, assets, allow_standin=allow_standin)
+            head = resolve_flame(flame, job.model.assets, allow_standin=job.allow_standin)
             beta = load_shape(shape) if shape is not None else None
             n_frames, faces = motion.frames, np.asarray(head.faces)
             frames_iter = _skinned(head, motion, beta)
@@ -234,16 +189,14 @@ def _render(path: Path | None, input_sha: str, *, name: str, output: PathLike, f
             "head": head_label, "head_is_standin": str(bool(standin)).lower(), "fps": str(FPS)}
 
     try:
-        if _is_h5(output):
-            if audio is not None:
+        if _is_h5(job.output):
+            if job.audio is not None:
                 raise InputError("--audio needs a video output; -o FILE.h5 writes vertices only")
-            _write_vertices(output, frames_iter, faces, meta, n_frames, progress)
-            return RenderResult(output=Path(output), frames=n_frames, head=head_label, head_is_standin=standin,
+            _write_vertices(job.output, frames_iter, faces, meta, n_frames, job.progress)
+            return RenderResult(output=Path(job.output), frames=n_frames, head=head_label, head_is_standin=standin,
                                 meta=meta)
-        return _render_video(frames_iter, faces, n_frames=n_frames, output=output, verts=verts, audio=audio,
-                             size=size, renderer=renderer, background=background,
-                             color=color, device=device, meta=meta, head_label=head_label,
-                             standin=standin, progress=progress, force=force)
+        return _render_video(frames_iter, faces, n_frames=n_frames, job=job, meta=meta, head_label=head_label,
+                             standin=standin)
     finally:
         closer.close()
 
@@ -279,18 +232,17 @@ def _write_vertices(path: PathLike, frames: Iterator[np.ndarray], faces: np.ndar
             report(progress, "vertices", i + 1, n_frames)
 
 
-def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: int, output: PathLike,
-                  verts: PathLike | None, audio: PathLike | bytes | Audio | None, size: int, renderer: str,
-                  background: Color, color: Color, device: str,
-                  meta: dict[str, str], head_label: str, standin: bool,
-                  progress: OptionalProgress, force: bool = False) -> RenderResult:
+def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: int, job: _Job,
+                  meta: dict[str, str], head_label: str, standin: bool) -> RenderResult:
     from artalk_core.frames import is_frames_dir
     from artalk_core.render.mesh import create_renderer
 
-    if is_frames_dir(output) and (audio is not None or verts is not None):
+    output, verts, progress, look = job.output, job.verts, job.progress, job.look
+    if is_frames_dir(output) and (job.audio is not None or verts is not None):
         raise InputError("--audio and --verts need a video output; -o DIR/ writes PNG frames only")
-    samples = _audio_samples(audio, meta)
-    rend = create_renderer(faces, backend=renderer, size=size, background=background, color=color, device=device)
+    samples = _audio_samples(job.audio, meta)
+    rend = create_renderer(faces, backend=look.renderer, size=look.size, background=look.background,
+                           color=look.color, device=job.model.device)
     with contextlib.ExitStack() as stack:
         stack.callback(rend.close)
         vw = None
@@ -306,7 +258,7 @@ def _render_video(frames: Iterator[np.ndarray], faces: np.ndarray, *, n_frames: 
                 yield rend.render(v)
                 report(progress, "render", i + 1, n_frames)
 
-        count = _write_images(output, images(), samples, meta, force=force)
+        count = _write_images(output, images(), samples, meta, force=job.force)
     return RenderResult(output=Path(output), frames=count, head=head_label, head_is_standin=standin,
                         vertices=Path(verts) if verts is not None else None, with_audio=samples is not None,
                         meta=meta)
@@ -344,12 +296,8 @@ def _audio_samples(audio: PathLike | bytes | Audio | None, meta: dict[str, str])
 
 # ---- photoreal avatar (GAGAvatar) ------------------------------------------------------------------
 
-def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: PathLike, flame: PathLike | None,
-                   shape: PathLike | None, audio: PathLike | bytes | Audio | None, verts: PathLike | None,
-                   assets: PathLike | None, device: str, progress: OptionalProgress, avatar: str | PathLike,
-                   tracked: PathLike | None, avatar_checkpoint: PathLike | None, avatar_config: PathLike | None,
-                   avatar_noise: str, watermark: PathLike | None, seed: int,
-                   data: np.ndarray | None = None, force: bool = False, precision: str = "fp32") -> RenderResult:
+def _render_avatar(path: Path | None, input_sha: str, *, name: str, job: _Job,
+                   data: np.ndarray | None = None) -> RenderResult:
     """Motion (a file, or ``data`` [T,106] with ``path`` None) -> photoreal frames (MP4 or PNG folder).
     Every input is checked before any frame is made."""
     from artalk_core.fileio import sha256_file
@@ -357,6 +305,8 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
     from artalk_core.frames import is_frames_dir
     from artalk_core.render.avatar.renderer import open_avatar, resolve_source
 
+    output, audio, progress, a = job.output, job.audio, job.progress, job.look.avatar
+    assert a is not None
     if _is_h5(output):
         raise InputError("--avatar renders frames; -o FILE.h5 (vertices only) does not apply")
     if is_frames_dir(output) and audio is not None:
@@ -365,24 +315,22 @@ def _render_avatar(path: Path | None, input_sha: str, *, name: str, output: Path
         raise InputError("--avatar needs a motion file (the avatar is driven by FLAME codes), not vertices")
     from artalk_core.formats.motion import MotionReader
 
-    src = resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
-                         avatar_config=avatar_config, flame=flame, assets=assets)
+    src = resolve_source(a, flame=job.look.flame, assets=job.model.assets)
     reader: MotionReader | _MotionData = _MotionData(data) if path is None else MotionReader(path, label=name)
     with contextlib.closing(reader) as motion:
         n_frames = motion.frames  # the reader refused NaN/inf on opening: no frame is made from bad motion
-        rend = open_avatar(avatar, source=src, device=device, avatar_noise=avatar_noise, seed=seed,
-                           watermark=watermark, precision=precision, progress=progress)
+        rend = open_avatar(a, source=src, device=job.model.device, precision=job.model.precision, progress=progress)
         from artalk_core.model.precision import precision_options
 
-        options = {"avatar": str(avatar), "avatar_noise": avatar_noise, "seed": seed,
-                   "rasterizer": rend.backend_used, **precision_options(precision, rend.precision)}
+        options = {"avatar": str(a.avatar), "avatar_noise": a.avatar_noise, "seed": a.seed,
+                   "rasterizer": rend.backend_used, **precision_options(job.model.precision, rend.precision)}
         meta = {**provenance("artalk render", options=options,
                              inputs={"motion": input_sha or sha256_file(path or ""), "head": src.flame.sha256}),
                 **rend.meta, "head": f"GAGAvatar '{src.entry.name}' (FLAME {src.flame.source})",
                 "head_is_standin": "false", "fps": str(FPS)}
         samples = _audio_samples(audio, meta)
         frames = rend.frames(motion.iter_blocks(64), total=n_frames, progress=progress)
-        count = _write_images(output, frames, samples, meta, force=force)
+        count = _write_images(output, frames, samples, meta, force=job.force)
     return RenderResult(output=Path(output), frames=count, head=meta["head"], head_is_standin=False,
                         with_audio=samples is not None, meta=meta)
 

@@ -69,7 +69,7 @@ class LiveServer:
         except BaseException:
             self.sock.close()
             raise
-        self.head = HeadFile(flame=flame, assets=config.assets)
+        self.head = HeadFile(flame=flame, assets=config.model.assets)
         app = build_live_app(self.service, self.head, loopback_only=loopback, allowed_origins=allowed_origins)
         service = self.service
 

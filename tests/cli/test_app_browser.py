@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from artalk_core.options import ModelOptions
+
 pytest.importorskip("gradio")
 
 from tests.conftest import FIXTURE  # noqa: E402
@@ -66,7 +68,7 @@ def server(tiny_assets: Path) -> Iterator[Any]:
     from artalk_core.app import AppConfig
     from artalk_core.app.server import AppServer
 
-    srv = AppServer(AppConfig(assets=tiny_assets, size=128, max_seconds=20), port=0).start()
+    srv = AppServer(AppConfig(model=ModelOptions(assets=tiny_assets), size=128, max_seconds=20), port=0).start()
     yield srv
     srv.close()
 
@@ -140,12 +142,9 @@ def test_upload_style_generate_plays_and_downloads(page, short_wav, tmp_path):
     seen = " ".join(page.evaluate("() => [...window.__seen]"))
     assert any(word in seen for word in STAGE_WORDS), seen
     files = downloads(page)
-    from artalk_core.app.config import animate_accepts
-
-    expected = {"hello_tiny_0_mesh.motion.safetensors", "hello_tiny_0_mesh_motions.pt", "hello_tiny_0_mesh.h5"}
-    assert set(files) == expected | ({"hello_tiny_0_mesh.glb"} if animate_accepts("glb") else set())
-    if animate_accepts("glb"):  # the .glb also shows in the page's 3D viewer
-        page.wait_for_selector("#preview-3d canvas")
+    assert set(files) == {"hello_tiny_0_mesh.motion.safetensors", "hello_tiny_0_mesh_motions.pt",
+                          "hello_tiny_0_mesh.h5", "hello_tiny_0_mesh.glb"}
+    page.wait_for_selector("#preview-3d canvas")  # the .glb also shows in the page's 3D viewer
     pt = page.request.get(files["hello_tiny_0_mesh_motions.pt"])
     assert pt.ok and torch.load(io.BytesIO(pt.body()), weights_only=True).shape == (50, 106)
     st = page.request.get(files["hello_tiny_0_mesh.motion.safetensors"])
@@ -308,14 +307,11 @@ def test_avatar_picture_click_selects_the_appearance(browser, tmp_path):
     import shutil
 
     from artalk_core.app import AppConfig
-    from artalk_core.app.config import animate_accepts
     from artalk_core.app.server import AppServer
 
-    if not animate_accepts("avatar"):
-        pytest.skip("this version's animate renders no photoreal avatars")
     (tmp_path / "GAGAvatar").mkdir()
     shutil.copy(FIXTURE.parent / "tiny_gaga" / "tracked.pt", tmp_path / "GAGAvatar" / "tracked.pt")
-    srv = AppServer(AppConfig(assets=tmp_path, size=32, preload=False), port=0).start()
+    srv = AppServer(AppConfig(model=ModelOptions(assets=tmp_path), size=32, preload=False), port=0).start()
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         pg = ctx.new_page()

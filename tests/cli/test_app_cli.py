@@ -66,15 +66,11 @@ def test_app_process_serves_the_api_and_cleans_up_on_signal(tmp_path, sig):
             client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
             video, files = client.predict(text="Hello from the test.", language="en", api_name="/generate")
             assert Path(video).stat().st_size > 1000 and Path(video).name == "text_default_mesh.mp4"
-            from artalk_core.app.config import animate_accepts
-
             names = {Path(f).name for f in files}
-            assert names - {"text_default_mesh.glb"} == {"text_default_mesh.h5", "text_default_mesh.motion.safetensors",
-                                                         "text_default_mesh_motions.pt"}
-            assert ("text_default_mesh.glb" in names) == animate_accepts("glb")
-            if animate_accepts("glb"):
-                glb = next(Path(f) for f in files if f.endswith(".glb"))
-                assert glb.read_bytes()[:4] == b"glTF"
+            assert names == {"text_default_mesh.h5", "text_default_mesh.motion.safetensors",
+                             "text_default_mesh_motions.pt", "text_default_mesh.glb"}
+            glb = next(Path(f) for f in files if f.endswith(".glb"))
+            assert glb.read_bytes()[:4] == b"glTF"
             assert list((roots[0] / "cache" / "jobs").iterdir()), "the job's results are kept while they may be fetched"
             # served from the job's folder inside Gradio's cache: no copy (hashed on the event loop)
             assert not list(roots[0].glob("cache/*/text_default_mesh.*"))

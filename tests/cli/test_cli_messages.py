@@ -103,7 +103,11 @@ def test_avatar_refuses_mesh_only_options_naming_them(artalk, motion, tmp_path, 
 
 
 def test_avatar_takes_the_mesh_options_at_their_defaults(motion) -> None:
-    from artalk_core.render.stage import mesh_only_options
+    from artalk_core.errors import OptionsError
+    from artalk_core.options import AvatarOptions, RenderOptions
 
-    assert mesh_only_options(color="142,179,247", background="white") == []
-    assert mesh_only_options(color="#8eb3f7", background="#ffffff", size=512) == []
+    avatar = AvatarOptions("12.jpg")
+    RenderOptions(color="142,179,247", background="white", avatar=avatar)  # the defaults, spelt otherwise
+    RenderOptions(color="#8eb3f7", background="#ffffff", size=512, avatar=avatar)
+    with pytest.raises(OptionsError, match="--size, --color apply to the mesh only"):
+        RenderOptions(color="red", size=64, avatar=avatar)

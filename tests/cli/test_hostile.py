@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from artalk_core.options import ModelOptions, MotionOptions, RenderOptions
 from tests.conftest import FIXTURE, assert_clean_error, process_env
 
 WAV = FIXTURE / "speech_16k.wav"
@@ -39,7 +40,7 @@ def video_file(motion_file, tmp_path_factory) -> Path:
     from artalk_core.render.stage import render
 
     path = tmp_path_factory.mktemp("video") / "v.mp4"
-    render(motion_file, output=path, size=32, assets=path.parent)
+    render(motion_file, output=path, look=RenderOptions(size=32), model=ModelOptions(assets=path.parent))
     return path
 
 
@@ -349,9 +350,9 @@ def test_seed_and_precision_are_checked_before_any_work(artalk, tmp_path):
     from artalk_core.pipeline import generate
 
     with pytest.raises(InputError, match="precision"):
-        generate(WAV, precision="fp8", assets=tmp_path)
+        generate(WAV, model=ModelOptions(precision="fp8", assets=tmp_path))
     with pytest.raises(InputError, match="seed"):
-        generate(WAV, engine="energy", seed=2**40)
+        generate(WAV, motion=MotionOptions(engine="energy", seed=2**40))
 
 
 def test_huge_vertices_are_refused_cleanly(artalk, tmp_path):

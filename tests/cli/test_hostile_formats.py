@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from artalk_core.options import ModelOptions, RenderOptions
 from tests.conftest import FIXTURE, assert_clean_error
 
 WAV = FIXTURE / "speech_16k.wav"
@@ -202,7 +203,7 @@ def test_frame_and_embed_audio_read_fifos(artalk, tmp_path) -> None:
     from tests.cli.test_hostile import Fifo
 
     write_motion(tmp_path / "m.safetensors", np.zeros((3, 106), np.float32))
-    render(tmp_path / "m.safetensors", output=tmp_path / "v.mp4", size=32, assets=tmp_path)
+    render(tmp_path / "m.safetensors", output=tmp_path / "v.mp4", look=RenderOptions(size=32), model=ModelOptions(assets=tmp_path))
     with Fifo(tmp_path, "video.fifo", (tmp_path / "v.mp4").read_bytes()) as fifo:
         res = artalk("frame", fifo, "--index", "2", "-o", tmp_path / "f.png")
     assert res.returncode == 0, res.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from artalk_core.options import ModelOptions
 from tests.conftest import FIXTURE, assert_clean_error
 
 MIMI = FIXTURE.parent / "tiny_mimi"
@@ -146,10 +147,10 @@ def test_the_app_finds_the_mimi_model(mimi_assets, tmp_path) -> None:
     # The web app's "auto" engine is the model when the asset folder holds the checkpoint its config names.
     from artalk_core.app.config import AppConfig, build_catalog
 
-    catalog = build_catalog(AppConfig(assets=mimi_assets))
+    catalog = build_catalog(AppConfig(model=ModelOptions(assets=mimi_assets)))
     assert catalog.has_model and catalog.engine == "artalk"
     shutil.copy(MIMI / "model_config.json", tmp_path / "config.json")  # says mimi, no ARTalk_mimi.pt
-    assert build_catalog(AppConfig(assets=tmp_path)).engine == "energy"
+    assert build_catalog(AppConfig(model=ModelOptions(assets=tmp_path))).engine == "energy"
 
 
 def test_assets_list_names_the_configs_checkpoint(artalk, mimi_assets) -> None:

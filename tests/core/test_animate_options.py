@@ -34,7 +34,7 @@ def test_every_animate_flag_is_an_option() -> None:
 
     command = typer.main.get_command(app).commands["animate"]  # type: ignore[attr-defined]
     flags = {p.name for p in command.params} - {"quiet", "debug"}
-    assert flags == {f.name for f in dataclasses.fields(AnimateOptions)}
+    assert flags == set(AnimateOptions.flat_names())
 
 
 def test_keywords_become_options(captured, tmp_path: Path) -> None:
@@ -42,19 +42,22 @@ def test_keywords_become_options(captured, tmp_path: Path) -> None:
     assert animate("speech.wav", style="natural_0", size=64, fix_pose=True, keep=tmp_path / "k",
                    progress=progress) == "done"
     work, opts, out, got_progress = captured[0]
-    assert opts == AnimateOptions(audio="speech.wav", style="natural_0", size=64, fix_pose=True, keep=tmp_path / "k")
+    assert opts == AnimateOptions.from_flat(audio="speech.wav", style="natural_0", size=64, fix_pose=True,
+                                            keep=tmp_path / "k")
+    assert (opts.motion.style, opts.motion.fix_pose, opts.look.size) == ("natural_0", True, 64)
     assert work == tmp_path / "k" and work.is_dir() and got_progress is progress
     assert out == Path("speech_natural_0_mesh.mp4")  # the reference's name
-    assert opts.size != AnimateOptions().size == IMAGE_SIZE and AnimateOptions().color == MESH_COLOR
+    assert opts.look.size != AnimateOptions().look.size == IMAGE_SIZE and AnimateOptions().look.color == MESH_COLOR
 
 
 def test_an_options_object_with_overrides(captured) -> None:
-    base = AnimateOptions(text="hello", engine="energy", output="x.mp4")
+    base = AnimateOptions.from_flat(text="hello", engine="energy", output="x.mp4")
     animate(base, size=32)
     opts = captured[0][1]
-    assert opts == dataclasses.replace(base, size=32) and opts.text == "hello" and captured[0][2] == Path("x.mp4")
+    assert opts == dataclasses.replace(base, look=dataclasses.replace(base.look, size=32))
+    assert opts.text == "hello" and captured[0][2] == Path("x.mp4")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        opts.size = 5  # type: ignore[misc]
+        opts.look.size = 5  # type: ignore[misc]
 
 
 def test_bad_options_are_refused(captured) -> None:
@@ -64,4 +67,6 @@ def test_bad_options_are_refused(captured) -> None:
         animate()
     with pytest.raises(InputError, match="not both"):
         animate(AnimateOptions(audio="a.wav", text="hi"))
+    with pytest.raises(InputError, match="--size applies to the mesh only"):
+        animate("a.wav", avatar="12.jpg", size=64)
     assert captured == []

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from artalk_core.options import ModelOptions
+
 pytest.importorskip("gradio")
 
 from artalk_core.app import AppConfig  # noqa: E402
@@ -201,7 +203,7 @@ def test_config_checks():
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from artalk_core.app.server import AppServer
 
-    server = AppServer(AppConfig(assets=tmp_path_factory.mktemp("no_assets"), size=64, max_upload_mb=1,
+    server = AppServer(AppConfig(model=ModelOptions(assets=tmp_path_factory.mktemp("no_assets")), size=64, max_upload_mb=1,
                                  queue_size=1, max_seconds=30, header_seconds=1.5), port=0).start()
     before = os.environ.get("GRADIO_TEMP_DIR")
     yield server
@@ -396,49 +398,31 @@ def test_queue_bounded_and_one_generation_at_a_time(app, tmp_path):
 # ----- hooks for what other branches add: photoreal avatars, glTF export ---------------------------
 
 
-def test_photoreal_avatars_listed_only_when_animate_can_render_them(tmp_path, monkeypatch):
+def test_photoreal_avatars_listed_from_the_tracked_file(tmp_path, monkeypatch):
     import types
 
-    import artalk_core.animate as animate_module
     from artalk_core.app.config import build_catalog, photoreal_avatars
 
     assert photoreal_avatars(tmp_path) == []  # no <assets>/GAGAvatar/tracked.pt
     (tmp_path / "GAGAvatar").mkdir()
     (tmp_path / "GAGAvatar" / "tracked.pt").write_bytes(b"stand-in")
-
-    def animate_without_avatars(audio: Any = None, *, output: Any = None) -> None: ...
-
-    def animate_with_avatars(audio: Any = None, *, output: Any = None, avatar: str | None = None) -> None: ...
-
+    assert photoreal_avatars(tmp_path) == []  # unreadable: none offered
     fake = types.ModuleType("artalk_core.render.avatar.tracked")
     fake.load_tracked = lambda path: {"12.jpg": object(), "11.jpg": object()}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "artalk_core.render.avatar.tracked", fake)
-    monkeypatch.setattr(animate_module, "animate", animate_without_avatars)
-    assert photoreal_avatars(tmp_path) == []
-    monkeypatch.setattr(animate_module, "animate", animate_with_avatars)
     assert photoreal_avatars(tmp_path) == ["11.jpg", "12.jpg"]
-    catalog = build_catalog(AppConfig(assets=tmp_path))
+    catalog = build_catalog(AppConfig(model=ModelOptions(assets=tmp_path)))
     assert [a for _, a in catalog.appearances] == ["mesh", "11.jpg", "12.jpg"]
 
 
-def test_generator_offers_the_glb_once_animate_writes_one(tmp_path, monkeypatch):
-    import artalk_core.animate as animate_module
+def test_generator_offers_the_glb(tmp_path):
     from artalk_core.app.config import build_catalog
     from artalk_core.app.handlers import Generator
     from artalk_core.audio import load_audio, write_wav
 
-    real = animate_module.animate
-
-    def animate_with_glb(audio: Any = None, *, glb: Path | None = None, **kw: Any) -> Any:
-        res = real(audio, **kw)
-        assert glb is not None
-        glb.write_bytes(b"glTF")
-        return res
-
-    monkeypatch.setattr(animate_module, "animate", animate_with_glb)
     speech = tmp_path / "hi.wav"
     write_wav(speech, load_audio(FIXTURE / "speech_16k.wav").samples[:16000])
-    config = AppConfig(assets=tmp_path / "no_assets", size=32)
+    config = AppConfig(model=ModelOptions(assets=tmp_path / "no_assets"), size=32)
     jobs = JobStore(parent=tmp_path)
     try:
         out = Generator(config, build_catalog(config), jobs).run(audio=str(speech), text=None)
@@ -573,16 +557,6 @@ def test_same_origin_rules():
     assert not same_origin("http://127.0.0.1.evil.example:8960", "127.0.0.1:8960")
 
 
-def test_animate_capability_check_reads_the_options():
-    from artalk_core.animate import AnimateOptions
-    from artalk_core.app.config import animate_accepts
-
-    fields = {f.name for f in __import__("dataclasses").fields(AnimateOptions)}
-    assert animate_accepts("size") and animate_accepts("keep")
-    assert not animate_accepts("no_such_option")
-    assert animate_accepts("avatar") == ("avatar" in fields)
-
-
 def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
     import shutil
 
@@ -590,16 +564,12 @@ def test_avatar_pictures_made_once_and_a_click_selects_the_avatar(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from artalk_core.app.config import animate_accepts
     from artalk_core.app.server import build_app
     from artalk_core.app.thumbs import THUMB_SIZE
-
-    if not animate_accepts("avatar"):
-        pytest.skip("this version's animate renders no photoreal avatars")
     assets = tmp_path / "assets"
     (assets / "GAGAvatar").mkdir(parents=True)
     shutil.copy(FIXTURE.parent / "tiny_gaga" / "tracked.pt", assets / "GAGAvatar" / "tracked.pt")
-    parts = build_app(AppConfig(assets=assets, size=32, preload=False))
+    parts = build_app(AppConfig(model=ModelOptions(assets=assets), size=32, preload=False))
     try:
         assert [a for _, a in parts.catalog.appearances] == ["mesh", "fix.jpg"]
         made = sorted((parts.jobs.root / "avatars").iterdir())
@@ -655,7 +625,7 @@ def test_page_events_results_preview_status_and_cancel(tmp_path):
     from artalk_core.app.handlers import Outputs, preview_glb
     from artalk_core.app.layout import build_blocks
 
-    config = AppConfig(assets=tmp_path / "no_assets", size=32)
+    config = AppConfig(model=ModelOptions(assets=tmp_path / "no_assets"), size=32)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     names = ["a.mp4", "a.motion.safetensors", "a_motions.pt", "a.h5", "a.glb"]

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from artalk_core.options import ModelOptions
+
 pytest.importorskip("gradio")
 
 from artalk_core.app import AppConfig  # noqa: E402
@@ -30,7 +32,7 @@ REFUSED_STYLE = "The style file must be a file uploaded to this server (with gra
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from artalk_core.app.server import AppServer
 
-    config = AppConfig(assets=tmp_path_factory.mktemp("no_assets"), size=32, max_upload_mb=1, max_seconds=10,
+    config = AppConfig(model=ModelOptions(assets=tmp_path_factory.mktemp("no_assets")), size=32, max_upload_mb=1, max_seconds=10,
                        client_connections=6, max_connections=20, header_seconds=3.0, body_seconds=1.0,
                        body_min_rate=1000.0)
     server = AppServer(config, port=0).start()
@@ -415,7 +417,7 @@ def test_shutdown_message_says_so(tmp_path):
     from artalk_core.app.handlers import MSG_SHUTDOWN, Generator, Refused
     from artalk_core.app.jobs import JobStore
 
-    config = AppConfig(assets=tmp_path / "none", size=32)
+    config = AppConfig(model=ModelOptions(assets=tmp_path / "none"), size=32)
     jobs = JobStore(parent=tmp_path)
     generator = Generator(config, build_catalog(config), jobs)
     started = threading.Event()

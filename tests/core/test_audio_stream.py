@@ -12,6 +12,7 @@ import pytest
 
 from artalk_core.audio import Audio, iter_audio, load_audio, write_wav
 from artalk_core.errors import AudioError, InputError
+from artalk_core.options import ModelOptions, MotionOptions, RenderOptions
 from tests.core.test_audio import CASES, encode, tone_signal
 
 av = pytest.importorskip("av")
@@ -167,8 +168,8 @@ def test_generate_artalk_unchanged(clip_30s: tuple[Path, Path], tiny_assets: Pat
     from artalk_core.pipeline import generate
 
     wav, _ = clip_30s
-    streamed = generate(wav, style="tiny_0", raw=True, assets=tiny_assets, device="cpu")
-    whole = generate(load_audio(wav), style="tiny_0", raw=True, assets=tiny_assets, device="cpu")
+    streamed = generate(wav, raw=True, motion=MotionOptions(style="tiny_0"), model=ModelOptions(assets=tiny_assets, device="cpu"))
+    whole = generate(load_audio(wav), raw=True, motion=MotionOptions(style="tiny_0"), model=ModelOptions(assets=tiny_assets, device="cpu"))
     assert streamed.data.shape == (763, 106)
     assert streamed.data.tobytes() == whole.data.tobytes()
     assert streamed.meta["audio_sha256"] == whole.meta["audio_sha256"]
@@ -179,8 +180,8 @@ def test_encode_audio_unchanged(tiny_assets: Path) -> None:
     from artalk_core.pipeline import encode_audio
 
     wav = FIXTURE / "speech_16k.wav"
-    streamed = encode_audio(wav, assets=tiny_assets, device="cpu")
-    whole = encode_audio(load_audio(wav), assets=tiny_assets, device="cpu")
+    streamed = encode_audio(wav, model=ModelOptions(assets=tiny_assets, device="cpu"))
+    whole = encode_audio(load_audio(wav), model=ModelOptions(assets=tiny_assets, device="cpu"))
     assert streamed.data.tobytes() == whole.data.tobytes()
     for key in ("audio_samples", "frames", "chunks", "audio_sha256"):
         assert streamed.meta[key] == whole.meta[key]
@@ -191,7 +192,7 @@ def test_generate_energy_unchanged(clip_30s: tuple[Path, Path]) -> None:
     from artalk_core.pipeline import generate
 
     for path in clip_30s:
-        streamed = generate(path, engine="energy", raw=True, seed=3)
+        streamed = generate(path, raw=True, motion=MotionOptions(engine="energy", seed=3))
         expected = energy_motion(load_audio(path).samples, seed=3)
         assert streamed.data.tobytes() == expected.tobytes()
 
@@ -207,11 +208,11 @@ def test_render_audio_unchanged(clip_30s: tuple[Path, Path], tmp_path: Path) -> 
 
     wav, flac = clip_30s
     motion = tmp_path / "m.safetensors"
-    generate(wav, engine="energy", clip_length=0, output=motion)
+    generate(wav, output=motion, motion=MotionOptions(engine="energy", clip_length=0))
     for audio in (wav, flac):
         a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
-        ra = render(motion, output=a, audio=audio, size=32)
-        rb = render(motion, output=b, audio=load_audio(audio), size=32)
+        ra = render(motion, output=a, audio=audio, look=RenderOptions(size=32))
+        rb = render(motion, output=b, audio=load_audio(audio), look=RenderOptions(size=32))
         assert ra.with_audio and ra.meta["audio_sha256"] == rb.meta["audio_sha256"]
         assert _audio_track(a).tobytes() == _audio_track(b).tobytes()
 
@@ -257,9 +258,9 @@ def test_memory_does_not_grow_with_length(tmp_path: Path) -> None:
     decode_peak(short)  # warm up (imports, filter caches)
     d_short, d_long = decode_peak(short), decode_peak(long)
     assert d_long < 2_000_000 and d_long - d_short < 200_000
-    _peak_bytes(lambda: generate(short, engine="energy", raw=True))
-    e_short = _peak_bytes(lambda: generate(short, engine="energy", raw=True))
-    e_long = _peak_bytes(lambda: generate(long, engine="energy", raw=True))
+    _peak_bytes(lambda: generate(short, raw=True, motion=MotionOptions(engine="energy")))
+    e_short = _peak_bytes(lambda: generate(short, raw=True, motion=MotionOptions(engine="energy")))
+    e_long = _peak_bytes(lambda: generate(long, raw=True, motion=MotionOptions(engine="energy")))
     # the motion [T,106] float32 itself (and per-frame levels) still grow: 6000 more frames
     motion_growth = 6000 * 106 * 4
     assert e_long - e_short < 3 * motion_growth + 2_000_000
@@ -287,7 +288,7 @@ def test_generate_holds_few_blocks(tmp_path: Path, tiny_assets: Path, monkeypatc
         if stage == "generate":
             ahead.append(pulled["blocks"] * 8 - done)  # chunks decoded but not yet generated
 
-    m = generate(wav, raw=True, assets=tiny_assets, device="cpu", progress=progress)
+    m = generate(wav, raw=True, progress=progress, model=ModelOptions(assets=tiny_assets, device="cpu"))
     assert m.frames == 1500 and pulled["blocks"] == 2
     assert ahead and max(ahead) <= 2 * 8
 
@@ -297,7 +298,7 @@ def test_audio_object_still_accepted(tiny_assets: Path) -> None:
 
     clip = load_audio(FIXTURE / "speech_16k.wav")
     assert isinstance(clip, Audio)
-    assert generate(clip, engine="energy", raw=True).frames == 252
+    assert generate(clip, raw=True, motion=MotionOptions(engine="energy")).frames == 252
 
 
 def test_stream_read_once() -> None:

@@ -168,9 +168,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _reference_vertices(files: dict[str, Path], out: Path, **kw: object) -> np.ndarray:
     """FLAME vertices through the project's vertices path (`artalk render -o x.h5`)."""
     from artalk_core.formats.vertices import read_vertices
+    from artalk_core.options import from_flat
     from artalk_core.render.stage import render
 
-    render(files["motion"], output=out, **kw)  # type: ignore[arg-type]
+    model, _, look = from_flat(kw)
+    render(files["motion"], output=out, look=look, model=model)
     with read_vertices(out) as vf:
         return np.stack(list(vf)).astype(np.float64)
 

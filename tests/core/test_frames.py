@@ -12,6 +12,7 @@ import pytest
 
 from artalk_core.errors import InputError, OutputError
 from artalk_core.frames import is_frames_dir, read_frame_png, write_frames
+from artalk_core.options import ModelOptions, RenderOptions
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -57,14 +58,13 @@ def test_mesh_render_to_a_frames_folder(tmp_path: Path) -> None:
     from artalk_core.render.stage import render
 
     torch.save(torch.zeros(3, 106), tmp_path / "m.pt")
-    res = render(tmp_path / "m.pt", output=f"{tmp_path / 'png'}/", size=32, assets=tmp_path / "none", device="cpu")
+    res = render(tmp_path / "m.pt", output=f"{tmp_path / 'png'}/", look=RenderOptions(size=32), model=ModelOptions(assets=tmp_path / "none", device="cpu"))
     assert res.frames == 3
     assert read_frame_png(tmp_path / "png" / "frame_000002.png").shape == (32, 32, 3)
     meta = json.loads((tmp_path / "png" / "frames.json").read_text())
     assert meta["head_is_standin"] == "true"
     with pytest.raises(InputError, match="PNG frames only"):
-        render(tmp_path / "m.pt", output=f"{tmp_path / 'png2'}/", size=32, assets=tmp_path / "none",
-               verts=tmp_path / "v.h5")
+        render(tmp_path / "m.pt", output=f"{tmp_path / 'png2'}/", verts=tmp_path / "v.h5", look=RenderOptions(size=32), model=ModelOptions(assets=tmp_path / "none"))
 
 
 def test_only_files_a_previous_frames_set_listed_are_replaced(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from artalk_core.constants import CHUNK_SAMPLES
 from artalk_core.errors import AudioError, FormatError, InputError
 from artalk_core.formats.motion import read_motion
 from artalk_core.formats.motion_stream import MotionStreamWriter, iter_motion_stream
+from artalk_core.options import ModelOptions, MotionOptions
 from artalk_core.postprocess import SMOOTH_DELAY, StreamingPostprocessor, postprocess
 from artalk_core.streaming import AudioStreamReader, stream_generate
 
@@ -173,7 +174,7 @@ def test_stream_input_errors(data: bytes, fmt: str, words: str) -> None:
     way before any output (energy engine: no model to load)."""
     out = io.BytesIO()
     with pytest.raises(AudioError, match=words):
-        stream_generate(io.BytesIO(data), out, stream_format=fmt, engine="energy")
+        stream_generate(io.BytesIO(data), out, stream_format=fmt, motion=MotionOptions(engine="energy"))
     assert out.getvalue() == b""
 
 
@@ -303,12 +304,10 @@ def test_stream_generate_equals_offline(tiny_assets: Path, tmp_path: Path, n_sam
 
     wav = tmp_path / "in.wav"
     write_wav(wav, load_audio(WAV).samples[:n_samples])
-    offline = generate(str(wav), style="tiny_0", raw=raw, clip_length=None if raw else clip, fix_pose=fix,
-                       assets=tiny_assets)
+    offline = generate(str(wav), raw=raw, motion=MotionOptions(style="tiny_0", clip_length=None if raw else clip, fix_pose=fix), model=ModelOptions(assets=tiny_assets))
     out = io.BytesIO()
     with open(wav, "rb") as f:
-        res = stream_generate(f, out, style="tiny_0", raw=raw, clip_length=None if raw else clip, fix_pose=fix,
-                              assets=tiny_assets)
+        res = stream_generate(f, out, raw=raw, motion=MotionOptions(style="tiny_0", clip_length=None if raw else clip, fix_pose=fix), model=ModelOptions(assets=tiny_assets))
     m = read_motion(out.getvalue())
     np.testing.assert_array_equal(m.data, offline.data)
     assert res.frames == offline.frames
@@ -323,10 +322,10 @@ def test_stream_generate_equals_offline(tiny_assets: Path, tmp_path: Path, n_sam
 def test_stream_generate_error_leaves_no_output(tiny_assets: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.ndjson"
     with pytest.raises(AudioError, match="too short"):
-        stream_generate(io.BytesIO(wav_bytes(np.zeros(100, "<i2"), rate=8000)), out, assets=tiny_assets)
+        stream_generate(io.BytesIO(wav_bytes(np.zeros(100, "<i2"), rate=8000)), out, model=ModelOptions(assets=tiny_assets))
     assert not out.exists() and list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="--raw"):
-        stream_generate(io.BytesIO(WAV.read_bytes()), out, raw=True, fix_pose=True, assets=tiny_assets)
+        stream_generate(io.BytesIO(WAV.read_bytes()), out, raw=True, motion=MotionOptions(fix_pose=True), model=ModelOptions(assets=tiny_assets))
 
 
 @pytest.mark.parametrize("engine, rate, channels", [("artalk", 44100, 2), ("energy", 8000, 1), ("energy", 48000, 2)])
@@ -340,9 +339,9 @@ def test_stream_generate_resamples_as_files_are(tiny_assets: Path, tmp_path: Pat
     pcm = np.round(np.stack([x, x[::-1]][:channels], axis=1) * 32767).astype("<i2").ravel()
     path = tmp_path / "in.wav"
     path.write_bytes(wav_bytes(pcm, rate=rate, channels=channels))
-    offline = generate(str(path), engine=engine, style="tiny_0", clip_length=0, assets=tiny_assets)
+    offline = generate(str(path), motion=MotionOptions(engine=engine, style="tiny_0", clip_length=0), model=ModelOptions(assets=tiny_assets))
     out = io.BytesIO()
     with open(path, "rb") as f:
-        res = stream_generate(f, out, engine=engine, style="tiny_0", clip_length=0, assets=tiny_assets)
+        res = stream_generate(f, out, motion=MotionOptions(engine=engine, style="tiny_0", clip_length=0), model=ModelOptions(assets=tiny_assets))
     np.testing.assert_array_equal(read_motion(out.getvalue()).data, offline.data)
     assert res.audio_sha256 == offline.meta["audio_sha256"] and str(res.audio_samples) == offline.meta["audio_samples"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from artalk_core.options import ModelOptions
 from tests.conftest import REPO, process_env
 
 
@@ -20,7 +21,7 @@ def test_agent_loop_example(tmp_path: Path) -> None:
     from artalk_core.live.service import LiveConfig
     from artalk_web.live.server import LiveServer
 
-    srv = LiveServer(LiveConfig(engine="energy", assets=tmp_path), port=0).start()
+    srv = LiveServer(LiveConfig(engine="energy", model=ModelOptions(assets=tmp_path)), port=0).start()
     try:
         out = tmp_path / "talk.ndjson"
         proc = subprocess.run([sys.executable, str(REPO / "examples" / "agent_loop.py"), srv.ws_url, "-o", str(out),

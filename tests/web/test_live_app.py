@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from artalk_core.options import ModelOptions
+
 pytest.importorskip("gradio")
 pytest.importorskip("websockets")
 
@@ -20,7 +22,7 @@ def test_app_mounts_the_live_endpoint_and_page(tmp_path: Path) -> None:
     from artalk_core.app import AppConfig
     from artalk_core.app.server import AppServer
 
-    srv = AppServer(AppConfig(assets=tmp_path, size=64, preload=False), port=0).start()
+    srv = AppServer(AppConfig(model=ModelOptions(assets=tmp_path), size=64, preload=False), port=0).start()
     try:
         with urllib.request.urlopen(srv.url + "/live", timeout=60) as r:
             assert r.status == 200 and b"artalk <span>live</span>" in r.read()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from artalk_core.options import ModelOptions
 from tests.conftest import FIXTURE
 
 CHROMIUM = Path(os.environ.get("ARTALK_CHROMIUM", "/usr/bin/chromium"))
@@ -27,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from artalk_web.live.server import LiveServer
 
     assets = tmp_path_factory.mktemp("no_assets")
-    srv = LiveServer(LiveConfig(engine="energy", assets=assets), port=0).start()
+    srv = LiveServer(LiveConfig(engine="energy", model=ModelOptions(assets=assets)), port=0).start()
     yield srv
     srv.close()
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from artalk_core.options import ModelOptions, MotionOptions
 from tests.conftest import FIXTURE, assert_clean_error, process_env
 from tests.core.test_streaming import wav_bytes
 
@@ -106,7 +107,7 @@ def test_streams_equal_generate_and_compose(server: Server, tiny_assets: Path, t
     from artalk_core.pipeline import generate
 
     path, pcm, rate = stereo_44k(tmp_path)
-    want = generate(str(path), style="tiny_0", clip_length=0, assets=tiny_assets).data
+    want = generate(str(path), motion=MotionOptions(style="tiny_0", clip_length=0), model=ModelOptions(assets=tiny_assets)).data
 
     async def client() -> list[np.ndarray]:
         async with LiveClient(server.ws, sample_rate=rate, channels=2, style="tiny_0") as s:
@@ -133,7 +134,7 @@ def test_streams_equal_generate_and_compose(server: Server, tiny_assets: Path, t
     np.testing.assert_array_equal(read_motion(out).data, want)
     res = artalk("live", server.http, "-", "--fast", "-e", "energy", "-q", input=path.read_bytes())
     assert res.returncode == 0, res.stderr
-    np.testing.assert_array_equal(read_motion(res.stdout).data, generate(str(path), engine="energy", clip_length=0).data)
+    np.testing.assert_array_equal(read_motion(res.stdout).data, generate(str(path), motion=MotionOptions(engine="energy", clip_length=0)).data)
     glb = tmp_path / "live.glb"
     res = artalk("export", "-", "-o", glb, "-q", input=res.stdout)
     assert res.returncode == 0 and glb.read_bytes()[:4] == b"glTF"

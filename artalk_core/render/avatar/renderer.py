@@ -18,6 +18,7 @@ import numpy as np
 from artalk_core.assets.paths import asset_file
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike, sha256_file, sha256_file_cached
+from artalk_core.options import AvatarOptions
 from artalk_core.progress import OptionalProgress, report
 
 NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
@@ -58,18 +59,18 @@ def resolve_entry(avatar: str | PathLike, *, tracked: PathLike | None = None,
     return select_avatar(load_tracked(path), name, source=str(path)), path
 
 
-def resolve_source(avatar: str | PathLike, *, tracked: PathLike | None = None,
-                   avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
-                   flame: PathLike | None = None, assets: PathLike | None = None) -> AvatarSource:
-    """Find and check every input of an avatar render, cheapest first; AssetError / InputError."""
+def resolve_source(options: AvatarOptions, *, flame: PathLike | None = None,
+                   assets: PathLike | None = None) -> AvatarSource:
+    """Find and check every input of an avatar render (``options``, the FLAME head ``flame``, the
+    asset folder), cheapest first; AssetError / InputError."""
     from artalk_core.flame import resolve_flame
     from artalk_core.render.avatar.driving import check_flame
 
-    entry, tracked_path = resolve_entry(avatar, tracked=tracked, assets=assets)
+    entry, tracked_path = resolve_entry(options.avatar, tracked=options.tracked, assets=assets)
     head = resolve_flame(flame, assets, allow_standin=True)
     check_flame(head)
-    ckpt = asset_file("--avatar-checkpoint", avatar_checkpoint, assets)
-    cfg = Path(avatar_config) if avatar_config is not None else None
+    ckpt = asset_file("--avatar-checkpoint", options.avatar_checkpoint, assets)
+    cfg = Path(options.avatar_config) if options.avatar_config is not None else None
     if cfg is not None and not cfg.is_file():
         raise AssetError(f"avatar config not found: {cfg} (given with --avatar-config)")
     return AvatarSource(entry=entry, tracked=tracked_path, checkpoint=ckpt, config=cfg, flame=head)
@@ -209,15 +210,14 @@ def _cached_net(checkpoint: str, mtime_ns: int, config: Any, device: str) -> Any
     return load_avatar_net(checkpoint, config=config, device=device)
 
 
-def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
-                avatar_checkpoint: PathLike | None = None, avatar_config: PathLike | None = None,
-                flame: PathLike | None = None, assets: PathLike | None = None, device: str = "auto",
-                avatar_noise: str = "seeded", seed: int = 0, watermark: PathLike | None = None,
-                backend: str = "auto", cache_dir: PathLike | None = None, precision: str = "fp32",
-                source: AvatarSource | None = None, progress: OptionalProgress = None) -> AvatarRenderer:
-    """Everything an avatar render needs, checked and loaded: net (from the checkpoint), the avatar's
-    Gaussians (from the on-disk cache or built once), the FLAME driver, the watermark.
-    ``precision`` (fp32 | bf16 | fp16 | auto): the upsampler's (``auto`` measured once per machine).
+def open_avatar(options: AvatarOptions, *, flame: PathLike | None = None, assets: PathLike | None = None,
+                device: str = "auto", precision: str = "fp32", backend: str = "auto",
+                cache_dir: PathLike | None = None, source: AvatarSource | None = None,
+                progress: OptionalProgress = None) -> AvatarRenderer:
+    """Everything an avatar render of ``options`` needs, checked and loaded: net (from the
+    checkpoint), the avatar's Gaussians (from the on-disk cache or built once), the FLAME driver (the
+    head ``flame``, else the asset folder's), the watermark. ``precision`` (fp32 | bf16 | fp16 |
+    auto): the upsampler's (``auto`` measured once per machine).
 
     Raises AssetError (missing file, stand-in head, bad checkpoint), InputError (unknown avatar,
     bad entry, bad option) before any per-frame work.
@@ -231,11 +231,9 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
     from artalk_core.render.avatar.driving import Driver, ForeheadSmoother
     from artalk_core.render.avatar.precision import resolve_upsampler_precision
 
-    if avatar_noise not in NOISE_MODES:
-        raise InputError(f"unknown --avatar-noise '{avatar_noise}': choose one of {', '.join(NOISE_MODES)}")
     check_precision(precision)
-    src = source or resolve_source(avatar, tracked=tracked, avatar_checkpoint=avatar_checkpoint,
-                                   avatar_config=avatar_config, flame=flame, assets=assets)
+    src = source or resolve_source(options, flame=flame, assets=assets)
+    watermark = options.watermark
     logo = None
     if watermark is not None:
         from artalk_core.render.avatar.watermark import load_watermark
@@ -265,6 +263,6 @@ def open_avatar(avatar: str | PathLike, *, tracked: PathLike | None = None,
     if watermark is not None:
 
         meta["watermark_sha256"] = sha256_file(watermark)
-    return AvatarRenderer(net=net, gaussians=gaussians, driver=driver, noise=avatar_noise, seed=int(seed),
+    return AvatarRenderer(net=net, gaussians=gaussians, driver=driver, noise=options.avatar_noise, seed=options.seed,
                           backend=backend, watermark=logo, batch=CUDA_BATCH if dev.type == "cuda" else 1,
                           precision=resolved, meta=meta)

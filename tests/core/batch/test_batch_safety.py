@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,14 @@ from artalk_core.errors import AssetError, DependencyError, InputError, Interrup
 DEFAULTS = {"engine": "energy", "outputs": "motion"}
 GAGA = Path(__file__).parents[2] / "fixtures" / "tiny_gaga"
 
+
+
+def _run(source: Any, **kw: Any) -> Any:
+    """``run`` with the model keywords (assets, checkpoint...) as its ModelOptions."""
+    from artalk_core.options import ModelOptions
+
+    model = {k: kw.pop(k) for k in ("assets", "checkpoint", "model_config", "device", "precision") if k in kw}
+    return run(source, model=ModelOptions(**model), **kw)
 
 def _speech(path: Path, freq: float = 180.0) -> Path:
     from artalk_core.audio import write_wav
@@ -118,8 +127,8 @@ def test_no_output_is_a_style_an_avatar_or_a_model_file(speech_dir: Path, tmp_pa
         before = mine.read_bytes()
     defaults = kwargs.pop("defaults")
     with pytest.raises(InputError, match="would destroy"):
-        run(load_jobs([row], base=speech_dir, defaults=defaults), output_dir=out, workers=1, on_result=_never,
-            **kwargs)
+        _run(load_jobs([row], base=speech_dir, defaults=defaults), output_dir=out, workers=1, on_result=_never,
+             **kwargs)
     assert mine.read_bytes() == before
 
 
@@ -143,7 +152,7 @@ def test_a_folder_is_not_its_own_output_folder(speech_dir: Path) -> None:
 def test_bad_batch_options_fail_before_the_output_folder_exists(speech_dir: Path, tmp_path: Path, options: dict,
                                                                   error: str) -> None:
     with pytest.raises((InputError, AssetError), match=error):
-        run(speech_dir, output_dir=tmp_path / "out", workers=1, on_result=_never, **options)
+        _run(speech_dir, output_dir=tmp_path / "out", workers=1, on_result=_never, **options)
     assert not (tmp_path / "out").exists()
 
 

@@ -16,6 +16,7 @@ from artalk_core.audio import load_audio
 from artalk_core.formats.motion import read_motion
 from artalk_core.live.protocol import CloseCode
 from artalk_core.live.service import ConnectionGone, LiveConfig, LiveService
+from artalk_core.options import ModelOptions, MotionOptions
 from tests.conftest import FIXTURE
 
 WAV = FIXTURE / "speech_16k.wav"
@@ -66,7 +67,7 @@ def serve(config: LiveConfig, body: Callable[[LiveService], Awaitable[None]], *,
 
 
 def energy(**kw: Any) -> LiveConfig:
-    return LiveConfig(engine="energy", assets="/nonexistent-assets", **kw)
+    return LiveConfig(engine="energy", model=ModelOptions(assets="/nonexistent-assets"), **kw)
 
 
 def test_a_stream_gives_the_offline_frames(tiny_assets: Path) -> None:
@@ -79,10 +80,10 @@ def test_a_stream_gives_the_offline_frames(tiny_assets: Path) -> None:
         await service.handle(conn)
         assert conn.closed == (1000, "")
         got = read_motion(("\n".join(conn.lines) + "\n").encode()).data
-        np.testing.assert_array_equal(got, generate(WAV, style="tiny_0", clip_length=0, assets=tiny_assets).data)
+        np.testing.assert_array_equal(got, generate(WAV, motion=MotionOptions(style="tiny_0", clip_length=0), model=ModelOptions(assets=tiny_assets)).data)
         assert json.loads(conn.lines[0])["meta"]["created_by"] == "artalk serve"
 
-    serve(LiveConfig(assets=tiny_assets, device="cpu"), body)
+    serve(LiveConfig(model=ModelOptions(assets=tiny_assets, device="cpu")), body)
 
 
 def test_max_streams_token_and_bad_requests() -> None:

@@ -16,6 +16,7 @@ from artalk_core.errors import AudioError
 from artalk_core.formats.motion import read_motion
 from artalk_core.live.scheduler import LiveJob, Scheduler
 from artalk_core.live.session import LiveSession
+from artalk_core.options import ModelOptions, MotionOptions
 from tests.conftest import FIXTURE
 from tests.core.test_streaming import wav_bytes
 
@@ -43,14 +44,15 @@ def offline(tmp_path: Path, x: np.ndarray, layout: PcmLayout, engine: str, asset
     path.write_bytes(wav_bytes(pcm, rate=layout.rate, channels=layout.channels,
                                tag=1 if layout.sample_format == "s16" else 3,
                                bits=16 if layout.sample_format == "s16" else 32))
-    return generate(str(path), engine=engine, style="tiny_0", clip_length=0, assets=assets, **kw).data
+    return generate(str(path), motion=MotionOptions(engine=engine, style="tiny_0", clip_length=0),
+                    model=ModelOptions(assets=assets, **kw)).data  # type: ignore[arg-type]
 
 
 def session(engine: str, layout: PcmLayout, assets: Path, **kw: object) -> LiveSession:
-    from artalk_core.engines import EngineSettings, create_engine
+    from artalk_core.engines import create_engine
     from artalk_core.styles import resolve_style
 
-    return LiveSession(create_engine(engine, EngineSettings(assets=assets, device="cpu")),
+    return LiveSession(create_engine(engine, ModelOptions(assets=assets, device="cpu")),
                        resolve_style("tiny_0", assets=assets), layout, meta={"engine": engine}, **kw)  # type: ignore[arg-type]
 
 
@@ -127,13 +129,13 @@ def test_errors_and_clip_length(tiny_assets: Path) -> None:
 def test_scheduler_batched_encoding_equals_the_exact_mode(tiny_assets: Path, tmp_path: Path) -> None:
     """Three model streams waiting at once: batch 4 encodes their chunks in shared calls (counted),
     and every stream's frames are the offline ones, as in the exact mode (batch 1)."""
-    from artalk_core.engines import EngineSettings, create_engine
+    from artalk_core.engines import create_engine
     from artalk_core.styles import resolve_style
 
     layout = PcmLayout("s16", 1, 16000)
     signals = [speech(130_000), speech(150_000)[::-1].copy(), speech(70_000) * 0.5]
     wants = [offline(tmp_path, x, layout, "artalk", tiny_assets) for x in signals]
-    engine = create_engine("artalk", EngineSettings(assets=tiny_assets, device="cpu"))
+    engine = create_engine("artalk", ModelOptions(assets=tiny_assets, device="cpu"))
     style = resolve_style("tiny_0", assets=tiny_assets)
     rows: list[int] = []
     real = engine.encode  # type: ignore[attr-defined]

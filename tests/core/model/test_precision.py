@@ -15,6 +15,7 @@ from artalk_core.errors import ArtalkWarning, InputError
 from artalk_core.model import precision as prec
 from artalk_core.model.checkpoint import load_model
 from artalk_core.model.config import ModelConfig
+from artalk_core.options import ModelOptions
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_en"
 CPU = torch.device("cpu")
@@ -167,13 +168,13 @@ def test_pipeline_records_the_resolved_precision(measured: FakeMeasure, tiny_ass
 
     wav = FIXTURE / "speech_16k.wav"
     measured.append(seconds(1.0, 0.4))  # bf16 measured faster here
-    motion = generate(wav, output=tmp_path / "m.safetensors", assets=tiny_assets, precision="auto", device="cpu")
+    motion = generate(wav, output=tmp_path / "m.safetensors", model=ModelOptions(assets=tiny_assets, precision="auto", device="cpu"))
     opts = json.loads(motion.meta["options"])
     assert opts["precision"] == "bf16" and opts["precision_requested"] == "auto"
-    encode_audio(wav, output=tmp_path / "f.safetensors", assets=tiny_assets, precision="auto", device="cpu")
+    encode_audio(wav, output=tmp_path / "f.safetensors", model=ModelOptions(assets=tiny_assets, precision="auto", device="cpu"))
     opts = json.loads(read_features_meta(tmp_path / "f.safetensors")["options"])
     assert opts["precision"] == "bf16" and opts["precision_requested"] == "auto"
-    explicit = generate(wav, assets=tiny_assets, precision="bf16", device="cpu")  # no warning: bf16 is faster
+    explicit = generate(wav, model=ModelOptions(assets=tiny_assets, precision="bf16", device="cpu"))  # no warning: bf16 is faster
     assert "precision_requested" not in json.loads(explicit.meta["options"])
     assert measured.calls == 1
 
@@ -186,7 +187,10 @@ def test_bad_precision_fails_before_any_work(step: str, tmp_path: Path) -> None:
 
     fn = getattr(artalk_core.animate if step == "animate" else artalk_core.pipeline, step)
     with pytest.raises(InputError, match="unknown precision 'fp8'"):
-        fn(FIXTURE / "speech_16k.wav", assets=tmp_path / "missing", precision="fp8")
+        if step == "animate":
+            fn(FIXTURE / "speech_16k.wav", assets=tmp_path / "missing", precision="fp8")
+        else:
+            fn(FIXTURE / "speech_16k.wav", model=ModelOptions(assets=tmp_path / "missing", precision="fp8"))
 
 
 def test_a_precision_the_device_cannot_run_is_left_out(config: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:

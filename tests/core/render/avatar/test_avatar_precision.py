@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from artalk_core.errors import InputError
+from artalk_core.options import AvatarOptions, ModelOptions, RenderOptions
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,11 @@ def renderer(gaga_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from artalk_core.render.avatar.gaussians import Gaussians
     from artalk_core.render.avatar.renderer import open_avatar
 
-    rend = open_avatar("fix.jpg", tracked=gaga_dir / "tracked.pt", avatar_checkpoint=gaga_dir / "weights.safetensors",
-                       avatar_config=gaga_dir / "model_config.json", flame=gaga_dir / "flame_synthetic_5023.pt",
-                       avatar_noise="seeded", seed=3, device="cpu", cache_dir=tmp_path_factory.mktemp("gcache"))
+    rend = open_avatar(AvatarOptions("fix.jpg", tracked=gaga_dir / "tracked.pt",
+                                     avatar_checkpoint=gaga_dir / "weights.safetensors",
+                                     avatar_config=gaga_dir / "model_config.json", avatar_noise="seeded", seed=3),
+                       flame=gaga_dir / "flame_synthetic_5023.pt", device="cpu",
+                       cache_dir=tmp_path_factory.mktemp("gcache"))
     g = rend.gaussians
     few = Gaussians(**{k: v[:6000] for k, v in g.tensors().items()}, n_global=g.n_global)  # cheap frames
     return dataclasses.replace(rend, gaussians=few, meta={})
@@ -136,8 +139,7 @@ def test_precision_in_the_metadata_and_only_with_an_avatar(artalk: Any, gaga_dir
     assert meta["upsampler_precision"] == "bf16"
     assert json.loads(meta["options"])["precision"] == "bf16"
     assert json.loads(meta["options"])["precision_requested"] == "auto"
-    res = render(torch.zeros(2, 106).numpy(), output=f"{tmp_path / 'exact'}/", avatar="fix.jpg", tracked=files[1],
-                 avatar_checkpoint=files[3], avatar_config=files[5], flame=files[7], device="cpu")
+    res = render(torch.zeros(2, 106).numpy(), output=f"{tmp_path / 'exact'}/", look=RenderOptions(flame=files[7], avatar=AvatarOptions(avatar="fix.jpg", tracked=files[1], avatar_checkpoint=files[3], avatar_config=files[5])), model=ModelOptions(device="cpu"))
     assert res.meta["upsampler_precision"] == "fp32" and json.loads(res.meta["options"])["precision"] == "fp32"
     res = artalk("render", motion, "--precision", "bf16", "-o", tmp_path / "mesh.mp4")
     assert_clean_error(res, "--precision applies to --avatar")
@@ -155,7 +157,7 @@ def test_animate_and_the_api_hand_the_precision_to_the_avatar(gaga_dir: Path, tm
     seen: list[str] = []
 
     def fake_render(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs.get("precision", "fp32"))
+        seen.append(kwargs["model"].precision)
         raise InputError("stop here")
 
     monkeypatch.setattr(stage, "render", fake_render)

@@ -11,15 +11,18 @@ import pytest
 import torch
 
 from artalk_core.errors import AssetError, InputError
+from artalk_core.options import AvatarOptions
 
 
 @pytest.fixture(scope="module")
 def renderer(gaga_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from artalk_core.render.avatar.renderer import open_avatar
 
-    return open_avatar("fix.jpg", tracked=gaga_dir / "tracked.pt", avatar_checkpoint=gaga_dir / "weights.safetensors",
-                       avatar_config=gaga_dir / "model_config.json", flame=gaga_dir / "flame_synthetic_5023.pt",
-                       avatar_noise="stored", device="cpu", cache_dir=tmp_path_factory.mktemp("gcache"))
+    return open_avatar(AvatarOptions("fix.jpg", tracked=gaga_dir / "tracked.pt",
+                                     avatar_checkpoint=gaga_dir / "weights.safetensors",
+                                     avatar_config=gaga_dir / "model_config.json", avatar_noise="stored"),
+                       flame=gaga_dir / "flame_synthetic_5023.pt", device="cpu",
+                       cache_dir=tmp_path_factory.mktemp("gcache"))
 
 
 def _final_u8(gaga_expected: dict) -> np.ndarray:
@@ -93,7 +96,12 @@ def test_watermark_blends_bottom_right(tmp_path: Path) -> None:
 
 
 def test_bad_input_fails_before_any_output(gaga_dir: Path, tmp_path: Path) -> None:
-    from artalk_core.render.stage import render
+    from artalk_core.options import from_flat
+    from artalk_core.render.stage import render as render_stage
+
+    def render(input: Any, *, output: Any, audio: Any = None, **flat: Any) -> Any:
+        model, _, look = from_flat(flat)
+        return render_stage(input, output=output, look=look, model=model, audio=audio)
 
     motion = tmp_path / "m.pt"
     torch.save(torch.zeros(3, 106), motion)
