@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artalk_core.constants import PRECISIONS
-from artalk_core.errors import InputError, warn
+from artalk_core.errors import warn
+from artalk_core.options import check_precision
 
 if TYPE_CHECKING:
     import torch
@@ -51,13 +52,6 @@ MEASURE_AUDIO_SECONDS: float = 1.0
 CACHE_VERSION: int = 1
 
 _memo: dict[str, dict[str, Any]] = {}  # decisions already read or measured in this process, by cache file and key
-
-
-def check_precision(precision: str) -> str:
-    """``precision`` if it is one of :data:`PRECISION_CHOICES`, else InputError (no torch needed)."""
-    if precision not in PRECISION_CHOICES:
-        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
-    return precision
 
 
 def cache_path() -> Path:

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from artalk_core.assets.paths import asset_file
+from artalk_core.constants import AVATAR_NOISE_MODES
 from artalk_core.errors import AssetError, InputError
 from artalk_core.fileio import PathLike, sha256_file, sha256_file_cached
 from artalk_core.options import AvatarOptions
 from artalk_core.progress import OptionalProgress, report
 
-NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
+NOISE_MODES = AVATAR_NOISE_MODES
 CUDA_BATCH: int = 8
 """Frames upsampled at once on a GPU (one frame at a time on a CPU: no gain there, more memory)."""
 

@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from artalk_core.constants import AVATAR_NOISE_MODES
 from artalk_core.errors import InputError
 from artalk_core.render.avatar.backbone import channels_last
 from artalk_core.render.avatar.config import AvatarConfig
 
-NOISE_MODES: tuple[str, ...] = ("seeded", "stored", "none")
+NOISE_MODES = AVATAR_NOISE_MODES
 
 
 def normal_tensor(*shape: int, std: float = 1.0) -> Tensor:
